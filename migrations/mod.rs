@@ -1,0 +1,23 @@
+//! On-disk schema steps, run forward in order by `src/store/migrate.rs`. Step N takes a database
+//! at schema version N-1 to N. A step never changes once released: a new layout gets a new step.
+//! Each step keeps its own frozen copies of the record types it reads, so later changes to the
+//! crate's types cannot change what an old step does.
+//!
+//! Steps must be safe to re-run from the start after a crash part-way through (the version is
+//! recorded only after a step completes).
+
+mod v1_initial;
+mod v2_event_ids;
+
+pub struct Step {
+    pub version: u32,
+    pub name: &'static str,
+    pub apply: fn(&sled::Db) -> Result<(), String>,
+}
+
+pub const STEPS: &[Step] = &[
+    Step { version: 1, name: "initial layout", apply: v1_initial::apply },
+    Step { version: 2, name: "event ids and rules revisions", apply: v2_event_ids::apply },
+];
+
+pub use v1_initial::write_fixture as write_v1_fixture;

@@ -1,0 +1,94 @@
+//! The command line: `serve` and the client commands. Parsing lives here; each command is a
+//! function that returns an exit status or an error for `main` to print.
+
+mod tail;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, Target};
+use crate::config::{self, Overrides, ServeConfig};
+use crate::proto::version::{service_client::ServiceClient as VersionClient, Request};
+
+#[derive(Parser, Debug)]
+#[command(name = "falco-api", version, about = "The Falco gRPC API, complete and persistent")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (with no flags: default data directory and Unix socket, printed at start).
+    Serve(ServeArgs),
+    /// Print the server's version.
+    Version(ConnectArgs),
+    /// Stream output events (alerts).
+    Tail(tail::TailArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Boot config file (YAML).
+    #[arg(long, short = 'c', env = "FALCO_API_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database and default socket).
+    #[arg(long, env = "FALCO_API_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address, repeatable: unix:///path/to.sock
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// How many output events the outputs log retains.
+    #[arg(long)]
+    pub outputs_capacity: Option<u64>,
+    /// Log filter: error, warn, info, debug, trace (or a tracing directive).
+    #[arg(long, env = "FALCO_API_LOG")]
+    pub log_level: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> Result<ServeConfig, config::ConfigError> {
+        ServeConfig::resolve(&Overrides {
+            config_file: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            outputs_capacity: self.outputs_capacity,
+            log_level: self.log_level.clone(),
+        })
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Server address: unix:///path/to.sock (default: the default data directory's socket).
+    #[arg(long, short = 's', env = "FALCO_API_SERVER")]
+    pub server: Option<String>,
+}
+
+impl ConnectArgs {
+    pub fn target(&self) -> anyhow::Result<Target> {
+        match &self.server {
+            Some(text) => Target::parse(text).map_err(anyhow::Error::msg),
+            None => Ok(Target::Unix(config::default_socket())),
+        }
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        let target = self.target()?;
+        client::connect(&target)
+            .await
+            .with_context(|| format!("cannot connect to {target:?}"))
+    }
+}
+
+pub async fn version(args: ConnectArgs) -> anyhow::Result<i32> {
+    let mut client = VersionClient::new(args.channel().await?);
+    let v = client.version(Request {}).await?.into_inner();
+    println!("falco-api {}", v.version);
+    println!("engine {} (fields checksum {})", v.engine_version, v.engine_fields_checksum);
+    Ok(0)
+}
+
+pub use tail::tail;

@@ -1,0 +1,104 @@
+//! `falco-api tail`: follow (or drain) the outputs log, optionally as a durable consumer.
+
+use clap::Args;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::ConnectArgs;
+use crate::event::Priority;
+use crate::proto::outputs::{service_client::ServiceClient, Request, Response};
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Start after this seq (exclusive); 0 replays everything retained.
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Durable consumer name: resume where it left off and acknowledge what is printed.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// If the start position was trimmed, start at the oldest retained event instead of failing.
+    #[arg(long)]
+    pub from_oldest: bool,
+    /// Print what is retained now and exit instead of following.
+    #[arg(long)]
+    pub once: bool,
+    /// Print each event as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Only events with one of these tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only events of these rules (repeatable).
+    #[arg(long = "rule")]
+    pub rules: Vec<String>,
+    /// Only events at least this severe (emergency … debug).
+    #[arg(long)]
+    pub min_priority: Option<Priority>,
+    /// Only events of these sources (repeatable).
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+}
+
+pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
+    let mut client = ServiceClient::new(args.connect.channel().await?);
+    let request = Request {
+        after_seq: args.after,
+        consumer: args.consumer.clone().unwrap_or_default(),
+        ack: 0,
+        from_oldest: args.from_oldest,
+        tags: args.tags.clone(),
+        rules: args.rules.clone(),
+        min_priority: args.min_priority.map(|p| p as i32),
+        sources: args.sources.clone(),
+    };
+    if args.once {
+        let mut stream = client.get(request).await?.into_inner();
+        while let Some(response) = stream.message().await? {
+            print_response(&response, args.json);
+        }
+        return Ok(0);
+    }
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(request).await?;
+    let mut stream = client.sub(ReceiverStream::new(rx)).await?.into_inner();
+    while let Some(response) = stream.message().await? {
+        print_response(&response, args.json);
+        if args.consumer.is_some() && response.seq > 0 {
+            let ack = Request { ack: response.seq, ..Default::default() };
+            if tx.send(ack).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_response(r: &Response, json: bool) {
+    if !json {
+        println!("{}", r.output);
+        return;
+    }
+    let time = r
+        .time
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+    let priority = Priority::from_number(r.priority).map(|p| p.name());
+    let value = serde_json::json!({
+        "seq": r.seq,
+        "id": r.id,
+        "time": time,
+        "priority": priority,
+        "rule": r.rule,
+        "source": r.source,
+        "hostname": r.hostname,
+        "output": r.output,
+        "output_fields": r.output_fields,
+        "tags": r.tags,
+        "rules_revision": r.rules_revision,
+        "lost": r.lost,
+    });
+    println!("{value}");
+}

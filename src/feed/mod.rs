@@ -1,0 +1,173 @@
+//! The live side of a ring log: a group-commit writer that makes appends durable before anyone can
+//! see them, a published head (the newest durable seq), and resumable subscriptions that read the
+//! log at their own pace (see [`Subscription`]).
+//!
+//! Visibility rule: a record becomes visible to readers only after the batch holding it has been
+//! flushed, so a sequence number a client has seen is never reused, even after a crash.
+
+mod subscription;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::thread;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use subscription::{Item, Start, Subscription, TrimPolicy};
+
+use crate::store::{RingLog, Store, StoreError};
+
+/// How many append requests one commit may gather.
+const MAX_REQUESTS_PER_COMMIT: usize = 1024;
+
+/// Errors a feed reports to its callers; the services map them to statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(
+        "position {requested} has been trimmed from the {log} log; the oldest retained seq is \
+         {oldest} (ask to start from the oldest to resume there and be told how many events were lost)"
+    )]
+    Trimmed { log: &'static str, requested: u64, oldest: u64 },
+    #[error("position {requested} is beyond the newest seq {newest} of the {log} log")]
+    Ahead { log: &'static str, requested: u64, newest: u64 },
+    #[error("the {0} log is closed (the server is shutting down)")]
+    Closed(&'static str),
+    #[error("appending to the {log} log failed: {message}")]
+    Append { log: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A record type a feed can carry.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Record for T {}
+
+type Reply = oneshot::Sender<Result<Range<u64>, FeedError>>;
+
+struct Append<T> {
+    records: Vec<T>,
+    reply: Reply,
+}
+
+pub(crate) struct Shared<T> {
+    pub(crate) name: &'static str,
+    pub(crate) store: Arc<Store>,
+    pub(crate) log: fn(&Store) -> &RingLog<T>,
+    pub(crate) head: watch::Sender<u64>,
+}
+
+impl<T: Record> Shared<T> {
+    pub(crate) fn ring(&self) -> &RingLog<T> {
+        (self.log)(&self.store)
+    }
+}
+
+/// A cheap, cloneable handle on one log.
+pub struct Feed<T> {
+    shared: Arc<Shared<T>>,
+    appends: mpsc::Sender<Append<T>>,
+}
+
+impl<T> Clone for Feed<T> {
+    fn clone(&self) -> Self {
+        Feed { shared: self.shared.clone(), appends: self.appends.clone() }
+    }
+}
+
+impl<T: Record> Feed<T> {
+    /// Starts the group-commit writer thread for the log `log` of `store`. The thread ends when
+    /// every handle is dropped, after committing what it was given.
+    pub fn start(name: &'static str, store: Arc<Store>, log: fn(&Store) -> &RingLog<T>) -> Self {
+        let newest = log(&store).bounds().newest;
+        let (head, _) = watch::channel(newest);
+        let shared = Arc::new(Shared { name, store, log, head });
+        let (appends, rx) = mpsc::channel(MAX_REQUESTS_PER_COMMIT);
+        let writer = shared.clone();
+        thread::Builder::new()
+            .name(format!("{name}-commit"))
+            .spawn(move || commit_loop(writer, rx))
+            .expect("cannot spawn the commit thread");
+        Feed { shared, appends }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+
+    /// The newest durable (visible) seq.
+    pub fn head(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    /// The oldest retained seq (the head + 1 when the log is empty).
+    pub fn oldest(&self) -> u64 {
+        self.shared.ring().bounds().oldest
+    }
+
+    /// Appends `records`; returns their sequence numbers once they are durable and visible.
+    pub async fn append(&self, records: Vec<T>) -> Result<Range<u64>, FeedError> {
+        let (reply, rx) = oneshot::channel();
+        self.appends
+            .send(Append { records, reply })
+            .await
+            .map_err(|_| FeedError::Closed(self.shared.name))?;
+        rx.await.map_err(|_| FeedError::Closed(self.shared.name))?
+    }
+
+    /// [`Feed::append`] for synchronous callers (worker threads); never call it on the runtime.
+    pub fn append_blocking(&self, records: Vec<T>) -> Result<Range<u64>, FeedError> {
+        let (reply, rx) = oneshot::channel();
+        self.appends
+            .blocking_send(Append { records, reply })
+            .map_err(|_| FeedError::Closed(self.shared.name))?;
+        rx.blocking_recv().map_err(|_| FeedError::Closed(self.shared.name))?
+    }
+
+    /// Opens a subscription. `follow: false` ends it at the head as of now.
+    pub fn subscribe(
+        &self,
+        start: Start,
+        policy: TrimPolicy,
+        follow: bool,
+    ) -> Result<Subscription<T>, FeedError> {
+        Subscription::open(self.shared.clone(), start, policy, follow)
+    }
+}
+
+fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<T>>) {
+    let mut pending = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        pending.push(first);
+        while pending.len() < MAX_REQUESTS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(more) => pending.push(more),
+                Err(_) => break,
+            }
+        }
+        let counts: Vec<usize> = pending.iter().map(|a| a.records.len()).collect();
+        let records: Vec<T> = pending.iter_mut().flat_map(|a| a.records.drain(..)).collect();
+        let ring = shared.ring();
+        let result = ring.append(&records).and_then(|range| ring.flush().map(|()| range));
+        match result {
+            Ok(range) => {
+                shared.head.send_replace(range.end - 1);
+                let mut next = range.start;
+                for (append, n) in pending.drain(..).zip(counts) {
+                    let _ = append.reply.send(Ok(next..next + n as u64));
+                    next += n as u64;
+                }
+            }
+            Err(e) => {
+                tracing::error!(log = shared.name, error = %e, "append failed");
+                let message = e.to_string();
+                for append in pending.drain(..) {
+                    let _ = append
+                        .reply
+                        .send(Err(FeedError::Append { log: shared.name, message: message.clone() }));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A subscription is a cursor over one log: it replays retained records from its position, then
+//! follows the published head, reading the log itself in chunks. It never holds more than one
+//! chunk, so a slow reader costs the server a bounded amount of memory and never slows writers;
+//! if the log is trimmed past it, the next item says how many records it lost.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{FeedError, Record, Shared};
+
+/// Records read from the store at a time.
+const CHUNK: usize = 512;
+
+/// Where a subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// After the head as of opening: only records appended from now on.
+    Live,
+    /// After this seq (exclusive).
+    After(u64),
+    /// At the oldest retained record, with no loss reported (a consumer never seen before).
+    Oldest,
+}
+
+/// What to do when the starting position has already been trimmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrimPolicy {
+    /// Refuse to open ([`FeedError::Trimmed`]).
+    Fail,
+    /// Start at the oldest retained record; the first item reports the loss.
+    Report,
+}
+
+/// One step of a subscription.
+#[derive(Debug, PartialEq)]
+pub enum Item<T> {
+    Record { seq: u64, record: T },
+    /// `count` records were trimmed before this subscription could read them; it goes on at
+    /// `next_seq`.
+    Lost { count: u64, next_seq: u64 },
+}
+
+type Filter<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
+
+pub struct Subscription<T> {
+    shared: Arc<Shared<T>>,
+    head: watch::Receiver<u64>,
+    /// The last seq delivered, filtered out or reported lost.
+    cursor: u64,
+    /// `get`-style subscriptions end at this seq.
+    until: Option<u64>,
+    buffer: VecDeque<(u64, T)>,
+    lost: Option<Item<T>>,
+    filter: Option<Filter<T>>,
+}
+
+impl<T: Record> Subscription<T> {
+    pub(super) fn open(
+        shared: Arc<Shared<T>>,
+        start: Start,
+        policy: TrimPolicy,
+        follow: bool,
+    ) -> Result<Self, FeedError> {
+        let mut head = shared.head.subscribe();
+        let newest = *head.borrow_and_update();
+        let oldest = shared.ring().bounds().oldest;
+        let log = shared.name;
+        let mut lost = None;
+        let cursor = match start {
+            Start::Live => newest,
+            Start::Oldest => oldest.saturating_sub(1).min(newest),
+            Start::After(requested) if requested > newest => {
+                return Err(FeedError::Ahead { log, requested, newest });
+            }
+            Start::After(requested) if requested + 1 < oldest => {
+                if policy == TrimPolicy::Fail {
+                    return Err(FeedError::Trimmed { log, requested, oldest });
+                }
+                lost = Some(Item::Lost { count: oldest - 1 - requested, next_seq: oldest });
+                oldest - 1
+            }
+            Start::After(requested) => requested,
+        };
+        Ok(Subscription {
+            shared,
+            head,
+            cursor,
+            until: (!follow).then_some(newest),
+            buffer: VecDeque::new(),
+            lost,
+            filter: None,
+        })
+    }
+
+    /// Only records for which `filter` is true are delivered; the others still move the cursor.
+    pub fn with_filter(mut self, filter: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Box::new(filter));
+        self
+    }
+
+    /// The last seq this subscription has passed (delivered, filtered out or lost).
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The next item; `None` when a non-following subscription reached its end or the log closed.
+    /// Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self) -> Result<Option<Item<T>>, FeedError> {
+        loop {
+            if let Some(lost) = self.lost.take() {
+                return Ok(Some(lost));
+            }
+            while let Some((seq, record)) = self.buffer.pop_front() {
+                self.cursor = seq;
+                if self.filter.as_ref().is_none_or(|f| f(&record)) {
+                    return Ok(Some(Item::Record { seq, record }));
+                }
+            }
+            let head = *self.head.borrow_and_update();
+            let upto = self.until.map_or(head, |until| until.min(head));
+            if self.cursor < upto {
+                self.fill(upto)?;
+                continue;
+            }
+            if self.until.is_some_and(|until| self.cursor >= until) {
+                return Ok(None);
+            }
+            if self.head.changed().await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn fill(&mut self, upto: u64) -> Result<(), FeedError> {
+        let chunk = self.shared.ring().read(self.cursor, upto, CHUNK)?;
+        let first = chunk.first().map_or(upto + 1, |(seq, _)| *seq);
+        if first > self.cursor + 1 {
+            // Trimmed while we were behind: everything before `first` is gone.
+            let count = first - 1 - self.cursor;
+            self.cursor = first - 1;
+            self.lost = Some(Item::Lost { count, next_seq: first });
+        }
+        self.buffer.extend(chunk);
+        Ok(())
+    }
+}

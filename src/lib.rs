@@ -1,0 +1,27 @@
+//! falco-api: the complete, persistent, wire-compatible implementation of the Falco gRPC API.
+//!
+//! Map of the crate:
+//! - [`config`]: boot configuration (file + flags), validated before anything binds.
+//! - [`store`]: the sled database (the only module that touches sled): ring logs, consumer
+//!   positions, schema migrations (`migrations/`).
+//! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
+//! - [`event`]: the domain records (output events, priorities, filters).
+//! - [`engine`]: the Falco rules engine (pure, synchronous).
+//! - [`server`]: the gRPC services (the only module that knows tonic's server side).
+//! - [`app`]: the shared state handed to the services.
+//! - [`client`], [`cli`], [`run`]: connecting, the command line, and `serve`.
+//! - [`proto`]: generated code.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod feed;
+pub mod proto;
+pub mod run;
+pub mod server;
+pub mod store;

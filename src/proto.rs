@@ -1,0 +1,22 @@
+//! Code generated from `proto/falco/*.proto` (see `build.rs`), in modules that mirror the proto
+//! packages, plus the encoded descriptor set served by reflection.
+
+#![allow(clippy::all, missing_docs, non_camel_case_types)]
+
+pub mod falco {
+    pub mod schema {
+        tonic::include_proto!("falco.schema");
+    }
+    pub mod version {
+        tonic::include_proto!("falco.version");
+    }
+    pub mod outputs {
+        tonic::include_proto!("falco.outputs");
+    }
+}
+
+pub use falco::{outputs, schema, version};
+
+/// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/falco_descriptor.bin"));
