@@ -135,8 +135,8 @@ fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
         .flush_every_ms(Some(1000));
     match config.open() {
         Ok(db) => Ok(db),
-        // sled takes an exclusive file lock; a second process gets WouldBlock.
-        Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+        // sled takes an exclusive file lock and reports a second opener with this message.
+        Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
             Err(StoreError::Locked(path.to_path_buf()))
         }
         Err(e) => Err(e.into()),

@@ -1,0 +1,163 @@
+//! The test harness: a real server on a temp data directory and a temp Unix socket, and real tonic
+//! clients connected to it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use falco_api::app::App;
+use falco_api::event::{OutputEvent, Priority};
+use falco_api::proto::outputs::{self, service_client::ServiceClient as OutputsClient};
+use falco_api::store::StoreOptions;
+use falco_api::{client, server};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+pub struct TestServer {
+    pub app: App,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    task: Option<JoinHandle<()>>,
+    // Keeps the temp directory alive for the server's lifetime.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start(capacity: u64) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, capacity).await;
+        s._temp = Some(temp);
+        s
+    }
+
+    /// Starts a server on an existing data directory (the caller keeps it alive).
+    pub async fn start_in(dir: &Path, capacity: u64) -> TestServer {
+        let opts = StoreOptions { outputs_capacity: capacity, cache_bytes: 16 << 20 };
+        // A previous server on this directory releases the database once its last handle is gone
+        // (its commit thread finishes after the final streams end), so retry briefly.
+        let mut attempts = 0;
+        let app = loop {
+            match App::open(dir, &opts) {
+                Ok(app) => break app,
+                Err(falco_api::store::StoreError::Locked(_)) if attempts < 500 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("open app: {e}"),
+            }
+        };
+        let socket = dir.join("test.sock");
+        let listener = server::bind_unix(&socket).expect("bind socket");
+        let serving = app.clone();
+        let task = tokio::spawn(async move {
+            server::serve_unix(serving, listener).await.expect("serve");
+        });
+        TestServer { app, dir: dir.to_path_buf(), socket, task: Some(task), _temp: None }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        client::connect_unix(&self.socket).await.expect("connect")
+    }
+
+    pub async fn outputs(&self) -> OutputsClient<Channel> {
+        OutputsClient::new(self.channel().await)
+    }
+
+    /// Shuts down cleanly (streams end, store flushed) and hands back the temp dir, if owned.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.app.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server did not stop within 10 s")
+                .expect("server task");
+        }
+        self.app.store.flush().expect("flush");
+        self._temp.take()
+    }
+
+    /// Appends `n` events through the store's public append API; returns their seqs.
+    pub async fn append(&self, n: usize) -> std::ops::Range<u64> {
+        self.app.outputs.append((0..n).map(|i| event(i as u64)).collect()).await.expect("append")
+    }
+}
+
+pub fn event(i: u64) -> OutputEvent {
+    OutputEvent::new(
+        1_700_000_000_000_000_000 + i as i64,
+        Priority::ALL[(i % 8) as usize],
+        format!("rule {}", i % 3),
+        format!("output {i}"),
+        if i % 2 == 0 { "k8s_audit" } else { "syscall" },
+    )
+    .with_tags([format!("tag{}", i % 4), "all".to_string()])
+    .with_fields([("i".to_string(), i.to_string())])
+    .with_hostname("test-host")
+}
+
+/// A `sub` stream whose request side the test drives.
+pub struct Sub {
+    pub tx: mpsc::Sender<outputs::Request>,
+    pub rx: tonic::Streaming<outputs::Response>,
+}
+
+impl Sub {
+    pub async fn open(client: &mut OutputsClient<Channel>, first: outputs::Request) -> Sub {
+        Self::try_open(client, first).await.expect("sub")
+    }
+
+    pub async fn try_open(
+        client: &mut OutputsClient<Channel>,
+        first: outputs::Request,
+    ) -> Result<Sub, tonic::Status> {
+        let (tx, rx) = mpsc::channel(1024);
+        tx.send(first).await.expect("send first request");
+        let rx = client.sub(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Sub { tx, rx })
+    }
+
+    /// The next response, failing the test after 10 s of silence.
+    pub async fn next(&mut self) -> Result<Option<outputs::Response>, tonic::Status> {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+            .await
+            .expect("no message within 10 s")
+    }
+
+    /// The seqs of the next `n` responses.
+    pub async fn seqs(&mut self, n: usize) -> Vec<u64> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let r = self.next().await.expect("stream error").expect("stream ended early");
+            out.push(r.seq);
+        }
+        out
+    }
+}
+
+/// Every response of a `get` call.
+pub async fn get_all(
+    client: &mut OutputsClient<Channel>,
+    req: outputs::Request,
+) -> Result<Vec<outputs::Response>, tonic::Status> {
+    let mut stream = client.get(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("get stalled")?
+    {
+        out.push(r);
+    }
+    Ok(out)
+}
+
+pub fn after(seq: u64) -> outputs::Request {
+    outputs::Request { after_seq: Some(seq), ..Default::default() }
+}
+
+pub fn consumer(name: &str) -> outputs::Request {
+    outputs::Request { consumer: name.to_string(), ..Default::default() }
+}

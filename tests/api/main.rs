@@ -1,0 +1,7 @@
+//! Integration tests against the real server: one test binary (one link) with a module per area.
+
+mod common;
+mod outputs;
+mod process;
+mod store;
+mod version;

@@ -1,0 +1,156 @@
+//! The real binary, as an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_falco-api");
+
+struct Running {
+    child: Child,
+    lines: Vec<String>,
+}
+
+/// Starts `falco-api serve ARGS` with HOME at `home` and reads stdout up to the listening line.
+fn spawn_serve(home: &Path, args: &[&str]) -> Running {
+    let mut child = Command::new(EXE)
+        .arg("serve")
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("FALCO_API_DATA_DIR")
+        .env_remove("FALCO_API_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        let done = line.starts_with("listening on:");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    Running { child, lines }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+#[test]
+fn serve_with_no_flags_just_works_and_stops_cleanly_on_sigterm() {
+    if is_root() {
+        // As root the default is /var/lib/falco-api; run there only when it is free to use.
+        let default = PathBuf::from("/var/lib/falco-api/falco-api.sock");
+        assert!(!default.exists() || std::os::unix::net::UnixStream::connect(&default).is_err(),
+            "another falco-api is already serving on the default socket");
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut running = spawn_serve(home.path(), &[]);
+    let text = running.lines.join("\n");
+    let data_dir = if is_root() {
+        PathBuf::from("/var/lib/falco-api")
+    } else {
+        home.path().join(".local/share/falco-api")
+    };
+    assert!(text.contains(&format!("data directory: {}", data_dir.display())), "{text}");
+    let socket = data_dir.join("falco-api.sock");
+    assert!(text.contains(&format!("listening on: unix://{}", socket.display())), "{text}");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode");
+
+    let version = Command::new(EXE)
+        .args(["version", "--server"])
+        .arg(format!("unix://{}", socket.display()))
+        .output()
+        .unwrap();
+    assert!(version.status.success(), "{}", String::from_utf8_lossy(&version.stderr));
+    let out = String::from_utf8_lossy(&version.stdout);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+
+    let tail = Command::new(EXE)
+        .args(["tail", "--once", "--json", "--after", "0", "--server"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
+    assert!(tail.stdout.is_empty(), "an empty log prints nothing");
+
+    sigterm(&running.child);
+    let status = wait_exit(&mut running.child, Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!socket.exists(), "the socket file is removed on shutdown");
+}
+
+#[test]
+fn a_bad_config_file_stops_the_server_before_it_binds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("boot.yaml");
+    std::fs::write(&config, "data_dir: /tmp/x\noutputs:\n  capacity: 10\n  retain: 5\n").unwrap();
+    let out = Command::new(EXE)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("retain"), "the unknown key is named: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing was bound or printed: {}", String::from_utf8_lossy(&out.stdout));
+
+    std::fs::write(&config, "listen: ['0.0.0.0:5060']\n").unwrap();
+    let out = Command::new(EXE).arg("serve").arg("--config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mutual TLS"));
+}
+
+#[test]
+fn a_restart_on_the_same_data_directory_serves_again() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let sock = home.path().join("s.sock");
+    let args = ["--data-dir", data.to_str().unwrap(), "--listen", sock.to_str().unwrap()];
+    let mut running = spawn_serve(home.path(), &args);
+    // Nothing is in the log yet; a consumer that drains it records its position.
+    let drain = Command::new(EXE)
+        .args(["tail", "--once", "--consumer", "cli", "--server", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(drain.status.success(), "{}", String::from_utf8_lossy(&drain.stderr));
+    sigterm(&running.child);
+    assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
+
+    let mut running = spawn_serve(home.path(), &args);
+    let version = Command::new(EXE)
+        .args(["version", "--server", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    sigterm(&running.child);
+    assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
+}
