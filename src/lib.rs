@@ -9,12 +9,14 @@
 //! - [`engine`]: the Falco rules engine (pure, synchronous).
 //! - [`server`]: the gRPC services (the only module that knows tonic's server side).
 //! - [`app`]: the shared state handed to the services.
-//! - [`client`], [`cli`], [`run`]: connecting, the command line, and `serve`.
+//! - [`client`], [`cli`], [`run`], [`bench`]: connecting, the command line, `serve`, and the
+//!   load generators.
 //! - [`proto`]: generated code.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

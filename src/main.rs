@@ -25,6 +25,10 @@ fn main() -> ExitCode {
             }
             Command::Version(args) => cli::version(args).await,
             Command::Tail(args) => cli::tail(args).await,
+            Command::Bench(cli::BenchCommand::Log(args)) => {
+                init_tracing("warn");
+                falco_api::bench::log_bench(args).await
+            }
         }
     });
     match result {
@@ -39,5 +43,6 @@ fn main() -> ExitCode {
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

@@ -27,6 +27,15 @@ pub enum Command {
     Version(ConnectArgs),
     /// Stream output events (alerts).
     Tail(tail::TailArgs),
+    /// Load generators that print throughput, latency and size figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// The outputs log: append, replay through `sub` (against a bare stream), disk use.
+    Log(crate::bench::LogBenchArgs),
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! The gRPC layer: the only place that knows tonic. Each service is a thin adapter over the domain
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
+pub mod baseline;
 mod outputs;
 mod status;
 mod version;

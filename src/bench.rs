@@ -1,0 +1,183 @@
+//! `falco-api bench`: load generators that print numbers. Each run measures a baseline in the
+//! same process so results can be read as ratios on a shared, noisy machine.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::app::App;
+use crate::client;
+use crate::event::{OutputEvent, Priority};
+use crate::proto::outputs::{service_client::ServiceClient, Request};
+use crate::server;
+use crate::store::StoreOptions;
+
+#[derive(Args, Debug)]
+pub struct LogBenchArgs {
+    /// Events the outputs log retains (and replays).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub capacity: u64,
+    /// How many times the ring wraps before the disk is measured.
+    #[arg(long, default_value_t = 5)]
+    pub wraps: u64,
+    /// Size of each event's output line in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub event_bytes: usize,
+    /// Concurrent appenders.
+    #[arg(long, default_value_t = 16)]
+    pub appenders: usize,
+    /// Events per append call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Data directory for the run (default: a fresh temp directory, removed afterwards).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn sample_event(i: u64, event_bytes: usize) -> OutputEvent {
+    let mut line = format!("12:00:00.000000000: Warning event {i} ");
+    while line.len() < event_bytes {
+        line.push('x');
+    }
+    line.truncate(event_bytes);
+    OutputEvent::new(1_700_000_000_000_000_000 + i as i64, Priority::Warning, "bench", line, "k8s_audit")
+        .with_tags(["bench", "k8s"])
+        .with_fields([("ka.verb", "create"), ("ka.user.name", "bench")])
+        .with_hostname("bench-host")
+}
+
+/// The outputs log: append throughput, replay through `sub` against a bare stream, and disk use.
+pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
+    let temp = tempfile_dir(&args.data_dir)?;
+    let dir = temp.path.clone();
+    let opts = StoreOptions { outputs_capacity: args.capacity, cache_bytes: 256 << 20 };
+    let app = App::open(&dir, &opts).context("open store")?;
+    let socket = dir.join("bench.sock");
+    let listener = server::bind_unix(&socket)?;
+    let serving = tokio::spawn(server::serve_unix(app.clone(), listener));
+
+    // 1. Append throughput (group commit: every append waits for its fsync'd batch).
+    let total = args.capacity * (args.wraps + 1);
+    println!(
+        "log bench: {} events of {} B, capacity {}, {} appenders x {} per call",
+        total, args.event_bytes, args.capacity, args.appenders, args.batch
+    );
+    let started = Instant::now();
+    let per = total / args.appenders as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for a in 0..args.appenders as u64 {
+        let feed = app.outputs.clone();
+        let (batch, bytes) = (args.batch as u64, args.event_bytes);
+        tasks.spawn(async move {
+            let mut i = a * per;
+            let end = i + per;
+            while i < end {
+                let n = batch.min(end - i);
+                feed.append((i..i + n).map(|k| sample_event(k, bytes)).collect()).await?;
+                i += n;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let append_secs = started.elapsed().as_secs_f64();
+    let appended = per * args.appenders as u64;
+    println!(
+        "append: {:.0} events/s ({:.1} MB/s of output lines), {appended} events in {append_secs:.1} s",
+        appended as f64 / append_secs,
+        appended as f64 * args.event_bytes as f64 / append_secs / 1e6
+    );
+
+    // 2. Disk after the ring wrapped.
+    app.store.flush()?;
+    let retained = app.store.outputs().bounds();
+    let encoded = app.store.outputs().encoded_bytes()?;
+    let on_disk = dir_size(&dir.join("db"))?;
+    println!(
+        "disk: {} retained events, encoded {:.1} MB, on disk {:.1} MB ({:.2}x encoded; {:.1} MB per 1M retained)",
+        retained.len(),
+        encoded as f64 / 1e6,
+        on_disk as f64 / 1e6,
+        on_disk as f64 / encoded.max(1) as f64,
+        on_disk as f64 / 1e6 * 1e6 / retained.len().max(1) as f64
+    );
+
+    // 3. Replay everything retained through `sub`, against a bare stream of the same messages.
+    let replay_n = retained.len();
+    let mut outputs = ServiceClient::new(client::connect_unix(&socket).await?)
+        .max_decoding_message_size(64 << 20);
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Request { after_seq: Some(retained.oldest - 1), ..Default::default() }).await?;
+    let mut stream = outputs.sub(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let mut got = 0u64;
+    while got < replay_n {
+        stream.message().await?.context("replay stream ended early")?;
+        got += 1;
+    }
+    let replay_secs = started.elapsed().as_secs_f64();
+    drop(stream);
+    let template = server::event_response(1, sample_event(1, args.event_bytes));
+    let base_socket = dir.join("baseline.sock");
+    let base_listener = server::bind_unix(&base_socket)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let base = tokio::spawn(server::baseline::serve_baseline(base_listener, template, replay_n, stop.clone()));
+    let mut bare = ServiceClient::new(client::connect_unix(&base_socket).await?);
+    let started = Instant::now();
+    let mut stream = bare.get(Request::default()).await?.into_inner();
+    let mut base_got = 0u64;
+    while stream.message().await?.is_some() {
+        base_got += 1;
+    }
+    let base_secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = base.await;
+    let replay_rate = replay_n as f64 / replay_secs;
+    let base_rate = base_got as f64 / base_secs;
+    println!(
+        "replay: {replay_rate:.0} events/s through sub from the log; baseline bare stream {base_rate:.0} events/s; ratio {:.2}",
+        replay_rate / base_rate
+    );
+
+    app.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    Ok(0)
+}
+
+struct RunDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn tempfile_dir(given: &Option<PathBuf>) -> anyhow::Result<RunDir> {
+    match given {
+        Some(p) => Ok(RunDir { path: p.clone(), remove: false }),
+        None => {
+            let path = std::env::temp_dir().join(format!("falco-api-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&path)?;
+            Ok(RunDir { path, remove: true })
+        }
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+    }
+    Ok(total)
+}
