@@ -209,6 +209,55 @@ pub fn k8s_audit() -> &'static [FieldInfo] {
     })
 }
 
+/// The `syscall` registry: Falco's syscall fields (at least every field the public rules use).
+pub fn syscall() -> &'static [FieldInfo] {
+    static ALL: OnceLock<Vec<FieldInfo>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        include_str!("syscall_fields.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(cols.len(), 4, "bad syscall field line: {line}");
+                let ty = match cols[1] {
+                    "string" => FieldType::String,
+                    "number" => FieldType::Number,
+                    "bool" => FieldType::Bool,
+                    "ip" => FieldType::Ip,
+                    "ipnet" => FieldType::IpNet,
+                    "bytes" => FieldType::Bytes,
+                    other => panic!("bad field type {other} in: {line}"),
+                };
+                let arg = match cols[3] {
+                    "-" => Arg::None,
+                    "N?" => Arg::OptionalIndex,
+                    "N" => Arg::RequiredIndex,
+                    "key" => Arg::RequiredKey,
+                    "key?" => Arg::OptionalKey,
+                    other => panic!("bad field argument {other} in: {line}"),
+                };
+                let name: &'static str = Box::leak(cols[0].to_string().into_boxed_str());
+                FieldInfo { name, ty, list: cols[2] == "true", arg }
+            })
+            .collect()
+    })
+}
+
+/// Fields of a source that has no registry of its own: read from the JSON payload.
+pub fn custom() -> &'static [FieldInfo] {
+    static ALL: OnceLock<Vec<FieldInfo>> = OnceLock::new();
+    ALL.get_or_init(|| JSON.iter().chain(GENERIC).copied().collect())
+}
+
+/// The registry of `source`.
+pub fn registry(source: &str) -> &'static [FieldInfo] {
+    match source {
+        "k8s_audit" => k8s_audit(),
+        "syscall" => syscall(),
+        _ => custom(),
+    }
+}
+
 /// Looks a field up in a registry.
 pub fn lookup(registry: &[FieldInfo], name: &str) -> Option<FieldInfo> {
     registry.iter().find(|f| f.name == name).copied()

@@ -1,7 +1,26 @@
-//! The Falco rules engine: pure and synchronous (no tokio, no tonic). Today it holds the field
-//! registry; the rules loader, condition compiler, evaluator and output formatter build on it.
+//! The Falco rules engine: pure and synchronous (no tokio, no tonic).
+//!
+//! Pipeline, as in Falco: rules files → [`yaml`] (scalars as text, with positions) → [`loader`]
+//! (lists, macros, rules; define / append / override) → after each file, [`text`] (one-level
+//! list expansion, textual list substitution, exceptions rewriting) → [`parser`] (condition →
+//! [`ast`]) → macro resolution → [`compiler`] (fields from [`fields`] via [`extract`], operator
+//! checks) → [`eval`] evaluators and [`format`] output formats, gathered in a [`ruleset::RuleSet`].
 
+pub mod ast;
+pub mod compiler;
+pub mod eval;
+pub mod extract;
 pub mod fields;
+pub mod format;
+pub mod loader;
+pub mod parser;
+pub mod ruleset;
+pub mod text;
+pub mod yaml;
+
+pub use extract::EventData;
+pub use loader::Diagnostic;
+pub use ruleset::{Alert, EvalOptions, LoadError, LoadOptions, Matching, RuleInfo, RuleSet, RulesFile};
 
 /// The rules engine version this engine implements: the language of Falco 0.44's engine, so rules
 /// files that require engine versions up to this load.
@@ -15,5 +34,9 @@ pub fn engine_version_string() -> String {
 
 /// The checksum of every field the engine supports, over all sources.
 pub fn fields_checksum() -> String {
-    fields::checksum(&[("k8s_audit", fields::k8s_audit())])
+    fields::checksum(&[
+        ("k8s_audit", fields::k8s_audit()),
+        ("syscall", fields::syscall()),
+        ("<custom>", fields::custom()),
+    ])
 }

@@ -1,6 +1,7 @@
 //! Integration tests against the real server: one test binary (one link) with a module per area.
 
 mod common;
+mod conformance;
 mod outputs;
 mod process;
 mod store;

@@ -1,0 +1,239 @@
+//! The condition language's syntax tree, and a printer whose output parses back to the same tree.
+
+use std::fmt;
+
+/// Comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Contains,
+    IContains,
+    BContains,
+    StartsWith,
+    BStartsWith,
+    EndsWith,
+    Glob,
+    IGlob,
+    Regex,
+    In,
+    Intersects,
+    PMatch,
+    Exists,
+}
+
+impl Op {
+    pub fn text(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Contains => "contains",
+            Op::IContains => "icontains",
+            Op::BContains => "bcontains",
+            Op::StartsWith => "startswith",
+            Op::BStartsWith => "bstartswith",
+            Op::EndsWith => "endswith",
+            Op::Glob => "glob",
+            Op::IGlob => "iglob",
+            Op::Regex => "regex",
+            Op::In => "in",
+            Op::Intersects => "intersects",
+            Op::PMatch => "pmatch",
+            Op::Exists => "exists",
+        }
+    }
+
+    /// Parses an operator name as written in exception `comps` (`==` is `=`).
+    pub fn from_text(text: &str) -> Option<Op> {
+        Some(match text {
+            "=" | "==" => Op::Eq,
+            "!=" => Op::Ne,
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            "contains" => Op::Contains,
+            "icontains" => Op::IContains,
+            "bcontains" => Op::BContains,
+            "startswith" => Op::StartsWith,
+            "bstartswith" => Op::BStartsWith,
+            "endswith" => Op::EndsWith,
+            "glob" => Op::Glob,
+            "iglob" => Op::IGlob,
+            "regex" => Op::Regex,
+            "in" => Op::In,
+            "intersects" => Op::Intersects,
+            "pmatch" => Op::PMatch,
+            "exists" => Op::Exists,
+            _ => return None,
+        })
+    }
+
+    pub fn is_list_op(self) -> bool {
+        matches!(self, Op::In | Op::Intersects | Op::PMatch)
+    }
+
+    pub fn is_num_op(self) -> bool {
+        matches!(self, Op::Lt | Op::Le | Op::Gt | Op::Ge)
+    }
+}
+
+/// Value transformers (`tolower(x)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transformer {
+    ToLower,
+    ToUpper,
+    B64,
+    Basename,
+    Len,
+}
+
+impl Transformer {
+    pub const ALL: [(Transformer, &'static str); 5] = [
+        (Transformer::ToLower, "tolower"),
+        (Transformer::ToUpper, "toupper"),
+        (Transformer::B64, "b64"),
+        (Transformer::Basename, "basename"),
+        (Transformer::Len, "len"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(t, _)| *t == self).map(|(_, n)| *n).unwrap_or("?")
+    }
+}
+
+/// A field reference, possibly with an argument and wrapped in transformers (outermost first).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FieldRef {
+    pub name: String,
+    pub arg: Option<String>,
+    pub transformers: Vec<Transformer>,
+}
+
+impl FieldRef {
+    /// The field as written without transformers: `name` or `name[arg]`.
+    pub fn plain(&self) -> String {
+        match &self.arg {
+            Some(arg) => format!("{}[{}]", self.name, arg),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The right-hand side of a comparison.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    None,
+    Str(String),
+    List(Vec<String>),
+    /// `val(field)` or a transformer over a field: compare with another field's value.
+    Field(FieldRef),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Check { field: FieldRef, op: Op, value: Value, offset: usize },
+    /// A macro reference, resolved at compile time.
+    Macro { name: String, offset: usize },
+}
+
+fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    let bare = !s.is_empty()
+        && s.bytes().all(|b| !b"()\"'=,\\".contains(&b) && !b.is_ascii_whitespace() && b != 0x08)
+        && !matches!(s, "oneof" | "anyof" | "allof");
+    if bare {
+        return f.write_str(s);
+    }
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            // Always hex: a backslash before the closing quote would escape it.
+            '\\' => f.write_str("\\x5c")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            '\u{8}' => f.write_str("\\b")?,
+            '\u{c}' => f.write_str("\\f")?,
+            c if (c as u32) < 0x20 => write!(f, "\\x{:02x}", c as u32)?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+impl fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.transformers {
+            write!(f, "{}(", t.name())?;
+        }
+        f.write_str(&self.name)?;
+        if let Some(arg) = &self.arg {
+            // Bare arguments allow almost anything but brackets, quotes and blanks.
+            if arg.bytes().any(|b| b"[]\"' \t\r\n\\".contains(&b) || b < 0x20) {
+                f.write_str("[")?;
+                write_str(f, arg)?;
+                f.write_str("]")?;
+            } else {
+                write!(f, "[{arg}]")?;
+            }
+        }
+        for _ in &self.transformers {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::And(items) | Expr::Or(items) => {
+                let sep = if matches!(self, Expr::And(_)) { " and " } else { " or " };
+                f.write_str("(")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(sep)?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Not(inner) => write!(f, "not ({inner})"),
+            Expr::Macro { name, .. } => f.write_str(name),
+            Expr::Check { field, op, value, .. } => {
+                write!(f, "{field} {}", op.text())?;
+                match value {
+                    Value::None => Ok(()),
+                    Value::Str(s) => {
+                        f.write_str(" ")?;
+                        write_str(f, s)
+                    }
+                    Value::List(items) => {
+                        f.write_str(" (")?;
+                        for (i, item) in items.iter().enumerate() {
+                            if i > 0 {
+                                f.write_str(", ")?;
+                            }
+                            write_str(f, item)?;
+                        }
+                        f.write_str(")")
+                    }
+                    Value::Field(other) if other.transformers.is_empty() => write!(f, " val({other})"),
+                    Value::Field(other) => write!(f, " {other}"),
+                }
+            }
+        }
+    }
+}

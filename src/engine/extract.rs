@@ -1,0 +1,543 @@
+//! Field extraction: from an event (its JSON payload, time, source and host) to a field's value.
+//! Extractors are built once per field at compile time; evaluation only walks the parsed JSON.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::fields::{self, Arg, FieldInfo};
+
+/// One event as the evaluator sees it. The payload is parsed once and shared by every field.
+pub struct EventData<'a> {
+    pub source: &'a str,
+    pub json: &'a Value,
+    /// Nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    pub hostname: &'a str,
+    pub num: u64,
+}
+
+/// An extracted value: one text, or the elements of a list field (never empty).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Extracted<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+impl Extracted<'_> {
+    pub fn items(&self) -> &[Cow<'_, str>] {
+        match self {
+            Extracted::One(v) => std::slice::from_ref(v),
+            Extracted::Many(v) => v,
+        }
+    }
+}
+
+pub type ExtractFn = dyn for<'a> Fn(&EventData<'a>) -> Option<Extracted<'a>> + Send + Sync;
+
+fn ex<F>(f: F) -> Box<ExtractFn>
+where
+    F: for<'a> Fn(&EventData<'a>) -> Option<Extracted<'a>> + Send + Sync + 'static,
+{
+    Box::new(f)
+}
+
+/// A JSON value as text: strings raw, anything else compact JSON.
+pub fn text(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+fn at<'a>(mut v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    for key in path {
+        v = v.get(key)?;
+    }
+    Some(v)
+}
+
+fn many(items: Vec<Cow<'_, str>>) -> Option<Extracted<'_>> {
+    (!items.is_empty()).then_some(Extracted::Many(items))
+}
+
+/// The resolved extractor for one field as written, and what the registry says about it.
+pub struct Resolved {
+    pub info: FieldInfo,
+    pub extract: Box<ExtractFn>,
+}
+
+/// Resolves `name[arg]` for `source`: checks the registry and the argument, builds the extractor.
+pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, String> {
+    let registry = fields::registry(source);
+    let mut info = fields::lookup(registry, name);
+    let mut key_from_name = None;
+    if info.is_none() && source == "syscall" {
+        // `evt.arg.flags` is `evt.arg` with the key written after a dot.
+        for family in ["evt.arg", "evt.rawarg"] {
+            if let Some(key) = name.strip_prefix(family).and_then(|r| r.strip_prefix('.')) {
+                info = fields::lookup(registry, family);
+                key_from_name = Some(key.to_string());
+            }
+        }
+    }
+    let info = info.ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?;
+    let arg_ok = match (info.arg, arg, &key_from_name) {
+        (_, Some(_), Some(_)) => false,
+        (Arg::None, None, _) => true,
+        (Arg::None, Some(_), _) => false,
+        (Arg::RequiredKey | Arg::RequiredIndex, None, None) => false,
+        (Arg::RequiredIndex | Arg::OptionalIndex, Some(a), _) => a.parse::<usize>().is_ok(),
+        _ => true,
+    };
+    if !arg_ok {
+        let want = match info.arg {
+            Arg::None => "takes no argument".to_string(),
+            Arg::OptionalIndex | Arg::RequiredIndex => "takes a numeric index argument ([N])".into(),
+            Arg::RequiredKey | Arg::OptionalKey => "needs a key argument ([key])".into(),
+        };
+        return Err(format!("field {name} {want}"));
+    }
+    let extract = match source {
+        "syscall" => payload(name, arg, key_from_name.as_deref()),
+        _ if name.starts_with("ka.") => ka(name, arg)?,
+        _ if name.starts_with("json.") || name.starts_with("jevt.") => json_field(name, arg),
+        _ => generic(name).ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?,
+    };
+    Ok(Resolved { info, extract })
+}
+
+/// Generic event fields, from the event's metadata.
+fn generic(name: &str) -> Option<Box<ExtractFn>> {
+    Some(match name {
+        "evt.num" => ex(|e| Some(Extracted::One(Cow::Owned(e.num.to_string())))),
+        "evt.time" => ex(|e| Some(Extracted::One(Cow::Owned(super::format::clock_time(e.time_ns, false))))),
+        "evt.time.s" => ex(|e| Some(Extracted::One(Cow::Owned(super::format::clock_time(e.time_ns, true))))),
+        "evt.time.iso8601" | "evt.datetime" | "evt.datetime.s" => {
+            ex(|e| Some(Extracted::One(Cow::Owned(super::format::iso_time(e.time_ns)))))
+        }
+        "evt.rawtime" | "evt.rawtime.ns" => ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.to_string())))),
+        "evt.rawtime.s" => ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.div_euclid(1_000_000_000).to_string())))),
+        "evt.source" => ex(|e| Some(Extracted::One(Cow::Borrowed(e.source)))),
+        "evt.hostname" => ex(|e| Some(Extracted::One(Cow::Borrowed(e.hostname)))),
+        "evt.pluginname" => ex(|e| {
+            let name = if e.source == "k8s_audit" { "k8saudit" } else { "json" };
+            Some(Extracted::One(Cow::Borrowed(name)))
+        }),
+        "evt.is_async" => ex(|_| Some(Extracted::One(Cow::Borrowed("false")))),
+        _ => return None,
+    })
+}
+
+/// Syscall-style events: the payload is an object of field name → value, looked up as written
+/// (`proc.aname[2]`); generic fields fall back to the event's metadata.
+fn payload(name: &str, arg: Option<&str>, key_from_name: Option<&str>) -> Box<ExtractFn> {
+    let key = match (arg, key_from_name) {
+        (Some(a), _) => format!("{name}[{a}]"),
+        _ => name.to_string(),
+    };
+    let fallback = generic(name);
+    ex(move |e| match e.json.get(&key) {
+        Some(Value::Null) | None => fallback.as_ref().and_then(|f| f(e)),
+        Some(Value::Array(items)) => many(items.iter().map(text).collect()),
+        Some(v) => Some(Extracted::One(text(v))),
+    })
+}
+
+/// A JSON pointer: leading `/` optional, `~1` → `/`, `~0` → `~`, numbers index arrays.
+pub fn pointer_segments(pointer: &str) -> Vec<String> {
+    let trimmed = pointer.strip_prefix('/').unwrap_or(pointer);
+    if trimmed.is_empty() {
+        return Vec::new();
+    }
+    trimmed.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+}
+
+fn walk<'a>(mut v: &'a Value, segments: &[String]) -> Option<&'a Value> {
+    for seg in segments {
+        v = match v {
+            Value::Object(map) => map.get(seg)?,
+            Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn json_field(name: &str, arg: Option<&str>) -> Box<ExtractFn> {
+    match name.split_once('.').map(|(_, rest)| rest) {
+        Some("value") => {
+            let segments = pointer_segments(arg.unwrap_or(""));
+            ex(move |e| walk(e.json, &segments).map(|v| Extracted::One(text(v))))
+        }
+        Some("obj") => ex(|e| {
+            Some(Extracted::One(Cow::Owned(serde_json::to_string_pretty(e.json).unwrap_or_default())))
+        }),
+        _ => ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.to_string())))),
+    }
+}
+
+/// The audit event, if it is one (every `ka.*` field needs a top-level `auditID`).
+fn audit<'a>(e: &EventData<'a>) -> Option<&'a Value> {
+    e.json.get("auditID").map(|_| e.json)
+}
+
+fn ka_path(path: &'static [&'static str]) -> Box<ExtractFn> {
+    ex(move |e| audit(e).and_then(|r| at(r, path)).map(|v| Extracted::One(text(v))))
+}
+
+fn annotation(key: &'static str) -> Box<ExtractFn> {
+    ex(move |e| {
+        audit(e).and_then(|r| r.get("annotations")).and_then(|a| a.get(key)).map(|v| Extracted::One(text(v)))
+    })
+}
+
+fn subjects_of_kind(kind: &'static str, with_ns: bool) -> Box<ExtractFn> {
+    ex(move |e| {
+        let subjects = audit(e).and_then(|r| at(r, &["requestObject", "subjects"]))?.as_array()?;
+        let items = subjects
+            .iter()
+            .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+            .filter_map(|s| {
+                let name = s.get("name").map(text)?;
+                if with_ns {
+                    let ns = s.get("namespace").map(text)?;
+                    Some(Cow::Owned(format!("{ns}:{name}")))
+                } else {
+                    Some(name)
+                }
+            })
+            .collect();
+        many(items)
+    })
+}
+
+/// Elements of the array at `path` (compact JSON each); `index` picks one.
+fn array_elements(path: &'static [&'static str], index: Option<usize>) -> Box<ExtractFn> {
+    ex(move |e| {
+        let arr = audit(e).and_then(|r| at(r, path))?.as_array()?;
+        match index {
+            Some(i) => arr.get(i).map(|v| Extracted::One(text(v))),
+            None => many(arr.iter().map(text).collect()),
+        }
+    })
+}
+
+/// `requestObject.rules[].<key>[]`, flattened; `index` picks rule N.
+fn role_rules(key: &'static str, index: Option<usize>) -> Box<ExtractFn> {
+    ex(move |e| {
+        let rules = audit(e).and_then(|r| at(r, &["requestObject", "rules"]))?.as_array()?;
+        let picked: Vec<&Value> = match index {
+            Some(i) => rules.get(i).into_iter().collect(),
+            None => rules.iter().collect(),
+        };
+        let mut items = Vec::new();
+        for rule in picked {
+            match rule.get(key) {
+                Some(Value::Array(values)) => items.extend(values.iter().map(text)),
+                Some(Value::Null) | None => {}
+                Some(v) => items.push(text(v)),
+            }
+        }
+        many(items)
+    })
+}
+
+fn image_repository(image: &str) -> &str {
+    let cut = image.split(':').next().unwrap_or(image);
+    cut.split('@').next().unwrap_or(cut)
+}
+
+/// One container's value(s) for a `ka.req.pod.<family>.<sub>` field.
+fn container_values<'a>(sub: &str, c: &'a Value, spec: &'a Value, out: &mut Vec<Cow<'a, str>>) {
+    let sc = |key: &str| at(c, &["securityContext", key]).map(text);
+    let pushed = match sub {
+        "name" => c.get("name").map(text),
+        "image" => c.get("image").map(text),
+        "image.repository" => c.get("image").and_then(Value::as_str).map(|i| Cow::Borrowed(image_repository(i))),
+        "command" | "args" => c.get(sub).and_then(Value::as_array).map(|parts| {
+            Cow::Owned(parts.iter().map(|p| text(p).into_owned()).collect::<Vec<_>>().join(" "))
+        }),
+        "privileged" => sc("privileged"),
+        "allow_privilege_escalation" => sc("allowPrivilegeEscalation"),
+        "read_only_fs" => sc("readOnlyRootFilesystem"),
+        "run_as_user" => sc("runAsUser"),
+        "run_as_group" => sc("runAsGroup"),
+        "proc_mount" => sc("procMount"),
+        "add_capabilities" => at(c, &["securityContext", "capabilities", "add"]).map(text),
+        // The plugin reads runAsUser/runAsGroup beside the container and the pod spec (not
+        // securityContext), so ordinary pods get "0"; kept as the plugin does it.
+        "eff_run_as_user" | "eff_run_as_group" => {
+            let key = if sub == "eff_run_as_user" { "runAsUser" } else { "runAsGroup" };
+            Some(c.get(key).or_else(|| spec.get(key)).map(text).unwrap_or(Cow::Borrowed("0")))
+        }
+        "host_port" => {
+            if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+                for p in ports {
+                    if let Some(v) = p.get("hostPort").or_else(|| p.get("containerPort")) {
+                        out.push(text(v));
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    };
+    if let Some(v) = pushed {
+        out.push(v);
+    }
+}
+
+fn containers(family: &'static str, sub: &'static str, index: Option<usize>) -> Box<ExtractFn> {
+    ex(move |e| {
+        let spec = audit(e).and_then(|r| at(r, &["requestObject", "spec"]))?;
+        let list = spec.get(family)?.as_array()?;
+        let picked: Vec<&Value> = match index {
+            Some(i) => list.get(i).into_iter().collect(),
+            None => list.iter().collect(),
+        };
+        let mut out = Vec::new();
+        for c in picked {
+            container_values(sub, c, spec, &mut out);
+        }
+        many(out)
+    })
+}
+
+fn volumes(f: fn(&Value, &mut Vec<String>), index: Option<usize>) -> Box<ExtractFn> {
+    ex(move |e| {
+        let vols = audit(e).and_then(|r| at(r, &["requestObject", "spec", "volumes"]))?.as_array()?;
+        let picked: Vec<&Value> = match index {
+            Some(i) => vols.get(i).into_iter().collect(),
+            None => vols.iter().collect(),
+        };
+        let mut out = Vec::new();
+        for v in picked {
+            f(v, &mut out);
+        }
+        many(out.into_iter().map(Cow::Owned).collect())
+    })
+}
+
+fn uri_param<'a>(uri: &'a str, key: &str) -> Option<Cow<'a, str>> {
+    let query = uri.split_once('?')?.1;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if url_decode(k) == key {
+            return Some(Cow::Owned(url_decode(v)));
+        }
+    }
+    None
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn ka(name: &str, arg: Option<&str>) -> Result<Box<ExtractFn>, String> {
+    let index = arg.and_then(|a| a.parse::<usize>().ok());
+    let key = arg.map(str::to_string);
+    if let Some(rest) = name.strip_prefix("ka.req.pod.") {
+        for family in ["containers", "initContainers", "ephemeralContainers"] {
+            if let Some(sub) = rest.strip_prefix(family).and_then(|r| r.strip_prefix('.')) {
+                let sub = fields::CONTAINER_SUBFIELDS
+                    .iter()
+                    .find(|s| **s == sub)
+                    .ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?;
+                return Ok(containers(family, sub, index));
+            }
+        }
+    }
+    Ok(match name {
+        "ka.auditid" => ka_path(&["auditID"]),
+        "ka.stage" => ka_path(&["stage"]),
+        "ka.auth.decision" => annotation("authorization.k8s.io/decision"),
+        "ka.auth.reason" => annotation("authorization.k8s.io/reason"),
+        "ka.auth.openshift.decision" => annotation("authentication.openshift.io/decision"),
+        "ka.auth.openshift.username" => annotation("authentication.openshift.io/username"),
+        "ka.validations.admission.policy.failure" => {
+            annotation("validation.policy.admission.k8s.io/validation_failure")
+        }
+        "ka.security.pod.violations" => annotation("pod-security.kubernetes.io/audit-violations"),
+        "ka.cluster.name" => annotation("cluster_name"),
+        "ka.user.name" => ka_path(&["user", "username"]),
+        "ka.user.groups" => array_elements(&["user", "groups"], None),
+        "ka.impuser.name" => ka_path(&["impersonatedUser", "username"]),
+        "ka.verb" => ka_path(&["verb"]),
+        "ka.uri" => ka_path(&["requestURI"]),
+        "ka.uri.param" => {
+            let key = key.unwrap_or_default();
+            ex(move |e| {
+                let uri = audit(e)?.get("requestURI")?.as_str()?;
+                uri_param(uri, &key).map(Extracted::One)
+            })
+        }
+        "ka.target.name" | "ka.req.configmap.name" => ka_path(&["objectRef", "name"]),
+        "ka.target.namespace" => ka_path(&["objectRef", "namespace"]),
+        "ka.target.resource" => ka_path(&["objectRef", "resource"]),
+        "ka.target.subresource" => ka_path(&["objectRef", "subresource"]),
+        "ka.target.pod.name" => ex(|e| {
+            let r = audit(e)?;
+            let is_pod = at(r, &["objectRef", "resource"]).and_then(Value::as_str) == Some("pods");
+            let sub = at(r, &["objectRef", "subresource"]).and_then(Value::as_str).unwrap_or("");
+            if !is_pod || !sub.is_empty() {
+                return None;
+            }
+            at(r, &["responseObject", "metadata", "name"]).map(|v| Extracted::One(text(v)))
+        }),
+        "ka.req.binding.subjects" => array_elements(&["requestObject", "subjects"], None),
+        "ka.req.binding.subjects.user_names" => subjects_of_kind("User", false),
+        "ka.req.binding.subjects.serviceaccount_names" => subjects_of_kind("ServiceAccount", false),
+        "ka.req.binding.subjects.serviceaccount_ns_names" => subjects_of_kind("ServiceAccount", true),
+        "ka.req.binding.subjects.group_names" => subjects_of_kind("Group", false),
+        "ka.req.binding.role" => ka_path(&["requestObject", "roleRef", "name"]),
+        "ka.req.binding.subject.has_name" => ex(|e| audit(e).map(|_| Extracted::One(Cow::Borrowed("true")))),
+        "ka.req.configmap.obj" => ka_path(&["requestObject", "data"]),
+        "ka.req.container.image" => containers("containers", "image", Some(0)),
+        "ka.req.container.image.repository" => containers("containers", "image.repository", Some(0)),
+        "ka.req.container.privileged" => ex(|e| {
+            let list = audit(e).and_then(|r| at(r, &["requestObject", "spec", "containers"]))?.as_array()?;
+            let any = list.iter().any(|c| at(c, &["securityContext", "privileged"]) == Some(&Value::Bool(true)));
+            Some(Extracted::One(Cow::Borrowed(if any { "true" } else { "false" })))
+        }),
+        "ka.req.container.host_network" | "ka.req.pod.host_network" => {
+            ka_path(&["requestObject", "spec", "hostNetwork"])
+        }
+        "ka.req.pod.host_ipc" => ka_path(&["requestObject", "spec", "hostIPC"]),
+        "ka.req.pod.host_pid" => ka_path(&["requestObject", "spec", "hostPID"]),
+        "ka.req.pod.run_as_user" => ka_path(&["requestObject", "spec", "securityContext", "runAsUser"]),
+        "ka.req.pod.run_as_group" => ka_path(&["requestObject", "spec", "securityContext", "runAsGroup"]),
+        "ka.req.pod.fs_group" => ka_path(&["requestObject", "spec", "securityContext", "fsGroup"]),
+        "ka.req.pod.supplemental_groups" => {
+            array_elements(&["requestObject", "spec", "securityContext", "supplementalGroups"], None)
+        }
+        "ka.req.pod.volumes.hostpath" => volumes(
+            |v, out| {
+                if let Some(p) = at(v, &["hostPath", "path"]) {
+                    out.push(text(p).into_owned());
+                }
+            },
+            index,
+        ),
+        "ka.req.volume.hostpath" => {
+            let key = key.unwrap_or_default();
+            ex(move |e| {
+                let r = audit(e)?;
+                let vols = at(r, &["requestObject", "spec", "volumes"]).and_then(Value::as_array);
+                let prefix = key.strip_suffix('*');
+                let hit = vols.into_iter().flatten().filter_map(|v| at(v, &["hostPath", "path"])?.as_str()).any(|p| {
+                    p == key || prefix.is_some_and(|pre| p.starts_with(pre))
+                });
+                Some(Extracted::One(Cow::Borrowed(if hit { "true" } else { "false" })))
+            })
+        }
+        "ka.req.pod.volumes.flexvolume_driver" => volumes(
+            |v, out| {
+                if let Some(d) = at(v, &["flexVolume", "driver"]) {
+                    out.push(text(d).into_owned());
+                }
+            },
+            index,
+        ),
+        "ka.req.pod.volumes.volume_type" => volumes(
+            |v, out| {
+                if let Some(map) = v.as_object() {
+                    out.extend(map.keys().filter(|k| *k != "name").cloned());
+                }
+            },
+            index,
+        ),
+        "ka.req.role.rules" => array_elements(&["requestObject", "rules"], None),
+        "ka.req.role.rules.apiGroups" => role_rules("apiGroups", index),
+        "ka.req.role.rules.nonResourceURLs" => role_rules("nonResourceURLs", index),
+        "ka.req.role.rules.verbs" => role_rules("verbs", index),
+        "ka.req.role.rules.resources" => role_rules("resources", index),
+        "ka.sourceips" => role_rules("sourceIPs", index),
+        "ka.req.service.type" => ka_path(&["requestObject", "spec", "type"]),
+        "ka.req.service.ports" => ex(|e| {
+            let ports = audit(e).and_then(|r| at(r, &["requestObject", "spec", "ports"]))?;
+            Some(Extracted::Many(vec![text(ports)]))
+        }),
+        "ka.resp.name" => ka_path(&["responseObject", "metadata", "name"]),
+        "ka.response.code" => ka_path(&["responseStatus", "code"]),
+        "ka.response.reason" => ka_path(&["responseStatus", "reason"]),
+        "ka.useragent" => ka_path(&["userAgent"]),
+        other => return Err(format!("filter_check called with nonexistent field {other}")),
+    })
+}
+
+/// Splits a k8s audit payload into events: an array (recursively), an `EventList`'s items, or
+/// one `Event`.
+pub fn split_audit_payload(v: Value) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    split_into(v, &mut out)?;
+    Ok(out)
+}
+
+fn split_into(v: Value, out: &mut Vec<Value>) -> Result<(), String> {
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                split_into(item, out)?;
+            }
+            Ok(())
+        }
+        Value::Object(mut map) => match map.get("kind").and_then(Value::as_str) {
+            Some("EventList") => match map.remove("items") {
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        split_into(item, out)?;
+                    }
+                    Ok(())
+                }
+                _ => Err("data not recognized as a k8s audit event: EventList without items".into()),
+            },
+            Some("Event") => {
+                out.push(Value::Object(map));
+                Ok(())
+            }
+            _ => Err("data not recognized as a k8s audit event".into()),
+        },
+        _ => Err("data not recognized as a k8s audit event".into()),
+    }
+}
+
+/// An audit event's time: its `stageTimestamp` (RFC 3339), in ns.
+pub fn audit_time(v: &Value) -> Option<i64> {
+    let ts = v.get("stageTimestamp")?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(ts).ok()?.timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parameters_and_repositories() {
+        assert_eq!(uri_param("/api/x?command=ls+-la&b=%2Fetc", "command").unwrap(), "ls -la");
+        assert_eq!(uri_param("/api/x?command=ls&b=%2Fetc", "b").unwrap(), "/etc");
+        assert!(uri_param("/api/x", "b").is_none());
+        assert_eq!(image_repository("registry:5000/app:1"), "registry");
+        assert_eq!(image_repository("nginx@sha256:abc"), "nginx");
+        assert_eq!(pointer_segments("/a~1b/0"), vec!["a/b".to_string(), "0".to_string()]);
+    }
+}

@@ -1,0 +1,587 @@
+//! The condition parser: text → [`Expr`], following libsinsp's grammar (keywords are prefixes,
+//! word operators need whitespace after them, `in`/`intersects`/`pmatch` do not, the whole input
+//! must be consumed). Errors carry the byte offset where parsing failed.
+
+use super::ast::{Expr, FieldRef, Op, Transformer, Value};
+
+/// Falco's maximum nesting depth.
+const MAX_DEPTH: usize = 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// Byte offset in the condition text.
+    pub offset: usize,
+    pub message: String,
+}
+
+pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
+    p.blanks();
+    if p.pos >= p.s.len() {
+        return Err(p.error("empty condition"));
+    }
+    let expr = p.or_expr()?;
+    p.blanks();
+    if p.pos < p.s.len() {
+        return Err(p.error(format!(
+            "unexpected token after '{}', expecting 'or', 'and'",
+            text[..p.pos].trim_end()
+        )));
+    }
+    Ok(expr)
+}
+
+/// Parses a field expression alone (`proc.name`, `tolower(ka.user.name)`, `json.value[/a]`), as
+/// exception `fields` and output tokens use. Returns the field and the bytes consumed.
+pub fn parse_field_prefix(text: &str) -> Option<(FieldRef, usize)> {
+    let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
+    let field = p.field_or_transformer().ok()??;
+    Some((field, p.pos))
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+}
+
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | 0x08 | b'\r' | b'\n')
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn is_bare(b: u8) -> bool {
+    !matches!(b, b'(' | b')' | b'"' | b'\'' | b'=' | b',') && !is_space(b) && b != 0x08
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, message: impl Into<String>) -> ParseError {
+        ParseError { offset: self.pos, message: message.into() }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn blanks(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(is_blank) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn starts_with(&self, word: &str) -> bool {
+        self.s[self.pos..].starts_with(word.as_bytes())
+    }
+
+    /// `word` followed by a blank or `(`: consumes the word only.
+    fn keyword(&mut self, word: &str) -> bool {
+        if self.starts_with(word) {
+            let next = self.s.get(self.pos + word.len()).copied();
+            if next.is_some_and(|b| is_blank(b) || b == b'(') {
+                self.pos += word.len();
+                return true;
+            }
+        }
+        false
+    }
+
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(format!("exceeded max depth limit of {MAX_DEPTH}")));
+        }
+        Ok(())
+    }
+
+    fn or_expr(&mut self) -> Result<Expr, ParseError> {
+        self.enter()?;
+        let mut items = vec![self.and_expr()?];
+        loop {
+            let save = self.pos;
+            self.blanks();
+            if self.keyword("or") {
+                self.blanks();
+                items.push(self.and_expr()?);
+            } else {
+                self.pos = save;
+                break;
+            }
+        }
+        self.depth -= 1;
+        Ok(if items.len() == 1 { items.pop().unwrap() } else { Expr::Or(items) })
+    }
+
+    fn and_expr(&mut self) -> Result<Expr, ParseError> {
+        let mut items = vec![self.not_expr()?];
+        loop {
+            let save = self.pos;
+            self.blanks();
+            if self.keyword("and") {
+                self.blanks();
+                items.push(self.not_expr()?);
+            } else {
+                self.pos = save;
+                break;
+            }
+        }
+        Ok(if items.len() == 1 { items.pop().unwrap() } else { Expr::And(items) })
+    }
+
+    fn not_expr(&mut self) -> Result<Expr, ParseError> {
+        let mut negations = 0;
+        loop {
+            if self.starts_with("not") {
+                let next = self.s.get(self.pos + 3).copied();
+                if next.is_some_and(is_space) {
+                    self.pos += 3;
+                    while self.peek().is_some_and(is_space) {
+                        self.pos += 1;
+                    }
+                    negations += 1;
+                    continue;
+                }
+                if next == Some(b'(') {
+                    self.pos += 3;
+                    negations += 1;
+                    break;
+                }
+            }
+            break;
+        }
+        let mut expr = self.check()?;
+        for _ in 0..negations {
+            expr = Expr::Not(Box::new(expr));
+        }
+        Ok(expr)
+    }
+
+    fn check(&mut self) -> Result<Expr, ParseError> {
+        let offset = self.pos;
+        if self.peek() == Some(b'(') {
+            self.pos += 1;
+            self.blanks();
+            let inner = self.or_expr()?;
+            self.blanks();
+            if self.peek() != Some(b')') {
+                return Err(self.error("expected ')'"));
+            }
+            self.pos += 1;
+            return Ok(inner);
+        }
+        if let Some(field) = self.field_or_transformer()? {
+            let (op, value) = self.condition()?;
+            return Ok(Expr::Check { field, op, value, offset });
+        }
+        if let Some(name) = self.identifier() {
+            return Ok(Expr::Macro { name, offset });
+        }
+        Err(self.error("expected a field, a macro name, 'not' or '('"))
+    }
+
+    fn identifier(&mut self) -> Option<String> {
+        let start = self.pos;
+        let mut end = start;
+        while self.s.get(end).is_some_and(|b| b.is_ascii_alphabetic()) {
+            end += 1;
+        }
+        if end == start {
+            return None;
+        }
+        while self.s.get(end).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            end += 1;
+        }
+        self.pos = end;
+        Some(self.text[start..end].to_string())
+    }
+
+    /// `[a-zA-Z]+[a-zA-Z0-9_]*(\.[a-zA-Z]+[a-zA-Z0-9_]*)+` at the current position, if any.
+    fn field_name_len(&self) -> usize {
+        let s = &self.s[self.pos..];
+        let segment = |from: usize| -> usize {
+            let mut i = from;
+            while s.get(i).is_some_and(|b| b.is_ascii_alphabetic()) {
+                i += 1;
+            }
+            if i == from {
+                return 0;
+            }
+            while s.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+                i += 1;
+            }
+            i - from
+        };
+        let first = segment(0);
+        if first == 0 {
+            return 0;
+        }
+        let mut end = first;
+        let mut dots = 0;
+        while s.get(end) == Some(&b'.') {
+            let next = segment(end + 1);
+            if next == 0 {
+                break;
+            }
+            end += 1 + next;
+            dots += 1;
+        }
+        if dots == 0 {
+            0
+        } else {
+            end
+        }
+    }
+
+    fn transformer_name(&self) -> Option<(Transformer, usize)> {
+        Transformer::ALL.iter().find_map(|(t, name)| {
+            let with_paren = self.s[self.pos..].starts_with(name.as_bytes())
+                && self.s.get(self.pos + name.len()) == Some(&b'(');
+            with_paren.then_some((*t, name.len() + 1))
+        })
+    }
+
+    /// A field (with optional argument) or a transformer applied to one.
+    fn field_or_transformer(&mut self) -> Result<Option<FieldRef>, ParseError> {
+        if let Some((t, len)) = self.transformer_name() {
+            self.pos += len;
+            self.blanks();
+            let Some(mut inner) = self.field_or_transformer()? else {
+                return Err(self.error(format!("expected a field inside {}()", t.name())));
+            };
+            self.blanks();
+            if self.peek() != Some(b')') {
+                return Err(self.error(format!("expected ')' closing {}(", t.name())));
+            }
+            self.pos += 1;
+            inner.transformers.insert(0, t);
+            return Ok(Some(inner));
+        }
+        let len = self.field_name_len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let name = self.text[self.pos..self.pos + len].to_string();
+        self.pos += len;
+        let arg = if self.peek() == Some(b'[') {
+            self.pos += 1;
+            let arg = match self.peek() {
+                Some(b'"') | Some(b'\'') => self.quoted()?,
+                _ => {
+                    let start = self.pos;
+                    while self
+                        .peek()
+                        .is_some_and(|b| !matches!(b, b'[' | b']' | b'"' | b'\'') && !is_space(b))
+                    {
+                        self.pos += 1;
+                    }
+                    if self.pos == start {
+                        return Err(self.error("empty field argument"));
+                    }
+                    self.text[start..self.pos].to_string()
+                }
+            };
+            if self.peek() != Some(b']') {
+                return Err(self.error("expected ']' after the field argument"));
+            }
+            self.pos += 1;
+            Some(arg)
+        } else {
+            None
+        };
+        Ok(Some(FieldRef { name, arg, transformers: Vec::new() }))
+    }
+
+    fn condition(&mut self) -> Result<(Op, Value), ParseError> {
+        self.blanks();
+        const WORD_OPS: [(&str, Op); 9] = [
+            ("icontains", Op::IContains),
+            ("iglob", Op::IGlob),
+            ("bcontains", Op::BContains),
+            ("bstartswith", Op::BStartsWith),
+            ("contains", Op::Contains),
+            ("startswith", Op::StartsWith),
+            ("endswith", Op::EndsWith),
+            ("glob", Op::Glob),
+            ("regex", Op::Regex),
+        ];
+        if self.starts_with("exists") {
+            self.pos += 6;
+            return Ok((Op::Exists, Value::None));
+        }
+        for (word, op) in [("intersects", Op::Intersects), ("in", Op::In), ("pmatch", Op::PMatch)] {
+            if self.starts_with(word) {
+                self.pos += word.len();
+                self.blanks();
+                return Ok((op, self.list_operand()?));
+            }
+        }
+        for (word, op) in WORD_OPS {
+            if self.starts_with(word) && self.s.get(self.pos + word.len()).is_some_and(|b| is_blank(*b)) {
+                self.pos += word.len();
+                self.blanks();
+                return Ok((op, self.str_operand()?));
+            }
+        }
+        for (sym, op) in [("<=", Op::Le), (">=", Op::Ge), ("<", Op::Lt), (">", Op::Gt)] {
+            if self.starts_with(sym) {
+                self.pos += sym.len();
+                self.blanks();
+                return Ok((op, self.num_operand()?));
+            }
+        }
+        for (sym, op) in [("==", Op::Eq), ("=", Op::Eq), ("!=", Op::Ne)] {
+            if self.starts_with(sym) {
+                self.pos += sym.len();
+                self.blanks();
+                return Ok((op, self.str_operand()?));
+            }
+        }
+        Err(self.error("expected an operator"))
+    }
+
+    /// `val(field)` or a transformer: a field-valued right-hand side.
+    fn field_operand(&mut self) -> Result<Option<Value>, ParseError> {
+        if self.starts_with("val(") {
+            self.pos += 4;
+            self.blanks();
+            let Some(field) = self.field_or_transformer()? else {
+                return Err(self.error("expected a field inside val()"));
+            };
+            self.blanks();
+            if self.peek() != Some(b')') {
+                return Err(self.error("expected ')' closing val("));
+            }
+            self.pos += 1;
+            return Ok(Some(Value::Field(field)));
+        }
+        if self.transformer_name().is_some() {
+            return Ok(self.field_or_transformer()?.map(Value::Field));
+        }
+        Ok(None)
+    }
+
+    fn str_operand(&mut self) -> Result<Value, ParseError> {
+        if let Some(v) = self.field_operand()? {
+            return Ok(v);
+        }
+        match self.peek() {
+            Some(b'"') | Some(b'\'') => Ok(Value::Str(self.quoted()?)),
+            _ => self.bare().map(Value::Str).ok_or_else(|| self.error("expected a value")),
+        }
+    }
+
+    fn num_operand(&mut self) -> Result<Value, ParseError> {
+        if let Some(v) = self.field_operand()? {
+            return Ok(v);
+        }
+        let s = &self.s[self.pos..];
+        if s.len() > 2 && s[0] == b'0' && matches!(s[1], b'x' | b'X') && s[2].is_ascii_hexdigit() {
+            let mut end = 2;
+            while s.get(end).is_some_and(|b| b.is_ascii_hexdigit()) {
+                end += 1;
+            }
+            let text = self.text[self.pos..self.pos + end].to_string();
+            self.pos += end;
+            return Ok(Value::Str(text));
+        }
+        let mut i = 0;
+        if matches!(s.first(), Some(b'+') | Some(b'-')) {
+            i += 1;
+        }
+        let digits = i;
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == digits {
+            return Err(self.error("expected a number"));
+        }
+        if s.get(i) == Some(&b'.') {
+            i += 1;
+            while s.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        if matches!(s.get(i), Some(b'e') | Some(b'E'))
+            && matches!(s.get(i + 1), Some(b'+') | Some(b'-'))
+            && s.get(i + 2).is_some_and(u8::is_ascii_digit)
+        {
+            i += 2;
+            while s.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        let text = self.text[self.pos..self.pos + i].to_string();
+        self.pos += i;
+        Ok(Value::Str(text))
+    }
+
+    fn list_operand(&mut self) -> Result<Value, ParseError> {
+        if self.peek() == Some(b'(') {
+            self.pos += 1;
+            self.blanks();
+            let mut items = Vec::new();
+            if self.peek() == Some(b')') {
+                self.pos += 1;
+                return Ok(Value::List(items));
+            }
+            loop {
+                let item = match self.peek() {
+                    Some(b'"') | Some(b'\'') => self.quoted()?,
+                    _ => self.bare().ok_or_else(|| self.error("expected a list item"))?,
+                };
+                items.push(item);
+                self.blanks();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.blanks();
+                    }
+                    Some(b')') => {
+                        self.pos += 1;
+                        return Ok(Value::List(items));
+                    }
+                    _ => return Err(self.error("expected ',' or ')' in the list")),
+                }
+            }
+        }
+        if let Some(v) = self.field_operand()? {
+            return Ok(v);
+        }
+        // A single identifier stands for a one-element list.
+        match self.identifier() {
+            Some(name) => Ok(Value::List(vec![name])),
+            None => Err(self.error("expected a list")),
+        }
+    }
+
+    fn bare(&mut self) -> Option<String> {
+        let start = self.pos;
+        while self.peek().is_some_and(is_bare) {
+            self.pos += 1;
+        }
+        (self.pos > start).then(|| self.text[start..self.pos].to_string())
+    }
+
+    /// A quoted string: ends at the first delimiter not right after a backslash, then unescapes.
+    fn quoted(&mut self) -> Result<String, ParseError> {
+        let start = self.pos;
+        let delim = self.s[start];
+        let mut i = start + 1;
+        loop {
+            match self.s.get(i) {
+                None => {
+                    return Err(ParseError { offset: start, message: "unterminated string".into() })
+                }
+                Some(&b) if b == delim && self.s[i - 1] != b'\\' => break,
+                _ => i += 1,
+            }
+        }
+        let raw = &self.s[start + 1..i];
+        self.pos = i + 1;
+        unescape(raw, delim).map_err(|message| ParseError { offset: start, message })
+    }
+}
+
+fn unescape(raw: &[u8], delim: u8) -> Result<String, String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let Some(&next) = raw.get(i + 1) else {
+            out.push(b'\\');
+            break;
+        };
+        i += 2;
+        match next {
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'\\' => out.push(b'\\'),
+            b'/' => out.push(b'/'),
+            b' ' => out.push(b'\\'),
+            b'x' => {
+                let hex = raw.get(i..i + 2).and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+                match byte {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => return Err("invalid \\x escape in string".into()),
+                }
+            }
+            b if b == delim => out.push(b),
+            other => return Err(format!("invalid escape sequence '\\{}' in string", other as char)),
+        }
+    }
+    String::from_utf8(out).map_err(|_| "string is not valid UTF-8 after unescaping".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Expr {
+        parse(text).unwrap_or_else(|e| panic!("'{text}' should parse: {e:?}"))
+    }
+
+    fn bad(text: &str) {
+        assert!(parse(text).is_err(), "'{text}' should not parse: {:?}", parse(text));
+    }
+
+    #[test]
+    fn precedence_and_keyword_spacing() {
+        let e = ok("a.a=1 or b.b=2 and c");
+        assert!(matches!(&e, Expr::Or(items) if matches!(items[1], Expr::And(_))));
+        for text in ["a and(b)", "(a)or(b)", "not(a)", "not not a", "notb", "and_macro", "a.b = not"] {
+            ok(text);
+        }
+        for text in ["a andb", "aand b", "a not b", "(a)andnot(b)", "", "   ", "x.y = (a)", "x.y contains(a)"] {
+            bad(text);
+        }
+        assert!(matches!(ok("notb"), Expr::Macro { .. }));
+    }
+
+    #[test]
+    fn operators_values_and_quoting() {
+        ok("x.y in(a, 'b c', \"d\")");
+        ok("x.y in ()");
+        bad("x.y in (a,)");
+        bad("x.y in (a,,b)");
+        ok("ka.uri.param[command] = '/bin/sh'");
+        ok("jevt.value[/requestObject/spec/volumes] exists");
+        ok("ka.response.code >= 400");
+        bad("ka.response.code >= abc");
+        ok("tolower(proc.name) = val(proc.pname)");
+        ok("len(ka.req.pod.containers.image) > 1");
+        let e = ok(r#"x.y = "a\"b\x41""#);
+        assert!(matches!(e, Expr::Check { value: Value::Str(ref s), .. } if s == "a\"bA"));
+        bad(r#"x.y = "a\qb""#);
+        bad(r#"x.y = "a\\""#);
+        bad("f existsX");
+    }
+
+    #[test]
+    fn printing_round_trips() {
+        for text in [
+            "a.b = c and not (d.e in (x, 'y z')) or m",
+            r#"tolower(a.b) startswith "he said \"hi\"" and a.c['/x y'] exists"#,
+            "a.b = val(c.d) or a.b intersects (q)",
+        ] {
+            let printed = ok(text).to_string();
+            assert_eq!(ok(&printed).to_string(), printed, "{text} printed as {printed}");
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! Loading rules files into an immutable, shareable [`RuleSet`], and evaluating events with it.
+//! Like Falco, every prefix of the file list must compile: the set is compiled after each file.
+
+use std::collections::{HashMap, HashSet};
+
+use super::ast::{Expr, Op};
+use super::compiler::{self, getter, CompileError};
+use super::eval::Cond;
+use super::extract::EventData;
+use super::format::{OutputFormat, Rendered};
+use super::loader::{Collection, Diagnostic, ListDef, MacroDef, RuleDef, Slot};
+use super::parser;
+use super::text::{apply_exceptions, expand_lists, substitute_lists};
+use super::yaml::Pos;
+use crate::event::Priority;
+
+/// A named rules document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// Which sources to compile rules for; `None` compiles every source (k8s_audit and syscall
+/// natively, any other name as a JSON source).
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub enabled_sources: Option<Vec<String>>,
+}
+
+/// Falco's `rule_matching`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Matching {
+    /// Stop at the first matching rule, in definition order (Falco's default).
+    #[default]
+    First,
+    All,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct EvalOptions {
+    pub matching: Matching,
+    /// Rules less severe than this are not run.
+    pub min_priority: Priority,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions { matching: Matching::First, min_priority: Priority::Debug }
+    }
+}
+
+/// A load failure: the first error, and the warnings gathered until then.
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub error: Diagnostic,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A compiled rule.
+pub struct CompiledRule {
+    pub name: String,
+    pub desc: String,
+    pub priority: Priority,
+    pub source: String,
+    /// Sorted, de-duplicated.
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub file: String,
+    pub condition: String,
+    cond: Cond,
+    output: OutputFormat,
+}
+
+/// Summary of a rule in the effective set, compiled or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub name: String,
+    pub source: String,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub file: String,
+    /// False for rules of sources this set does not run.
+    pub compiled: bool,
+}
+
+#[derive(Default)]
+struct SourceIndex {
+    /// Rules whose condition does not pin `evt.type`, in order.
+    untyped: Vec<usize>,
+    /// For each pinned event type: every rule that can match it (pinned or not), in order.
+    by_type: HashMap<String, Vec<usize>>,
+}
+
+/// An immutable compiled rule set; share it across threads behind an `Arc`.
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    index: HashMap<String, SourceIndex>,
+    infos: Vec<RuleInfo>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A matched rule with its rendered output.
+pub struct Alert<'r> {
+    pub rule: &'r CompiledRule,
+    pub rendered: Rendered,
+}
+
+impl RuleSet {
+    /// Loads `files` in order. Each prefix must compile; the first error is returned.
+    pub fn load(files: &[RulesFile], opts: &LoadOptions) -> Result<RuleSet, LoadError> {
+        let mut collection = Collection::default();
+        let mut last = None;
+        for file in files {
+            if let Err(error) = collection.load(&file.name, &file.content) {
+                return Err(LoadError { error, warnings: collection.warnings.clone() });
+            }
+            match compile_collection(&collection, opts) {
+                Ok(set) => last = Some(set),
+                Err(error) => return Err(LoadError { error, warnings: collection.warnings.clone() }),
+            }
+        }
+        let mut set = last.unwrap_or_else(|| RuleSet {
+            rules: Vec::new(),
+            index: HashMap::new(),
+            infos: Vec::new(),
+            warnings: Vec::new(),
+        });
+        let mut warnings = collection.warnings.clone();
+        warnings.append(&mut set.warnings);
+        set.warnings = warnings;
+        Ok(set)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Compiled rules, in definition order.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Every rule of the effective set, including those of sources that are not run.
+    pub fn infos(&self) -> &[RuleInfo] {
+        &self.infos
+    }
+
+    /// Sources that have at least one compiled rule.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    fn candidates<'s>(&'s self, e: &EventData<'_>) -> &'s [usize] {
+        let Some(index) = self.index.get(e.source) else { return &[] };
+        if e.source == "syscall" {
+            if let Some(ty) = e.json.get("evt.type").and_then(|v| v.as_str()) {
+                if let Some(list) = index.by_type.get(ty) {
+                    return list;
+                }
+            }
+        }
+        &index.untyped
+    }
+
+    /// Evaluates one event.
+    pub fn evaluate<'s>(&'s self, e: &EventData<'_>, opts: &EvalOptions) -> Vec<Alert<'s>> {
+        let mut out = Vec::new();
+        for &i in self.candidates(e) {
+            let rule = &self.rules[i];
+            if !rule.enabled || !rule.priority.at_least(opts.min_priority) {
+                continue;
+            }
+            if rule.cond.eval(e) {
+                out.push(Alert { rule, rendered: rule.output.render(e) });
+                if opts.matching == Matching::First {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn diag(file: &str, pos: Pos, item: String, message: String) -> Diagnostic {
+    Diagnostic { file: file.to_string(), pos, item: Some(item), message }
+}
+
+fn position_note(text: &str, offset: usize) -> String {
+    let start = offset.min(text.len());
+    let mut end = (start + 40).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut s = start;
+    while !text.is_char_boundary(s) {
+        s -= 1;
+    }
+    format!(" (at offset {offset} of the compiled condition, near '{}')", &text[s..end])
+}
+
+/// Macros resolved to trees, lazily and recursively: a macro sees the macros first defined
+/// before its own last (re)definition; rules see every macro.
+struct Macros<'c> {
+    defs: &'c [MacroDef],
+    lists: &'c [ListDef],
+    expanded: &'c [Vec<String>],
+    resolved: HashMap<String, Expr>,
+    in_progress: HashSet<String>,
+    used: HashSet<String>,
+    used_lists: HashSet<String>,
+}
+
+impl<'c> Macros<'c> {
+    fn get(&mut self, name: &str) -> Result<Expr, Diagnostic> {
+        if let Some(expr) = self.resolved.get(name) {
+            return Ok(expr.clone());
+        }
+        let m = self.defs.iter().find(|m| m.name == name).expect("caller checked");
+        let item = format!("macro '{}'", m.name);
+        if !self.in_progress.insert(name.to_string()) {
+            return Err(diag(&m.file, m.cond_pos, item, "reference loop in macro".into()));
+        }
+        let text = substitute_tracking(&m.condition, self.lists, self.expanded, &mut self.used_lists);
+        let parsed = parser::parse(&text).map_err(|e| {
+            diag(&m.file, m.cond_pos, item.clone(), format!("{}{}", e.message, position_note(&text, e.offset)))
+        })?;
+        let resolved = self.resolve(&parsed, Some(m.visibility)).map_err(|e| match e {
+            Resolve::Here(e) => diag(
+                &m.file,
+                m.cond_pos,
+                item.clone(),
+                format!("{}{}", e.message, position_note(&text, e.offset.unwrap_or(0))),
+            ),
+            Resolve::Inner(d) => d,
+        })?;
+        self.in_progress.remove(name);
+        self.resolved.insert(name.to_string(), resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Replaces macro references in `expr`; `visibility` limits what a macro may see.
+    fn resolve(&mut self, expr: &Expr, visibility: Option<u64>) -> Result<Expr, Resolve> {
+        Ok(match expr {
+            Expr::And(items) => Expr::And(items.iter().map(|e| self.resolve(e, visibility)).collect::<Result<_, _>>()?),
+            Expr::Or(items) => Expr::Or(items.iter().map(|e| self.resolve(e, visibility)).collect::<Result<_, _>>()?),
+            Expr::Not(inner) => Expr::Not(Box::new(self.resolve(inner, visibility)?)),
+            Expr::Macro { name, offset } => {
+                let visible = self
+                    .defs
+                    .iter()
+                    .any(|m| &m.name == name && visibility.is_none_or(|v| m.index < v));
+                if !visible {
+                    return Err(Resolve::Here(CompileError {
+                        offset: Some(*offset),
+                        message: format!("Undefined macro '{name}' used in filter."),
+                    }));
+                }
+                self.used.insert(name.clone());
+                self.get(name).map_err(Resolve::Inner)?
+            }
+            check => check.clone(),
+        })
+    }
+}
+
+enum Resolve {
+    /// A problem in the expression being resolved.
+    Here(CompileError),
+    /// A problem inside a referenced macro, already located.
+    Inner(Diagnostic),
+}
+
+fn source_enabled(opts: &LoadOptions, source: &str) -> bool {
+    opts.enabled_sources.as_ref().is_none_or(|s| s.iter().any(|x| x == source))
+}
+
+fn substitute_tracking(text: &str, lists: &[ListDef], expanded: &[Vec<String>], used: &mut HashSet<String>) -> String {
+    for list in lists {
+        if text.contains(&list.name) {
+            used.insert(list.name.clone());
+        }
+    }
+    substitute_lists(text, lists, expanded)
+}
+
+fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Diagnostic> {
+    let expanded = expand_lists(&c.lists);
+    let mut macros = Macros {
+        defs: &c.macros,
+        lists: &c.lists,
+        expanded: &expanded,
+        resolved: HashMap::new(),
+        in_progress: HashSet::new(),
+        used: HashSet::new(),
+        used_lists: HashSet::new(),
+    };
+    // Every macro is parsed and resolved, used or not.
+    for m in &c.macros {
+        macros.get(&m.name)?;
+    }
+
+    let mut warnings = Vec::new();
+    let mut rules = Vec::new();
+    let mut infos = Vec::new();
+    let mut index: HashMap<String, SourceIndex> = HashMap::new();
+    let mut typed: Vec<(usize, Option<HashSet<String>>)> = Vec::new();
+    for r in &c.rules {
+        let item = format!("rule '{}'", r.name);
+        let mut info = RuleInfo {
+            name: r.name.clone(),
+            source: r.source.clone(),
+            priority: r.priority,
+            tags: r.tags.iter().cloned().collect(),
+            enabled: r.enabled,
+            file: r.file.clone(),
+            compiled: false,
+        };
+        if !source_enabled(opts, &r.source) {
+            warnings.push(diag(&r.file, r.pos, item, format!("Unknown source {}, skipping", r.source)));
+            infos.push(info);
+            continue;
+        }
+        check_exceptions(r, &mut warnings)?;
+        let with_ex = apply_exceptions(&r.condition, &r.exceptions);
+        let text = substitute_tracking(&with_ex, &c.lists, &expanded, &mut macros.used_lists);
+        let fail = |e: CompileError| {
+            diag(&r.file, r.cond_pos, item.clone(), format!("{}{}", e.message, position_note(&text, e.offset.unwrap_or(0))))
+        };
+        let parsed = parser::parse(&text).map_err(|e| fail(CompileError { offset: Some(e.offset), message: e.message }))?;
+        let resolved = match macros.resolve(&parsed, None) {
+            Ok(expr) => expr,
+            Err(Resolve::Here(e)) => return Err(fail(e)),
+            Err(Resolve::Inner(d)) => return Err(d),
+        };
+        let compiled = match compiler::compile(&r.source, &resolved) {
+            Ok(cond) => cond,
+            Err(e) if r.skip_if_unknown_filter && e.message.contains("nonexistent field") => {
+                warnings.push(diag(&r.file, r.pos, item, format!("rule skipped: {}", e.message)));
+                infos.push(info);
+                continue;
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        let output = OutputFormat::compile(&r.source, &r.output)
+            .map_err(|m| diag(&r.file, r.output_pos, item.clone(), m))?;
+        let types = if r.source == "syscall" { compiler::event_types(&resolved) } else { None };
+        info.compiled = true;
+        infos.push(info);
+        typed.push((rules.len(), types));
+        rules.push(CompiledRule {
+            name: r.name.clone(),
+            desc: r.desc.clone(),
+            priority: r.priority,
+            source: r.source.clone(),
+            tags: r.tags.iter().cloned().collect(),
+            enabled: r.enabled,
+            file: r.file.clone(),
+            condition: text.clone(),
+            cond: compiled,
+            output,
+        });
+    }
+    for (i, types) in &typed {
+        let entry = index.entry(rules[*i].source.clone()).or_default();
+        match types {
+            None => entry.untyped.push(*i),
+            Some(types) => {
+                for t in types {
+                    entry.by_type.entry(t.clone()).or_default();
+                }
+            }
+        }
+    }
+    // Each event type's list: the rules pinned to it plus every untyped rule, in order.
+    for index in index.values_mut() {
+        let keys: Vec<String> = index.by_type.keys().cloned().collect();
+        for key in keys {
+            let list: Vec<usize> = typed
+                .iter()
+                .filter(|(i, types)| {
+                    rules[*i].source == "syscall" && types.as_ref().is_none_or(|t| t.contains(&key))
+                })
+                .map(|(i, _)| *i)
+                .collect();
+            index.by_type.insert(key, list);
+        }
+    }
+    for l in &c.lists {
+        if !macros.used_lists.contains(&l.name) && !c.lists.iter().any(|o| o.items.contains(&l.name)) {
+            warnings.push(diag(&l.file, l.pos, format!("list '{}'", l.name), "List not referred to by any rule/macro".into()));
+        }
+    }
+    let used_macros = macros.used.clone();
+    for m in &c.macros {
+        if !used_macros.contains(&m.name) {
+            warnings.push(diag(&m.file, m.pos, format!("macro '{}'", m.name), "Macro not referred to by any rule/macro".into()));
+        }
+    }
+    Ok(RuleSet { rules, index, infos, warnings })
+}
+
+/// Exception fields must be fields of the rule's source and comps known operators.
+fn check_exceptions(r: &RuleDef, warnings: &mut Vec<Diagnostic>) -> Result<(), Diagnostic> {
+    let item = format!("rule '{}'", r.name);
+    for ex in &r.exceptions {
+        let fields: Vec<&String> = match &ex.fields {
+            Some(Slot::Scalar(f)) => vec![f],
+            Some(Slot::List(fs)) => fs.iter().collect(),
+            None => continue,
+        };
+        for f in &fields {
+            let parsed = parser::parse_field_prefix(f).filter(|(_, used)| *used == f.len());
+            let ok = parsed.as_ref().is_some_and(|(field, _)| getter(&r.source, field).is_ok());
+            if !ok {
+                return Err(diag(&r.file, ex.pos, item, format!(
+                    "Exception '{}': '{f}' is not a valid field for source {}", ex.name, r.source
+                )));
+            }
+        }
+        let comps: Vec<String> = match &ex.comps {
+            Some(Slot::Scalar(c)) => vec![c.trim().to_string()],
+            Some(Slot::List(cs)) => cs.iter().map(|c| c.trim().to_string()).collect(),
+            None => Vec::new(),
+        };
+        for comp in &comps {
+            let base = comp.split_whitespace().next().unwrap_or("");
+            let modifier_ok = comp.split_whitespace().nth(1).is_none_or(|m| matches!(m, "oneof" | "anyof" | "allof"));
+            if Op::from_text(base).is_none() || !modifier_ok {
+                return Err(diag(&r.file, ex.pos, item, format!("Exception '{}': '{comp}' is not a known comparison operator", ex.name)));
+            }
+        }
+        for tuple in &ex.values {
+            for slot in tuple {
+                if let Slot::Scalar(v) = slot {
+                    let looks_like_field = parser::parse_field_prefix(v)
+                        .filter(|(_, used)| *used == v.len())
+                        .is_some_and(|(field, _)| getter(&r.source, &field).is_ok());
+                    if looks_like_field {
+                        warnings.push(diag(&r.file, ex.pos, item.clone(), format!(
+                            "Exception '{}': value '{v}' may be a valid field misused as a const string value", ex.name
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
