@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["falco/schema.proto", "falco/version.proto", "falco/outputs.proto"];
+const PROTOS: &[&str] = &[
+    "falco/schema.proto",
+    "falco/version.proto",
+    "falco/outputs.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -16,8 +16,16 @@ pub struct Step {
 }
 
 pub const STEPS: &[Step] = &[
-    Step { version: 1, name: "initial layout", apply: v1_initial::apply },
-    Step { version: 2, name: "event ids and rules revisions", apply: v2_event_ids::apply },
+    Step {
+        version: 1,
+        name: "initial layout",
+        apply: v1_initial::apply,
+    },
+    Step {
+        version: 2,
+        name: "event ids and rules revisions",
+        apply: v2_event_ids::apply,
+    },
 ];
 
 pub use v1_initial::write_fixture as write_v1_fixture;

@@ -39,12 +39,17 @@ pub fn write_fixture(db: &sled::Db, events: u64, consumer: (&str, u64)) -> Resul
             source: "k8s_audit".into(),
         };
         let bytes = postcard::to_allocvec(&rec).map_err(|e| e.to_string())?;
-        outputs.insert(seq.to_be_bytes(), bytes).map_err(|e| e.to_string())?;
+        outputs
+            .insert(seq.to_be_bytes(), bytes)
+            .map_err(|e| e.to_string())?;
     }
     let consumers = db.open_tree("consumers").map_err(|e| e.to_string())?;
-    consumers.insert(consumer.0, &consumer.1.to_be_bytes()).map_err(|e| e.to_string())?;
+    consumers
+        .insert(consumer.0, &consumer.1.to_be_bytes())
+        .map_err(|e| e.to_string())?;
     let meta = db.open_tree("meta").map_err(|e| e.to_string())?;
-    meta.insert("schema_version", &1u32.to_be_bytes()).map_err(|e| e.to_string())?;
+    meta.insert("schema_version", &1u32.to_be_bytes())
+        .map_err(|e| e.to_string())?;
     db.flush().map_err(|e| e.to_string())?;
     Ok(())
 }

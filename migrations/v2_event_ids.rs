@@ -51,7 +51,8 @@ pub fn apply(db: &sled::Db) -> Result<(), String> {
             id: *id.as_bytes(),
             rules_revision: 0,
         };
-        new.insert(key, postcard::to_allocvec(&v2).map_err(err)?).map_err(err)?;
+        new.insert(key, postcard::to_allocvec(&v2).map_err(err)?)
+            .map_err(err)?;
     }
     let consumers = db.open_tree("consumers").map_err(err)?;
     let mut batch = sled::Batch::default();

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::OutputEvent;
 use crate::feed::Feed;
-use crate::store::{Store, StoreOptions, StoreError};
+use crate::store::{Store, StoreError, StoreOptions};
 
 #[derive(Clone)]
 pub struct App {

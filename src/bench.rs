@@ -42,17 +42,26 @@ fn sample_event(i: u64, event_bytes: usize) -> OutputEvent {
         line.push('x');
     }
     line.truncate(event_bytes);
-    OutputEvent::new(1_700_000_000_000_000_000 + i as i64, Priority::Warning, "bench", line, "k8s_audit")
-        .with_tags(["bench", "k8s"])
-        .with_fields([("ka.verb", "create"), ("ka.user.name", "bench")])
-        .with_hostname("bench-host")
+    OutputEvent::new(
+        1_700_000_000_000_000_000 + i as i64,
+        Priority::Warning,
+        "bench",
+        line,
+        "k8s_audit",
+    )
+    .with_tags(["bench", "k8s"])
+    .with_fields([("ka.verb", "create"), ("ka.user.name", "bench")])
+    .with_hostname("bench-host")
 }
 
 /// The outputs log: append throughput, replay through `sub` against a bare stream, and disk use.
 pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let temp = tempfile_dir(&args.data_dir)?;
     let dir = temp.path.clone();
-    let opts = StoreOptions { outputs_capacity: args.capacity, cache_bytes: 256 << 20 };
+    let opts = StoreOptions {
+        outputs_capacity: args.capacity,
+        cache_bytes: 256 << 20,
+    };
     let app = App::open(&dir, &opts).context("open store")?;
     let socket = dir.join("bench.sock");
     let listener = server::bind_unix(&socket)?;
@@ -75,7 +84,8 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
             let end = i + per;
             while i < end {
                 let n = batch.min(end - i);
-                feed.append((i..i + n).map(|k| sample_event(k, bytes)).collect()).await?;
+                feed.append((i..i + n).map(|k| sample_event(k, bytes)).collect())
+                    .await?;
                 i += n;
             }
             Ok::<_, anyhow::Error>(())
@@ -112,11 +122,21 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
         .max_decoding_message_size(64 << 20);
     let started = Instant::now();
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(Request { after_seq: Some(retained.oldest - 1), ..Default::default() }).await?;
-    let mut stream = outputs.sub(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    tx.send(Request {
+        after_seq: Some(retained.oldest - 1),
+        ..Default::default()
+    })
+    .await?;
+    let mut stream = outputs
+        .sub(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     let mut got = 0u64;
     while got < replay_n {
-        stream.message().await?.context("replay stream ended early")?;
+        stream
+            .message()
+            .await?
+            .context("replay stream ended early")?;
         got += 1;
     }
     let replay_secs = started.elapsed().as_secs_f64();
@@ -125,7 +145,12 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let base_socket = dir.join("baseline.sock");
     let base_listener = server::bind_unix(&base_socket)?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let base = tokio::spawn(server::baseline::serve_baseline(base_listener, template, replay_n, stop.clone()));
+    let base = tokio::spawn(server::baseline::serve_baseline(
+        base_listener,
+        template,
+        replay_n,
+        stop.clone(),
+    ));
     let mut bare = ServiceClient::new(client::connect_unix(&base_socket).await?);
     let started = Instant::now();
     let mut stream = bare.get(Request::default()).await?.into_inner();
@@ -163,7 +188,10 @@ impl Drop for RunDir {
 
 fn tempfile_dir(given: &Option<PathBuf>) -> anyhow::Result<RunDir> {
     match given {
-        Some(p) => Ok(RunDir { path: p.clone(), remove: false }),
+        Some(p) => Ok(RunDir {
+            path: p.clone(),
+            remove: false,
+        }),
         None => {
             let path = std::env::temp_dir().join(format!("falco-api-bench-{}", std::process::id()));
             std::fs::create_dir_all(&path)?;
@@ -177,7 +205,11 @@ fn dir_size(path: &std::path::Path) -> std::io::Result<u64> {
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }

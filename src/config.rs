@@ -54,7 +54,10 @@ pub struct ServeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -99,8 +102,10 @@ pub fn default_socket() -> PathBuf {
 }
 
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_file(path, &text)
 }
 
@@ -108,8 +113,10 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_saphyr::from_str(text)
-        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 impl ServeConfig {
@@ -123,7 +130,11 @@ impl ServeConfig {
     }
 
     pub fn merge(file: FileConfig, o: &Overrides) -> Result<ServeConfig, ConfigError> {
-        let data_dir = o.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir);
         let listen_text = if !o.listen.is_empty() {
             o.listen.clone()
         } else {
@@ -132,7 +143,10 @@ impl ServeConfig {
         let listen = if listen_text.is_empty() {
             vec![Target::Unix(data_dir.join(SOCKET_NAME))]
         } else {
-            listen_text.iter().map(|a| listen_target(a)).collect::<Result<_, _>>()?
+            listen_text
+                .iter()
+                .map(|a| listen_target(a))
+                .collect::<Result<_, _>>()?
         };
         let outputs_capacity = o
             .outputs_capacity
@@ -143,9 +157,15 @@ impl ServeConfig {
                 "outputs capacity {outputs_capacity} is out of range (1 to {MAX_LOG_CAPACITY})"
             )));
         }
-        let log_level = o.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into());
+        let log_level = o
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
-            ConfigError::Invalid(format!("log_level '{log_level}' is not a valid filter: {e}"))
+            ConfigError::Invalid(format!(
+                "log_level '{log_level}' is not a valid filter: {e}"
+            ))
         })?;
         let grace = file.shutdown_grace_secs.unwrap_or(10);
         if grace > 3600 {
@@ -187,7 +207,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_position() {
-        let err = parse("data_dir: /tmp/x\noutputs:\n  capacty: 5\n").unwrap_err().to_string();
+        let err = parse("data_dir: /tmp/x\noutputs:\n  capacty: 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("capacty"), "{err}");
         assert!(err.contains('3'), "the line number should be named: {err}");
     }
@@ -195,21 +217,38 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_defaults_fill_the_rest() {
         let file = parse("data_dir: /srv/a\noutputs:\n  capacity: 50\n").unwrap();
-        let o = Overrides { outputs_capacity: Some(7), ..Default::default() };
+        let o = Overrides {
+            outputs_capacity: Some(7),
+            ..Default::default()
+        };
         let c = ServeConfig::merge(file, &o).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
         assert_eq!(c.outputs_capacity, 7);
-        assert_eq!(c.listen, vec![Target::Unix(PathBuf::from("/srv/a/falco-api.sock"))]);
+        assert_eq!(
+            c.listen,
+            vec![Target::Unix(PathBuf::from("/srv/a/falco-api.sock"))]
+        );
     }
 
     #[test]
     fn bad_values_are_reported_before_anything_starts() {
-        let zero = Overrides { outputs_capacity: Some(0), ..Default::default() };
+        let zero = Overrides {
+            outputs_capacity: Some(0),
+            ..Default::default()
+        };
         assert!(ServeConfig::merge(FileConfig::default(), &zero).is_err());
-        let tcp = Overrides { listen: vec!["0.0.0.0:5060".into()], ..Default::default() };
-        let err = ServeConfig::merge(FileConfig::default(), &tcp).unwrap_err().to_string();
+        let tcp = Overrides {
+            listen: vec!["0.0.0.0:5060".into()],
+            ..Default::default()
+        };
+        let err = ServeConfig::merge(FileConfig::default(), &tcp)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mutual TLS"), "{err}");
-        let level = Overrides { log_level: Some("info,,=[".into()), ..Default::default() };
+        let level = Overrides {
+            log_level: Some("info,,=[".into()),
+            ..Default::default()
+        };
         assert!(ServeConfig::merge(FileConfig::default(), &level).is_err());
     }
 }

@@ -48,7 +48,9 @@ impl Priority {
     }
 
     pub fn from_number(n: i32) -> Option<Priority> {
-        usize::try_from(n).ok().and_then(|i| Self::ALL.get(i).copied())
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| Self::ALL.get(i).copied())
     }
 
     /// True when `self` is at least as severe as `min`.
@@ -146,7 +148,10 @@ impl OutputEvent {
         K: Into<String>,
         V: Into<String>,
     {
-        self.output_fields = fields.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.output_fields = fields
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         self.output_fields.sort();
         self
     }
@@ -185,7 +190,9 @@ impl OutputFilter {
     pub fn matches(&self, event: &OutputEvent) -> bool {
         (self.tags.is_empty() || event.tags.iter().any(|t| self.tags.contains(t)))
             && (self.rules.is_empty() || self.rules.contains(&event.rule))
-            && self.min_priority.is_none_or(|min| event.priority.at_least(min))
+            && self
+                .min_priority
+                .is_none_or(|min| event.priority.at_least(min))
             && (self.sources.is_empty() || self.sources.contains(&event.source))
     }
 }
@@ -198,7 +205,10 @@ mod tests {
     fn priority_parses_falco_names_case_insensitively() {
         assert_eq!("WARNING".parse::<Priority>().unwrap(), Priority::Warning);
         assert_eq!("info".parse::<Priority>().unwrap(), Priority::Informational);
-        assert_eq!("Informational".parse::<Priority>().unwrap(), Priority::Informational);
+        assert_eq!(
+            "Informational".parse::<Priority>().unwrap(),
+            Priority::Informational
+        );
         assert!("loud".parse::<Priority>().is_err());
         assert!(Priority::Critical.at_least(Priority::Warning));
         assert!(!Priority::Debug.at_least(Priority::Warning));
@@ -209,11 +219,20 @@ mod tests {
         let ev = OutputEvent::new(0, Priority::Warning, "r1", "out", "k8s_audit")
             .with_tags(["k8s", "network"]);
         assert!(OutputFilter::default().matches(&ev));
-        let by_tag = OutputFilter { tags: vec!["network".into()], ..Default::default() };
+        let by_tag = OutputFilter {
+            tags: vec!["network".into()],
+            ..Default::default()
+        };
         assert!(by_tag.matches(&ev));
-        let strict = OutputFilter { min_priority: Some(Priority::Error), ..by_tag.clone() };
+        let strict = OutputFilter {
+            min_priority: Some(Priority::Error),
+            ..by_tag.clone()
+        };
         assert!(!strict.matches(&ev));
-        let other_source = OutputFilter { sources: vec!["syscall".into()], ..by_tag };
+        let other_source = OutputFilter {
+            sources: vec!["syscall".into()],
+            ..by_tag
+        };
         assert!(!other_source.matches(&ev));
     }
 }

@@ -9,7 +9,10 @@ use falco_api::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("falco-api: cannot start the async runtime: {e}");
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
             }
             Command::Version(args) => cli::version(args).await,
             Command::Tail(args) => cli::tail(args).await,
+            Command::Eval(args) => cli::eval::eval(args),
             Command::Bench(cli::BenchCommand::Log(args)) => {
                 init_tracing("warn");
                 falco_api::bench::log_bench(args).await
@@ -44,5 +48,9 @@ fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

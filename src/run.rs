@@ -10,9 +10,16 @@ use crate::store::StoreOptions;
 
 /// Runs the server until a signal; returns once everything is flushed.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let opts = StoreOptions { outputs_capacity: config.outputs_capacity, ..Default::default() };
-    let app = App::open(&config.data_dir, &opts)
-        .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+    let opts = StoreOptions {
+        outputs_capacity: config.outputs_capacity,
+        ..Default::default()
+    };
+    let app = App::open(&config.data_dir, &opts).with_context(|| {
+        format!(
+            "cannot open the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     let mut listeners = Vec::new();
     for target in &config.listen {
         let Target::Unix(path) = target;

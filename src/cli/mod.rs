@@ -1,6 +1,7 @@
 //! The command line: `serve` and the client commands. Parsing lives here; each command is a
 //! function that returns an exit status or an error for `main` to print.
 
+pub mod eval;
 mod tail;
 
 use std::path::PathBuf;
@@ -13,7 +14,11 @@ use crate::config::{self, Overrides, ServeConfig};
 use crate::proto::version::{service_client::ServiceClient as VersionClient, Request};
 
 #[derive(Parser, Debug)]
-#[command(name = "falco-api", version, about = "The Falco gRPC API, complete and persistent")]
+#[command(
+    name = "falco-api",
+    version,
+    about = "The Falco gRPC API, complete and persistent"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,6 +32,8 @@ pub enum Command {
     Version(ConnectArgs),
     /// Stream output events (alerts).
     Tail(tail::TailArgs),
+    /// Evaluate rules files on recorded events offline (no server), or just validate them.
+    Eval(eval::EvalArgs),
     /// Load generators that print throughput, latency and size figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -96,7 +103,10 @@ pub async fn version(args: ConnectArgs) -> anyhow::Result<i32> {
     let mut client = VersionClient::new(args.channel().await?);
     let v = client.version(Request {}).await?.into_inner();
     println!("falco-api {}", v.version);
-    println!("engine {} (fields checksum {})", v.engine_version, v.engine_fields_checksum);
+    println!(
+        "engine {} (fields checksum {})",
+        v.engine_version, v.engine_fields_checksum
+    );
     Ok(0)
 }
 

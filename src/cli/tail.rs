@@ -66,7 +66,10 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
     while let Some(response) = stream.message().await? {
         print_response(&response, args.json);
         if args.consumer.is_some() && response.seq > 0 {
-            let ack = Request { ack: response.seq, ..Default::default() };
+            let ack = Request {
+                ack: response.seq,
+                ..Default::default()
+            };
             if tx.send(ack).await.is_err() {
                 break;
             }

@@ -106,7 +106,11 @@ impl Transformer {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(t, _)| *t == self).map(|(_, n)| *n).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
     }
 }
 
@@ -143,14 +147,23 @@ pub enum Expr {
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),
-    Check { field: FieldRef, op: Op, value: Value, offset: usize },
+    Check {
+        field: FieldRef,
+        op: Op,
+        value: Value,
+        offset: usize,
+    },
     /// A macro reference, resolved at compile time.
-    Macro { name: String, offset: usize },
+    Macro {
+        name: String,
+        offset: usize,
+    },
 }
 
 fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     let bare = !s.is_empty()
-        && s.bytes().all(|b| !b"()\"'=,\\".contains(&b) && !b.is_ascii_whitespace() && b != 0x08)
+        && s.bytes()
+            .all(|b| !b"()\"'=,\\".contains(&b) && !b.is_ascii_whitespace() && b != 0x08)
         && !matches!(s, "oneof" | "anyof" | "allof");
     if bare {
         return f.write_str(s);
@@ -181,7 +194,10 @@ impl fmt::Display for FieldRef {
         f.write_str(&self.name)?;
         if let Some(arg) = &self.arg {
             // Bare arguments allow almost anything but brackets, quotes and blanks.
-            if arg.bytes().any(|b| b"[]\"' \t\r\n\\".contains(&b) || b < 0x20) {
+            if arg
+                .bytes()
+                .any(|b| b"[]\"' \t\r\n\\".contains(&b) || b < 0x20)
+            {
                 f.write_str("[")?;
                 write_str(f, arg)?;
                 f.write_str("]")?;
@@ -200,7 +216,11 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::And(items) | Expr::Or(items) => {
-                let sep = if matches!(self, Expr::And(_)) { " and " } else { " or " };
+                let sep = if matches!(self, Expr::And(_)) {
+                    " and "
+                } else {
+                    " or "
+                };
                 f.write_str("(")?;
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
@@ -212,7 +232,9 @@ impl fmt::Display for Expr {
             }
             Expr::Not(inner) => write!(f, "not ({inner})"),
             Expr::Macro { name, .. } => f.write_str(name),
-            Expr::Check { field, op, value, .. } => {
+            Expr::Check {
+                field, op, value, ..
+            } => {
                 write!(f, "{field} {}", op.text())?;
                 match value {
                     Value::None => Ok(()),
@@ -230,7 +252,9 @@ impl fmt::Display for Expr {
                         }
                         f.write_str(")")
                     }
-                    Value::Field(other) if other.transformers.is_empty() => write!(f, " val({other})"),
+                    Value::Field(other) if other.transformers.is_empty() => {
+                        write!(f, " val({other})")
+                    }
                     Value::Field(other) => write!(f, " {other}"),
                 }
             }

@@ -17,7 +17,10 @@ pub struct CompileError {
 
 impl CompileError {
     fn at(offset: usize, message: impl Into<String>) -> Self {
-        CompileError { offset: Some(offset), message: message.into() }
+        CompileError {
+            offset: Some(offset),
+            message: message.into(),
+        }
     }
 }
 
@@ -45,16 +48,39 @@ pub fn getter(source: &str, field: &FieldRef) -> Result<Getter, String> {
             _ => {}
         }
     }
-    Ok(Getter { extract: resolved.extract, transformers, ty, list })
+    Ok(Getter {
+        extract: resolved.extract,
+        transformers,
+        ty,
+        list,
+    })
 }
 
 pub fn compile(source: &str, expr: &Expr) -> Result<Cond, CompileError> {
     match expr {
-        Expr::And(items) => Ok(Cond::And(items.iter().map(|e| compile(source, e)).collect::<Result<_, _>>()?)),
-        Expr::Or(items) => Ok(Cond::Or(items.iter().map(|e| compile(source, e)).collect::<Result<_, _>>()?)),
+        Expr::And(items) => Ok(Cond::And(
+            items
+                .iter()
+                .map(|e| compile(source, e))
+                .collect::<Result<_, _>>()?,
+        )),
+        Expr::Or(items) => Ok(Cond::Or(
+            items
+                .iter()
+                .map(|e| compile(source, e))
+                .collect::<Result<_, _>>()?,
+        )),
         Expr::Not(inner) => Ok(Cond::Not(Box::new(compile(source, inner)?))),
-        Expr::Macro { name, offset } => Err(CompileError::at(*offset, format!("Undefined macro '{name}' used in filter."))),
-        Expr::Check { field, op, value, offset } => {
+        Expr::Macro { name, offset } => Err(CompileError::at(
+            *offset,
+            format!("Undefined macro '{name}' used in filter."),
+        )),
+        Expr::Check {
+            field,
+            op,
+            value,
+            offset,
+        } => {
             let lhs = getter(source, field).map_err(|m| CompileError::at(*offset, m))?;
             check_operator(field, &lhs, *op).map_err(|m| CompileError::at(*offset, m))?;
             let rhs = rhs(source, &lhs, *op, value).map_err(|m| CompileError::at(*offset, m))?;
@@ -74,13 +100,28 @@ fn check_operator(field: &FieldRef, lhs: &Getter, op: Op) -> Result<(), String> 
     let allowed = match lhs.ty {
         FieldType::String => !matches!(op, Op::BContains | Op::BStartsWith),
         FieldType::Bytes => true,
-        FieldType::Number => matches!(op, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::In | Op::Intersects | Op::Exists),
+        FieldType::Number => matches!(
+            op,
+            Op::Eq
+                | Op::Ne
+                | Op::Lt
+                | Op::Le
+                | Op::Gt
+                | Op::Ge
+                | Op::In
+                | Op::Intersects
+                | Op::Exists
+        ),
         FieldType::Bool | FieldType::Ip | FieldType::IpNet => {
             matches!(op, Op::Eq | Op::Ne | Op::In | Op::Intersects | Op::Exists)
         }
     };
     if !allowed {
-        return Err(format!("'{}' operator not supported on field '{name}' of type {:?}", op.text(), lhs.ty));
+        return Err(format!(
+            "'{}' operator not supported on field '{name}' of type {:?}",
+            op.text(),
+            lhs.ty
+        ));
     }
     Ok(())
 }
@@ -104,16 +145,29 @@ fn rhs(source: &str, lhs: &Getter, op: Op, value: &Value) -> Result<Rhs, String>
     if op.is_list_op() {
         return Ok(match (op, lhs.ty) {
             (Op::PMatch, _) => Rhs::Paths(
-                items.iter().map(|p| p.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect()).collect(),
+                items
+                    .iter()
+                    .map(|p| {
+                        p.split('/')
+                            .filter(|c| !c.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .collect(),
             ),
             (_, FieldType::Number) => Rhs::Numbers(
                 items
                     .iter()
-                    .map(|i| super::eval::parse_number(i).ok_or_else(|| format!("'{i}' is not a number")))
+                    .map(|i| {
+                        super::eval::parse_number(i).ok_or_else(|| format!("'{i}' is not a number"))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             (_, FieldType::IpNet) => Rhs::Nets(
-                items.iter().map(|i| Net::parse(i).ok_or_else(|| format!("'{i}' is not an IP network"))).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|i| Net::parse(i).ok_or_else(|| format!("'{i}' is not an IP network")))
+                    .collect::<Result<_, _>>()?,
             ),
             _ => Rhs::Set(items.into_iter().collect::<HashSet<_>>()),
         });
@@ -121,17 +175,21 @@ fn rhs(source: &str, lhs: &Getter, op: Op, value: &Value) -> Result<Rhs, String>
     let text = items.into_iter().next().unwrap_or_default();
     Ok(match op {
         Op::Regex => Rhs::Regex(
-            regex::Regex::new(&format!("^(?:{text})$")).map_err(|e| format!("invalid regular expression '{text}': {e}"))?,
+            regex::Regex::new(&format!("^(?:{text})$"))
+                .map_err(|e| format!("invalid regular expression '{text}': {e}"))?,
         ),
         Op::Glob | Op::IGlob => Rhs::Glob(text),
-        Op::BContains | Op::BStartsWith => Rhs::Bytes(
-            hex::decode(&text).map_err(|_| format!("'{text}' is not a hex byte string (bcontains/bstartswith take hex)"))?,
-        ),
-        _ if lhs.ty == FieldType::IpNet => {
-            Rhs::Nets(vec![Net::parse(&text).ok_or_else(|| format!("'{text}' is not an IP network"))?])
-        }
+        Op::BContains | Op::BStartsWith => Rhs::Bytes(hex::decode(&text).map_err(|_| {
+            format!("'{text}' is not a hex byte string (bcontains/bstartswith take hex)")
+        })?),
+        _ if lhs.ty == FieldType::IpNet => Rhs::Nets(vec![
+            Net::parse(&text).ok_or_else(|| format!("'{text}' is not an IP network"))?
+        ]),
         _ if lhs.ty == FieldType::Number || lhs.transformers.last() == Some(&Transformer::Len) => {
-            Rhs::Number(super::eval::parse_number(&text).ok_or_else(|| format!("'{text}' is not a number"))?)
+            Rhs::Number(
+                super::eval::parse_number(&text)
+                    .ok_or_else(|| format!("'{text}' is not a number"))?,
+            )
         }
         _ if op.is_num_op() => Rhs::Text(text),
         _ => Rhs::Text(text),
@@ -142,14 +200,17 @@ fn rhs(source: &str, lhs: &Getter, op: Op, value: &Value) -> Result<Rhs, String>
 /// negations and unknown shapes match any type).
 pub fn event_types(expr: &Expr) -> Option<HashSet<String>> {
     match expr {
-        Expr::Check { field, op, value, .. } if field.name == "evt.type" && field.transformers.is_empty() => {
-            match (op, value) {
-                (Op::Eq, Value::Str(s)) => Some([s.clone()].into()),
-                (Op::In | Op::Intersects, Value::List(items)) => Some(items.iter().cloned().collect()),
-                _ => None,
-            }
-        }
-        Expr::And(items) => items.iter().filter_map(event_types).reduce(|a, b| a.intersection(&b).cloned().collect()),
+        Expr::Check {
+            field, op, value, ..
+        } if field.name == "evt.type" && field.transformers.is_empty() => match (op, value) {
+            (Op::Eq, Value::Str(s)) => Some([s.clone()].into()),
+            (Op::In | Op::Intersects, Value::List(items)) => Some(items.iter().cloned().collect()),
+            _ => None,
+        },
+        Expr::And(items) => items
+            .iter()
+            .filter_map(event_types)
+            .reduce(|a, b| a.intersection(&b).cloned().collect()),
         Expr::Or(items) => {
             let mut all = HashSet::new();
             for item in items {

@@ -37,7 +37,9 @@ fn transform(t: Transformer, v: Extracted<'_>) -> Option<Extracted<'_>> {
             Transformer::ToUpper => s.to_ascii_uppercase(),
             Transformer::Basename => s.rsplit('/').next().unwrap_or("").to_string(),
             Transformer::B64 => {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).ok()?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .ok()?;
                 String::from_utf8_lossy(&bytes).into_owned()
             }
             Transformer::Len => s.len().to_string(),
@@ -115,11 +117,19 @@ impl Net {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix.min(32)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix.min(32))
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix.min(128)) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix.min(128))
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -129,12 +139,16 @@ impl Net {
 
 impl Check {
     fn eval(&self, e: &EventData<'_>) -> bool {
-        let Some(value) = self.lhs.get(e) else { return false };
+        let Some(value) = self.lhs.get(e) else {
+            return false;
+        };
         if self.op == Op::Exists {
             return true;
         }
         if let Rhs::Field(other) = &self.rhs {
-            let Some(right) = other.get(e) else { return false };
+            let Some(right) = other.get(e) else {
+                return false;
+            };
             return self.compare_fields(&value, &right);
         }
         match (&value, self.op) {
@@ -148,25 +162,32 @@ impl Check {
         match &self.rhs {
             Rhs::Set(set) => set.contains(v),
             Rhs::Numbers(nums) => v.parse::<f64>().is_ok_and(|n| nums.contains(&n)),
-            Rhs::Nets(nets) => v.parse::<IpAddr>().is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
+            Rhs::Nets(nets) => v
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
             Rhs::Paths(paths) => pmatch(paths, v),
             _ => false,
         }
     }
 
     fn scalar(&self, v: &str) -> bool {
-        let numeric = matches!(self.lhs.ty, FieldType::Number) || self.lhs.transformers.last() == Some(&Transformer::Len);
+        let numeric = matches!(self.lhs.ty, FieldType::Number)
+            || self.lhs.transformers.last() == Some(&Transformer::Len);
         match (self.op, &self.rhs) {
             (Op::In | Op::Intersects | Op::PMatch, _) => self.member(v),
             (Op::Eq | Op::Ne, Rhs::Nets(nets)) => {
-                let hit = v.parse::<IpAddr>().is_ok_and(|ip| nets.iter().any(|n| n.contains(ip)));
+                let hit = v
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip)));
                 hit == (self.op == Op::Eq)
             }
             (op, Rhs::Number(n)) if numeric => match parse_number(v) {
                 Some(x) => compare_order(op, x.partial_cmp(n)),
                 None => false,
             },
-            (op, Rhs::Number(_) | Rhs::Text(_)) if op.is_num_op() || matches!(op, Op::Eq | Op::Ne) => {
+            (op, Rhs::Number(_) | Rhs::Text(_))
+                if op.is_num_op() || matches!(op, Op::Eq | Op::Ne) =>
+            {
                 let text = match &self.rhs {
                     Rhs::Text(t) => t.as_str(),
                     _ => return false,
@@ -174,13 +195,17 @@ impl Check {
                 compare_order(op, Some(v.as_bytes().cmp(text.as_bytes())))
             }
             (Op::Contains, Rhs::Text(t)) => v.contains(t.as_str()),
-            (Op::IContains, Rhs::Text(t)) => v.to_ascii_lowercase().contains(&t.to_ascii_lowercase()),
+            (Op::IContains, Rhs::Text(t)) => {
+                v.to_ascii_lowercase().contains(&t.to_ascii_lowercase())
+            }
             (Op::StartsWith, Rhs::Text(t)) => v.starts_with(t.as_str()),
             (Op::EndsWith, Rhs::Text(t)) => v.ends_with(t.as_str()),
             (Op::Glob, Rhs::Glob(p)) => fnmatch(p.as_bytes(), v.as_bytes(), false),
             (Op::IGlob, Rhs::Glob(p)) => fnmatch(p.as_bytes(), v.as_bytes(), true),
             (Op::Regex, Rhs::Regex(re)) => re.is_match(v),
-            (Op::BContains, Rhs::Bytes(b)) => !b.is_empty() && v.as_bytes().windows(b.len()).any(|w| w == b.as_slice()),
+            (Op::BContains, Rhs::Bytes(b)) => {
+                !b.is_empty() && v.as_bytes().windows(b.len()).any(|w| w == b.as_slice())
+            }
             (Op::BStartsWith, Rhs::Bytes(b)) => v.as_bytes().starts_with(b),
             _ => false,
         }
@@ -245,13 +270,22 @@ fn pmatch(paths: &[Vec<String>], value: &str) -> bool {
     let parts: Vec<&str> = value.split('/').filter(|p| !p.is_empty()).collect();
     paths.iter().any(|pattern| {
         pattern.len() <= parts.len()
-            && pattern.iter().zip(&parts).all(|(p, v)| fnmatch(p.as_bytes(), v.as_bytes(), false))
+            && pattern
+                .iter()
+                .zip(&parts)
+                .all(|(p, v)| fnmatch(p.as_bytes(), v.as_bytes(), false))
     })
 }
 
 /// fnmatch(3) with no flags (or FNM_CASEFOLD): `*` matches `/` too; `?`, `[...]`, `\` escapes.
 pub fn fnmatch(pattern: &[u8], text: &[u8], fold: bool) -> bool {
-    let eq = |a: u8, b: u8| if fold { a.eq_ignore_ascii_case(&b) } else { a == b };
+    let eq = |a: u8, b: u8| {
+        if fold {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -351,7 +385,10 @@ mod tests {
     #[test]
     fn fnmatch_behaves_like_libc() {
         assert!(fnmatch(b"*.log", b"/var/a.log", false));
-        assert!(fnmatch(b"/etc/*", b"/etc/x/y", false), "* matches / without FNM_PATHNAME");
+        assert!(
+            fnmatch(b"/etc/*", b"/etc/x/y", false),
+            "* matches / without FNM_PATHNAME"
+        );
         assert!(fnmatch(b"a?c", b"abc", false));
         assert!(fnmatch(b"[a-c]x", b"bx", false));
         assert!(!fnmatch(b"[!a-c]x", b"bx", false));
@@ -363,7 +400,7 @@ mod tests {
 
     #[test]
     fn pmatch_matches_path_prefixes() {
-        let paths = vec![vec!["var".to_string(), "run".to_string()], vec![]];
+        let paths = [vec!["var".to_string(), "run".to_string()], vec![]];
         assert!(pmatch(&paths[..1], "/var/run/x"));
         assert!(!pmatch(&paths[..1], "/var/runx"));
         assert!(pmatch(&paths[1..], "/anything"), "/ matches everything");

@@ -93,7 +93,9 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
     if !arg_ok {
         let want = match info.arg {
             Arg::None => "takes no argument".to_string(),
-            Arg::OptionalIndex | Arg::RequiredIndex => "takes a numeric index argument ([N])".into(),
+            Arg::OptionalIndex | Arg::RequiredIndex => {
+                "takes a numeric index argument ([N])".into()
+            }
             Arg::RequiredKey | Arg::OptionalKey => "needs a key argument ([key])".into(),
         };
         return Err(format!("field {name} {want}"));
@@ -102,7 +104,8 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
         "syscall" => payload(name, arg, key_from_name.as_deref()),
         _ if name.starts_with("ka.") => ka(name, arg)?,
         _ if name.starts_with("json.") || name.starts_with("jevt.") => json_field(name, arg),
-        _ => generic(name).ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?,
+        _ => generic(name)
+            .ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?,
     };
     Ok(Resolved { info, extract })
 }
@@ -111,17 +114,37 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
 fn generic(name: &str) -> Option<Box<ExtractFn>> {
     Some(match name {
         "evt.num" => ex(|e| Some(Extracted::One(Cow::Owned(e.num.to_string())))),
-        "evt.time" => ex(|e| Some(Extracted::One(Cow::Owned(super::format::clock_time(e.time_ns, false))))),
-        "evt.time.s" => ex(|e| Some(Extracted::One(Cow::Owned(super::format::clock_time(e.time_ns, true))))),
-        "evt.time.iso8601" | "evt.datetime" | "evt.datetime.s" => {
-            ex(|e| Some(Extracted::One(Cow::Owned(super::format::iso_time(e.time_ns)))))
+        "evt.time" => ex(|e| {
+            Some(Extracted::One(Cow::Owned(super::format::clock_time(
+                e.time_ns, false,
+            ))))
+        }),
+        "evt.time.s" => ex(|e| {
+            Some(Extracted::One(Cow::Owned(super::format::clock_time(
+                e.time_ns, true,
+            ))))
+        }),
+        "evt.time.iso8601" | "evt.datetime" | "evt.datetime.s" => ex(|e| {
+            Some(Extracted::One(Cow::Owned(super::format::iso_time(
+                e.time_ns,
+            ))))
+        }),
+        "evt.rawtime" | "evt.rawtime.ns" => {
+            ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.to_string()))))
         }
-        "evt.rawtime" | "evt.rawtime.ns" => ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.to_string())))),
-        "evt.rawtime.s" => ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.div_euclid(1_000_000_000).to_string())))),
+        "evt.rawtime.s" => ex(|e| {
+            Some(Extracted::One(Cow::Owned(
+                e.time_ns.div_euclid(1_000_000_000).to_string(),
+            )))
+        }),
         "evt.source" => ex(|e| Some(Extracted::One(Cow::Borrowed(e.source)))),
         "evt.hostname" => ex(|e| Some(Extracted::One(Cow::Borrowed(e.hostname)))),
         "evt.pluginname" => ex(|e| {
-            let name = if e.source == "k8s_audit" { "k8saudit" } else { "json" };
+            let name = if e.source == "k8s_audit" {
+                "k8saudit"
+            } else {
+                "json"
+            };
             Some(Extracted::One(Cow::Borrowed(name)))
         }),
         "evt.is_async" => ex(|_| Some(Extracted::One(Cow::Borrowed("false")))),
@@ -150,7 +173,10 @@ pub fn pointer_segments(pointer: &str) -> Vec<String> {
     if trimmed.is_empty() {
         return Vec::new();
     }
-    trimmed.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+    trimmed
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
 }
 
 fn walk<'a>(mut v: &'a Value, segments: &[String]) -> Option<&'a Value> {
@@ -171,7 +197,9 @@ fn json_field(name: &str, arg: Option<&str>) -> Box<ExtractFn> {
             ex(move |e| walk(e.json, &segments).map(|v| Extracted::One(text(v))))
         }
         Some("obj") => ex(|e| {
-            Some(Extracted::One(Cow::Owned(serde_json::to_string_pretty(e.json).unwrap_or_default())))
+            Some(Extracted::One(Cow::Owned(
+                serde_json::to_string_pretty(e.json).unwrap_or_default(),
+            )))
         }),
         _ => ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.to_string())))),
     }
@@ -183,18 +211,27 @@ fn audit<'a>(e: &EventData<'a>) -> Option<&'a Value> {
 }
 
 fn ka_path(path: &'static [&'static str]) -> Box<ExtractFn> {
-    ex(move |e| audit(e).and_then(|r| at(r, path)).map(|v| Extracted::One(text(v))))
+    ex(move |e| {
+        audit(e)
+            .and_then(|r| at(r, path))
+            .map(|v| Extracted::One(text(v)))
+    })
 }
 
 fn annotation(key: &'static str) -> Box<ExtractFn> {
     ex(move |e| {
-        audit(e).and_then(|r| r.get("annotations")).and_then(|a| a.get(key)).map(|v| Extracted::One(text(v)))
+        audit(e)
+            .and_then(|r| r.get("annotations"))
+            .and_then(|a| a.get(key))
+            .map(|v| Extracted::One(text(v)))
     })
 }
 
 fn subjects_of_kind(kind: &'static str, with_ns: bool) -> Box<ExtractFn> {
     ex(move |e| {
-        let subjects = audit(e).and_then(|r| at(r, &["requestObject", "subjects"]))?.as_array()?;
+        let subjects = audit(e)
+            .and_then(|r| at(r, &["requestObject", "subjects"]))?
+            .as_array()?;
         let items = subjects
             .iter()
             .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
@@ -226,7 +263,9 @@ fn array_elements(path: &'static [&'static str], index: Option<usize>) -> Box<Ex
 /// `requestObject.rules[].<key>[]`, flattened; `index` picks rule N.
 fn role_rules(key: &'static str, index: Option<usize>) -> Box<ExtractFn> {
     ex(move |e| {
-        let rules = audit(e).and_then(|r| at(r, &["requestObject", "rules"]))?.as_array()?;
+        let rules = audit(e)
+            .and_then(|r| at(r, &["requestObject", "rules"]))?
+            .as_array()?;
         let picked: Vec<&Value> = match index {
             Some(i) => rules.get(i).into_iter().collect(),
             None => rules.iter().collect(),
@@ -254,9 +293,18 @@ fn container_values<'a>(sub: &str, c: &'a Value, spec: &'a Value, out: &mut Vec<
     let pushed = match sub {
         "name" => c.get("name").map(text),
         "image" => c.get("image").map(text),
-        "image.repository" => c.get("image").and_then(Value::as_str).map(|i| Cow::Borrowed(image_repository(i))),
+        "image.repository" => c
+            .get("image")
+            .and_then(Value::as_str)
+            .map(|i| Cow::Borrowed(image_repository(i))),
         "command" | "args" => c.get(sub).and_then(Value::as_array).map(|parts| {
-            Cow::Owned(parts.iter().map(|p| text(p).into_owned()).collect::<Vec<_>>().join(" "))
+            Cow::Owned(
+                parts
+                    .iter()
+                    .map(|p| text(p).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         }),
         "privileged" => sc("privileged"),
         "allow_privilege_escalation" => sc("allowPrivilegeEscalation"),
@@ -268,8 +316,17 @@ fn container_values<'a>(sub: &str, c: &'a Value, spec: &'a Value, out: &mut Vec<
         // The plugin reads runAsUser/runAsGroup beside the container and the pod spec (not
         // securityContext), so ordinary pods get "0"; kept as the plugin does it.
         "eff_run_as_user" | "eff_run_as_group" => {
-            let key = if sub == "eff_run_as_user" { "runAsUser" } else { "runAsGroup" };
-            Some(c.get(key).or_else(|| spec.get(key)).map(text).unwrap_or(Cow::Borrowed("0")))
+            let key = if sub == "eff_run_as_user" {
+                "runAsUser"
+            } else {
+                "runAsGroup"
+            };
+            Some(
+                c.get(key)
+                    .or_else(|| spec.get(key))
+                    .map(text)
+                    .unwrap_or(Cow::Borrowed("0")),
+            )
         }
         "host_port" => {
             if let Some(ports) = c.get("ports").and_then(Value::as_array) {
@@ -306,7 +363,9 @@ fn containers(family: &'static str, sub: &'static str, index: Option<usize>) -> 
 
 fn volumes(f: fn(&Value, &mut Vec<String>), index: Option<usize>) -> Box<ExtractFn> {
     ex(move |e| {
-        let vols = audit(e).and_then(|r| at(r, &["requestObject", "spec", "volumes"]))?.as_array()?;
+        let vols = audit(e)
+            .and_then(|r| at(r, &["requestObject", "spec", "volumes"]))?
+            .as_array()?;
         let picked: Vec<&Value> = match index {
             Some(i) => vols.get(i).into_iter().collect(),
             None => vols.iter().collect(),
@@ -338,7 +397,10 @@ fn url_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 2;
@@ -398,7 +460,9 @@ fn ka(name: &str, arg: Option<&str>) -> Result<Box<ExtractFn>, String> {
         "ka.target.pod.name" => ex(|e| {
             let r = audit(e)?;
             let is_pod = at(r, &["objectRef", "resource"]).and_then(Value::as_str) == Some("pods");
-            let sub = at(r, &["objectRef", "subresource"]).and_then(Value::as_str).unwrap_or("");
+            let sub = at(r, &["objectRef", "subresource"])
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !is_pod || !sub.is_empty() {
                 return None;
             }
@@ -407,29 +471,53 @@ fn ka(name: &str, arg: Option<&str>) -> Result<Box<ExtractFn>, String> {
         "ka.req.binding.subjects" => array_elements(&["requestObject", "subjects"], None),
         "ka.req.binding.subjects.user_names" => subjects_of_kind("User", false),
         "ka.req.binding.subjects.serviceaccount_names" => subjects_of_kind("ServiceAccount", false),
-        "ka.req.binding.subjects.serviceaccount_ns_names" => subjects_of_kind("ServiceAccount", true),
+        "ka.req.binding.subjects.serviceaccount_ns_names" => {
+            subjects_of_kind("ServiceAccount", true)
+        }
         "ka.req.binding.subjects.group_names" => subjects_of_kind("Group", false),
         "ka.req.binding.role" => ka_path(&["requestObject", "roleRef", "name"]),
-        "ka.req.binding.subject.has_name" => ex(|e| audit(e).map(|_| Extracted::One(Cow::Borrowed("true")))),
+        "ka.req.binding.subject.has_name" => {
+            ex(|e| audit(e).map(|_| Extracted::One(Cow::Borrowed("true"))))
+        }
         "ka.req.configmap.obj" => ka_path(&["requestObject", "data"]),
         "ka.req.container.image" => containers("containers", "image", Some(0)),
-        "ka.req.container.image.repository" => containers("containers", "image.repository", Some(0)),
+        "ka.req.container.image.repository" => {
+            containers("containers", "image.repository", Some(0))
+        }
         "ka.req.container.privileged" => ex(|e| {
-            let list = audit(e).and_then(|r| at(r, &["requestObject", "spec", "containers"]))?.as_array()?;
-            let any = list.iter().any(|c| at(c, &["securityContext", "privileged"]) == Some(&Value::Bool(true)));
-            Some(Extracted::One(Cow::Borrowed(if any { "true" } else { "false" })))
+            let list = audit(e)
+                .and_then(|r| at(r, &["requestObject", "spec", "containers"]))?
+                .as_array()?;
+            let any = list
+                .iter()
+                .any(|c| at(c, &["securityContext", "privileged"]) == Some(&Value::Bool(true)));
+            Some(Extracted::One(Cow::Borrowed(if any {
+                "true"
+            } else {
+                "false"
+            })))
         }),
         "ka.req.container.host_network" | "ka.req.pod.host_network" => {
             ka_path(&["requestObject", "spec", "hostNetwork"])
         }
         "ka.req.pod.host_ipc" => ka_path(&["requestObject", "spec", "hostIPC"]),
         "ka.req.pod.host_pid" => ka_path(&["requestObject", "spec", "hostPID"]),
-        "ka.req.pod.run_as_user" => ka_path(&["requestObject", "spec", "securityContext", "runAsUser"]),
-        "ka.req.pod.run_as_group" => ka_path(&["requestObject", "spec", "securityContext", "runAsGroup"]),
-        "ka.req.pod.fs_group" => ka_path(&["requestObject", "spec", "securityContext", "fsGroup"]),
-        "ka.req.pod.supplemental_groups" => {
-            array_elements(&["requestObject", "spec", "securityContext", "supplementalGroups"], None)
+        "ka.req.pod.run_as_user" => {
+            ka_path(&["requestObject", "spec", "securityContext", "runAsUser"])
         }
+        "ka.req.pod.run_as_group" => {
+            ka_path(&["requestObject", "spec", "securityContext", "runAsGroup"])
+        }
+        "ka.req.pod.fs_group" => ka_path(&["requestObject", "spec", "securityContext", "fsGroup"]),
+        "ka.req.pod.supplemental_groups" => array_elements(
+            &[
+                "requestObject",
+                "spec",
+                "securityContext",
+                "supplementalGroups",
+            ],
+            None,
+        ),
         "ka.req.pod.volumes.hostpath" => volumes(
             |v, out| {
                 if let Some(p) = at(v, &["hostPath", "path"]) {
@@ -444,10 +532,16 @@ fn ka(name: &str, arg: Option<&str>) -> Result<Box<ExtractFn>, String> {
                 let r = audit(e)?;
                 let vols = at(r, &["requestObject", "spec", "volumes"]).and_then(Value::as_array);
                 let prefix = key.strip_suffix('*');
-                let hit = vols.into_iter().flatten().filter_map(|v| at(v, &["hostPath", "path"])?.as_str()).any(|p| {
-                    p == key || prefix.is_some_and(|pre| p.starts_with(pre))
-                });
-                Some(Extracted::One(Cow::Borrowed(if hit { "true" } else { "false" })))
+                let hit = vols
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| at(v, &["hostPath", "path"])?.as_str())
+                    .any(|p| p == key || prefix.is_some_and(|pre| p.starts_with(pre)));
+                Some(Extracted::One(Cow::Borrowed(if hit {
+                    "true"
+                } else {
+                    "false"
+                })))
             })
         }
         "ka.req.pod.volumes.flexvolume_driver" => volumes(
@@ -481,7 +575,11 @@ fn ka(name: &str, arg: Option<&str>) -> Result<Box<ExtractFn>, String> {
         "ka.response.code" => ka_path(&["responseStatus", "code"]),
         "ka.response.reason" => ka_path(&["responseStatus", "reason"]),
         "ka.useragent" => ka_path(&["userAgent"]),
-        other => return Err(format!("filter_check called with nonexistent field {other}")),
+        other => {
+            return Err(format!(
+                "filter_check called with nonexistent field {other}"
+            ))
+        }
     })
 }
 
@@ -509,7 +607,9 @@ fn split_into(v: Value, out: &mut Vec<Value>) -> Result<(), String> {
                     }
                     Ok(())
                 }
-                _ => Err("data not recognized as a k8s audit event: EventList without items".into()),
+                _ => {
+                    Err("data not recognized as a k8s audit event: EventList without items".into())
+                }
             },
             Some("Event") => {
                 out.push(Value::Object(map));
@@ -524,7 +624,9 @@ fn split_into(v: Value, out: &mut Vec<Value>) -> Result<(), String> {
 /// An audit event's time: its `stageTimestamp` (RFC 3339), in ns.
 pub fn audit_time(v: &Value) -> Option<i64> {
     let ts = v.get("stageTimestamp")?.as_str()?;
-    chrono::DateTime::parse_from_rfc3339(ts).ok()?.timestamp_nanos_opt()
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()?
+        .timestamp_nanos_opt()
 }
 
 #[cfg(test)]
@@ -533,11 +635,20 @@ mod tests {
 
     #[test]
     fn url_parameters_and_repositories() {
-        assert_eq!(uri_param("/api/x?command=ls+-la&b=%2Fetc", "command").unwrap(), "ls -la");
-        assert_eq!(uri_param("/api/x?command=ls&b=%2Fetc", "b").unwrap(), "/etc");
+        assert_eq!(
+            uri_param("/api/x?command=ls+-la&b=%2Fetc", "command").unwrap(),
+            "ls -la"
+        );
+        assert_eq!(
+            uri_param("/api/x?command=ls&b=%2Fetc", "b").unwrap(),
+            "/etc"
+        );
         assert!(uri_param("/api/x", "b").is_none());
         assert_eq!(image_repository("registry:5000/app:1"), "registry");
         assert_eq!(image_repository("nginx@sha256:abc"), "nginx");
-        assert_eq!(pointer_segments("/a~1b/0"), vec!["a/b".to_string(), "0".to_string()]);
+        assert_eq!(
+            pointer_segments("/a~1b/0"),
+            vec!["a/b".to_string(), "0".to_string()]
+        );
     }
 }

@@ -70,7 +70,12 @@ pub struct FieldInfo {
 }
 
 const fn f(name: &'static str, ty: FieldType, list: bool, arg: Arg) -> FieldInfo {
-    FieldInfo { name, ty, list, arg }
+    FieldInfo {
+        name,
+        ty,
+        list,
+        arg,
+    }
 }
 
 const fn s(name: &'static str) -> FieldInfo {
@@ -156,7 +161,12 @@ pub const K8S_AUDIT: &[FieldInfo] = &[
     sl("ka.req.binding.subjects.serviceaccount_ns_names", Arg::None),
     sl("ka.req.binding.subjects.group_names", Arg::None),
     s("ka.req.binding.role"),
-    f("ka.req.binding.subject.has_name", FieldType::String, false, Arg::RequiredKey),
+    f(
+        "ka.req.binding.subject.has_name",
+        FieldType::String,
+        false,
+        Arg::RequiredKey,
+    ),
     s("ka.req.configmap.name"),
     s("ka.req.configmap.obj"),
     s("ka.req.container.image"),
@@ -171,7 +181,12 @@ pub const K8S_AUDIT: &[FieldInfo] = &[
     s("ka.req.pod.fs_group"),
     sl("ka.req.pod.supplemental_groups", Arg::None),
     sl("ka.req.pod.volumes.hostpath", Arg::OptionalIndex),
-    f("ka.req.volume.hostpath", FieldType::String, false, Arg::RequiredKey),
+    f(
+        "ka.req.volume.hostpath",
+        FieldType::String,
+        false,
+        Arg::RequiredKey,
+    ),
     sl("ka.req.pod.volumes.flexvolume_driver", Arg::OptionalIndex),
     sl("ka.req.pod.volumes.volume_type", Arg::OptionalIndex),
     sl("ka.req.role.rules", Arg::None),
@@ -237,7 +252,12 @@ pub fn syscall() -> &'static [FieldInfo] {
                     other => panic!("bad field argument {other} in: {line}"),
                 };
                 let name: &'static str = Box::leak(cols[0].to_string().into_boxed_str());
-                FieldInfo { name, ty, list: cols[2] == "true", arg }
+                FieldInfo {
+                    name,
+                    ty,
+                    list: cols[2] == "true",
+                    arg,
+                }
             })
             .collect()
     })
@@ -270,7 +290,13 @@ pub fn checksum(sources: &[(&str, &[FieldInfo])]) -> String {
         .iter()
         .flat_map(|(source, fields)| {
             fields.iter().map(move |f| {
-                format!("{source} {} {} {} {}", f.name, f.ty.tag(), f.list, f.arg.tag())
+                format!(
+                    "{source} {} {} {} {}",
+                    f.name,
+                    f.ty.tag(),
+                    f.list,
+                    f.arg.tag()
+                )
             })
         })
         .collect();

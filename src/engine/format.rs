@@ -11,7 +11,12 @@ use crate::event::Priority;
 
 enum Segment {
     Text(String),
-    Field { key: String, getter: Getter, width: Option<usize>, listed: bool },
+    Field {
+        key: String,
+        getter: Getter,
+        width: Option<usize>,
+        listed: bool,
+    },
 }
 
 /// A compiled output format.
@@ -35,11 +40,17 @@ impl OutputFormat {
             text.push_str(&rest[..at]);
             let after = &rest[at + 1..];
             let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            let width = if digits > 0 { after[..digits].parse().ok() } else { None };
+            let width = if digits > 0 {
+                after[..digits].parse().ok()
+            } else {
+                None
+            };
             let spec = &after[digits..];
             let offset = format.len() - rest.len() + at;
             let Some((mut field, mut consumed)) = parse_field_prefix(spec) else {
-                return Err(format!("invalid formatting syntax at offset {offset}: '%' must be followed by a field"));
+                return Err(format!(
+                    "invalid formatting syntax at offset {offset}: '%' must be followed by a field"
+                ));
             };
             if field.name == "container.info" && field.transformers.is_empty() {
                 rest = &spec[consumed..];
@@ -50,7 +61,9 @@ impl OutputFormat {
                 match getter(source, &field) {
                     Ok(g) => break g,
                     Err(e) => match field.name.rfind('.') {
-                        Some(dot) if field.transformers.is_empty() && field.name[..dot].contains('.') => {
+                        Some(dot)
+                            if field.transformers.is_empty() && field.name[..dot].contains('.') =>
+                        {
                             field.name.truncate(dot);
                             field.arg = None;
                             consumed = dot;
@@ -83,7 +96,12 @@ impl OutputFormat {
         for seg in &self.segments {
             match seg {
                 Segment::Text(t) => message.push_str(t),
-                Segment::Field { key, getter, width, listed } => {
+                Segment::Field {
+                    key,
+                    getter,
+                    width,
+                    listed,
+                } => {
                     let value = getter.get(e).map(|v| value_text(&v));
                     let shown = value.as_deref().unwrap_or("<NA>");
                     match width {
@@ -143,7 +161,11 @@ pub fn iso_time(time_ns: i64) -> String {
 
 /// The text alert line `<time>: <Priority> <message>`, JSON-string-escaped as Falco does.
 pub fn alert_line(time_ns: i64, priority: Priority, message: &str, iso8601: bool) -> String {
-    let time = if iso8601 { iso_time(time_ns) } else { clock_time(time_ns, false) };
+    let time = if iso8601 {
+        iso_time(time_ns)
+    } else {
+        clock_time(time_ns, false)
+    };
     let line = format!("{time}: {} {message}", priority.name());
     let quoted = serde_json::to_string(&line).unwrap_or_default();
     quoted[1..quoted.len() - 1].to_string()
@@ -173,7 +195,12 @@ pub fn alert_json(a: &JsonAlert<'_>) -> String {
     let fields: serde_json::Map<String, serde_json::Value> = a
         .fields
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone().map_or(serde_json::Value::Null, Into::into)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.clone().map_or(serde_json::Value::Null, Into::into),
+            )
+        })
         .collect();
     doc.insert("output_fields".into(), fields.into());
     doc.insert("priority".into(), a.priority.name().into());

@@ -118,7 +118,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { file: self.file.to_string(), pos, item: self.item.clone(), message: message.into() }
+        Diagnostic {
+            file: self.file.to_string(),
+            pos,
+            item: self.item.clone(),
+            message: message.into(),
+        }
     }
 }
 
@@ -156,7 +161,10 @@ const RULE_KEYS: &[&str] = &[
 
 fn scalar<'n>(ctx: &Ctx, node: &'n Node, key: &str) -> Res<&'n str> {
     node.as_str().ok_or_else(|| {
-        ctx.err(node.pos(), format!("'{key}' must be a scalar, found {}", node.kind()))
+        ctx.err(
+            node.pos(),
+            format!("'{key}' must be a scalar, found {}", node.kind()),
+        )
     })
 }
 
@@ -168,8 +176,12 @@ fn text_of(ctx: &Ctx, node: &Node, key: &str) -> Res<String> {
 }
 
 fn bool_of(ctx: &Ctx, node: &Node, key: &str) -> Res<bool> {
-    node.as_bool()
-        .ok_or_else(|| ctx.err(node.pos(), format!("'{key}' must be a boolean (true or false)")))
+    node.as_bool().ok_or_else(|| {
+        ctx.err(
+            node.pos(),
+            format!("'{key}' must be a boolean (true or false)"),
+        )
+    })
 }
 
 fn scalars(ctx: &Ctx, node: &Node, key: &str) -> Res<Vec<String>> {
@@ -180,7 +192,10 @@ fn scalars(ctx: &Ctx, node: &Node, key: &str) -> Res<Vec<String>> {
             .map(|n| scalar(ctx, n, key).map(str::to_string))
             .collect(),
         Node::Null(_) => Ok(Vec::new()),
-        other => Err(ctx.err(other.pos(), format!("'{key}' must be a sequence, found {}", other.kind()))),
+        other => Err(ctx.err(
+            other.pos(),
+            format!("'{key}' must be a sequence, found {}", other.kind()),
+        )),
     }
 }
 
@@ -216,10 +231,13 @@ impl Collection {
                     }
                 }
                 other => {
-                    return Err(ctx.err(other.pos(), format!(
-                        "rules content must be a sequence of items, found {}",
-                        other.kind()
-                    )))
+                    return Err(ctx.err(
+                        other.pos(),
+                        format!(
+                            "rules content must be a sequence of items, found {}",
+                            other.kind()
+                        ),
+                    ))
                 }
             }
         }
@@ -232,7 +250,10 @@ impl Collection {
             Node::Null(_) => Ok(()),
             Node::Map { .. } => {
                 for (kind, handler) in [
-                    ("required_engine_version", Self::engine_version as fn(&mut Self, &str, &Node) -> Res<()>),
+                    (
+                        "required_engine_version",
+                        Self::engine_version as fn(&mut Self, &str, &Node) -> Res<()>,
+                    ),
                     ("required_plugin_versions", Self::plugin_versions),
                     ("list", Self::list),
                     ("macro", Self::macro_item),
@@ -245,56 +266,96 @@ impl Collection {
                 self.warn(&ctx, node.pos(), "Unknown top level item");
                 Ok(())
             }
-            other => Err(ctx.err(other.pos(), format!("an item must be a mapping, found {}", other.kind()))),
+            other => Err(ctx.err(
+                other.pos(),
+                format!("an item must be a mapping, found {}", other.kind()),
+            )),
         }
     }
 
     fn engine_version(&mut self, file: &str, node: &Node) -> Res<()> {
-        let ctx = Ctx { file, item: Some("required_engine_version".into()) };
+        let ctx = Ctx {
+            file,
+            item: Some("required_engine_version".into()),
+        };
         let value = node.get("required_engine_version").expect("checked");
         let text = scalar(&ctx, value, "required_engine_version")?;
         let required = match text.parse::<u32>() {
             Ok(minor) => (0, minor, 0),
-            Err(_) => parse_semver(text)
-                .ok_or_else(|| ctx.err(value.pos(), format!("'{text}' is not a version (N or x.y.z)")))?,
+            Err(_) => parse_semver(text).ok_or_else(|| {
+                ctx.err(
+                    value.pos(),
+                    format!("'{text}' is not a version (N or x.y.z)"),
+                )
+            })?,
         };
         if required.0 != ENGINE_VERSION.0 || required > ENGINE_VERSION {
             let (a, b, c) = required;
             let (x, y, z) = ENGINE_VERSION;
             return Err(ctx.err(
                 value.pos(),
-                format!("Rules require engine version {a}.{b}.{c}, but engine version is {x}.{y}.{z}"),
+                format!(
+                    "Rules require engine version {a}.{b}.{c}, but engine version is {x}.{y}.{z}"
+                ),
             ));
         }
         Ok(())
     }
 
     fn plugin_versions(&mut self, file: &str, node: &Node) -> Res<()> {
-        let ctx = Ctx { file, item: Some("required_plugin_versions".into()) };
+        let ctx = Ctx {
+            file,
+            item: Some("required_plugin_versions".into()),
+        };
         let Node::Seq { items, .. } = node.get("required_plugin_versions").expect("checked") else {
             return Err(ctx.err(node.pos(), "'required_plugin_versions' must be a sequence"));
         };
         for entry in items {
             let mut alternatives = Vec::new();
-            let name = scalar(&ctx, entry.get("name").ok_or_else(|| ctx.err(entry.pos(), "missing 'name'"))?, "name")?;
-            let version = scalar(&ctx, entry.get("version").ok_or_else(|| ctx.err(entry.pos(), "missing 'version'"))?, "version")?;
+            let name = scalar(
+                &ctx,
+                entry
+                    .get("name")
+                    .ok_or_else(|| ctx.err(entry.pos(), "missing 'name'"))?,
+                "name",
+            )?;
+            let version = scalar(
+                &ctx,
+                entry
+                    .get("version")
+                    .ok_or_else(|| ctx.err(entry.pos(), "missing 'version'"))?,
+                "version",
+            )?;
             alternatives.push((name.to_string(), version.to_string()));
             if let Some(Node::Seq { items: alts, .. }) = entry.get("alternatives") {
                 for alt in alts {
                     let n = alt.get("name").and_then(Node::as_str).unwrap_or_default();
-                    let v = alt.get("version").and_then(Node::as_str).unwrap_or_default();
+                    let v = alt
+                        .get("version")
+                        .and_then(Node::as_str)
+                        .unwrap_or_default();
                     if alternatives.iter().any(|(existing, _)| existing == n) {
-                        return Err(ctx.err(alt.pos(), format!("duplicate plugin name '{n}' in alternatives")));
+                        return Err(ctx.err(
+                            alt.pos(),
+                            format!("duplicate plugin name '{n}' in alternatives"),
+                        ));
                     }
                     alternatives.push((n.to_string(), v.to_string()));
                 }
             }
             for (n, v) in &alternatives {
                 if parse_semver(v).is_none() {
-                    return Err(ctx.err(entry.pos(), format!("plugin '{n}' version '{v}' is not semver")));
+                    return Err(ctx.err(
+                        entry.pos(),
+                        format!("plugin '{n}' version '{v}' is not semver"),
+                    ));
                 }
             }
-            self.plugin_requirements.push(PluginRequirement { alternatives, file: file.to_string(), pos: entry.pos() });
+            self.plugin_requirements.push(PluginRequirement {
+                alternatives,
+                file: file.to_string(),
+                pos: entry.pos(),
+            });
         }
         Ok(())
     }
@@ -306,9 +367,14 @@ impl Collection {
         allowed_append: &[&str],
         allowed_replace: &[&str],
     ) -> Res<Option<Vec<(String, bool)>>> {
-        let Some(ov) = node.get("override") else { return Ok(None) };
+        let Some(ov) = node.get("override") else {
+            return Ok(None);
+        };
         if node.get("append").is_some() {
-            return Err(ctx.err(ov.pos(), "Keys 'override' and 'append: true' cannot be used together."));
+            return Err(ctx.err(
+                ov.pos(),
+                "Keys 'override' and 'append: true' cannot be used together.",
+            ));
         }
         let Node::Map { entries, .. } = ov else {
             return Err(ctx.err(ov.pos(), "'override' must be a mapping"));
@@ -321,14 +387,23 @@ impl Collection {
                 "append" if allowed_append.contains(&key) => true,
                 "replace" if allowed_replace.contains(&key) => false,
                 "append" | "replace" => {
-                    return Err(ctx.err(v.pos(), format!("Key '{key}' cannot be overridden with '{mode}'")))
+                    return Err(ctx.err(
+                        v.pos(),
+                        format!("Key '{key}' cannot be overridden with '{mode}'"),
+                    ))
                 }
-                other => {
-                    return Err(ctx.err(v.pos(), format!("Invalid override mode '{other}' for '{key}' (expected append or replace)")))
-                }
+                other => return Err(ctx.err(
+                    v.pos(),
+                    format!(
+                        "Invalid override mode '{other}' for '{key}' (expected append or replace)"
+                    ),
+                )),
             };
             if node.get(key).is_none() {
-                return Err(ctx.err(k.pos(), format!("An override is defined for '{key}' but the item has no '{key}' key")));
+                return Err(ctx.err(
+                    k.pos(),
+                    format!("An override is defined for '{key}' but the item has no '{key}' key"),
+                ));
             }
             out.push((key.to_string(), append));
         }
@@ -347,8 +422,13 @@ impl Collection {
     fn list(&mut self, file: &str, node: &Node) -> Res<()> {
         let name_node = node.get("list").expect("checked");
         let name = text_of(&Ctx { file, item: None }, name_node, "list")?;
-        let ctx = Ctx { file, item: Some(format!("list '{name}'")) };
-        let items_node = node.get("items").ok_or_else(|| ctx.err(node.pos(), "Item has no mapping for key 'items'"))?;
+        let ctx = Ctx {
+            file,
+            item: Some(format!("list '{name}'")),
+        };
+        let items_node = node
+            .get("items")
+            .ok_or_else(|| ctx.err(node.pos(), "Item has no mapping for key 'items'"))?;
         let items = scalars(&ctx, items_node, "items")?;
         let overrides = Self::overrides(&ctx, node, &["items"], &["items"])?;
         let append = match &overrides {
@@ -385,9 +465,18 @@ impl Collection {
     }
 
     fn macro_item(&mut self, file: &str, node: &Node) -> Res<()> {
-        let name = text_of(&Ctx { file, item: None }, node.get("macro").expect("checked"), "macro")?;
-        let ctx = Ctx { file, item: Some(format!("macro '{name}'")) };
-        let cond_node = node.get("condition").ok_or_else(|| ctx.err(node.pos(), "Item has no mapping for key 'condition'"))?;
+        let name = text_of(
+            &Ctx { file, item: None },
+            node.get("macro").expect("checked"),
+            "macro",
+        )?;
+        let ctx = Ctx {
+            file,
+            item: Some(format!("macro '{name}'")),
+        };
+        let cond_node = node
+            .get("condition")
+            .ok_or_else(|| ctx.err(node.pos(), "Item has no mapping for key 'condition'"))?;
         let condition = text_of(&ctx, cond_node, "condition")?;
         let overrides = Self::overrides(&ctx, node, &["condition"], &["condition"])?;
         let append = match &overrides {
@@ -427,13 +516,24 @@ impl Collection {
     }
 
     fn rule(&mut self, file: &str, node: &Node) -> Res<()> {
-        let name = text_of(&Ctx { file, item: None }, node.get("rule").expect("checked"), "rule")?;
-        let ctx = Ctx { file, item: Some(format!("rule '{name}'")) };
+        let name = text_of(
+            &Ctx { file, item: None },
+            node.get("rule").expect("checked"),
+            "rule",
+        )?;
+        let ctx = Ctx {
+            file,
+            item: Some(format!("rule '{name}'")),
+        };
         if let Node::Map { entries, .. } = node {
             for (k, _) in entries {
                 let key = k.as_str().unwrap_or_default();
                 if !RULE_KEYS.contains(&key) {
-                    self.warn(&ctx, k.pos(), format!("Unknown key '{key}'. The key will be ignored."));
+                    self.warn(
+                        &ctx,
+                        k.pos(),
+                        format!("Unknown key '{key}'. The key will be ignored."),
+                    );
                 }
             }
         }
@@ -446,10 +546,16 @@ impl Collection {
             return self.rule_override(&ctx, &name, node, &overrides);
         }
         if legacy_append {
-            self.warn(&ctx, node.pos(), "'append' key is deprecated. Use 'override' instead.");
+            self.warn(
+                &ctx,
+                node.pos(),
+                "'append' key is deprecated. Use 'override' instead.",
+            );
             return self.rule_append(&ctx, &name, node);
         }
-        let has_any = ["condition", "output", "desc", "priority"].iter().any(|k| node.get(k).is_some());
+        let has_any = ["condition", "output", "desc", "priority"]
+            .iter()
+            .any(|k| node.get(k).is_some());
         if !has_any {
             return self.rule_enable_only(&ctx, &name, node);
         }
@@ -461,10 +567,13 @@ impl Collection {
         let rule = self.read_rule(&ctx, &name, file, node)?;
         if let Some(existing) = self.rules.iter_mut().find(|r| r.name == name) {
             if node.get("source").is_some() && existing.source != rule.source {
-                return Err(ctx.err(node.pos(), format!(
-                    "Rule has been re-defined with a different source ('{}' before, '{}' now)",
-                    existing.source, rule.source
-                )));
+                return Err(ctx.err(
+                    node.pos(),
+                    format!(
+                        "Rule has been re-defined with a different source ('{}' before, '{}' now)",
+                        existing.source, rule.source
+                    ),
+                ));
             }
             *existing = rule;
         } else {
@@ -479,9 +588,12 @@ impl Collection {
         let output_node = get("output").expect("checked");
         let priority_node = get("priority").expect("checked");
         let priority_text = scalar(ctx, priority_node, "priority")?;
-        let priority = priority_text
-            .parse::<Priority>()
-            .map_err(|_| ctx.err(priority_node.pos(), format!("Invalid priority '{priority_text}'")))?;
+        let priority = priority_text.parse::<Priority>().map_err(|_| {
+            ctx.err(
+                priority_node.pos(),
+                format!("Invalid priority '{priority_text}'"),
+            )
+        })?;
         let source = match get("source") {
             Some(s) => scalar(ctx, s, "source")?.to_string(),
             None => "syscall".to_string(),
@@ -520,7 +632,12 @@ impl Collection {
         })
     }
 
-    fn read_exceptions(&mut self, ctx: &Ctx, node: &Node, defining: bool) -> Res<Vec<ExceptionDef>> {
+    fn read_exceptions(
+        &mut self,
+        ctx: &Ctx,
+        node: &Node,
+        defining: bool,
+    ) -> Res<Vec<ExceptionDef>> {
         let Node::Seq { items, .. } = node else {
             if node.is_null() {
                 return Ok(Vec::new());
@@ -529,19 +646,29 @@ impl Collection {
         };
         let mut out: Vec<ExceptionDef> = Vec::new();
         for ex in items {
-            let name_node = ex.get("name").ok_or_else(|| ctx.err(ex.pos(), "Item has no mapping for key 'name'"))?;
+            let name_node = ex
+                .get("name")
+                .ok_or_else(|| ctx.err(ex.pos(), "Item has no mapping for key 'name'"))?;
             let name = text_of(ctx, name_node, "name")?;
-            let fields = ex.get("fields").map(|f| slot(ctx, f, "fields")).transpose()?;
+            let fields = ex
+                .get("fields")
+                .map(|f| slot(ctx, f, "fields"))
+                .transpose()?;
             let comps = ex.get("comps").map(|c| slot(ctx, c, "comps")).transpose()?;
             if defining && fields.is_none() {
-                return Err(ctx.err(ex.pos(), format!("Exception '{name}': Item has no mapping for key 'fields'")));
+                return Err(ctx.err(
+                    ex.pos(),
+                    format!("Exception '{name}': Item has no mapping for key 'fields'"),
+                ));
             }
             let values = match ex.get("values") {
                 None | Some(Node::Null(_)) => Vec::new(),
                 Some(Node::Seq { items, .. }) => items
                     .iter()
                     .map(|v| match v {
-                        Node::Seq { items: tuple, .. } => tuple.iter().map(|t| slot(ctx, t, "values")).collect(),
+                        Node::Seq { items: tuple, .. } => {
+                            tuple.iter().map(|t| slot(ctx, t, "values")).collect()
+                        }
                         other => slot(ctx, other, "values").map(|s| vec![s]).map(|mut v| {
                             // A scalar entry of the scalar form: one slot, marked by wrapping.
                             v.shrink_to_fit();
@@ -551,12 +678,22 @@ impl Collection {
                     .collect::<Res<Vec<Vec<Slot>>>>()?,
                 Some(other) => return Err(ctx.err(other.pos(), "'values' must be a sequence")),
             };
-            let def = ExceptionDef { name: name.clone(), fields, comps, values, pos: ex.pos() };
+            let def = ExceptionDef {
+                name: name.clone(),
+                fields,
+                comps,
+                values,
+                pos: ex.pos(),
+            };
             if def.fields.is_some() {
                 check_exception_shape(ctx, &def, ex)?;
             }
             if out.iter().any(|e| e.name == name) {
-                self.warn(ctx, ex.pos(), format!("Multiple definitions of exception '{name}' in the same rule"));
+                self.warn(
+                    ctx,
+                    ex.pos(),
+                    format!("Multiple definitions of exception '{name}' in the same rule"),
+                );
             }
             out.push(def);
         }
@@ -565,7 +702,10 @@ impl Collection {
 
     fn merge_exceptions(&mut self, ctx: &Ctx, rule: usize, incoming: Vec<ExceptionDef>) -> Res<()> {
         for ex in incoming {
-            let existing = self.rules[rule].exceptions.iter_mut().find(|e| e.name == ex.name);
+            let existing = self.rules[rule]
+                .exceptions
+                .iter_mut()
+                .find(|e| e.name == ex.name);
             match existing {
                 Some(e) => {
                     if ex.fields.is_some() || ex.comps.is_some() {
@@ -575,17 +715,29 @@ impl Collection {
                         )));
                     }
                     if ex.values.is_empty() {
-                        let message = format!("Overriding/appending exception '{}' with no values", ex.name);
+                        let message = format!(
+                            "Overriding/appending exception '{}' with no values",
+                            ex.name
+                        );
                         self.warnings.push(ctx.err(ex.pos, message));
                     }
                     e.values.extend(ex.values);
                 }
                 None => {
                     if ex.fields.is_none() {
-                        return Err(ctx.err(ex.pos, format!("Exception '{}': Item has no mapping for key 'fields'", ex.name)));
+                        return Err(ctx.err(
+                            ex.pos,
+                            format!(
+                                "Exception '{}': Item has no mapping for key 'fields'",
+                                ex.name
+                            ),
+                        ));
                     }
                     if ex.values.is_empty() {
-                        return Err(ctx.err(ex.pos, format!("Exception '{}' is new and has no values", ex.name)));
+                        return Err(ctx.err(
+                            ex.pos,
+                            format!("Exception '{}' is new and has no values", ex.name),
+                        ));
                     }
                     self.rules[rule].exceptions.push(ex);
                 }
@@ -598,7 +750,12 @@ impl Collection {
         self.rules
             .iter()
             .position(|r| r.name == name)
-            .ok_or_else(|| ctx.err(node.pos(), format!("{what} but no rule by that name already exists")))
+            .ok_or_else(|| {
+                ctx.err(
+                    node.pos(),
+                    format!("{what} but no rule by that name already exists"),
+                )
+            })
     }
 
     fn rule_append(&mut self, ctx: &Ctx, name: &str, node: &Node) -> Res<()> {
@@ -606,7 +763,10 @@ impl Collection {
         let cond = node.get("condition");
         let ex = node.get("exceptions");
         if cond.is_none() && ex.is_none() {
-            return Err(ctx.err(node.pos(), "Appended rule must have exceptions or condition property"));
+            return Err(ctx.err(
+                node.pos(),
+                "Appended rule must have exceptions or condition property",
+            ));
         }
         if let Some(c) = cond {
             let text = text_of(ctx, c, "condition")?;
@@ -620,7 +780,13 @@ impl Collection {
         Ok(())
     }
 
-    fn rule_override(&mut self, ctx: &Ctx, name: &str, node: &Node, overrides: &[(String, bool)]) -> Res<()> {
+    fn rule_override(
+        &mut self,
+        ctx: &Ctx,
+        name: &str,
+        node: &Node,
+        overrides: &[(String, bool)],
+    ) -> Res<()> {
         let idx = self.rules.iter().position(|r| r.name == name);
         let Some(idx) = idx else {
             let (key, append) = &overrides[0];
@@ -639,7 +805,14 @@ impl Collection {
         Ok(())
     }
 
-    fn apply_override(&mut self, ctx: &Ctx, idx: usize, key: &str, value: &Node, append: bool) -> Res<()> {
+    fn apply_override(
+        &mut self,
+        ctx: &Ctx,
+        idx: usize,
+        key: &str,
+        value: &Node,
+        append: bool,
+    ) -> Res<()> {
         let join = |old: &mut String, new: String| {
             if !new.is_empty() {
                 *old = format!("{old} {new}");
@@ -660,7 +833,10 @@ impl Collection {
         let rule = &mut self.rules[idx];
         match (key, append) {
             ("condition", true) => join(&mut rule.condition, text_of(ctx, value, key)?),
-            ("output", true) => join(&mut rule.output, text_of(ctx, value, key)?.trim().to_string()),
+            ("output", true) => join(
+                &mut rule.output,
+                text_of(ctx, value, key)?.trim().to_string(),
+            ),
             ("desc", true) => join(&mut rule.desc, text_of(ctx, value, key)?),
             ("tags", true) => rule.tags.extend(scalars(ctx, value, key)?),
             ("condition", false) => {
@@ -680,7 +856,9 @@ impl Collection {
                     .map_err(|_| ctx.err(value.pos(), format!("Invalid priority '{text}'")))?;
             }
             ("enabled", false) => rule.enabled = bool_of(ctx, value, key)?,
-            ("skip-if-unknown-filter", false) => rule.skip_if_unknown_filter = bool_of(ctx, value, key)?,
+            ("skip-if-unknown-filter", false) => {
+                rule.skip_if_unknown_filter = bool_of(ctx, value, key)?
+            }
             _ => {} // warn_evttypes, capture, capture_duration: accepted, no effect here
         }
         Ok(())
@@ -704,25 +882,46 @@ fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, node: &Node) -> Res<()> {
         (Some(Slot::List(fields)), comps) => {
             if let Some(comps) = comps {
                 let Slot::List(comps) = comps else {
-                    return Err(ctx.err(node.pos(), format!("Exception '{name}': fields is a list, so comps must be a list too")));
+                    return Err(ctx.err(
+                        node.pos(),
+                        format!(
+                            "Exception '{name}': fields is a list, so comps must be a list too"
+                        ),
+                    ));
                 };
                 if comps.len() != fields.len() {
-                    return Err(ctx.err(node.pos(), format!("Exception '{name}': Fields and comps lists must have equal length")));
+                    return Err(ctx.err(
+                        node.pos(),
+                        format!(
+                            "Exception '{name}': Fields and comps lists must have equal length"
+                        ),
+                    ));
                 }
             }
             for tuple in &ex.values {
                 if tuple.len() != fields.len() {
-                    return Err(ctx.err(node.pos(), format!("Exception '{name}': Fields and values lists must have equal length")));
+                    return Err(ctx.err(
+                        node.pos(),
+                        format!(
+                            "Exception '{name}': Fields and values lists must have equal length"
+                        ),
+                    ));
                 }
             }
         }
         (Some(Slot::Scalar(_)), Some(Slot::List(_))) => {
-            return Err(ctx.err(node.pos(), format!("Exception '{name}': fields is a scalar, so comps must be a scalar too")));
+            return Err(ctx.err(
+                node.pos(),
+                format!("Exception '{name}': fields is a scalar, so comps must be a scalar too"),
+            ));
         }
         (Some(Slot::Scalar(_)), _) => {
             for value in &ex.values {
                 if value.len() != 1 || !matches!(value[0], Slot::Scalar(_)) {
-                    return Err(ctx.err(node.pos(), format!("Exception '{name}': with a single field, values must be scalars")));
+                    return Err(ctx.err(
+                        node.pos(),
+                        format!("Exception '{name}': with a single field, values must be scalars"),
+                    ));
                 }
             }
         }

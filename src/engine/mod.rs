@@ -12,6 +12,7 @@ pub mod eval;
 pub mod extract;
 pub mod fields;
 pub mod format;
+pub mod input;
 pub mod loader;
 pub mod parser;
 pub mod ruleset;
@@ -20,7 +21,9 @@ pub mod yaml;
 
 pub use extract::EventData;
 pub use loader::Diagnostic;
-pub use ruleset::{Alert, EvalOptions, LoadError, LoadOptions, Matching, RuleInfo, RuleSet, RulesFile};
+pub use ruleset::{
+    Alert, EvalOptions, LoadError, LoadOptions, Matching, RuleInfo, RuleSet, RulesFile,
+};
 
 /// The rules engine version this engine implements: the language of Falco 0.44's engine, so rules
 /// files that require engine versions up to this load.

@@ -15,7 +15,12 @@ pub struct ParseError {
 }
 
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
-    let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        pos: 0,
+        depth: 0,
+    };
     p.blanks();
     if p.pos >= p.s.len() {
         return Err(p.error("empty condition"));
@@ -34,7 +39,12 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
 /// Parses a field expression alone (`proc.name`, `tolower(ka.user.name)`, `json.value[/a]`), as
 /// exception `fields` and output tokens use. Returns the field and the bytes consumed.
 pub fn parse_field_prefix(text: &str) -> Option<(FieldRef, usize)> {
-    let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        pos: 0,
+        depth: 0,
+    };
     let field = p.field_or_transformer().ok()??;
     Some((field, p.pos))
 }
@@ -60,7 +70,10 @@ fn is_bare(b: u8) -> bool {
 
 impl<'a> Parser<'a> {
     fn error(&self, message: impl Into<String>) -> ParseError {
-        ParseError { offset: self.pos, message: message.into() }
+        ParseError {
+            offset: self.pos,
+            message: message.into(),
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -114,7 +127,11 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
-        Ok(if items.len() == 1 { items.pop().unwrap() } else { Expr::Or(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap()
+        } else {
+            Expr::Or(items)
+        })
     }
 
     fn and_expr(&mut self) -> Result<Expr, ParseError> {
@@ -130,7 +147,11 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(if items.len() == 1 { items.pop().unwrap() } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap()
+        } else {
+            Expr::And(items)
+        })
     }
 
     fn not_expr(&mut self) -> Result<Expr, ParseError> {
@@ -169,14 +190,22 @@ impl<'a> Parser<'a> {
             let inner = self.or_expr()?;
             self.blanks();
             if self.peek() != Some(b')') {
-                return Err(self.error("expected ')'"));
+                return Err(self.error(format!(
+                    "unexpected token after '{}', expecting 'or', 'and' or ')'",
+                    self.text[offset..self.pos].trim_end()
+                )));
             }
             self.pos += 1;
             return Ok(inner);
         }
         if let Some(field) = self.field_or_transformer()? {
             let (op, value) = self.condition()?;
-            return Ok(Expr::Check { field, op, value, offset });
+            return Ok(Expr::Check {
+                field,
+                op,
+                value,
+                offset,
+            });
         }
         if let Some(name) = self.identifier() {
             return Ok(Expr::Macro { name, offset });
@@ -193,7 +222,11 @@ impl<'a> Parser<'a> {
         if end == start {
             return None;
         }
-        while self.s.get(end).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        while self
+            .s
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
             end += 1;
         }
         self.pos = end;
@@ -211,7 +244,10 @@ impl<'a> Parser<'a> {
             if i == from {
                 return 0;
             }
-            while s.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            while s
+                .get(i)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
                 i += 1;
             }
             i - from
@@ -293,7 +329,11 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
-        Ok(Some(FieldRef { name, arg, transformers: Vec::new() }))
+        Ok(Some(FieldRef {
+            name,
+            arg,
+            transformers: Vec::new(),
+        }))
     }
 
     fn condition(&mut self) -> Result<(Op, Value), ParseError> {
@@ -313,7 +353,11 @@ impl<'a> Parser<'a> {
             self.pos += 6;
             return Ok((Op::Exists, Value::None));
         }
-        for (word, op) in [("intersects", Op::Intersects), ("in", Op::In), ("pmatch", Op::PMatch)] {
+        for (word, op) in [
+            ("intersects", Op::Intersects),
+            ("in", Op::In),
+            ("pmatch", Op::PMatch),
+        ] {
             if self.starts_with(word) {
                 self.pos += word.len();
                 self.blanks();
@@ -321,7 +365,12 @@ impl<'a> Parser<'a> {
             }
         }
         for (word, op) in WORD_OPS {
-            if self.starts_with(word) && self.s.get(self.pos + word.len()).is_some_and(|b| is_blank(*b)) {
+            if self.starts_with(word)
+                && self
+                    .s
+                    .get(self.pos + word.len())
+                    .is_some_and(|b| is_blank(*b))
+            {
                 self.pos += word.len();
                 self.blanks();
                 return Ok((op, self.str_operand()?));
@@ -371,7 +420,10 @@ impl<'a> Parser<'a> {
         }
         match self.peek() {
             Some(b'"') | Some(b'\'') => Ok(Value::Str(self.quoted()?)),
-            _ => self.bare().map(Value::Str).ok_or_else(|| self.error("expected a value")),
+            _ => self
+                .bare()
+                .map(Value::Str)
+                .ok_or_else(|| self.error("expected a value")),
         }
     }
 
@@ -432,7 +484,9 @@ impl<'a> Parser<'a> {
             loop {
                 let item = match self.peek() {
                     Some(b'"') | Some(b'\'') => self.quoted()?,
-                    _ => self.bare().ok_or_else(|| self.error("expected a list item"))?,
+                    _ => self
+                        .bare()
+                        .ok_or_else(|| self.error("expected a list item"))?,
                 };
                 items.push(item);
                 self.blanks();
@@ -475,7 +529,10 @@ impl<'a> Parser<'a> {
         loop {
             match self.s.get(i) {
                 None => {
-                    return Err(ParseError { offset: start, message: "unterminated string".into() })
+                    return Err(ParseError {
+                        offset: start,
+                        message: "unterminated string".into(),
+                    })
                 }
                 Some(&b) if b == delim && self.s[i - 1] != b'\\' => break,
                 _ => i += 1,
@@ -483,7 +540,10 @@ impl<'a> Parser<'a> {
         }
         let raw = &self.s[start + 1..i];
         self.pos = i + 1;
-        unescape(raw, delim).map_err(|message| ParseError { offset: start, message })
+        unescape(raw, delim).map_err(|message| ParseError {
+            offset: start,
+            message,
+        })
     }
 }
 
@@ -523,7 +583,12 @@ fn unescape(raw: &[u8], delim: u8) -> Result<String, String> {
                 }
             }
             b if b == delim => out.push(b),
-            other => return Err(format!("invalid escape sequence '\\{}' in string", other as char)),
+            other => {
+                return Err(format!(
+                    "invalid escape sequence '\\{}' in string",
+                    other as char
+                ))
+            }
         }
     }
     String::from_utf8(out).map_err(|_| "string is not valid UTF-8 after unescaping".into())
@@ -538,17 +603,38 @@ mod tests {
     }
 
     fn bad(text: &str) {
-        assert!(parse(text).is_err(), "'{text}' should not parse: {:?}", parse(text));
+        assert!(
+            parse(text).is_err(),
+            "'{text}' should not parse: {:?}",
+            parse(text)
+        );
     }
 
     #[test]
     fn precedence_and_keyword_spacing() {
         let e = ok("a.a=1 or b.b=2 and c");
         assert!(matches!(&e, Expr::Or(items) if matches!(items[1], Expr::And(_))));
-        for text in ["a and(b)", "(a)or(b)", "not(a)", "not not a", "notb", "and_macro", "a.b = not"] {
+        for text in [
+            "a and(b)",
+            "(a)or(b)",
+            "not(a)",
+            "not not a",
+            "notb",
+            "and_macro",
+            "a.b = not",
+        ] {
             ok(text);
         }
-        for text in ["a andb", "aand b", "a not b", "(a)andnot(b)", "", "   ", "x.y = (a)", "x.y contains(a)"] {
+        for text in [
+            "a andb",
+            "aand b",
+            "a not b",
+            "(a)andnot(b)",
+            "",
+            "   ",
+            "x.y = (a)",
+            "x.y contains(a)",
+        ] {
             bad(text);
         }
         assert!(matches!(ok("notb"), Expr::Macro { .. }));
@@ -581,7 +667,11 @@ mod tests {
             "a.b = val(c.d) or a.b intersects (q)",
         ] {
             let printed = ok(text).to_string();
-            assert_eq!(ok(&printed).to_string(), printed, "{text} printed as {printed}");
+            assert_eq!(
+                ok(&printed).to_string(),
+                printed,
+                "{text} printed as {printed}"
+            );
         }
     }
 }

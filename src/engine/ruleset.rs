@@ -46,7 +46,10 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { matching: Matching::First, min_priority: Priority::Debug }
+        EvalOptions {
+            matching: Matching::First,
+            min_priority: Priority::Debug,
+        }
     }
 }
 
@@ -122,11 +125,19 @@ impl RuleSet {
         let mut last = None;
         for file in files {
             if let Err(error) = collection.load(&file.name, &file.content) {
-                return Err(LoadError { error, warnings: collection.warnings.clone() });
+                return Err(LoadError {
+                    error,
+                    warnings: collection.warnings.clone(),
+                });
             }
             match compile_collection(&collection, opts) {
                 Ok(set) => last = Some(set),
-                Err(error) => return Err(LoadError { error, warnings: collection.warnings.clone() }),
+                Err(error) => {
+                    return Err(LoadError {
+                        error,
+                        warnings: collection.warnings.clone(),
+                    })
+                }
             }
         }
         let mut set = last.unwrap_or_else(|| RuleSet {
@@ -137,6 +148,7 @@ impl RuleSet {
         });
         let mut warnings = collection.warnings.clone();
         warnings.append(&mut set.warnings);
+        warnings.extend(unmet_plugin_requirements(&collection));
         set.warnings = warnings;
         Ok(set)
     }
@@ -161,7 +173,9 @@ impl RuleSet {
     }
 
     fn candidates<'s>(&'s self, e: &EventData<'_>) -> &'s [usize] {
-        let Some(index) = self.index.get(e.source) else { return &[] };
+        let Some(index) = self.index.get(e.source) else {
+            return &[];
+        };
         if e.source == "syscall" {
             if let Some(ty) = e.json.get("evt.type").and_then(|v| v.as_str()) {
                 if let Some(list) = index.by_type.get(ty) {
@@ -181,7 +195,10 @@ impl RuleSet {
                 continue;
             }
             if rule.cond.eval(e) {
-                out.push(Alert { rule, rendered: rule.output.render(e) });
+                out.push(Alert {
+                    rule,
+                    rendered: rule.output.render(e),
+                });
                 if opts.matching == Matching::First {
                     break;
                 }
@@ -191,8 +208,52 @@ impl RuleSet {
     }
 }
 
+/// The plugins whose fields this engine implements natively, with the version it matches.
+pub const NATIVE_PLUGINS: &[(&str, (u32, u32, u32))] =
+    &[("k8saudit", (0, 18, 0)), ("json", (0, 7, 4))];
+
+/// `required_plugin_versions` entries no native plugin satisfies (same major, not older). They
+/// are warnings: falco-api has no plugin loader, and reads other plugins' fields from payloads.
+fn unmet_plugin_requirements(c: &Collection) -> Vec<Diagnostic> {
+    c.plugin_requirements
+        .iter()
+        .filter(|req| {
+            !req.alternatives.iter().any(|(name, version)| {
+                let wanted = super::loader::parse_semver(version);
+                NATIVE_PLUGINS.iter().any(|(n, have)| {
+                    n == name && wanted.is_some_and(|w| w.0 == have.0 && *have >= w)
+                })
+            })
+        })
+        .map(|req| Diagnostic {
+            file: req.file.clone(),
+            pos: req.pos,
+            item: Some("required_plugin_versions".into()),
+            message: format!(
+                "requires plugin {} which falco-api does not provide natively (it implements {}); \
+                 fields of other plugins are read from the event payload",
+                req.alternatives
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                NATIVE_PLUGINS
+                    .iter()
+                    .map(|(n, (a, b, c))| format!("{n} {a}.{b}.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+        .collect()
+}
+
 fn diag(file: &str, pos: Pos, item: String, message: String) -> Diagnostic {
-    Diagnostic { file: file.to_string(), pos, item: Some(item), message }
+    Diagnostic {
+        file: file.to_string(),
+        pos,
+        item: Some(item),
+        message,
+    }
 }
 
 fn position_note(text: &str, offset: usize) -> String {
@@ -205,7 +266,10 @@ fn position_note(text: &str, offset: usize) -> String {
     while !text.is_char_boundary(s) {
         s -= 1;
     }
-    format!(" (at offset {offset} of the compiled condition, near '{}')", &text[s..end])
+    format!(
+        " (at offset {offset} of the compiled condition, near '{}')",
+        &text[s..end]
+    )
 }
 
 /// Macros resolved to trees, lazily and recursively: a macro sees the macros first defined
@@ -225,24 +289,49 @@ impl<'c> Macros<'c> {
         if let Some(expr) = self.resolved.get(name) {
             return Ok(expr.clone());
         }
-        let m = self.defs.iter().find(|m| m.name == name).expect("caller checked");
+        let m = self
+            .defs
+            .iter()
+            .find(|m| m.name == name)
+            .expect("caller checked");
         let item = format!("macro '{}'", m.name);
         if !self.in_progress.insert(name.to_string()) {
-            return Err(diag(&m.file, m.cond_pos, item, "reference loop in macro".into()));
+            return Err(diag(
+                &m.file,
+                m.cond_pos,
+                item,
+                "reference loop in macro".into(),
+            ));
         }
-        let text = substitute_tracking(&m.condition, self.lists, self.expanded, &mut self.used_lists);
+        let text = substitute_tracking(
+            &m.condition,
+            self.lists,
+            self.expanded,
+            &mut self.used_lists,
+        );
         let parsed = parser::parse(&text).map_err(|e| {
-            diag(&m.file, m.cond_pos, item.clone(), format!("{}{}", e.message, position_note(&text, e.offset)))
-        })?;
-        let resolved = self.resolve(&parsed, Some(m.visibility)).map_err(|e| match e {
-            Resolve::Here(e) => diag(
+            diag(
                 &m.file,
                 m.cond_pos,
                 item.clone(),
-                format!("{}{}", e.message, position_note(&text, e.offset.unwrap_or(0))),
-            ),
-            Resolve::Inner(d) => d,
+                format!("{}{}", e.message, position_note(&text, e.offset)),
+            )
         })?;
+        let resolved = self
+            .resolve(&parsed, Some(m.visibility))
+            .map_err(|e| match e {
+                Resolve::Here(e) => diag(
+                    &m.file,
+                    m.cond_pos,
+                    item.clone(),
+                    format!(
+                        "{}{}",
+                        e.message,
+                        position_note(&text, e.offset.unwrap_or(0))
+                    ),
+                ),
+                Resolve::Inner(d) => d,
+            })?;
         self.in_progress.remove(name);
         self.resolved.insert(name.to_string(), resolved.clone());
         Ok(resolved)
@@ -251,8 +340,18 @@ impl<'c> Macros<'c> {
     /// Replaces macro references in `expr`; `visibility` limits what a macro may see.
     fn resolve(&mut self, expr: &Expr, visibility: Option<u64>) -> Result<Expr, Resolve> {
         Ok(match expr {
-            Expr::And(items) => Expr::And(items.iter().map(|e| self.resolve(e, visibility)).collect::<Result<_, _>>()?),
-            Expr::Or(items) => Expr::Or(items.iter().map(|e| self.resolve(e, visibility)).collect::<Result<_, _>>()?),
+            Expr::And(items) => Expr::And(
+                items
+                    .iter()
+                    .map(|e| self.resolve(e, visibility))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expr::Or(items) => Expr::Or(
+                items
+                    .iter()
+                    .map(|e| self.resolve(e, visibility))
+                    .collect::<Result<_, _>>()?,
+            ),
             Expr::Not(inner) => Expr::Not(Box::new(self.resolve(inner, visibility)?)),
             Expr::Macro { name, offset } => {
                 let visible = self
@@ -281,10 +380,17 @@ enum Resolve {
 }
 
 fn source_enabled(opts: &LoadOptions, source: &str) -> bool {
-    opts.enabled_sources.as_ref().is_none_or(|s| s.iter().any(|x| x == source))
+    opts.enabled_sources
+        .as_ref()
+        .is_none_or(|s| s.iter().any(|x| x == source))
 }
 
-fn substitute_tracking(text: &str, lists: &[ListDef], expanded: &[Vec<String>], used: &mut HashSet<String>) -> String {
+fn substitute_tracking(
+    text: &str,
+    lists: &[ListDef],
+    expanded: &[Vec<String>],
+    used: &mut HashSet<String>,
+) -> String {
     for list in lists {
         if text.contains(&list.name) {
             used.insert(list.name.clone());
@@ -326,7 +432,12 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
             compiled: false,
         };
         if !source_enabled(opts, &r.source) {
-            warnings.push(diag(&r.file, r.pos, item, format!("Unknown source {}, skipping", r.source)));
+            warnings.push(diag(
+                &r.file,
+                r.pos,
+                item,
+                format!("Unknown source {}, skipping", r.source),
+            ));
             infos.push(info);
             continue;
         }
@@ -334,9 +445,23 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
         let with_ex = apply_exceptions(&r.condition, &r.exceptions);
         let text = substitute_tracking(&with_ex, &c.lists, &expanded, &mut macros.used_lists);
         let fail = |e: CompileError| {
-            diag(&r.file, r.cond_pos, item.clone(), format!("{}{}", e.message, position_note(&text, e.offset.unwrap_or(0))))
+            diag(
+                &r.file,
+                r.cond_pos,
+                item.clone(),
+                format!(
+                    "{}{}",
+                    e.message,
+                    position_note(&text, e.offset.unwrap_or(0))
+                ),
+            )
         };
-        let parsed = parser::parse(&text).map_err(|e| fail(CompileError { offset: Some(e.offset), message: e.message }))?;
+        let parsed = parser::parse(&text).map_err(|e| {
+            fail(CompileError {
+                offset: Some(e.offset),
+                message: e.message,
+            })
+        })?;
         let resolved = match macros.resolve(&parsed, None) {
             Ok(expr) => expr,
             Err(Resolve::Here(e)) => return Err(fail(e)),
@@ -345,7 +470,12 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
         let compiled = match compiler::compile(&r.source, &resolved) {
             Ok(cond) => cond,
             Err(e) if r.skip_if_unknown_filter && e.message.contains("nonexistent field") => {
-                warnings.push(diag(&r.file, r.pos, item, format!("rule skipped: {}", e.message)));
+                warnings.push(diag(
+                    &r.file,
+                    r.pos,
+                    item,
+                    format!("rule skipped: {}", e.message),
+                ));
                 infos.push(info);
                 continue;
             }
@@ -353,7 +483,11 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
         };
         let output = OutputFormat::compile(&r.source, &r.output)
             .map_err(|m| diag(&r.file, r.output_pos, item.clone(), m))?;
-        let types = if r.source == "syscall" { compiler::event_types(&resolved) } else { None };
+        let types = if r.source == "syscall" {
+            compiler::event_types(&resolved)
+        } else {
+            None
+        };
         info.compiled = true;
         infos.push(info);
         typed.push((rules.len(), types));
@@ -396,17 +530,34 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
         }
     }
     for l in &c.lists {
-        if !macros.used_lists.contains(&l.name) && !c.lists.iter().any(|o| o.items.contains(&l.name)) {
-            warnings.push(diag(&l.file, l.pos, format!("list '{}'", l.name), "List not referred to by any rule/macro".into()));
+        if !macros.used_lists.contains(&l.name)
+            && !c.lists.iter().any(|o| o.items.contains(&l.name))
+        {
+            warnings.push(diag(
+                &l.file,
+                l.pos,
+                format!("list '{}'", l.name),
+                "List not referred to by any rule/macro".into(),
+            ));
         }
     }
     let used_macros = macros.used.clone();
     for m in &c.macros {
         if !used_macros.contains(&m.name) {
-            warnings.push(diag(&m.file, m.pos, format!("macro '{}'", m.name), "Macro not referred to by any rule/macro".into()));
+            warnings.push(diag(
+                &m.file,
+                m.pos,
+                format!("macro '{}'", m.name),
+                "Macro not referred to by any rule/macro".into(),
+            ));
         }
     }
-    Ok(RuleSet { rules, index, infos, warnings })
+    Ok(RuleSet {
+        rules,
+        index,
+        infos,
+        warnings,
+    })
 }
 
 /// Exception fields must be fields of the rule's source and comps known operators.
@@ -420,11 +571,19 @@ fn check_exceptions(r: &RuleDef, warnings: &mut Vec<Diagnostic>) -> Result<(), D
         };
         for f in &fields {
             let parsed = parser::parse_field_prefix(f).filter(|(_, used)| *used == f.len());
-            let ok = parsed.as_ref().is_some_and(|(field, _)| getter(&r.source, field).is_ok());
+            let ok = parsed
+                .as_ref()
+                .is_some_and(|(field, _)| getter(&r.source, field).is_ok());
             if !ok {
-                return Err(diag(&r.file, ex.pos, item, format!(
-                    "Exception '{}': '{f}' is not a valid field for source {}", ex.name, r.source
-                )));
+                return Err(diag(
+                    &r.file,
+                    ex.pos,
+                    item,
+                    format!(
+                        "Exception '{}': '{f}' is not a valid field for source {}",
+                        ex.name, r.source
+                    ),
+                ));
             }
         }
         let comps: Vec<String> = match &ex.comps {
@@ -434,9 +593,20 @@ fn check_exceptions(r: &RuleDef, warnings: &mut Vec<Diagnostic>) -> Result<(), D
         };
         for comp in &comps {
             let base = comp.split_whitespace().next().unwrap_or("");
-            let modifier_ok = comp.split_whitespace().nth(1).is_none_or(|m| matches!(m, "oneof" | "anyof" | "allof"));
+            let modifier_ok = comp
+                .split_whitespace()
+                .nth(1)
+                .is_none_or(|m| matches!(m, "oneof" | "anyof" | "allof"));
             if Op::from_text(base).is_none() || !modifier_ok {
-                return Err(diag(&r.file, ex.pos, item, format!("Exception '{}': '{comp}' is not a known comparison operator", ex.name)));
+                return Err(diag(
+                    &r.file,
+                    ex.pos,
+                    item,
+                    format!(
+                        "Exception '{}': '{comp}' is not a known comparison operator",
+                        ex.name
+                    ),
+                ));
             }
         }
         for tuple in &ex.values {

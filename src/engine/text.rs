@@ -21,7 +21,10 @@ pub fn expand_lists(lists: &[ListDef]) -> Vec<Vec<String>> {
         .map(|list| {
             let mut out = Vec::with_capacity(list.items.len());
             for item in &list.items {
-                match lists.iter().find(|l| &l.name == item && l.index < list.visibility) {
+                match lists
+                    .iter()
+                    .find(|l| &l.name == item && l.index < list.visibility)
+                {
                     Some(referenced) => out.extend(referenced.items.iter().cloned()),
                     None => out.push(item.clone()),
                 }
@@ -47,7 +50,14 @@ pub fn substitute_one(text: &str, name: &str, items: &[String]) -> String {
     let replacement = if items.is_empty() {
         " ".to_string()
     } else {
-        format!(" {} ", items.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", "))
+        format!(
+            " {} ",
+            items
+                .iter()
+                .map(|i| quote(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     let s = text.as_bytes();
     let mut out = String::with_capacity(text.len() + replacement.len());
@@ -111,7 +121,14 @@ fn is_list_comp(comp: &str) -> bool {
 fn exception_value(slot: &Slot, comp: &str) -> String {
     match slot {
         Slot::List(items) => {
-            format!("({})", items.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", "))
+            format!(
+                "({})",
+                items
+                    .iter()
+                    .map(|i| quote(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
         Slot::Scalar(v) if is_list_comp(comp) => {
             if v.starts_with('(') {
@@ -197,7 +214,10 @@ mod tests {
     #[test]
     fn substitution_is_delimited_and_textual() {
         let items = vec!["a".to_string(), "b c".to_string()];
-        assert_eq!(substitute_one("x in (l)", "l", &items), "x in ( a, \"b c\" )");
+        assert_eq!(
+            substitute_one("x in (l)", "l", &items),
+            "x in ( a, \"b c\" )"
+        );
         assert_eq!(substitute_one("x in (ll)", "l", &items), "x in (ll)");
         assert_eq!(substitute_one("x=l", "l", &items), "x= a, \"b c\" ");
         assert_eq!(substitute_one("(a, empty)", "empty", &[]), "(a )");
@@ -206,7 +226,11 @@ mod tests {
 
     #[test]
     fn lists_expand_one_level_from_earlier_lists_only() {
-        let lists = vec![list("a", &["1", "2"], 1), list("b", &["a", "c", "z"], 2), list("z", &["9"], 3)];
+        let lists = vec![
+            list("a", &["1", "2"], 1),
+            list("b", &["a", "c", "z"], 2),
+            list("z", &["9"], 3),
+        ];
         let expanded = expand_lists(&lists);
         assert_eq!(expanded[1], vec!["1", "2", "c", "z"]);
     }
@@ -217,7 +241,10 @@ mod tests {
             name: "e".into(),
             fields: Some(Slot::List(vec!["proc.name".into(), "proc.cmdline".into()])),
             comps: None,
-            values: vec![vec![Slot::Scalar("cat".into()), Slot::Scalar("cat /dev/null".into())]],
+            values: vec![vec![
+                Slot::Scalar("cat".into()),
+                Slot::Scalar("cat /dev/null".into()),
+            ]],
             pos: Pos::default(),
         };
         assert_eq!(

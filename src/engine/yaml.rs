@@ -15,7 +15,10 @@ pub struct Pos {
 
 impl Pos {
     fn of(span: &Span) -> Pos {
-        Pos { line: span.start.line(), col: span.start.col() + 1 }
+        Pos {
+            line: span.start.line(),
+            col: span.start.col() + 1,
+        }
     }
 }
 
@@ -23,17 +26,28 @@ impl Pos {
 pub enum Node {
     /// `~`, `null`, or nothing at all.
     Null(Pos),
-    Scalar { text: String, quoted: bool, pos: Pos },
-    Seq { items: Vec<Node>, pos: Pos },
-    Map { entries: Vec<(Node, Node)>, pos: Pos },
+    Scalar {
+        text: String,
+        quoted: bool,
+        pos: Pos,
+    },
+    Seq {
+        items: Vec<Node>,
+        pos: Pos,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        pos: Pos,
+    },
 }
 
 impl Node {
     pub fn pos(&self) -> Pos {
         match self {
-            Node::Null(pos) | Node::Scalar { pos, .. } | Node::Seq { pos, .. } | Node::Map { pos, .. } => {
-                *pos
-            }
+            Node::Null(pos)
+            | Node::Scalar { pos, .. }
+            | Node::Seq { pos, .. }
+            | Node::Map { pos, .. } => *pos,
         }
     }
 
@@ -51,9 +65,10 @@ impl Node {
     /// The value of `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match self {
-            Node::Map { entries, .. } => {
-                entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
-            }
+            Node::Map { entries, .. } => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -61,10 +76,11 @@ impl Node {
     /// yaml-cpp's boolean conversion.
     pub fn as_bool(&self) -> Option<bool> {
         match self.as_str()? {
-            "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => Some(true),
-            "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => {
-                Some(false)
+            "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => {
+                Some(true)
             }
+            "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
+            | "N" => Some(false),
             _ => None,
         }
     }
@@ -87,10 +103,17 @@ pub struct YamlError {
 
 /// Parses every document of `text`.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
-    let mut builder = Builder { anchors: Vec::new(), stack: Vec::new(), docs: Vec::new() };
+    let mut builder = Builder {
+        anchors: Vec::new(),
+        stack: Vec::new(),
+        docs: Vec::new(),
+    };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| YamlError {
-            pos: Pos { line: e.marker().line(), col: e.marker().col() + 1 },
+            pos: Pos {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            },
             message: e.info(),
         })?;
         builder.event(event, &span)?;
@@ -115,22 +138,36 @@ impl Builder {
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
-                let node = if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
-                    Node::Null(pos)
-                } else {
-                    Node::Scalar { text: text.into_owned(), quoted, pos }
-                };
+                let node =
+                    if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+                        Node::Null(pos)
+                    } else {
+                        Node::Scalar {
+                            text: text.into_owned(),
+                            quoted,
+                            pos,
+                        }
+                    };
                 self.push(node, anchor);
             }
-            Event::SequenceStart(_, anchor, _) => self.stack.push(Open::Seq(Vec::new(), pos, anchor)),
+            Event::SequenceStart(_, anchor, _) => {
+                self.stack.push(Open::Seq(Vec::new(), pos, anchor))
+            }
             Event::MappingStart(_, anchor, _) => {
                 self.stack.push(Open::Map(Vec::new(), None, pos, anchor))
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Open::Seq(items, pos, anchor)) => (Node::Seq { items, pos }, anchor),
-                    Some(Open::Map(entries, _, pos, anchor)) => (Node::Map { entries, pos }, anchor),
-                    None => return Err(YamlError { pos, message: "unbalanced collection end".into() }),
+                    Some(Open::Map(entries, _, pos, anchor)) => {
+                        (Node::Map { entries, pos }, anchor)
+                    }
+                    None => {
+                        return Err(YamlError {
+                            pos,
+                            message: "unbalanced collection end".into(),
+                        })
+                    }
                 };
                 self.push(node, anchor);
             }
@@ -141,7 +178,10 @@ impl Builder {
                     .rev()
                     .find(|(a, _)| *a == id)
                     .map(|(_, n)| n.clone())
-                    .ok_or_else(|| YamlError { pos, message: "alias to an unknown anchor".into() })?;
+                    .ok_or_else(|| YamlError {
+                        pos,
+                        message: "alias to an unknown anchor".into(),
+                    })?;
                 self.push(node, 0);
             }
             _ => {}
@@ -171,10 +211,14 @@ mod tests {
     #[test]
     fn scalars_stay_text_and_carry_positions() {
         let docs = parse_documents("- list: ports\n  items: [80, =, \"a b\"]\n-\n").unwrap();
-        let Node::Seq { items, .. } = &docs[0] else { panic!() };
+        let Node::Seq { items, .. } = &docs[0] else {
+            panic!()
+        };
         assert!(items[1].is_null(), "a bare '-' is a null item");
         let list = items[0].get("items").unwrap();
-        let Node::Seq { items: values, .. } = list else { panic!() };
+        let Node::Seq { items: values, .. } = list else {
+            panic!()
+        };
         let texts: Vec<_> = values.iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(texts, ["80", "=", "a b"]);
         assert_eq!(values[1].pos(), Pos { line: 2, col: 15 });

@@ -29,9 +29,17 @@ pub enum FeedError {
         "position {requested} has been trimmed from the {log} log; the oldest retained seq is \
          {oldest} (ask to start from the oldest to resume there and be told how many events were lost)"
     )]
-    Trimmed { log: &'static str, requested: u64, oldest: u64 },
+    Trimmed {
+        log: &'static str,
+        requested: u64,
+        oldest: u64,
+    },
     #[error("position {requested} is beyond the newest seq {newest} of the {log} log")]
-    Ahead { log: &'static str, requested: u64, newest: u64 },
+    Ahead {
+        log: &'static str,
+        requested: u64,
+        newest: u64,
+    },
     #[error("the {0} log is closed (the server is shutting down)")]
     Closed(&'static str),
     #[error("appending to the {log} log failed: {message}")]
@@ -72,7 +80,10 @@ pub struct Feed<T> {
 
 impl<T> Clone for Feed<T> {
     fn clone(&self) -> Self {
-        Feed { shared: self.shared.clone(), appends: self.appends.clone() }
+        Feed {
+            shared: self.shared.clone(),
+            appends: self.appends.clone(),
+        }
     }
 }
 
@@ -82,7 +93,12 @@ impl<T: Record> Feed<T> {
     pub fn start(name: &'static str, store: Arc<Store>, log: fn(&Store) -> &RingLog<T>) -> Self {
         let newest = log(&store).bounds().newest;
         let (head, _) = watch::channel(newest);
-        let shared = Arc::new(Shared { name, store, log, head });
+        let shared = Arc::new(Shared {
+            name,
+            store,
+            log,
+            head,
+        });
         let (appends, rx) = mpsc::channel(MAX_REQUESTS_PER_COMMIT);
         let writer = shared.clone();
         thread::Builder::new()
@@ -122,7 +138,8 @@ impl<T: Record> Feed<T> {
         self.appends
             .blocking_send(Append { records, reply })
             .map_err(|_| FeedError::Closed(self.shared.name))?;
-        rx.blocking_recv().map_err(|_| FeedError::Closed(self.shared.name))?
+        rx.blocking_recv()
+            .map_err(|_| FeedError::Closed(self.shared.name))?
     }
 
     /// Opens a subscription. `follow: false` ends it at the head as of now.
@@ -147,9 +164,14 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<
             }
         }
         let counts: Vec<usize> = pending.iter().map(|a| a.records.len()).collect();
-        let records: Vec<T> = pending.iter_mut().flat_map(|a| a.records.drain(..)).collect();
+        let records: Vec<T> = pending
+            .iter_mut()
+            .flat_map(|a| a.records.drain(..))
+            .collect();
         let ring = shared.ring();
-        let result = ring.append(&records).and_then(|range| ring.flush().map(|()| range));
+        let result = ring
+            .append(&records)
+            .and_then(|range| ring.flush().map(|()| range));
         match result {
             Ok(range) => {
                 shared.head.send_replace(range.end - 1);
@@ -163,9 +185,10 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<
                 tracing::error!(log = shared.name, error = %e, "append failed");
                 let message = e.to_string();
                 for append in pending.drain(..) {
-                    let _ = append
-                        .reply
-                        .send(Err(FeedError::Append { log: shared.name, message: message.clone() }));
+                    let _ = append.reply.send(Err(FeedError::Append {
+                        log: shared.name,
+                        message: message.clone(),
+                    }));
                 }
             }
         }

@@ -36,10 +36,16 @@ pub enum TrimPolicy {
 /// One step of a subscription.
 #[derive(Debug, PartialEq)]
 pub enum Item<T> {
-    Record { seq: u64, record: T },
+    Record {
+        seq: u64,
+        record: T,
+    },
     /// `count` records were trimmed before this subscription could read them; it goes on at
     /// `next_seq`.
-    Lost { count: u64, next_seq: u64 },
+    Lost {
+        count: u64,
+        next_seq: u64,
+    },
 }
 
 type Filter<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
@@ -72,13 +78,24 @@ impl<T: Record> Subscription<T> {
             Start::Live => newest,
             Start::Oldest => oldest.saturating_sub(1).min(newest),
             Start::After(requested) if requested > newest => {
-                return Err(FeedError::Ahead { log, requested, newest });
+                return Err(FeedError::Ahead {
+                    log,
+                    requested,
+                    newest,
+                });
             }
             Start::After(requested) if requested + 1 < oldest => {
                 if policy == TrimPolicy::Fail {
-                    return Err(FeedError::Trimmed { log, requested, oldest });
+                    return Err(FeedError::Trimmed {
+                        log,
+                        requested,
+                        oldest,
+                    });
                 }
-                lost = Some(Item::Lost { count: oldest - 1 - requested, next_seq: oldest });
+                lost = Some(Item::Lost {
+                    count: oldest - 1 - requested,
+                    next_seq: oldest,
+                });
                 oldest - 1
             }
             Start::After(requested) => requested,
@@ -140,7 +157,10 @@ impl<T: Record> Subscription<T> {
             // Trimmed while we were behind: everything before `first` is gone.
             let count = first - 1 - self.cursor;
             self.cursor = first - 1;
-            self.lost = Some(Item::Lost { count, next_seq: first });
+            self.lost = Some(Item::Lost {
+                count,
+                next_seq: first,
+            });
         }
         self.buffer.extend(chunk);
         Ok(())

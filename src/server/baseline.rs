@@ -8,7 +8,10 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::proto::outputs::{self as pb, service_server::{Service, ServiceServer}};
+use crate::proto::outputs::{
+    self as pb,
+    service_server::{Service, ServiceServer},
+};
 
 pub struct Baseline {
     template: pb::Response,
@@ -20,7 +23,10 @@ impl Service for Baseline {
     type getStream = ReceiverStream<Result<pb::Response, Status>>;
     type subStream = ReceiverStream<Result<pb::Response, Status>>;
 
-    async fn get(&self, _request: Request<pb::Request>) -> Result<Response<Self::getStream>, Status> {
+    async fn get(
+        &self,
+        _request: Request<pb::Request>,
+    ) -> Result<Response<Self::getStream>, Status> {
         let (tx, rx) = mpsc::channel(64);
         let template = self.template.clone();
         let count = self.count;

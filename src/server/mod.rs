@@ -64,7 +64,10 @@ pub async fn serve_unix(app: App, listener: UnixListener) -> Result<(), ServeErr
     let router = router(&app).await?;
     let shutdown = app.shutdown.clone();
     router
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
         .await?;
     Ok(())
 }
@@ -82,7 +85,10 @@ where
     match tokio::time::timeout(grace, serve).await {
         Ok(result) => result,
         Err(_) => {
-            tracing::warn!(?grace, "connections still open after the grace period; closing them");
+            tracing::warn!(
+                ?grace,
+                "connections still open after the grace period; closing them"
+            );
             Ok(())
         }
     }

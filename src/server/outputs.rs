@@ -63,7 +63,11 @@ impl Query {
             after: req.after_seq,
             consumer,
             ack: req.ack,
-            policy: if req.from_oldest { TrimPolicy::Report } else { TrimPolicy::Fail },
+            policy: if req.from_oldest {
+                TrimPolicy::Report
+            } else {
+                TrimPolicy::Fail
+            },
             filter: OutputFilter {
                 tags: req.tags,
                 rules: req.rules,
@@ -90,7 +94,9 @@ impl Query {
 
 fn valid_consumer(name: &str) -> Result<&str, Status> {
     let ok = name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     if ok {
         Ok(name)
     } else {
@@ -100,7 +106,12 @@ fn valid_consumer(name: &str) -> Result<&str, Status> {
     }
 }
 
-fn open(app: &App, query: &Query, start: Start, follow: bool) -> Result<Subscription<OutputEvent>, Status> {
+fn open(
+    app: &App,
+    query: &Query,
+    start: Start,
+    follow: bool,
+) -> Result<Subscription<OutputEvent>, Status> {
     let sub = app.outputs.subscribe(start, query.policy, follow)?;
     Ok(if query.filter.is_empty() {
         sub
@@ -284,7 +295,10 @@ pub fn event_response(seq: u64, ev: OutputEvent) -> pb::Response {
         source_deprecated: source_enum(&ev.source) as i32,
         rule: ev.rule,
         output: ev.output,
-        output_fields: ev.output_fields.into_iter().collect::<std::collections::HashMap<_, _>>(),
+        output_fields: ev
+            .output_fields
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
         hostname: ev.hostname,
         tags: ev.tags,
         id: uuid::Uuid::from_bytes(ev.id).to_string(),

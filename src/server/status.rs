@@ -8,7 +8,9 @@ use crate::store::StoreError;
 impl From<FeedError> for Status {
     fn from(e: FeedError) -> Status {
         match &e {
-            FeedError::Trimmed { .. } | FeedError::Ahead { .. } => Status::out_of_range(e.to_string()),
+            FeedError::Trimmed { .. } | FeedError::Ahead { .. } => {
+                Status::out_of_range(e.to_string())
+            }
             FeedError::Closed(_) => Status::unavailable(e.to_string()),
             FeedError::Append { .. } => Status::internal(e.to_string()),
             FeedError::Store(inner) => store_status(inner),

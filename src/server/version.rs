@@ -11,7 +11,9 @@ pub struct VersionService {
 
 impl VersionService {
     pub fn new() -> Self {
-        VersionService { response: version_response() }
+        VersionService {
+            response: version_response(),
+        }
     }
 }
 

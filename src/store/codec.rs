@@ -27,7 +27,10 @@ pub fn seq_key(seq: u64) -> [u8; 8] {
 pub fn decode_seq(tree: &str, bytes: &[u8]) -> Result<u64> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
         tree: tree.to_string(),
-        message: format!("expected an 8-byte sequence number, found {} bytes", bytes.len()),
+        message: format!(
+            "expected an 8-byte sequence number, found {} bytes",
+            bytes.len()
+        ),
     })?;
     Ok(u64::from_be_bytes(arr))
 }

@@ -29,7 +29,9 @@ impl Consumers {
     /// position now stored. Not flushed; the store flushes periodically and at shutdown.
     pub fn advance(&self, log: &str, name: &str, seq: u64) -> Result<u64> {
         let stored = self.tree.update_and_fetch(Self::key(log, name), |old| {
-            let old = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            let old = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
             Some(seq_key(old.map_or(seq, |o| o.max(seq))).to_vec())
         })?;
         match stored {

@@ -18,13 +18,16 @@ pub const SCHEMA_VERSION: u32 = steps::STEPS.len() as u32;
 
 /// Records `version` without running anything: only for tests of the refusal path.
 pub fn force_version(db: &sled::Db, version: u32) -> Result<()> {
-    db.open_tree(META_TREE)?.insert(VERSION_KEY, &version.to_be_bytes())?;
+    db.open_tree(META_TREE)?
+        .insert(VERSION_KEY, &version.to_be_bytes())?;
     db.flush()?;
     Ok(())
 }
 
 pub fn recorded_version(meta: &sled::Tree) -> Result<Option<u32>> {
-    let Some(bytes) = meta.get(VERSION_KEY)? else { return Ok(None) };
+    let Some(bytes) = meta.get(VERSION_KEY)? else {
+        return Ok(None);
+    };
     let arr: [u8; 4] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
         tree: META_TREE.into(),
         message: format!("schema_version has {} bytes, expected 4", bytes.len()),
@@ -44,7 +47,11 @@ pub fn run(db: &sled::Db, path: &Path) -> Result<u32> {
         });
     }
     for step in &steps::STEPS[found as usize..] {
-        tracing::info!(version = step.version, name = step.name, "migrating the database");
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "migrating the database"
+        );
         (step.apply)(db).map_err(|message| StoreError::Migration {
             version: step.version,
             name: step.name,
@@ -63,7 +70,12 @@ mod tests {
     #[test]
     fn step_numbers_are_consecutive() {
         for (i, step) in steps::STEPS.iter().enumerate() {
-            assert_eq!(step.version as usize, i + 1, "step {} is out of order", step.name);
+            assert_eq!(
+                step.version as usize,
+                i + 1,
+                "step {} is out of order",
+                step.name
+            );
         }
     }
 }

@@ -30,9 +30,17 @@ pub enum StoreError {
         "the database in {path} has schema version {found}, newer than this binary's {supported}: \
          upgrade falco-api or use another data directory (the database was not modified)"
     )]
-    TooNew { path: PathBuf, found: u32, supported: u32 },
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("migration {version} ({name}) failed: {message}")]
-    Migration { version: u32, name: &'static str, message: String },
+    Migration {
+        version: u32,
+        name: &'static str,
+        message: String,
+    },
     #[error("corrupt record in tree '{tree}': {message}")]
     Corrupt { tree: String, message: String },
     #[error("storage error: {0}")]
@@ -52,7 +60,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { outputs_capacity: 100_000, cache_bytes: 64 * 1024 * 1024 }
+        StoreOptions {
+            outputs_capacity: 100_000,
+            cache_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -72,7 +83,12 @@ impl Store {
         migrate::run(&db, &path)?;
         let outputs = RingLog::open(db.open_tree("log.outputs")?, opts.outputs_capacity)?;
         let consumers = Consumers::new(db.open_tree("consumers")?);
-        Ok(Store { db, path, outputs, consumers })
+        Ok(Store {
+            db,
+            path,
+            outputs,
+            consumers,
+        })
     }
 
     pub fn outputs(&self) -> &RingLog<OutputEvent> {
@@ -100,8 +116,7 @@ impl Store {
 
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> Result<u32> {
-        migrate::recorded_version(&self.db.open_tree(migrate::META_TREE)?)
-            .map(|v| v.unwrap_or(0))
+        migrate::recorded_version(&self.db.open_tree(migrate::META_TREE)?).map(|v| v.unwrap_or(0))
     }
 }
 
@@ -117,7 +132,11 @@ pub mod testing {
         let path = dir.join("db");
         let db = open_db(&path, 8 << 20)?;
         super::migrate::write_v1_fixture(&db, events, consumer).map_err(|message| {
-            StoreError::Migration { version: 1, name: "fixture", message }
+            StoreError::Migration {
+                version: 1,
+                name: "fixture",
+                message,
+            }
         })
     }
 

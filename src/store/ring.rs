@@ -50,7 +50,10 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
                 oldest: decode_seq(&name, &first)?,
                 newest: decode_seq(&name, &last)?,
             },
-            _ => Bounds { oldest: 1, newest: 0 },
+            _ => Bounds {
+                oldest: 1,
+                newest: 0,
+            },
         };
         Ok(RingLog {
             tree,
@@ -108,7 +111,11 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(max.min((upto - after) as usize));
-        for item in self.tree.range(seq_key(after + 1)..=seq_key(upto)).take(max) {
+        for item in self
+            .tree
+            .range(seq_key(after + 1)..=seq_key(upto))
+            .take(max)
+        {
             let (key, value) = item?;
             out.push((decode_seq(&self.name, &key)?, decode(&self.name, &value)?));
         }

@@ -36,7 +36,10 @@ impl TestServer {
 
     /// Starts a server on an existing data directory (the caller keeps it alive).
     pub async fn start_in(dir: &Path, capacity: u64) -> TestServer {
-        let opts = StoreOptions { outputs_capacity: capacity, cache_bytes: 16 << 20 };
+        let opts = StoreOptions {
+            outputs_capacity: capacity,
+            cache_bytes: 16 << 20,
+        };
         // A previous server on this directory releases the database once its last handle is gone
         // (its commit thread finishes after the final streams end), so retry briefly.
         let mut attempts = 0;
@@ -56,7 +59,13 @@ impl TestServer {
         let task = tokio::spawn(async move {
             server::serve_unix(serving, listener).await.expect("serve");
         });
-        TestServer { app, dir: dir.to_path_buf(), socket, task: Some(task), _temp: None }
+        TestServer {
+            app,
+            dir: dir.to_path_buf(),
+            socket,
+            task: Some(task),
+            _temp: None,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -82,7 +91,11 @@ impl TestServer {
 
     /// Appends `n` events through the store's public append API; returns their seqs.
     pub async fn append(&self, n: usize) -> std::ops::Range<u64> {
-        self.app.outputs.append((0..n).map(|i| event(i as u64)).collect()).await.expect("append")
+        self.app
+            .outputs
+            .append((0..n).map(|i| event(i as u64)).collect())
+            .await
+            .expect("append")
     }
 }
 
@@ -131,7 +144,11 @@ impl Sub {
     pub async fn seqs(&mut self, n: usize) -> Vec<u64> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            let r = self.next().await.expect("stream error").expect("stream ended early");
+            let r = self
+                .next()
+                .await
+                .expect("stream error")
+                .expect("stream ended early");
             out.push(r.seq);
         }
         out
@@ -155,9 +172,15 @@ pub async fn get_all(
 }
 
 pub fn after(seq: u64) -> outputs::Request {
-    outputs::Request { after_seq: Some(seq), ..Default::default() }
+    outputs::Request {
+        after_seq: Some(seq),
+        ..Default::default()
+    }
 }
 
 pub fn consumer(name: &str) -> outputs::Request {
-    outputs::Request { consumer: name.to_string(), ..Default::default() }
+    outputs::Request {
+        consumer: name.to_string(),
+        ..Default::default()
+    }
 }

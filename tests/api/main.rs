@@ -2,6 +2,8 @@
 
 mod common;
 mod conformance;
+mod engine_cases;
+mod engine_props;
 mod outputs;
 mod process;
 mod store;

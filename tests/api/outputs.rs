@@ -11,11 +11,23 @@ use crate::common::{after, consumer, event, get_all, Sub, TestServer};
 async fn legacy_get_drains_the_default_consumer_then_ends_ok() {
     let server = TestServer::start(1000).await;
     let mut client = server.outputs().await;
-    assert!(get_all(&mut client, Request::default()).await.unwrap().is_empty());
+    assert!(get_all(&mut client, Request::default())
+        .await
+        .unwrap()
+        .is_empty());
     server.append(5).await;
     let first = get_all(&mut client, Request::default()).await.unwrap();
-    assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
-    assert!(get_all(&mut client, Request::default()).await.unwrap().is_empty(), "drained");
+    assert_eq!(
+        first.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(
+        get_all(&mut client, Request::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "drained"
+    );
     server.append(2).await;
     let second = get_all(&mut client, Request::default()).await.unwrap();
     assert_eq!(second.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6, 7]);
@@ -42,7 +54,10 @@ async fn responses_carry_every_upstream_field() {
     assert_eq!(r.tags, vec!["all".to_string(), "tag1".to_string()]);
     assert_eq!(r.output_fields.get("i").map(String::as_str), Some("1"));
     let t = r.time.as_ref().expect("time");
-    assert_eq!(t.seconds as i128 * 1_000_000_000 + t.nanos as i128, expected.time_ns as i128);
+    assert_eq!(
+        t.seconds as i128 * 1_000_000_000 + t.nanos as i128,
+        expected.time_ns as i128
+    );
     assert_eq!(uuid::Uuid::parse_str(&r.id).unwrap().get_version_num(), 7);
     assert_ne!(all[0].id, all[1].id);
     server.stop().await;
@@ -71,7 +86,9 @@ async fn resume_after_disconnect_has_no_gap_and_no_duplicate_while_appends_go_on
     let feed = server.app.outputs.clone();
     let writer = tokio::spawn(async move {
         for batch in 0..200u64 {
-            feed.append((0..10).map(|i| event(batch * 10 + i)).collect()).await.unwrap();
+            feed.append((0..10).map(|i| event(batch * 10 + i)).collect())
+                .await
+                .unwrap();
             if batch % 20 == 0 {
                 tokio::task::yield_now().await;
             }
@@ -99,7 +116,13 @@ async fn restart_keeps_the_log_and_consumer_positions_and_never_reuses_a_seq() {
     let mut client = server.outputs().await;
     let mut sub = Sub::open(&mut client, consumer("c1")).await;
     assert_eq!(sub.seqs(20).await, (1..=20).collect::<Vec<_>>());
-    sub.tx.send(Request { ack: 20, ..Default::default() }).await.unwrap();
+    sub.tx
+        .send(Request {
+            ack: 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     // The ack is applied in order with the stream; wait until it is stored.
     wait_for(|| server.app.store.consumers().get("outputs", "c1").unwrap() == Some(20)).await;
     drop(sub);
@@ -109,10 +132,17 @@ async fn restart_keeps_the_log_and_consumer_positions_and_never_reuses_a_seq() {
     let server = TestServer::start_in(temp.path(), 1000).await;
     let mut client = server.outputs().await;
     let from_cursor = get_all(&mut client, after(30)).await.unwrap();
-    assert_eq!(from_cursor.iter().map(|r| r.seq).collect::<Vec<_>>(), (31..=50).collect::<Vec<_>>());
+    assert_eq!(
+        from_cursor.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (31..=50).collect::<Vec<_>>()
+    );
     let mut sub = Sub::open(&mut client, consumer("c1")).await;
     assert_eq!(sub.seqs(30).await, (21..=50).collect::<Vec<_>>());
-    assert_eq!(server.append(1).await, 51..52, "seq continues after a restart");
+    assert_eq!(
+        server.append(1).await,
+        51..52,
+        "seq continues after a restart"
+    );
     assert_eq!(sub.seqs(1).await, vec![51]);
     server.stop().await;
 }
@@ -128,23 +158,40 @@ async fn a_trimmed_cursor_is_out_of_range_or_reports_the_loss() {
         Ok(mut sub) => sub.next().await.expect_err("trimmed cursor must fail"),
     };
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-    assert!(status.message().contains("oldest retained seq is 16"), "{}", status.message());
+    assert!(
+        status.message().contains("oldest retained seq is 16"),
+        "{}",
+        status.message()
+    );
     let get_err = get_all(&mut client, after(3)).await.expect_err("get too");
     assert_eq!(get_err.code(), Code::OutOfRange);
 
-    let from_oldest = Request { after_seq: Some(3), from_oldest: true, ..Default::default() };
+    let from_oldest = Request {
+        after_seq: Some(3),
+        from_oldest: true,
+        ..Default::default()
+    };
     let mut sub = Sub::open(&mut client, from_oldest).await;
     let notice = sub.next().await.unwrap().unwrap();
     assert_eq!(notice.lost, 12, "events 4..=15 were lost");
     assert_eq!(notice.seq, 0);
     assert_eq!(notice.rule, falco_api::server::LOST_RULE);
     assert_eq!(notice.source, "internal");
-    assert_eq!(notice.output_fields.get("next_seq").map(String::as_str), Some("16"));
+    assert_eq!(
+        notice.output_fields.get("next_seq").map(String::as_str),
+        Some("16")
+    );
     assert_eq!(sub.seqs(10).await, (16..=25).collect::<Vec<_>>());
 
-    let ahead = get_all(&mut client, after(99)).await.expect_err("beyond the head");
+    let ahead = get_all(&mut client, after(99))
+        .await
+        .expect_err("beyond the head");
     assert_eq!(ahead.code(), Code::OutOfRange);
-    assert!(ahead.message().contains("beyond the newest seq 25"), "{}", ahead.message());
+    assert!(
+        ahead.message().contains("beyond the newest seq 25"),
+        "{}",
+        ahead.message()
+    );
     server.stop().await;
 }
 
@@ -208,21 +255,78 @@ async fn filters_select_by_tag_rule_priority_and_source() {
     let server = TestServer::start(1000).await;
     server.append(40).await;
     let mut client = server.outputs().await;
-    let seqs = |rs: Vec<falco_api::proto::outputs::Response>| rs.iter().map(|r| r.seq).collect::<Vec<_>>();
-    let base = || Request { after_seq: Some(0), ..Default::default() };
+    let seqs =
+        |rs: Vec<falco_api::proto::outputs::Response>| rs.iter().map(|r| r.seq).collect::<Vec<_>>();
+    let base = || Request {
+        after_seq: Some(0),
+        ..Default::default()
+    };
     // Event i (seq i+1): tags {all, tag(i%4)}, rule "rule (i%3)", priority i%8, source by parity.
-    let by_tag = get_all(&mut client, Request { tags: vec!["tag1".into()], ..base() }).await.unwrap();
-    assert_eq!(seqs(by_tag), (0..40).filter(|i| i % 4 == 1).map(|i| i + 1).collect::<Vec<_>>());
-    let by_rule = get_all(&mut client, Request { rules: vec!["rule 2".into()], ..base() }).await.unwrap();
-    assert_eq!(seqs(by_rule), (0..40).filter(|i| i % 3 == 2).map(|i| i + 1).collect::<Vec<_>>());
-    let by_priority = Request { min_priority: Some(schema::Priority::Critical as i32), ..base() };
+    let by_tag = get_all(
+        &mut client,
+        Request {
+            tags: vec!["tag1".into()],
+            ..base()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seqs(by_tag),
+        (0..40)
+            .filter(|i| i % 4 == 1)
+            .map(|i| i + 1)
+            .collect::<Vec<_>>()
+    );
+    let by_rule = get_all(
+        &mut client,
+        Request {
+            rules: vec!["rule 2".into()],
+            ..base()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seqs(by_rule),
+        (0..40)
+            .filter(|i| i % 3 == 2)
+            .map(|i| i + 1)
+            .collect::<Vec<_>>()
+    );
+    let by_priority = Request {
+        min_priority: Some(schema::Priority::Critical as i32),
+        ..base()
+    };
     let severe = get_all(&mut client, by_priority).await.unwrap();
-    assert_eq!(seqs(severe), (0..40).filter(|i| i % 8 <= 2).map(|i| i + 1).collect::<Vec<_>>());
-    let combined = Request { sources: vec!["syscall".into()], tags: vec!["tag3".into()], ..base() };
+    assert_eq!(
+        seqs(severe),
+        (0..40)
+            .filter(|i| i % 8 <= 2)
+            .map(|i| i + 1)
+            .collect::<Vec<_>>()
+    );
+    let combined = Request {
+        sources: vec!["syscall".into()],
+        tags: vec!["tag3".into()],
+        ..base()
+    };
     let both = get_all(&mut client, combined).await.unwrap();
-    assert_eq!(seqs(both), (0..40).filter(|i| i % 2 == 1 && i % 4 == 3).map(|i| i + 1).collect::<Vec<_>>());
-    let bad = Request { min_priority: Some(9), ..base() };
-    assert_eq!(get_all(&mut client, bad).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        seqs(both),
+        (0..40)
+            .filter(|i| i % 2 == 1 && i % 4 == 3)
+            .map(|i| i + 1)
+            .collect::<Vec<_>>()
+    );
+    let bad = Request {
+        min_priority: Some(9),
+        ..base()
+    };
+    assert_eq!(
+        get_all(&mut client, bad).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     server.stop().await;
 }
 
@@ -233,20 +337,68 @@ async fn durable_consumers_resume_from_their_acknowledged_position() {
     let mut client = server.outputs().await;
     let mut sub = Sub::open(&mut client, consumer("exporter")).await;
     assert_eq!(sub.seqs(10).await, (1..=10).collect::<Vec<_>>());
-    sub.tx.send(Request { ack: 6, ..Default::default() }).await.unwrap();
-    wait_for(|| server.app.store.consumers().get("outputs", "exporter").unwrap() == Some(6)).await;
+    sub.tx
+        .send(Request {
+            ack: 6,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for(|| {
+        server
+            .app
+            .store
+            .consumers()
+            .get("outputs", "exporter")
+            .unwrap()
+            == Some(6)
+    })
+    .await;
     drop(sub);
     let mut again = Sub::open(&mut client, consumer("exporter")).await;
-    assert_eq!(again.seqs(4).await, vec![7, 8, 9, 10], "unacknowledged events come back");
+    assert_eq!(
+        again.seqs(4).await,
+        vec![7, 8, 9, 10],
+        "unacknowledged events come back"
+    );
     // A lower ack never moves a consumer back.
-    again.tx.send(Request { ack: 2, ..Default::default() }).await.unwrap();
-    again.tx.send(Request { ack: 10, ..Default::default() }).await.unwrap();
-    wait_for(|| server.app.store.consumers().get("outputs", "exporter").unwrap() == Some(10)).await;
+    again
+        .tx
+        .send(Request {
+            ack: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    again
+        .tx
+        .send(Request {
+            ack: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for(|| {
+        server
+            .app
+            .store
+            .consumers()
+            .get("outputs", "exporter")
+            .unwrap()
+            == Some(10)
+    })
+    .await;
     // `get` with a consumer acknowledges what it sends.
     server.append(3).await;
     let drained = get_all(&mut client, consumer("exporter")).await.unwrap();
-    assert_eq!(drained.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![11, 12, 13]);
-    assert!(get_all(&mut client, consumer("exporter")).await.unwrap().is_empty());
+    assert_eq!(
+        drained.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![11, 12, 13]
+    );
+    assert!(get_all(&mut client, consumer("exporter"))
+        .await
+        .unwrap()
+        .is_empty());
     server.stop().await;
 }
 
@@ -255,20 +407,45 @@ async fn bad_requests_get_precise_statuses() {
     let server = TestServer::start(1000).await;
     server.append(3).await;
     let mut client = server.outputs().await;
-    let bad_name = get_all(&mut client, consumer("no spaces allowed")).await.unwrap_err();
+    let bad_name = get_all(&mut client, consumer("no spaces allowed"))
+        .await
+        .unwrap_err();
     assert_eq!(bad_name.code(), Code::InvalidArgument);
-    assert!(bad_name.message().contains("consumer name"), "{}", bad_name.message());
-    let ack_without_consumer = Request { ack: 2, ..Default::default() };
-    let status = get_all(&mut client, ack_without_consumer).await.unwrap_err();
+    assert!(
+        bad_name.message().contains("consumer name"),
+        "{}",
+        bad_name.message()
+    );
+    let ack_without_consumer = Request {
+        ack: 2,
+        ..Default::default()
+    };
+    let status = get_all(&mut client, ack_without_consumer)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 
     let mut sub = Sub::open(&mut client, consumer("c")).await;
     assert_eq!(sub.seqs(3).await, vec![1, 2, 3]);
-    sub.tx.send(Request { ack: 99, ..Default::default() }).await.unwrap();
+    sub.tx
+        .send(Request {
+            ack: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let status = sub.next().await.expect_err("ack beyond the head");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("beyond the newest seq 3"), "{}", status.message());
-    assert_eq!(server.app.store.consumers().get("outputs", "c").unwrap(), None, "nothing stored");
+    assert!(
+        status.message().contains("beyond the newest seq 3"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        server.app.store.consumers().get("outputs", "c").unwrap(),
+        None,
+        "nothing stored"
+    );
     server.stop().await;
 }
 
@@ -309,7 +486,10 @@ async fn shutdown_ends_open_streams_cleanly() {
     assert_eq!(sub.seqs(1).await, vec![1]);
     server.app.shutdown.cancel();
     let end = sub.next().await;
-    assert!(matches!(end, Ok(None)), "stream should end with OK, got {end:?}");
+    assert!(
+        matches!(end, Ok(None)),
+        "stream should end with OK, got {end:?}"
+    );
     server.stop().await;
 }
 

@@ -40,7 +40,10 @@ fn spawn_serve(home: &Path, args: &[&str]) -> Running {
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -50,7 +53,10 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "server did not exit within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -67,8 +73,10 @@ fn serve_with_no_flags_just_works_and_stops_cleanly_on_sigterm() {
     if is_root() {
         // As root the default is /var/lib/falco-api; run there only when it is free to use.
         let default = PathBuf::from("/var/lib/falco-api/falco-api.sock");
-        assert!(!default.exists() || std::os::unix::net::UnixStream::connect(&default).is_err(),
-            "another falco-api is already serving on the default socket");
+        assert!(
+            !default.exists() || std::os::unix::net::UnixStream::connect(&default).is_err(),
+            "another falco-api is already serving on the default socket"
+        );
     }
     let home = tempfile::tempdir().unwrap();
     let mut running = spawn_serve(home.path(), &[]);
@@ -78,9 +86,15 @@ fn serve_with_no_flags_just_works_and_stops_cleanly_on_sigterm() {
     } else {
         home.path().join(".local/share/falco-api")
     };
-    assert!(text.contains(&format!("data directory: {}", data_dir.display())), "{text}");
+    assert!(
+        text.contains(&format!("data directory: {}", data_dir.display())),
+        "{text}"
+    );
     let socket = data_dir.join("falco-api.sock");
-    assert!(text.contains(&format!("listening on: unix://{}", socket.display())), "{text}");
+    assert!(
+        text.contains(&format!("listening on: unix://{}", socket.display())),
+        "{text}"
+    );
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "socket mode");
 
@@ -89,7 +103,11 @@ fn serve_with_no_flags_just_works_and_stops_cleanly_on_sigterm() {
         .arg(format!("unix://{}", socket.display()))
         .output()
         .unwrap();
-    assert!(version.status.success(), "{}", String::from_utf8_lossy(&version.stderr));
+    assert!(
+        version.status.success(),
+        "{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
     let out = String::from_utf8_lossy(&version.stdout);
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
 
@@ -98,7 +116,11 @@ fn serve_with_no_flags_just_works_and_stops_cleanly_on_sigterm() {
         .arg(&socket)
         .output()
         .unwrap();
-    assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
     assert!(tail.stdout.is_empty(), "an empty log prints nothing");
 
     sigterm(&running.child);
@@ -111,7 +133,11 @@ fn serve_with_no_flags_just_works_and_stops_cleanly_on_sigterm() {
 fn a_bad_config_file_stops_the_server_before_it_binds() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("boot.yaml");
-    std::fs::write(&config, "data_dir: /tmp/x\noutputs:\n  capacity: 10\n  retain: 5\n").unwrap();
+    std::fs::write(
+        &config,
+        "data_dir: /tmp/x\noutputs:\n  capacity: 10\n  retain: 5\n",
+    )
+    .unwrap();
     let out = Command::new(EXE)
         .arg("serve")
         .arg("--config")
@@ -120,11 +146,23 @@ fn a_bad_config_file_stops_the_server_before_it_binds() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("retain"), "the unknown key is named: {stderr}");
-    assert!(out.stdout.is_empty(), "nothing was bound or printed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("retain"),
+        "the unknown key is named: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing was bound or printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     std::fs::write(&config, "listen: ['0.0.0.0:5060']\n").unwrap();
-    let out = Command::new(EXE).arg("serve").arg("--config").arg(&config).output().unwrap();
+    let out = Command::new(EXE)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mutual TLS"));
 }
@@ -134,14 +172,30 @@ fn a_restart_on_the_same_data_directory_serves_again() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let sock = home.path().join("s.sock");
-    let args = ["--data-dir", data.to_str().unwrap(), "--listen", sock.to_str().unwrap()];
+    let args = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        sock.to_str().unwrap(),
+    ];
     let mut running = spawn_serve(home.path(), &args);
     // Nothing is in the log yet; a consumer that drains it records its position.
     let drain = Command::new(EXE)
-        .args(["tail", "--once", "--consumer", "cli", "--server", sock.to_str().unwrap()])
+        .args([
+            "tail",
+            "--once",
+            "--consumer",
+            "cli",
+            "--server",
+            sock.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(drain.status.success(), "{}", String::from_utf8_lossy(&drain.stderr));
+    assert!(
+        drain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
     sigterm(&running.child);
     assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
 

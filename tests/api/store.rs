@@ -26,7 +26,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn open(dir: &std::path::Path, capacity: u64) -> Store {
-    Store::open(dir, &StoreOptions { outputs_capacity: capacity, cache_bytes: 4 << 20 }).unwrap()
+    Store::open(
+        dir,
+        &StoreOptions {
+            outputs_capacity: capacity,
+            cache_bytes: 4 << 20,
+        },
+    )
+    .unwrap()
 }
 
 proptest! {
@@ -100,7 +107,10 @@ fn a_schema_1_database_migrates_forward() {
     assert_eq!(ev.tags, vec!["k8s".to_string()]);
     assert_eq!(ev.rules_revision, 0);
     assert_ne!(all[0].1.id, all[1].1.id, "migrated events get distinct ids");
-    assert_eq!(store.consumers().get("outputs", "exporter").unwrap(), Some(12));
+    assert_eq!(
+        store.consumers().get("outputs", "exporter").unwrap(),
+        Some(12)
+    );
     // New appends continue the old sequence.
     assert_eq!(store.outputs().append(&[event(1)]).unwrap(), 31..32);
 }
@@ -113,8 +123,17 @@ fn the_committed_schema_1_fixture_migrates() {
     let store = open(temp.path(), 1000);
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.outputs().bounds().newest, 5);
-    assert_eq!(store.outputs().read(0, 5, 10).unwrap()[4].1.output, "output 5");
-    assert_eq!(store.consumers().get("outputs", "fixture-consumer").unwrap(), Some(3));
+    assert_eq!(
+        store.outputs().read(0, 5, 10).unwrap()[4].1.output,
+        "output 5"
+    );
+    assert_eq!(
+        store
+            .consumers()
+            .get("outputs", "fixture-consumer")
+            .unwrap(),
+        Some(3)
+    );
 }
 
 #[test]
@@ -126,9 +145,13 @@ fn a_database_from_a_newer_schema_is_refused_and_left_untouched() {
         store.flush().unwrap();
     }
     testing::force_schema_version(temp.path(), SCHEMA_VERSION + 7).unwrap();
-    let err = Store::open(temp.path(), &StoreOptions::default()).err().expect("refused");
+    let err = Store::open(temp.path(), &StoreOptions::default())
+        .err()
+        .expect("refused");
     match &err {
-        StoreError::TooNew { found, supported, .. } => {
+        StoreError::TooNew {
+            found, supported, ..
+        } => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 7, SCHEMA_VERSION));
         }
         other => panic!("expected TooNew, got {other}"),
@@ -155,7 +178,10 @@ fn a_second_process_on_the_same_data_directory_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("in use by another falco-api process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another falco-api process"),
+        "{stderr}"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -170,4 +196,3 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
-
