@@ -31,6 +31,9 @@ pub struct LogBenchArgs {
     /// Events per append call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// sled page cache in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub cache_mb: u64,
     /// Data directory for the run (default: a fresh temp directory, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
