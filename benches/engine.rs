@@ -36,11 +36,16 @@ fn rules() -> Vec<RulesFile> {
 fn payloads() -> Vec<String> {
     let dir = corpus().join("falco-legacy/test/trace_files/k8s_audit");
     let mut out = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir).expect("corpus events").map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("corpus events")
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.sort();
     for path in paths {
         for line in std::fs::read_to_string(path).unwrap().lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             if let Ok(events) = split_audit_payload(v) {
                 out.extend(events.iter().map(|e| e.to_string()));
             }
@@ -51,7 +56,9 @@ fn payloads() -> Vec<String> {
 
 fn bench(c: &mut Criterion) {
     let files = rules();
-    let opts = LoadOptions { enabled_sources: Some(vec!["k8s_audit".into()]) };
+    let opts = LoadOptions {
+        enabled_sources: Some(vec!["k8s_audit".into()]),
+    };
     let set = RuleSet::load(&files, &opts).expect("corpus rules load");
     let payloads = payloads();
     let eval = EvalOptions::default();
@@ -73,7 +80,13 @@ fn bench(c: &mut Criterion) {
             for (n, p) in payloads.iter().enumerate() {
                 let v: serde_json::Value = serde_json::from_str(p).unwrap();
                 let time_ns = audit_time(&v).unwrap_or(0);
-                let data = EventData { source: "k8s_audit", json: &v, time_ns, hostname: "h", num: n as u64 };
+                let data = EventData {
+                    source: "k8s_audit",
+                    json: &v,
+                    time_ns,
+                    hostname: "h",
+                    num: n as u64,
+                };
                 alerts += set.evaluate(&data, &eval).len();
             }
             std::hint::black_box(alerts)

@@ -8,6 +8,7 @@
 
 mod v1_initial;
 mod v2_event_ids;
+mod v3_blocks;
 
 pub struct Step {
     pub version: u32,
@@ -25,6 +26,11 @@ pub const STEPS: &[Step] = &[
         version: 2,
         name: "event ids and rules revisions",
         apply: v2_event_ids::apply,
+    },
+    Step {
+        version: 3,
+        name: "outputs log in blocks",
+        apply: v3_blocks::apply,
     },
 ];
 

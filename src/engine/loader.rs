@@ -392,12 +392,14 @@ impl Collection {
                         format!("Key '{key}' cannot be overridden with '{mode}'"),
                     ))
                 }
-                other => return Err(ctx.err(
-                    v.pos(),
-                    format!(
+                other => {
+                    return Err(ctx.err(
+                        v.pos(),
+                        format!(
                         "Invalid override mode '{other}' for '{key}' (expected append or replace)"
                     ),
-                )),
+                    ))
+                }
             };
             if node.get(key).is_none() {
                 return Err(ctx.err(

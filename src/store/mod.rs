@@ -5,7 +5,8 @@
 //! Layout (schema version [`SCHEMA_VERSION`]; `migrations/` at the top of the repository has one
 //! step per change):
 //! - `meta`: `schema_version` → u32 (big-endian).
-//! - `log.outputs`: seq (u64, big-endian) → postcard [`crate::event::OutputEvent`].
+//! - `ring.outputs`: the outputs log in blocks: `b` + first seq (u64, big-endian) → postcard
+//!   `Vec<`[`crate::event::OutputEvent`]`>`; `o` → the oldest retained seq (see [`RingLog`]).
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq (u64, big-endian).
 
 mod codec;
@@ -81,7 +82,7 @@ impl Store {
         let path = dir.join("db");
         let db = open_db(&path, opts.cache_bytes)?;
         migrate::run(&db, &path)?;
-        let outputs = RingLog::open(db.open_tree("log.outputs")?, opts.outputs_capacity)?;
+        let outputs = RingLog::open(db.open_tree("ring.outputs")?, opts.outputs_capacity)?;
         let consumers = Consumers::new(db.open_tree("consumers")?);
         Ok(Store {
             db,
