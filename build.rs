@@ -9,6 +9,8 @@ const PROTOS: &[&str] = &[
     "falco/schema.proto",
     "falco/version.proto",
     "falco/outputs.proto",
+    "falco/inputs.proto",
+    "falco/drops.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

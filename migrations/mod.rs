@@ -9,6 +9,7 @@
 mod v1_initial;
 mod v2_event_ids;
 mod v3_blocks;
+mod v4_drops;
 
 pub struct Step {
     pub version: u32,
@@ -31,6 +32,11 @@ pub const STEPS: &[Step] = &[
         version: 3,
         name: "outputs log in blocks",
         apply: v3_blocks::apply,
+    },
+    Step {
+        version: 4,
+        name: "drops log",
+        apply: v4_drops::apply,
     },
 ];
 

@@ -1,38 +1,179 @@
-//! The running service's shared state: the store, the live logs, and the shutdown signal. A cheap
-//! `Clone` handle, passed to every service.
+//! The running service's shared state: the store, the live logs, the rules in force, the
+//! pipeline, and the shutdown signal. A cheap `Clone` handle, passed to every service.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::event::OutputEvent;
+use crate::event::{DropRecord, OutputEvent, Priority};
 use crate::feed::Feed;
+use crate::pipeline::{Pipeline, Settings};
 use crate::store::{Store, StoreError, StoreOptions};
+
+/// How drops are mirrored into the outputs log as `Falco internal: event drop` alerts: only when
+/// `n_drops / n_evts` exceeds `threshold`, at most `rate` per second with bursts of `max_burst`
+/// (Falco's syscall_event_drops defaults: 0.1, one per 30 s, burst 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropAlertSettings {
+    pub threshold: f64,
+    pub rate: f64,
+    pub max_burst: f64,
+}
+
+impl Default for DropAlertSettings {
+    fn default() -> Self {
+        DropAlertSettings {
+            threshold: 0.1,
+            rate: 1.0 / 30.0,
+            max_burst: 1.0,
+        }
+    }
+}
+
+/// A token bucket.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes `n` tokens if there are enough.
+    pub fn take(&mut self, n: f64) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub const DROP_RULE: &str = "Falco internal: event drop";
 
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<Store>,
     pub outputs: Feed<OutputEvent>,
+    pub drops: Feed<DropRecord>,
+    pub pipeline: Pipeline,
     /// Cancelled when the server shuts down; every long-running stream watches it.
     pub shutdown: CancellationToken,
     pub data_dir: PathBuf,
     pub hostname: String,
+    drop_alerts: Arc<Mutex<(DropAlertSettings, TokenBucket)>>,
 }
 
 impl App {
-    /// Opens the store in `data_dir` (creating the directory) and starts the log writers.
+    /// Opens the store in `data_dir` (creating the directory) and starts the log writers and the
+    /// pipeline workers.
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<App, StoreError> {
+        Self::open_with(data_dir, opts, Settings::default())
+    }
+
+    pub fn open_with(
+        data_dir: &Path,
+        opts: &StoreOptions,
+        settings: Settings,
+    ) -> Result<App, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let store = Arc::new(Store::open(data_dir, opts)?);
         let outputs = Feed::start("outputs", store.clone(), Store::outputs);
+        let drops = Feed::start("drops", store.clone(), Store::drops);
+        let hostname = hostname();
+        let alerts = settings.drop_alerts;
+        let pipeline = Pipeline::start(settings, hostname.clone());
         Ok(App {
             store,
             outputs,
+            drops,
+            pipeline,
             shutdown: CancellationToken::new(),
             data_dir: data_dir.to_path_buf(),
-            hostname: hostname(),
+            hostname,
+            drop_alerts: Arc::new(Mutex::new((
+                alerts,
+                TokenBucket::new(alerts.rate, alerts.max_burst),
+            ))),
         })
+    }
+
+    /// Records a loss in the drops log, and mirrors it into the outputs log as an internal alert
+    /// when the drop-alert threshold and rate allow. Never blocks the caller's runtime thread.
+    pub fn record_drop(&self, record: DropRecord) {
+        let alert = self.drop_alert(&record);
+        let drops = self.drops.clone();
+        let outputs = self.outputs.clone();
+        let work = async move {
+            if let Err(e) = drops.append(vec![record]).await {
+                tracing::error!(error = %e, "cannot record a drop");
+            }
+            if let Some(alert) = alert {
+                if let Err(e) = outputs.append(vec![alert]).await {
+                    tracing::error!(error = %e, "cannot record a drop alert");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(work);
+            }
+            Err(_) => {
+                tracing::error!(
+                    "record_drop called outside the runtime; the drop was not recorded"
+                );
+            }
+        }
+    }
+
+    fn drop_alert(&self, d: &DropRecord) -> Option<OutputEvent> {
+        let mut guard = self.drop_alerts.lock().expect("drop alert lock poisoned");
+        let (settings, bucket) = &mut *guard;
+        let ratio = if d.n_evts == 0 {
+            1.0
+        } else {
+            d.n_drops as f64 / d.n_evts as f64
+        };
+        if ratio <= settings.threshold || !bucket.take(1.0) {
+            return None;
+        }
+        let line = crate::engine::format::alert_line(
+            d.time_ns,
+            Priority::Debug,
+            &format!(
+                "{DROP_RULE}. {} events dropped at {} ({})",
+                d.n_drops, d.stage, d.message
+            ),
+            false,
+        );
+        Some(
+            OutputEvent::new(d.time_ns, Priority::Debug, DROP_RULE, line, "internal")
+                .with_fields([
+                    ("n_drops", d.n_drops.to_string()),
+                    ("n_evts", d.n_evts.to_string()),
+                    ("stage", d.stage.clone()),
+                    ("source", d.source.clone()),
+                    ("client", d.client.clone()),
+                ])
+                .with_hostname(self.hostname.clone()),
+        )
     }
 }
 

@@ -63,7 +63,8 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let dir = temp.path.clone();
     let opts = StoreOptions {
         outputs_capacity: args.capacity,
-        cache_bytes: 256 << 20,
+        cache_bytes: args.cache_mb << 20,
+        ..Default::default()
     };
     let app = App::open(&dir, &opts).context("open store")?;
     let socket = dir.join("bench.sock");

@@ -166,6 +166,59 @@ impl OutputEvent {
     }
 }
 
+/// Where a loss happened.
+pub mod stage {
+    /// The ingest queue was full under the `drop` policy.
+    pub const INGEST_QUEUE_FULL: &str = "ingest_queue_full";
+    /// The client exceeded its ingest rate.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// An event payload exceeded the size limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// A subscriber or consumer fell behind the trimmed outputs log.
+    pub const SUBSCRIBER_LAGGED: &str = "subscriber_lagged";
+    /// Alerts throttled by `outputs.rate` / `outputs.max_burst`.
+    pub const OUTPUTS_RATE_LIMITED: &str = "outputs_rate_limited";
+}
+
+/// One loss, as stored in the drops log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropRecord {
+    pub time_ns: i64,
+    /// One of [`stage`]'s names.
+    pub stage: String,
+    pub source: String,
+    /// The client (or consumer) the loss concerns; empty when none.
+    pub client: String,
+    /// Events lost in the window.
+    pub n_drops: u64,
+    /// Events seen in the window.
+    pub n_evts: u64,
+    pub message: String,
+    pub id: [u8; 16],
+}
+
+impl DropRecord {
+    pub fn now(
+        stage: &str,
+        source: &str,
+        client: &str,
+        n_drops: u64,
+        n_evts: u64,
+        message: String,
+    ) -> Self {
+        DropRecord {
+            time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+            stage: stage.to_string(),
+            source: source.to_string(),
+            client: client.to_string(),
+            n_drops,
+            n_evts,
+            message,
+            id: *uuid::Uuid::now_v7().as_bytes(),
+        }
+    }
+}
+
 /// Which output events a subscriber wants; an empty criterion matches everything.
 #[derive(Clone, Debug, Default)]
 pub struct OutputFilter {

@@ -7,6 +7,7 @@
 //! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
 //! - [`event`]: the domain records (output events, priorities, filters).
 //! - [`engine`]: the Falco rules engine (pure, synchronous).
+//! - [`pipeline`]: the ingest queue and evaluation threads between inputs and the outputs log.
 //! - [`server`]: the gRPC services (the only module that knows tonic's server side).
 //! - [`app`]: the shared state handed to the services.
 //! - [`client`], [`cli`], [`run`], [`bench`]: connecting, the command line, `serve`, and the
@@ -23,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod feed;
+pub mod pipeline;
 pub mod proto;
 pub mod run;
 pub mod server;

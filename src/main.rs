@@ -35,6 +35,8 @@ fn main() -> ExitCode {
             Command::Version(args) => cli::version(args).await,
             Command::Tail(args) => cli::tail(args).await,
             Command::Eval(args) => cli::eval::eval(args),
+            Command::Send(args) => cli::send::send(args).await,
+            Command::Drops(args) => cli::drops(args).await,
             Command::Bench(cli::BenchCommand::Log(args)) => {
                 init_tracing("warn");
                 falco_api::bench::log_bench(args).await

@@ -13,9 +13,15 @@ pub mod falco {
     pub mod outputs {
         tonic::include_proto!("falco.outputs");
     }
+    pub mod inputs {
+        tonic::include_proto!("falco.inputs");
+    }
+    pub mod drops {
+        tonic::include_proto!("falco.drops");
+    }
 }
 
-pub use falco::{outputs, schema, version};
+pub use falco::{drops, inputs, outputs, schema, version};
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -10,16 +10,19 @@ use crate::store::StoreOptions;
 
 /// Runs the server until a signal; returns once everything is flushed.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let rules = load_rules(&config.rules_files)?;
     let opts = StoreOptions {
         outputs_capacity: config.outputs_capacity,
+        drops_capacity: config.drops_capacity,
         ..Default::default()
     };
-    let app = App::open(&config.data_dir, &opts).with_context(|| {
-        format!(
-            "cannot open the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
+    let app =
+        App::open_with(&config.data_dir, &opts, config.pipeline.clone()).with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
     let mut listeners = Vec::new();
     for target in &config.listen {
         let Target::Unix(path) = target;
@@ -27,8 +30,37 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", path.display()))?;
         listeners.push((path.clone(), listener));
     }
+    let webhook = match config.webhook {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for the webhook on {addr}"))?,
+        ),
+        None => None,
+    };
     println!("falco-api {} serving", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", config.data_dir.display());
+    match &rules {
+        Some(set) => println!(
+            "rules: {} rules from {} files ({} warnings)",
+            set.infos().len(),
+            config.rules_files.len(),
+            set.warnings.len()
+        ),
+        None => println!("rules: none loaded (events are accepted, and no rule can match them)"),
+    }
+    if let Some(set) = rules {
+        app.pipeline.set_rules(set);
+    }
+    if let Some(listener) = webhook {
+        println!(
+            "k8s audit webhook: http://{}/k8s-audit",
+            listener.local_addr()?
+        );
+        let app = app.clone();
+        let max_body = config.webhook_max_body;
+        tokio::spawn(async move { server::webhook::serve(app, listener, max_body).await });
+    }
     for (path, _) in &listeners {
         println!("listening on: unix://{}", path.display());
     }
@@ -66,6 +98,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     app.store.flush().context("final flush")?;
     outcome
+}
+
+/// Loads the boot rules files; an error stops the server before anything is bound.
+fn load_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<crate::engine::RuleSet>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let files = crate::cli::eval::load_rules(paths)?;
+    match crate::engine::RuleSet::load(&files, &crate::engine::LoadOptions::default()) {
+        Ok(set) => {
+            for w in &set.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(Some(set))
+        }
+        Err(e) => Err(anyhow::anyhow!("rules do not load: {}", e.error)),
+    }
 }
 
 async fn wait_for_signal() {

@@ -2,6 +2,7 @@
 //! function that returns an exit status or an error for `main` to print.
 
 pub mod eval;
+pub mod send;
 mod tail;
 
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ pub enum Command {
     Version(ConnectArgs),
     /// Stream output events (alerts).
     Tail(tail::TailArgs),
+    /// Stream events from a file into the server (falco.inputs).
+    Send(send::SendArgs),
+    /// Stream drop records (losses), with the same flags as tail.
+    Drops(tail::TailArgs),
     /// Evaluate rules files on recorded events offline (no server), or just validate them.
     Eval(eval::EvalArgs),
     /// Load generators that print throughput, latency and size figures.
@@ -62,6 +67,12 @@ pub struct ServeArgs {
     /// Log filter: error, warn, info, debug, trace (or a tracing directive).
     #[arg(long, env = "FALCO_API_LOG")]
     pub log_level: Option<String>,
+    /// Rules file to load at start (repeatable; loaded in the order given).
+    #[arg(long = "rules", short = 'r')]
+    pub rules: Vec<PathBuf>,
+    /// Serve the Kubernetes audit webhook (POST /k8s-audit) on host:port.
+    #[arg(long)]
+    pub webhook: Option<String>,
 }
 
 impl ServeArgs {
@@ -72,6 +83,8 @@ impl ServeArgs {
             listen: self.listen.clone(),
             outputs_capacity: self.outputs_capacity,
             log_level: self.log_level.clone(),
+            rules_files: self.rules.clone(),
+            webhook: self.webhook.clone(),
         })
     }
 }
@@ -110,4 +123,4 @@ pub async fn version(args: ConnectArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub use tail::tail;
+pub use tail::{drops, tail};

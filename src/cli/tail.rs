@@ -78,6 +78,65 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `falco-api drops`: the drops log, with tail's position flags (filters other than --source do
+/// not apply).
+pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
+    use crate::proto::drops::{
+        service_client::ServiceClient as DropsClient, Request as DropsRequest, Response as Drop,
+    };
+    let mut client = DropsClient::new(args.connect.channel().await?);
+    let request = DropsRequest {
+        after_seq: args.after,
+        consumer: args.consumer.clone().unwrap_or_default(),
+        ack: 0,
+        from_oldest: args.from_oldest,
+        stages: Vec::new(),
+        sources: args.sources.clone(),
+    };
+    let print = |d: &Drop| {
+        if args.json {
+            let time = d
+                .time
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32));
+            let value = serde_json::json!({
+                "seq": d.seq, "id": d.id, "time": time.map(|t| t.to_rfc3339()), "stage": d.stage,
+                "source": d.source, "client": d.client, "n_drops": d.n_drops, "n_evts": d.n_evts,
+                "message": d.message, "lost": d.lost,
+            });
+            println!("{value}");
+        } else {
+            println!(
+                "{} {} {}/{} dropped ({}, client {}): {}",
+                d.seq, d.stage, d.n_drops, d.n_evts, d.source, d.client, d.message
+            );
+        }
+    };
+    if args.once {
+        let mut stream = client.get(request).await?.into_inner();
+        while let Some(d) = stream.message().await? {
+            print(&d);
+        }
+        return Ok(0);
+    }
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(request).await?;
+    let mut stream = client.sub(ReceiverStream::new(rx)).await?.into_inner();
+    while let Some(d) = stream.message().await? {
+        print(&d);
+        if args.consumer.is_some() && d.seq > 0 {
+            let ack = DropsRequest {
+                ack: d.seq,
+                ..Default::default()
+            };
+            if tx.send(ack).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(0)
+}
+
 fn print_response(r: &Response, json: bool) {
     if !json {
         println!("{}", r.output);

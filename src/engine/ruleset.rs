@@ -140,17 +140,22 @@ impl RuleSet {
                 }
             }
         }
-        let mut set = last.unwrap_or_else(|| RuleSet {
-            rules: Vec::new(),
-            index: HashMap::new(),
-            infos: Vec::new(),
-            warnings: Vec::new(),
-        });
+        let mut set = last.unwrap_or_else(RuleSet::empty);
         let mut warnings = collection.warnings.clone();
         warnings.append(&mut set.warnings);
         warnings.extend(unmet_plugin_requirements(&collection));
         set.warnings = warnings;
         Ok(set)
+    }
+
+    /// A set with no rules.
+    pub fn empty() -> RuleSet {
+        RuleSet {
+            rules: Vec::new(),
+            index: HashMap::new(),
+            infos: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,9 +2,13 @@
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
 pub mod baseline;
+mod drops;
+mod inputs;
+mod logstream;
 mod outputs;
 mod status;
 mod version;
+pub mod webhook;
 
 use std::future::Future;
 use std::path::Path;
@@ -18,7 +22,8 @@ use tonic::transport::Server;
 use crate::app::App;
 use crate::proto;
 
-pub use outputs::{event_response, source_enum, DEFAULT_CONSUMER, LOST_RULE};
+pub use logstream::DEFAULT_CONSUMER;
+pub use outputs::{event_response, source_enum, LOST_RULE};
 pub use version::version_response;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,12 @@ async fn router(app: &App) -> Result<Router, ServeError> {
     health_reporter
         .set_serving::<proto::outputs::service_server::ServiceServer<outputs::OutputsService>>()
         .await;
+    health_reporter
+        .set_serving::<proto::inputs::service_server::ServiceServer<inputs::InputsService>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::drops::service_server::ServiceServer<drops::DropsService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -56,6 +67,12 @@ async fn router(app: &App) -> Result<Router, ServeError> {
         ))
         .add_service(proto::outputs::service_server::ServiceServer::new(
             outputs::OutputsService::new(app.clone()),
+        ))
+        .add_service(proto::inputs::service_server::ServiceServer::new(
+            inputs::InputsService::new(app.clone()),
+        ))
+        .add_service(proto::drops::service_server::ServiceServer::new(
+            drops::DropsService::new(app.clone()),
         )))
 }
 

@@ -7,6 +7,7 @@
 //! - `meta`: `schema_version` → u32 (big-endian).
 //! - `ring.outputs`: the outputs log in blocks: `b` + first seq (u64, big-endian) → postcard
 //!   `Vec<`[`crate::event::OutputEvent`]`>`; `o` → the oldest retained seq (see [`RingLog`]).
+//! - `ring.drops`: the drops log, same layout, postcard [`crate::event::DropRecord`].
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq (u64, big-endian).
 
 mod codec;
@@ -20,7 +21,7 @@ pub use consumers::Consumers;
 pub use migrate::SCHEMA_VERSION;
 pub use ring::{Bounds, RingLog};
 
-use crate::event::OutputEvent;
+use crate::event::{DropRecord, OutputEvent};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct StoreOptions {
     /// How many output events the outputs log retains.
     pub outputs_capacity: u64,
+    /// How many drop records the drops log retains.
+    pub drops_capacity: u64,
     /// sled's page cache size in bytes.
     pub cache_bytes: u64,
 }
@@ -63,6 +66,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             outputs_capacity: 100_000,
+            drops_capacity: 10_000,
             cache_bytes: 64 * 1024 * 1024,
         }
     }
@@ -73,6 +77,7 @@ pub struct Store {
     db: sled::Db,
     path: PathBuf,
     outputs: RingLog<OutputEvent>,
+    drops: RingLog<DropRecord>,
     consumers: Consumers,
 }
 
@@ -83,17 +88,23 @@ impl Store {
         let db = open_db(&path, opts.cache_bytes)?;
         migrate::run(&db, &path)?;
         let outputs = RingLog::open(db.open_tree("ring.outputs")?, opts.outputs_capacity)?;
+        let drops = RingLog::open(db.open_tree("ring.drops")?, opts.drops_capacity)?;
         let consumers = Consumers::new(db.open_tree("consumers")?);
         Ok(Store {
             db,
             path,
             outputs,
+            drops,
             consumers,
         })
     }
 
     pub fn outputs(&self) -> &RingLog<OutputEvent> {
         &self.outputs
+    }
+
+    pub fn drops(&self) -> &RingLog<DropRecord> {
+        &self.drops
     }
 
     pub fn consumers(&self) -> &Consumers {

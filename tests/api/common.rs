@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use falco_api::app::App;
+use falco_api::engine::{LoadOptions, RuleSet, RulesFile};
 use falco_api::event::{OutputEvent, Priority};
+use falco_api::pipeline::Settings;
 use falco_api::proto::outputs::{self, service_client::ServiceClient as OutputsClient};
 use falco_api::store::StoreOptions;
 use falco_api::{client, server};
@@ -34,17 +36,44 @@ impl TestServer {
         s
     }
 
+    /// A server with pipeline settings and rules (YAML texts, loaded in order).
+    pub async fn start_with(capacity: u64, settings: Settings, rules: &[&str]) -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut s = Self::start_in_with(&dir, capacity, settings).await;
+        if !rules.is_empty() {
+            let files: Vec<RulesFile> = rules
+                .iter()
+                .enumerate()
+                .map(|(i, c)| RulesFile {
+                    name: format!("rules{i}.yaml"),
+                    content: c.to_string(),
+                })
+                .collect();
+            s.app
+                .pipeline
+                .set_rules(RuleSet::load(&files, &LoadOptions::default()).expect("rules load"));
+        }
+        s._temp = Some(temp);
+        s
+    }
+
     /// Starts a server on an existing data directory (the caller keeps it alive).
     pub async fn start_in(dir: &Path, capacity: u64) -> TestServer {
+        Self::start_in_with(dir, capacity, Settings::default()).await
+    }
+
+    pub async fn start_in_with(dir: &Path, capacity: u64, settings: Settings) -> TestServer {
         let opts = StoreOptions {
             outputs_capacity: capacity,
             cache_bytes: 16 << 20,
+            ..Default::default()
         };
         // A previous server on this directory releases the database once its last handle is gone
         // (its commit thread finishes after the final streams end), so retry briefly.
         let mut attempts = 0;
         let app = loop {
-            match App::open(dir, &opts) {
+            match App::open_with(dir, &opts, settings.clone()) {
                 Ok(app) => break app,
                 Err(falco_api::store::StoreError::Locked(_)) if attempts < 500 => {
                     attempts += 1;
@@ -70,6 +99,14 @@ impl TestServer {
 
     pub async fn channel(&self) -> Channel {
         client::connect_unix(&self.socket).await.expect("connect")
+    }
+
+    pub async fn inputs(&self) -> falco_api::proto::inputs::service_client::ServiceClient<Channel> {
+        falco_api::proto::inputs::service_client::ServiceClient::new(self.channel().await)
+    }
+
+    pub async fn drops(&self) -> falco_api::proto::drops::service_client::ServiceClient<Channel> {
+        falco_api::proto::drops::service_client::ServiceClient::new(self.channel().await)
     }
 
     pub async fn outputs(&self) -> OutputsClient<Channel> {

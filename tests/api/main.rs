@@ -5,6 +5,7 @@ mod conformance;
 mod engine_cases;
 mod engine_props;
 mod outputs;
+mod pipeline;
 mod process;
 mod store;
 mod version;

@@ -31,6 +31,7 @@ fn open(dir: &std::path::Path, capacity: u64) -> Store {
         &StoreOptions {
             outputs_capacity: capacity,
             cache_bytes: 4 << 20,
+            ..Default::default()
         },
     )
     .unwrap()

@@ -1,0 +1,160 @@
+//! An evaluation thread: takes batches off the queue, decodes and evaluates each event, and
+//! formats the alerts into output events.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use super::{Job, OutputSettings, Pipeline};
+use crate::engine::format::{alert_json, alert_line, JsonAlert};
+use crate::engine::{input, Alert, EventData};
+use crate::event::OutputEvent;
+
+/// What one batch produced.
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    /// The highest client sequence number of the batch.
+    pub accepted_up_to: u64,
+    /// Events (as sent) that matched at least one rule.
+    pub matched: u64,
+    /// Audit events evaluated (after EventLists were split).
+    pub evaluated: u64,
+    pub rejected: Vec<(u64, String)>,
+    /// Rejections for oversize payloads (also in `rejected`), for the drops log.
+    pub too_large: u64,
+    pub outputs: Vec<OutputEvent>,
+}
+
+pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String, max_payload: usize) {
+    loop {
+        let job = {
+            let guard = rx.lock().expect("job queue lock poisoned");
+            match guard.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        let result = evaluate(&job, &hostname, max_payload);
+        let _ = job.reply.send(result);
+    }
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+fn valid_source(source: &str) -> bool {
+    !source.is_empty()
+        && source.len() <= 64
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn evaluate(job: &Job, hostname: &str, max_payload: usize) -> BatchResult {
+    let mut result = BatchResult::default();
+    let opts = Pipeline::eval_options(&job.output);
+    for ev in &job.events {
+        result.accepted_up_to = result.accepted_up_to.max(ev.seq);
+        if !valid_source(&ev.source) {
+            result
+                .rejected
+                .push((ev.seq, format!("invalid source name '{}'", ev.source)));
+            continue;
+        }
+        if ev.payload.len() > max_payload {
+            result.too_large += 1;
+            result.rejected.push((
+                ev.seq,
+                format!(
+                    "payload of {} bytes exceeds the limit of {max_payload} bytes",
+                    ev.payload.len()
+                ),
+            ));
+            continue;
+        }
+        let decoded =
+            match input::decode(&ev.source, &ev.payload, ev.time_ns.unwrap_or_else(now_ns)) {
+                Ok(d) => d,
+                Err(reason) => {
+                    result.rejected.push((ev.seq, reason));
+                    continue;
+                }
+            };
+        let host = if ev.hostname.is_empty() {
+            hostname
+        } else {
+            &ev.hostname
+        };
+        let mut matched = false;
+        for d in decoded {
+            result.evaluated += 1;
+            let time_ns = ev.time_ns.unwrap_or(d.time_ns);
+            let data = EventData {
+                source: &ev.source,
+                json: &d.json,
+                time_ns,
+                hostname: host,
+                num: ev.seq,
+            };
+            for alert in job.rules.evaluate(&data, &opts) {
+                matched = true;
+                result
+                    .outputs
+                    .push(output_event(&alert, time_ns, host, &job.output));
+            }
+        }
+        if matched {
+            result.matched += 1;
+        }
+    }
+    result
+}
+
+/// An alert as the outputs log stores it, formatted per the output settings.
+pub fn output_event(
+    alert: &Alert<'_>,
+    time_ns: i64,
+    hostname: &str,
+    s: &OutputSettings,
+) -> OutputEvent {
+    let rule = alert.rule;
+    let line = alert_line(
+        time_ns,
+        rule.priority,
+        &alert.rendered.message,
+        s.time_format_iso_8601,
+    );
+    let output = if s.json_output {
+        alert_json(&JsonAlert {
+            time_ns,
+            rule: &rule.name,
+            priority: rule.priority,
+            source: &rule.source,
+            hostname,
+            output: &line,
+            fields: &alert.rendered.fields,
+            tags: &rule.tags,
+            include_output: s.json_include_output_property,
+            include_tags: s.json_include_tags_property,
+        })
+    } else {
+        line
+    };
+    let fields = alert
+        .rendered
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "<NA>".to_string())));
+    let mut event = OutputEvent::new(
+        time_ns,
+        rule.priority,
+        rule.name.clone(),
+        output,
+        rule.source.clone(),
+    )
+    .with_tags(rule.tags.iter().cloned())
+    .with_fields(fields)
+    .with_hostname(hostname);
+    event.rules_revision = 0;
+    event
+}

@@ -1,0 +1,106 @@
+//! `falco.drops`: the drops log's wire mapping; the stream logic is in `logstream.rs`.
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::logstream::{self, timestamp, Cursor, Filter, ResponseStream, WireLog};
+use crate::app::App;
+use crate::event::DropRecord;
+use crate::feed::Feed;
+use crate::proto::drops::{self as pb, service_server::Service};
+
+pub struct DropsService {
+    app: App,
+}
+
+impl DropsService {
+    pub fn new(app: App) -> Self {
+        DropsService { app }
+    }
+}
+
+pub struct DropsLog;
+
+impl WireLog for DropsLog {
+    type Record = DropRecord;
+    type Request = pb::Request;
+    type Response = pb::Response;
+    const LOG: &'static str = "drops";
+
+    fn feed(app: &App) -> &Feed<DropRecord> {
+        &app.drops
+    }
+
+    fn cursor(req: &pb::Request) -> Cursor {
+        Cursor {
+            after_seq: req.after_seq,
+            consumer: req.consumer.clone(),
+            ack: req.ack,
+            from_oldest: req.from_oldest,
+        }
+    }
+
+    fn filter(req: pb::Request) -> Result<Option<Filter<DropRecord>>, Status> {
+        if req.stages.is_empty() && req.sources.is_empty() {
+            return Ok(None);
+        }
+        let (stages, sources) = (req.stages, req.sources);
+        Ok(Some(Box::new(move |d: &DropRecord| {
+            (stages.is_empty() || stages.contains(&d.stage))
+                && (sources.is_empty() || sources.contains(&d.source))
+        })))
+    }
+
+    fn record(seq: u64, d: DropRecord) -> pb::Response {
+        pb::Response {
+            time: Some(timestamp(d.time_ns)),
+            stage: d.stage,
+            source: d.source,
+            client: d.client,
+            n_drops: d.n_drops,
+            n_evts: d.n_evts,
+            message: d.message,
+            seq,
+            id: uuid::Uuid::from_bytes(d.id).to_string(),
+            lost: 0,
+        }
+    }
+
+    fn lost(count: u64, next_seq: u64, _app: &App) -> pb::Response {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        pb::Response {
+            time: Some(timestamp(now)),
+            stage: "drops_log_trimmed".into(),
+            source: "internal".into(),
+            client: String::new(),
+            n_drops: count,
+            n_evts: count,
+            message: format!(
+                "{count} drop records were trimmed from the drops log before this stream read \
+                 them; resuming at seq {next_seq}"
+            ),
+            seq: 0,
+            id: uuid::Uuid::now_v7().to_string(),
+            lost: count,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Service for DropsService {
+    type getStream = ResponseStream<pb::Response>;
+    type subStream = ResponseStream<pb::Response>;
+
+    async fn get(
+        &self,
+        request: Request<pb::Request>,
+    ) -> Result<Response<Self::getStream>, Status> {
+        logstream::get::<DropsLog>(&self.app, request.into_inner())
+    }
+
+    async fn sub(
+        &self,
+        request: Request<Streaming<pb::Request>>,
+    ) -> Result<Response<Self::subStream>, Status> {
+        logstream::sub::<DropsLog>(&self.app, request.into_inner())
+    }
+}
