@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_ingest;
 pub mod cli;
 pub mod client;
 pub mod config;

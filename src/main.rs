@@ -37,6 +37,10 @@ fn main() -> ExitCode {
             Command::Eval(args) => cli::eval::eval(args),
             Command::Send(args) => cli::send::send(args).await,
             Command::Drops(args) => cli::drops(args).await,
+            Command::Bench(cli::BenchCommand::Ingest(args)) => {
+                init_tracing("warn");
+                falco_api::bench_ingest::ingest_bench(args).await
+            }
             Command::Bench(cli::BenchCommand::Log(args)) => {
                 init_tracing("warn");
                 falco_api::bench::log_bench(args).await

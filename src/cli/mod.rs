@@ -48,6 +48,9 @@ pub enum Command {
 pub enum BenchCommand {
     /// The outputs log: append, replay through `sub` (against a bare stream), disk use.
     Log(crate::bench::LogBenchArgs),
+    /// The pipeline: N input streams, M subscribers, throughput, latency, drops, RSS (against a
+    /// bare bidi stream).
+    Ingest(crate::bench_ingest::IngestBenchArgs),
 }
 
 #[derive(Args, Debug)]

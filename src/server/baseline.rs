@@ -62,3 +62,48 @@ pub async fn serve_baseline(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.cancelled_owned())
         .await
 }
+
+/// The ingest baseline: a bare `falco.inputs` bidi stream that acknowledges each batch at once,
+/// with no evaluation and no storage.
+pub struct BaselineInputs;
+
+#[tonic::async_trait]
+impl crate::proto::inputs::service_server::Service for BaselineInputs {
+    type sendStream = ReceiverStream<Result<crate::proto::inputs::Response, Status>>;
+
+    async fn send(
+        &self,
+        request: Request<Streaming<crate::proto::inputs::Request>>,
+    ) -> Result<Response<Self::sendStream>, Status> {
+        use tokio_stream::StreamExt;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = inbound.next().await {
+                let up_to = req.events.iter().map(|e| e.seq).max().unwrap_or(0);
+                let ack = crate::proto::inputs::Response {
+                    accepted_up_to: up_to,
+                    evaluated: req.events.len() as u64,
+                    ..Default::default()
+                };
+                if tx.send(Ok(ack)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Serves [`BaselineInputs`] on `listener` until `stop` is cancelled.
+pub async fn serve_baseline_inputs(
+    listener: UnixListener,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(crate::proto::inputs::service_server::ServiceServer::new(
+            BaselineInputs,
+        ))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.cancelled_owned())
+        .await
+}

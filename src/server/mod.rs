@@ -26,6 +26,11 @@ pub use logstream::DEFAULT_CONSUMER;
 pub use outputs::{event_response, source_enum, LOST_RULE};
 pub use version::version_response;
 
+/// A protobuf timestamp from nanoseconds since the epoch.
+pub fn logstream_timestamp(time_ns: i64) -> prost_types::Timestamp {
+    logstream::timestamp(time_ns)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot build the reflection service: {0}")]

@@ -245,7 +245,8 @@ async fn the_k8s_audit_cases_end_to_end_through_the_server() {
     use falco_api::proto::outputs::Request;
 
     let root = corpus();
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(root.join("cases.json")).unwrap()).unwrap();
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("cases.json")).unwrap()).unwrap();
     let mut failures = Vec::new();
     let mut ran = 0;
     for case in cases["cases"].as_array().unwrap() {
@@ -260,8 +261,10 @@ async fn the_k8s_audit_cases_end_to_end_through_the_server() {
             .map(|f| std::fs::read_to_string(root.join(f.as_str().unwrap())).unwrap())
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let server = crate::common::TestServer::start_with(100_000, Default::default(), &refs).await;
-        let text = std::fs::read_to_string(root.join(case["events_file"].as_str().unwrap())).unwrap();
+        let server =
+            crate::common::TestServer::start_with(100_000, Default::default(), &refs).await;
+        let text =
+            std::fs::read_to_string(root.join(case["events_file"].as_str().unwrap())).unwrap();
         let events: Vec<Event> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -276,14 +279,34 @@ async fn the_k8s_audit_cases_end_to_end_through_the_server() {
             .collect();
         let acks = crate::pipeline::send_all(&server, vec![events]).await;
         let mut out = Outcome::default();
-        out.rejected = acks.iter().flat_map(|a| a.rejected.iter().map(|r| r.reason.clone())).collect();
-        let alerts: u64 = acks.iter().map(|a| if a.last_output_seq > 0 { a.last_output_seq - a.first_output_seq + 1 } else { 0 }).sum();
+        out.rejected = acks
+            .iter()
+            .flat_map(|a| a.rejected.iter().map(|r| r.reason.clone()))
+            .collect();
+        let alerts: u64 = acks
+            .iter()
+            .map(|a| {
+                if a.last_output_seq > 0 {
+                    a.last_output_seq - a.first_output_seq + 1
+                } else {
+                    0
+                }
+            })
+            .sum();
         let mut client = server.outputs().await;
-        let mut sub = crate::common::Sub::open(&mut client, Request { after_seq: Some(0), ..Default::default() }).await;
+        let mut sub = crate::common::Sub::open(
+            &mut client,
+            Request {
+                after_seq: Some(0),
+                ..Default::default()
+            },
+        )
+        .await;
         for _ in 0..alerts {
             let r = sub.next().await.unwrap().unwrap();
             *out.counts.entry(r.rule.clone()).or_default() += 1;
-            out.priorities.push(Priority::from_number(r.priority).unwrap());
+            out.priorities
+                .push(Priority::from_number(r.priority).unwrap());
         }
         drop(sub);
         server.stop().await;
@@ -293,5 +316,10 @@ async fn the_k8s_audit_cases_end_to_end_through_the_server() {
         }
     }
     assert!(ran >= 120, "only {ran} cases ran");
-    assert!(failures.is_empty(), "{} of {ran} cases failed end to end:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed end to end:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -243,8 +243,15 @@ async fn kill_9_during_ingest_loses_no_acknowledged_alert() {
             let events = (0..50u64)
                 .map(|i| {
                     let seq = b * 50 + i + 1;
-                    let payload = serde_json::json!({"evt.type": "open", "proc.name": "x"}).to_string();
-                    Event { source: "syscall".into(), payload: payload.into_bytes(), time: None, hostname: String::new(), seq }
+                    let payload =
+                        serde_json::json!({"evt.type": "open", "proc.name": "x"}).to_string();
+                    Event {
+                        source: "syscall".into(),
+                        payload: payload.into_bytes(),
+                        time: None,
+                        hostname: String::new(),
+                        seq,
+                    }
                 })
                 .collect();
             if tx.send(inputs::Request { events }).await.is_err() {
@@ -252,10 +259,18 @@ async fn kill_9_during_ingest_loses_no_acknowledged_alert() {
             }
         }
     });
-    let mut stream = client.send(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut stream = client
+        .send(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     let mut acked = Vec::new();
     while let Ok(Some(ack)) = stream.message().await {
-        acked.push((ack.accepted_up_to, ack.first_output_seq, ack.last_output_seq));
+        acked.push((
+            ack.accepted_up_to,
+            ack.first_output_seq,
+            ack.last_output_seq,
+        ));
         if acked.len() == 40 {
             // Mid-stream: more batches are queued and being evaluated right now.
             running.child.kill().unwrap();
@@ -263,23 +278,47 @@ async fn kill_9_during_ingest_loses_no_acknowledged_alert() {
         }
     }
     sender.abort();
-    assert!(acked.len() >= 40, "only {} batches acknowledged", acked.len());
+    assert!(
+        acked.len() >= 40,
+        "only {} batches acknowledged",
+        acked.len()
+    );
 
     let server = crate::common::TestServer::start_in(&data, 10_000_000).await;
     let bounds = server.app.store.outputs().bounds();
     assert_eq!(bounds.oldest, 1);
-    let all = server.app.store.outputs().read(0, bounds.newest, usize::MAX).unwrap();
-    assert_eq!(all.len() as u64, bounds.newest, "a contiguous prefix 1..={}", bounds.newest);
+    let all = server
+        .app
+        .store
+        .outputs()
+        .read(0, bounds.newest, usize::MAX)
+        .unwrap();
+    assert_eq!(
+        all.len() as u64,
+        bounds.newest,
+        "a contiguous prefix 1..={}",
+        bounds.newest
+    );
     for (i, (seq, _)) in all.iter().enumerate() {
         assert_eq!(*seq, i as u64 + 1);
     }
     for (up_to, first, last) in acked {
         assert_eq!(last - first + 1, 50, "every event of a batch matched");
-        assert!(last <= bounds.newest, "acknowledged alerts {first}..={last} missing (log ends at {})", bounds.newest);
+        assert!(
+            last <= bounds.newest,
+            "acknowledged alerts {first}..={last} missing (log ends at {})",
+            bounds.newest
+        );
         for (k, seq) in (first..=last).enumerate() {
             let ev = &all[seq as usize - 1].1;
             let n = up_to - 49 + k as u64;
-            assert_eq!(ev.output_fields.iter().find(|(f, _)| f == "evt.num").map(|(_, v)| v.clone()), Some(n.to_string()));
+            assert_eq!(
+                ev.output_fields
+                    .iter()
+                    .find(|(f, _)| f == "evt.num")
+                    .map(|(_, v)| v.clone()),
+                Some(n.to_string())
+            );
         }
     }
     server.stop().await;
