@@ -241,7 +241,7 @@ pub fn check_outcome(expect: &Value, out: &Outcome) -> Result<(), String> {
 #[tokio::test]
 #[ignore = "needs the corpus: FALCO_API_CORPUS (run by .ci/run)"]
 async fn the_k8s_audit_cases_end_to_end_through_the_server() {
-    use falco_api::proto::inputs::{self, Event};
+    use falco_api::proto::inputs::Event;
     use falco_api::proto::outputs::Request;
 
     let root = corpus();
@@ -278,11 +278,13 @@ async fn the_k8s_audit_cases_end_to_end_through_the_server() {
             })
             .collect();
         let acks = crate::pipeline::send_all(&server, vec![events]).await;
-        let mut out = Outcome::default();
-        out.rejected = acks
-            .iter()
-            .flat_map(|a| a.rejected.iter().map(|r| r.reason.clone()))
-            .collect();
+        let mut out = Outcome {
+            rejected: acks
+                .iter()
+                .flat_map(|a| a.rejected.iter().map(|r| r.reason.clone()))
+                .collect(),
+            ..Outcome::default()
+        };
         let alerts: u64 = acks
             .iter()
             .map(|a| {
