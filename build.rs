@@ -11,6 +11,8 @@ const PROTOS: &[&str] = &[
     "falco/outputs.proto",
     "falco/inputs.proto",
     "falco/drops.proto",
+    "falco/rules.proto",
+    "falco/configs.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,6 +10,7 @@ mod v1_initial;
 mod v2_event_ids;
 mod v3_blocks;
 mod v4_drops;
+mod v5_versioned;
 
 pub struct Step {
     pub version: u32,
@@ -37,6 +38,11 @@ pub const STEPS: &[Step] = &[
         version: 4,
         name: "drops log",
         apply: v4_drops::apply,
+    },
+    Step {
+        version: 5,
+        name: "versioned rules and configs",
+        apply: v5_versioned::apply,
     },
 ];
 

@@ -1,14 +1,16 @@
 //! The running service's shared state: the store, the live logs, the rules in force, the
 //! pipeline, and the shutdown signal. A cheap `Clone` handle, passed to every service.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{DropRecord, OutputEvent, Priority};
-use crate::feed::Feed;
+use crate::control::keys::Runtime;
+use crate::event::{stage, DropRecord, OutputEvent, Priority};
+use crate::feed::{Feed, FeedError};
 use crate::pipeline::{Pipeline, Settings};
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -77,8 +79,21 @@ pub struct App {
     /// Cancelled when the server shuts down; every long-running stream watches it.
     pub shutdown: CancellationToken,
     pub data_dir: PathBuf,
+    /// The machine's hostname (or FALCO_HOSTNAME); the `hostname` config key overrides it.
     pub hostname: String,
     drop_alerts: Arc<Mutex<(DropAlertSettings, TokenBucket)>>,
+    /// `outputs.rate` / `outputs.max_burst`: `None` when unlimited.
+    alert_limiter: Arc<Mutex<Option<((f64, f64), TokenBucket)>>>,
+    /// Runtime keys the boot file set.
+    boot_values: Arc<RwLock<BTreeMap<String, String>>>,
+}
+
+/// Changes the log filter at run time (installed by the binary; absent in tests).
+static LOG_RELOAD: OnceLock<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>> =
+    OnceLock::new();
+
+pub fn set_log_reloader(f: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>) {
+    let _ = LOG_RELOAD.set(f);
 }
 
 impl App {
@@ -112,7 +127,99 @@ impl App {
                 alerts,
                 TokenBucket::new(alerts.rate, alerts.max_burst),
             ))),
+            alert_limiter: Arc::new(Mutex::new(None)),
+            boot_values: Arc::default(),
         })
+    }
+
+    pub fn boot_values(&self) -> BTreeMap<String, String> {
+        self.boot_values
+            .read()
+            .expect("boot values lock poisoned")
+            .clone()
+    }
+
+    pub fn set_boot_values(&self, values: BTreeMap<String, String>) {
+        *self.boot_values.write().expect("boot values lock poisoned") = values;
+    }
+
+    /// The hostname alerts and notices carry now.
+    pub fn current_hostname(&self) -> String {
+        let configured = self.pipeline.settings().output.hostname;
+        if configured.is_empty() {
+            self.hostname.clone()
+        } else {
+            configured
+        }
+    }
+
+    /// Applies runtime settings live.
+    pub fn apply_runtime(&self, r: Runtime) {
+        self.pipeline.update(r.pipeline.clone());
+        self.store.outputs().set_capacity(r.outputs_capacity);
+        self.store.drops().set_capacity(r.drops_capacity);
+        {
+            let mut guard = self.drop_alerts.lock().expect("drop alert lock poisoned");
+            let a = r.pipeline.drop_alerts;
+            if guard.0 != a {
+                *guard = (a, TokenBucket::new(a.rate, a.max_burst));
+            }
+        }
+        {
+            let mut guard = self
+                .alert_limiter
+                .lock()
+                .expect("alert limiter lock poisoned");
+            let wanted = (r.outputs_rate > 0.0).then_some((r.outputs_rate, r.outputs_max_burst));
+            let same = guard.as_ref().map(|(p, _)| *p) == wanted;
+            if !same {
+                *guard = wanted.map(|(rate, burst)| ((rate, burst), TokenBucket::new(rate, burst)));
+            }
+        }
+        if let Some(reload) = LOG_RELOAD.get() {
+            if let Err(e) = reload(&r.log_level) {
+                tracing::warn!(error = %e, "cannot change the log level");
+            }
+        }
+    }
+
+    /// Appends alerts to the outputs log through the `outputs.rate` limiter; what the limiter
+    /// refuses is counted as a drop. Returns the seqs of the stored alerts.
+    pub async fn commit_alerts(
+        &self,
+        mut events: Vec<OutputEvent>,
+        source: &str,
+        client: &str,
+    ) -> Result<std::ops::Range<u64>, FeedError> {
+        if events.is_empty() {
+            return Ok(0..0);
+        }
+        let kept = {
+            let mut guard = self
+                .alert_limiter
+                .lock()
+                .expect("alert limiter lock poisoned");
+            match guard.as_mut() {
+                None => events.len(),
+                Some((_, bucket)) => (0..events.len()).take_while(|_| bucket.take(1.0)).count(),
+            }
+        };
+        let dropped = (events.len() - kept) as u64;
+        if dropped > 0 {
+            events.truncate(kept);
+            self.record_drop(DropRecord::now(
+                stage::OUTPUTS_RATE_LIMITED,
+                source,
+                client,
+                dropped,
+                dropped + kept as u64,
+                "alerts over outputs.rate were not stored".into(),
+            ));
+        }
+        if events.is_empty() {
+            return Ok(0..0);
+        }
+        self.outputs.append(events).await
     }
 
     /// Records a loss in the drops log, and mirrors it into the outputs log as an internal alert
@@ -172,7 +279,7 @@ impl App {
                     ("source", d.source.clone()),
                     ("client", d.client.clone()),
                 ])
-                .with_hostname(self.hostname.clone()),
+                .with_hostname(self.current_hostname()),
         )
     }
 }

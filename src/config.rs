@@ -1,17 +1,17 @@
 //! Boot configuration: built-in defaults, then an optional YAML file, then command-line flags.
 //! Everything is validated here, before anything is bound or opened, so a bad setting stops the
-//! server with a clear message. Runtime settings that clients can change live elsewhere.
+//! server with a clear message. Static settings (listeners, data directory, boot rules, webhook)
+//! live only here; runtime settings from the file become the *boot values* of the configs
+//! service's keys (`control::keys`), which API changes override.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::app::DropAlertSettings;
 use crate::client::Target;
-use crate::engine::Matching;
-use crate::event::Priority;
-use crate::pipeline::{OutputSettings, QueuePolicy, Settings};
+use crate::control::keys;
 
 /// The boot config file's shape. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -22,56 +22,79 @@ pub struct FileConfig {
     /// Listen addresses: `unix:///path/to.sock` (or a plain path).
     pub listen: Option<Vec<String>>,
     pub outputs: Option<OutputsSection>,
-    /// Rules files loaded at start, in order.
+    /// Rules files imported on first boot, in order.
     pub rules_files: Option<Vec<PathBuf>>,
     pub ingest: Option<IngestSection>,
     pub drops: Option<DropsSection>,
     pub webhook: Option<WebhookSection>,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: Option<String>,
+    /// The hostname alerts carry (default: the machine's).
+    pub hostname: Option<String>,
     /// Seconds open connections get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: Option<u64>,
+    /// Keep at least this many revisions of rules/config history (0 or absent: everything).
+    pub history_retention: Option<u64>,
+}
+
+/// A scalar the file may give as a number, a boolean or text; kept as text for the key table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Int(u64),
+    Float(f64),
+    Text(String),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(s) => s.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputsSection {
-    /// How many events the log retains.
-    pub capacity: Option<u64>,
-    pub json_output: Option<bool>,
-    pub json_include_output_property: Option<bool>,
-    pub json_include_tags_property: Option<bool>,
-    pub time_format_iso_8601: Option<bool>,
+    pub capacity: Option<Scalar>,
+    pub json_output: Option<Scalar>,
+    pub json_include_output_property: Option<Scalar>,
+    pub json_include_tags_property: Option<Scalar>,
+    pub time_format_iso_8601: Option<Scalar>,
     /// Minimum rule priority run (Falco's `priority`).
-    pub priority: Option<String>,
+    pub priority: Option<Scalar>,
     /// `first` (Falco's default) or `all`.
-    pub rule_matching: Option<String>,
+    pub rule_matching: Option<Scalar>,
+    /// Alerts per second stored (0: unlimited), and burst.
+    pub rate: Option<Scalar>,
+    pub max_burst: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
-    /// Events the ingest queue holds.
-    pub queue_size: Option<usize>,
+    pub queue_size: Option<Scalar>,
     /// `block` (backpressure) or `drop`.
-    pub policy: Option<QueuePolicy>,
-    pub max_payload_bytes: Option<usize>,
-    /// Per-client events per second (0 or absent: unlimited), and the burst allowed.
-    pub client_rate: Option<f64>,
-    pub client_burst: Option<f64>,
-    /// Evaluation threads (default: one per core).
+    pub policy: Option<Scalar>,
+    pub max_payload_bytes: Option<Scalar>,
+    pub client_rate: Option<Scalar>,
+    pub client_burst: Option<Scalar>,
+    /// Evaluation threads (default: one per core). Boot only.
     pub workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DropsSection {
-    pub capacity: Option<u64>,
-    /// Mirror a drop into outputs only when n_drops / n_evts exceeds this.
-    pub alert_threshold: Option<f64>,
-    /// Drop alerts per second, and burst.
-    pub alert_rate: Option<f64>,
-    pub alert_max_burst: Option<f64>,
+    pub capacity: Option<Scalar>,
+    pub alert_threshold: Option<Scalar>,
+    pub alert_rate: Option<Scalar>,
+    pub alert_max_burst: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +115,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub rules_files: Vec<PathBuf>,
     pub webhook: Option<String>,
+    /// Record the boot rules files as a change even when the store already has rules.
+    pub import_rules: bool,
 }
 
 /// The validated configuration `serve` runs with.
@@ -99,14 +124,27 @@ pub struct Overrides {
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: Vec<Target>,
-    pub outputs_capacity: u64,
-    pub log_level: String,
     pub shutdown_grace: Duration,
     pub rules_files: Vec<PathBuf>,
-    pub drops_capacity: u64,
-    pub pipeline: Settings,
+    pub import_rules: bool,
+    /// Runtime keys set by the boot file or flags (validated, normal form).
+    pub boot_values: BTreeMap<String, String>,
+    /// Evaluation threads.
+    pub workers: usize,
     pub webhook: Option<std::net::SocketAddr>,
     pub webhook_max_body: usize,
+    pub history_retention: u64,
+}
+
+impl ServeConfig {
+    /// The runtime settings from defaults and boot values (the store's API values come later).
+    pub fn boot_runtime(&self) -> keys::Runtime {
+        keys::runtime(&keys::effective(&self.boot_values), self.workers)
+    }
+
+    pub fn log_level(&self) -> String {
+        self.boot_runtime().log_level
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,14 +160,11 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-pub const MAX_LOG_CAPACITY: u64 = 1_000_000_000;
-pub const DEFAULT_OUTPUTS_CAPACITY: u64 = 100_000;
 pub const SOCKET_NAME: &str = "falco-api.sock";
 
 /// The data directory used when none is configured: `/var/lib/falco-api` for root, otherwise
 /// `$XDG_DATA_HOME/falco-api` or `~/.local/share/falco-api`.
 pub fn default_data_dir() -> PathBuf {
-    // SAFETY-free: geteuid cannot fail.
     if is_root() {
         return PathBuf::from("/var/lib/falco-api");
     }
@@ -143,7 +178,7 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    // Reading the effective uid through /proc keeps this module free of unsafe code.
+    // Reading the effective uid through /proc keeps this crate free of unsafe code.
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -177,6 +212,50 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
+/// The runtime keys a file sets, as text.
+fn file_values(file: &FileConfig) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    let mut put = |k: &str, s: &Option<Scalar>| {
+        if let Some(s) = s {
+            v.insert(k.to_string(), s.text());
+        }
+    };
+    if let Some(o) = &file.outputs {
+        put("outputs.capacity", &o.capacity);
+        put("json_output", &o.json_output);
+        put(
+            "json_include_output_property",
+            &o.json_include_output_property,
+        );
+        put("json_include_tags_property", &o.json_include_tags_property);
+        put("time_format_iso_8601", &o.time_format_iso_8601);
+        put("priority", &o.priority);
+        put("rule_matching", &o.rule_matching);
+        put("outputs.rate", &o.rate);
+        put("outputs.max_burst", &o.max_burst);
+    }
+    if let Some(i) = &file.ingest {
+        put("ingest.queue_size", &i.queue_size);
+        put("ingest.policy", &i.policy);
+        put("ingest.max_payload_bytes", &i.max_payload_bytes);
+        put("ingest.client_rate", &i.client_rate);
+        put("ingest.client_burst", &i.client_burst);
+    }
+    if let Some(d) = &file.drops {
+        put("drops.capacity", &d.capacity);
+        put("drops.alert_threshold", &d.alert_threshold);
+        put("drops.alert_rate", &d.alert_rate);
+        put("drops.alert_max_burst", &d.alert_max_burst);
+    }
+    put("log_level", &file.log_level.clone().map(Scalar::Text));
+    put("hostname", &file.hostname.clone().map(Scalar::Text));
+    v
+}
+
 impl ServeConfig {
     /// Defaults, then the file named in `overrides` (if any), then the overrides themselves.
     pub fn resolve(overrides: &Overrides) -> Result<ServeConfig, ConfigError> {
@@ -191,12 +270,12 @@ impl ServeConfig {
         let data_dir = o
             .data_dir
             .clone()
-            .or(file.data_dir)
+            .or(file.data_dir.clone())
             .unwrap_or_else(default_data_dir);
         let listen_text = if !o.listen.is_empty() {
             o.listen.clone()
         } else {
-            file.listen.unwrap_or_default()
+            file.listen.clone().unwrap_or_default()
         };
         let listen = if listen_text.is_empty() {
             vec![Target::Unix(data_dir.join(SOCKET_NAME))]
@@ -206,40 +285,27 @@ impl ServeConfig {
                 .map(|a| listen_target(a))
                 .collect::<Result<_, _>>()?
         };
-        let out = file.outputs.unwrap_or_default();
-        let outputs_capacity = o
-            .outputs_capacity
-            .or(out.capacity)
-            .unwrap_or(DEFAULT_OUTPUTS_CAPACITY);
-        if outputs_capacity == 0 || outputs_capacity > MAX_LOG_CAPACITY {
-            return Err(ConfigError::Invalid(format!(
-                "outputs capacity {outputs_capacity} is out of range (1 to {MAX_LOG_CAPACITY})"
-            )));
+        let mut values = file_values(&file);
+        if let Some(c) = o.outputs_capacity {
+            values.insert("outputs.capacity".into(), c.to_string());
         }
-        let log_level = o
-            .log_level
-            .clone()
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-        tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
-            ConfigError::Invalid(format!(
-                "log_level '{log_level}' is not a valid filter: {e}"
-            ))
-        })?;
+        if let Some(l) = &o.log_level {
+            values.insert("log_level".into(), l.clone());
+        }
+        let boot_values = keys::validate_all(&values).map_err(invalid)?;
         let grace = file.shutdown_grace_secs.unwrap_or(10);
         if grace > 3600 {
-            return Err(ConfigError::Invalid(format!(
+            return Err(invalid(format!(
                 "shutdown_grace_secs {grace} is out of range (0 to 3600)"
             )));
         }
-        let output = output_settings(&out)?;
-        let pipeline =
-            pipeline_settings(file.ingest.unwrap_or_default(), output, file.drops.as_ref())?;
-        let drops = file.drops.unwrap_or_default();
-        let drops_capacity = drops.capacity.unwrap_or(10_000);
-        if drops_capacity == 0 || drops_capacity > MAX_LOG_CAPACITY {
+        let ingest = file.ingest.unwrap_or_default();
+        let workers = ingest
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        if workers == 0 || workers > 256 {
             return Err(invalid(format!(
-                "drops.capacity {drops_capacity} is out of range (1 to {MAX_LOG_CAPACITY})"
+                "ingest.workers {workers} is out of range (1 to 256)"
             )));
         }
         let hook = file.webhook.unwrap_or_default();
@@ -263,108 +329,16 @@ impl ServeConfig {
         Ok(ServeConfig {
             data_dir,
             listen,
-            outputs_capacity,
-            log_level,
             shutdown_grace: Duration::from_secs(grace),
             rules_files,
-            drops_capacity,
-            pipeline,
+            import_rules: o.import_rules,
+            boot_values,
+            workers,
             webhook,
             webhook_max_body: hook.max_body_bytes.unwrap_or(12 << 20),
+            history_retention: file.history_retention.unwrap_or(0),
         })
     }
-}
-
-fn invalid(message: String) -> ConfigError {
-    ConfigError::Invalid(message)
-}
-
-fn output_settings(out: &OutputsSection) -> Result<OutputSettings, ConfigError> {
-    let d = OutputSettings::default();
-    let min_priority = match &out.priority {
-        Some(p) => p
-            .parse::<Priority>()
-            .map_err(|e| invalid(format!("outputs.priority: {e}")))?,
-        None => d.min_priority,
-    };
-    let matching = match out.rule_matching.as_deref() {
-        None | Some("first") => Matching::First,
-        Some("all") => Matching::All,
-        Some(other) => {
-            return Err(invalid(format!(
-                "outputs.rule_matching '{other}' must be first or all"
-            )))
-        }
-    };
-    Ok(OutputSettings {
-        json_output: out.json_output.unwrap_or(d.json_output),
-        json_include_output_property: out
-            .json_include_output_property
-            .unwrap_or(d.json_include_output_property),
-        json_include_tags_property: out
-            .json_include_tags_property
-            .unwrap_or(d.json_include_tags_property),
-        time_format_iso_8601: out.time_format_iso_8601.unwrap_or(d.time_format_iso_8601),
-        min_priority,
-        matching,
-    })
-}
-
-fn pipeline_settings(
-    i: IngestSection,
-    output: OutputSettings,
-    drops: Option<&DropsSection>,
-) -> Result<Settings, ConfigError> {
-    let d = Settings::default();
-    let queue_size = i.queue_size.unwrap_or(d.queue_size);
-    if queue_size == 0 || queue_size > 10_000_000 {
-        return Err(invalid(format!(
-            "ingest.queue_size {queue_size} is out of range (1 to 10000000)"
-        )));
-    }
-    let max_payload_bytes = i.max_payload_bytes.unwrap_or(d.max_payload_bytes);
-    if max_payload_bytes == 0 || max_payload_bytes > 64 << 20 {
-        return Err(invalid(format!(
-            "ingest.max_payload_bytes {max_payload_bytes} is out of range (1 to 67108864)"
-        )));
-    }
-    let client_rate = match i.client_rate {
-        None => None,
-        Some(0.0) => None,
-        Some(r) if r.is_finite() && r > 0.0 => Some((r, i.client_burst.unwrap_or(r).max(1.0))),
-        Some(r) => {
-            return Err(invalid(format!(
-                "ingest.client_rate {r} must be a positive number of events per second"
-            )))
-        }
-    };
-    let workers = i.workers.unwrap_or(d.workers);
-    if workers == 0 || workers > 256 {
-        return Err(invalid(format!(
-            "ingest.workers {workers} is out of range (1 to 256)"
-        )));
-    }
-    let mut drop_alerts = DropAlertSettings::default();
-    if let Some(dr) = drops {
-        drop_alerts.threshold = dr.alert_threshold.unwrap_or(drop_alerts.threshold);
-        drop_alerts.rate = dr.alert_rate.unwrap_or(drop_alerts.rate);
-        drop_alerts.max_burst = dr.alert_max_burst.unwrap_or(drop_alerts.max_burst);
-        if !(0.0..=1.0).contains(&drop_alerts.threshold)
-            || drop_alerts.rate < 0.0
-            || drop_alerts.max_burst < 0.0
-        {
-            return Err(invalid("drops: alert_threshold must be within 0..1, alert_rate and alert_max_burst not negative".into()));
-        }
-    }
-    Ok(Settings {
-        queue_size,
-        policy: i.policy.unwrap_or(d.policy),
-        max_payload_bytes,
-        client_rate,
-        workers,
-        output,
-        drop_alerts,
-    })
 }
 
 fn listen_target(address: &str) -> Result<Target, ConfigError> {
@@ -400,14 +374,24 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_and_defaults_fill_the_rest() {
-        let file = parse("data_dir: /srv/a\noutputs:\n  capacity: 50\n").unwrap();
+        let file =
+            parse("data_dir: /srv/a\noutputs:\n  capacity: 50\n  json_output: true\n").unwrap();
         let o = Overrides {
             outputs_capacity: Some(7),
             ..Default::default()
         };
         let c = ServeConfig::merge(file, &o).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
-        assert_eq!(c.outputs_capacity, 7);
+        assert_eq!(
+            c.boot_values.get("outputs.capacity").map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(
+            c.boot_values.get("json_output").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(c.boot_runtime().outputs_capacity, 7);
+        assert!(c.boot_runtime().pipeline.output.json_output);
         assert_eq!(
             c.listen,
             vec![Target::Unix(PathBuf::from("/srv/a/falco-api.sock"))]
@@ -434,5 +418,13 @@ mod tests {
             ..Default::default()
         };
         assert!(ServeConfig::merge(FileConfig::default(), &level).is_err());
+        let policy = parse("ingest:\n  policy: sometimes\n").unwrap();
+        let err = ServeConfig::merge(policy, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ingest.policy") && err.contains("block, drop"),
+            "{err}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Map of the crate:
 //! - [`config`]: boot configuration (file + flags), validated before anything binds.
+//! - [`control`]: versioned rules files, toggles and runtime configuration, applied live.
 //! - [`store`]: the sled database (the only module that touches sled): ring logs, consumer
 //!   positions, schema migrations (`migrations/`).
 //! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
@@ -22,6 +23,7 @@ pub mod bench_ingest;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod event;
 pub mod feed;

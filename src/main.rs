@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let config = args.resolve()?;
-                init_tracing(&config.log_level);
+                init_tracing(&config.log_level());
                 falco_api::run::serve(config).await.map(|()| 0)
             }
             Command::Version(args) => cli::version(args).await,
@@ -57,12 +57,21 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(filter: &str) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr),
+        )
         .init();
+    falco_api::app::set_log_reloader(Box::new(move |level| {
+        let new = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(new).map_err(|e| e.to_string())
+    }));
 }

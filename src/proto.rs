@@ -19,9 +19,15 @@ pub mod falco {
     pub mod drops {
         tonic::include_proto!("falco.drops");
     }
+    pub mod rules {
+        tonic::include_proto!("falco.rules");
+    }
+    pub mod configs {
+        tonic::include_proto!("falco.configs");
+    }
 }
 
-pub use falco::{drops, inputs, outputs, schema, version};
+pub use falco::{configs, drops, inputs, outputs, rules, schema, version};
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

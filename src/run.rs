@@ -5,24 +5,35 @@ use anyhow::Context;
 use crate::app::App;
 use crate::client::Target;
 use crate::config::ServeConfig;
+use crate::control;
 use crate::server;
 use crate::store::StoreOptions;
 
 /// Runs the server until a signal; returns once everything is flushed.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let rules = load_rules(&config.rules_files)?;
+    let boot_rules = load_rules(&config.rules_files)?;
+    let runtime = config.boot_runtime();
     let opts = StoreOptions {
-        outputs_capacity: config.outputs_capacity,
-        drops_capacity: config.drops_capacity,
+        outputs_capacity: runtime.outputs_capacity,
+        drops_capacity: runtime.drops_capacity,
+        history_retention: config.history_retention,
         ..Default::default()
     };
     let app =
-        App::open_with(&config.data_dir, &opts, config.pipeline.clone()).with_context(|| {
+        App::open_with(&config.data_dir, &opts, runtime.pipeline.clone()).with_context(|| {
             format!(
                 "cannot open the data directory {}",
                 config.data_dir.display()
             )
         })?;
+    app.set_boot_values(config.boot_values.clone());
+    control::config::apply(&app).context("cannot apply the stored configuration")?;
+    control::rules::reload(&app).context("the stored rules do not load")?;
+    let imported = match boot_rules {
+        Some(files) => control::rules::import(&app, &files, config.import_rules)
+            .context("cannot import --rules")?,
+        None => None,
+    };
     let mut listeners = Vec::new();
     for target in &config.listen {
         let Target::Unix(path) = target;
@@ -40,17 +51,24 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     println!("falco-api {} serving", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", config.data_dir.display());
-    match &rules {
-        Some(set) => println!(
-            "rules: {} rules from {} files ({} warnings)",
-            set.infos().len(),
-            config.rules_files.len(),
-            set.warnings.len()
+    let set = app.pipeline.rules();
+    let files = control::rules::list(&app, 0)?.0.len();
+    match (files, imported) {
+        (0, _) => println!("rules: none loaded (events are accepted, and no rule can match them)"),
+        (n, Some(rev)) => println!(
+            "rules: {} rules from {n} files, imported from --rules as revision {rev}",
+            set.infos().len()
         ),
-        None => println!("rules: none loaded (events are accepted, and no rule can match them)"),
-    }
-    if let Some(set) = rules {
-        app.pipeline.set_rules(set);
+        (n, None) => {
+            println!(
+                "rules: {} rules from {n} stored files (revision {})",
+                set.infos().len(),
+                set.revision
+            );
+            if !config.rules_files.is_empty() {
+                println!("rules: --rules ignored: the store already has rules (use --import-rules to record them as a change)");
+            }
+        }
     }
     if let Some(listener) = webhook {
         println!(
@@ -100,21 +118,39 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     outcome
 }
 
-/// Loads the boot rules files; an error stops the server before anything is bound.
-fn load_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<crate::engine::RuleSet>> {
+/// Reads and checks the boot rules files; an error stops the server before anything is bound.
+/// Returns (basename, content) pairs in the order given.
+fn load_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<Vec<(String, String)>>> {
     if paths.is_empty() {
         return Ok(None);
     }
     let files = crate::cli::eval::load_rules(paths)?;
-    match crate::engine::RuleSet::load(&files, &crate::engine::LoadOptions::default()) {
-        Ok(set) => {
-            for w in &set.warnings {
-                tracing::warn!("{w}");
-            }
-            Ok(Some(set))
-        }
-        Err(e) => Err(anyhow::anyhow!("rules do not load: {}", e.error)),
+    if let Err(e) = crate::engine::RuleSet::load(&files, &crate::engine::LoadOptions::default()) {
+        return Err(anyhow::anyhow!("rules do not load: {}", e.error));
     }
+    Ok(Some(
+        paths
+            .iter()
+            .zip(files)
+            .map(|(p, f)| {
+                let base = p.file_name().map_or_else(
+                    || "rules.yaml".to_string(),
+                    |b| b.to_string_lossy().into_owned(),
+                );
+                let base: String = base
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                (base, f.content)
+            })
+            .collect(),
+    ))
 }
 
 async fn wait_for_signal() {

@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Serve the Kubernetes audit webhook (POST /k8s-audit) on host:port.
     #[arg(long)]
     pub webhook: Option<String>,
+    /// Record --rules files as a change even when the store already holds rules (otherwise they
+    /// are imported only on first boot).
+    #[arg(long)]
+    pub import_rules: bool,
 }
 
 impl ServeArgs {
@@ -88,6 +92,7 @@ impl ServeArgs {
             log_level: self.log_level.clone(),
             rules_files: self.rules.clone(),
             webhook: self.webhook.clone(),
+            import_rules: self.import_rules,
         })
     }
 }

@@ -106,6 +106,8 @@ struct SourceIndex {
 
 /// An immutable compiled rule set; share it across threads behind an `Arc`.
 pub struct RuleSet {
+    /// The rules revision this set was built from (0 when not from the versioned store).
+    pub revision: u64,
     rules: Vec<CompiledRule>,
     index: HashMap<String, SourceIndex>,
     infos: Vec<RuleInfo>,
@@ -151,6 +153,7 @@ impl RuleSet {
     /// A set with no rules.
     pub fn empty() -> RuleSet {
         RuleSet {
+            revision: 0,
             rules: Vec::new(),
             index: HashMap::new(),
             infos: Vec::new(),
@@ -160,6 +163,29 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Overrides rules' `enabled` flags: tag toggles first, then toggles by rule name (which win).
+    pub fn apply_toggles(
+        &mut self,
+        by_tag: &HashMap<String, bool>,
+        by_rule: &HashMap<String, bool>,
+    ) {
+        let decide = |name: &str, tags: &[String], base: bool| {
+            let mut enabled = base;
+            for tag in tags {
+                if let Some(e) = by_tag.get(tag) {
+                    enabled = *e;
+                }
+            }
+            by_rule.get(name).copied().unwrap_or(enabled)
+        };
+        for rule in &mut self.rules {
+            rule.enabled = decide(&rule.name, &rule.tags, rule.enabled);
+        }
+        for info in &mut self.infos {
+            info.enabled = decide(&info.name, &info.tags, info.enabled);
+        }
     }
 
     /// Compiled rules, in definition order.
@@ -558,6 +584,7 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
         }
     }
     Ok(RuleSet {
+        revision: 0,
         rules,
         index,
         infos,

@@ -18,7 +18,7 @@ pub use worker::BatchResult;
 
 use crate::app::DropAlertSettings;
 use crate::engine::{EvalOptions, Matching, RuleSet};
-use crate::event::{OutputEvent, Priority};
+use crate::event::Priority;
 
 /// What to do when the ingest queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -40,6 +40,8 @@ pub struct OutputSettings {
     /// Rules less severe than this are not run.
     pub min_priority: Priority,
     pub matching: Matching,
+    /// The hostname alerts carry (empty: the server's).
+    pub hostname: String,
 }
 
 impl Default for OutputSettings {
@@ -51,6 +53,7 @@ impl Default for OutputSettings {
             time_format_iso_8601: false,
             min_priority: Priority::Debug,
             matching: Matching::First,
+            hostname: String::new(),
         }
     }
 }
@@ -101,6 +104,7 @@ struct Job {
     events: Vec<InEvent>,
     rules: Arc<RuleSet>,
     output: OutputSettings,
+    max_payload: usize,
     reply: oneshot::Sender<BatchResult>,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -130,10 +134,9 @@ impl Pipeline {
         for i in 0..settings.workers.max(1) {
             let rx = rx.clone();
             let hostname = hostname.clone();
-            let max_payload = settings.max_payload_bytes;
             std::thread::Builder::new()
                 .name(format!("eval-{i}"))
-                .spawn(move || worker::run(rx, hostname, max_payload))
+                .spawn(move || worker::run(rx, hostname))
                 .expect("cannot spawn an evaluation thread");
         }
         Pipeline {
@@ -151,6 +154,33 @@ impl Pipeline {
 
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().expect("rules lock poisoned").clone()
+    }
+
+    /// Applies new settings to batches submitted from now on; a changed queue size grows or
+    /// shrinks the queue (shrinking waits for room to free up).
+    pub fn update(&self, new: Settings) {
+        let old_size = {
+            let mut guard = self.settings.write().expect("settings lock poisoned");
+            let old = guard.queue_size;
+            *guard = new.clone();
+            old
+        };
+        let (old_size, new_size) = (old_size.max(1), new.queue_size.max(1));
+        if new_size > old_size {
+            self.capacity.add_permits(new_size - old_size);
+        } else if new_size < old_size {
+            let debt = old_size - new_size;
+            let forgotten = self.capacity.forget_permits(debt);
+            if forgotten < debt {
+                let capacity = self.capacity.clone();
+                let rest = (debt - forgotten) as u32;
+                tokio::spawn(async move {
+                    if let Ok(permits) = capacity.acquire_many(rest).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
     }
 
     pub fn settings(&self) -> Settings {
@@ -186,6 +216,7 @@ impl Pipeline {
             events,
             rules: self.rules(),
             output: settings.output,
+            max_payload: settings.max_payload_bytes,
             reply,
             _permit: Some(permit),
         };
@@ -199,15 +230,4 @@ impl Pipeline {
             min_priority: output.min_priority,
         }
     }
-}
-
-/// Appends a batch's alerts to `outputs`; returns their seq range.
-pub async fn commit(
-    outputs: &crate::feed::Feed<OutputEvent>,
-    events: Vec<OutputEvent>,
-) -> Result<std::ops::Range<u64>, crate::feed::FeedError> {
-    if events.is_empty() {
-        return Ok(0..0);
-    }
-    outputs.append(events).await
 }

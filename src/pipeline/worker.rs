@@ -24,7 +24,7 @@ pub struct BatchResult {
     pub outputs: Vec<OutputEvent>,
 }
 
-pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String, max_payload: usize) {
+pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String) {
     loop {
         let job = {
             let guard = rx.lock().expect("job queue lock poisoned");
@@ -33,7 +33,12 @@ pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String, max_payload: 
                 Err(_) => return,
             }
         };
-        let result = evaluate(&job, &hostname, max_payload);
+        let host = if job.output.hostname.is_empty() {
+            &hostname
+        } else {
+            &job.output.hostname
+        };
+        let result = evaluate(&job, host, job.max_payload);
         let _ = job.reply.send(result);
     }
 }

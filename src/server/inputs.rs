@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::{App, TokenBucket};
 use crate::event::{stage, DropRecord};
-use crate::pipeline::{commit, BatchResult, InEvent, Refused};
+use crate::pipeline::{BatchResult, InEvent, Refused};
 use crate::proto::inputs::{self as pb, service_server::Service};
 
 /// Batches in flight per stream (evaluated in parallel, acknowledged in order).
@@ -196,7 +196,7 @@ async fn acknowledge(
             "event payloads over the size limit were rejected".to_string(),
         ));
     }
-    let range = commit(&app.outputs, result.outputs).await?;
+    let range = app.commit_alerts(result.outputs, source, client).await?;
     Ok(pb::Response {
         accepted_up_to: result.accepted_up_to,
         matched: result.matched,

@@ -68,7 +68,7 @@ impl WireLog for OutputsLog {
     }
 
     fn lost(count: u64, next_seq: u64, app: &App) -> pb::Response {
-        lost_response(count, next_seq, &app.hostname)
+        lost_response(count, next_seq, &app.current_hostname())
     }
 
     fn on_lost(app: &App, count: u64, consumer: Option<&str>) {

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::event::{stage, DropRecord};
-use crate::pipeline::{commit, InEvent, Refused};
+use crate::pipeline::{InEvent, Refused};
 
 pub const PATH: &str = "/k8s-audit";
 
@@ -81,7 +81,7 @@ async fn handle(
         return error(StatusCode::BAD_REQUEST, reason);
     }
     let (evaluated, matched) = (result.evaluated, result.outputs.len());
-    match commit(&app.outputs, result.outputs).await {
+    match app.commit_alerts(result.outputs, "k8s_audit", &peer).await {
         Ok(_) => reply(
             StatusCode::OK,
             serde_json::json!({ "evaluated": evaluated, "alerts": matched }).to_string(),

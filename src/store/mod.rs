@@ -8,18 +8,22 @@
 //! - `ring.outputs`: the outputs log in blocks: `b` + first seq (u64, big-endian) → postcard
 //!   `Vec<`[`crate::event::OutputEvent`]`>`; `o` → the oldest retained seq (see [`RingLog`]).
 //! - `ring.drops`: the drops log, same layout, postcard [`crate::event::DropRecord`].
+//! - `state`, `history`, `history.index`: versioned rules files, toggles and config (see
+//!   [`Versioned`]); `meta` also holds the global `revision`.
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq (u64, big-endian).
 
 mod codec;
 mod consumers;
 mod migrate;
 mod ring;
+mod versioned;
 
 use std::path::{Path, PathBuf};
 
 pub use consumers::Consumers;
 pub use migrate::SCHEMA_VERSION;
 pub use ring::{Bounds, RingLog};
+pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};
 
 use crate::event::{DropRecord, OutputEvent};
 
@@ -58,6 +62,8 @@ pub struct StoreOptions {
     pub outputs_capacity: u64,
     /// How many drop records the drops log retains.
     pub drops_capacity: u64,
+    /// Keep at least this many revisions of rules/config history (0: everything).
+    pub history_retention: u64,
     /// sled's page cache size in bytes.
     pub cache_bytes: u64,
 }
@@ -67,6 +73,7 @@ impl Default for StoreOptions {
         StoreOptions {
             outputs_capacity: 100_000,
             drops_capacity: 10_000,
+            history_retention: 0,
             cache_bytes: 64 * 1024 * 1024,
         }
     }
@@ -79,6 +86,7 @@ pub struct Store {
     outputs: RingLog<OutputEvent>,
     drops: RingLog<DropRecord>,
     consumers: Consumers,
+    versioned: Versioned,
 }
 
 impl Store {
@@ -90,12 +98,14 @@ impl Store {
         let outputs = RingLog::open(db.open_tree("ring.outputs")?, opts.outputs_capacity)?;
         let drops = RingLog::open(db.open_tree("ring.drops")?, opts.drops_capacity)?;
         let consumers = Consumers::new(db.open_tree("consumers")?);
+        let versioned = Versioned::open(&db, opts.history_retention)?;
         Ok(Store {
             db,
             path,
             outputs,
             drops,
             consumers,
+            versioned,
         })
     }
 
@@ -105,6 +115,11 @@ impl Store {
 
     pub fn drops(&self) -> &RingLog<DropRecord> {
         &self.drops
+    }
+
+    /// Rules files, toggles and config entries with their history.
+    pub fn versioned(&self) -> &Versioned {
+        &self.versioned
     }
 
     pub fn consumers(&self) -> &Consumers {

@@ -157,11 +157,24 @@ fn a_bad_config_file_stops_the_server_before_it_binds() {
     );
 
     let rules = dir.path().join("bad.yaml");
-    std::fs::write(&rules, "- rule: r\n  desc: d\n  condition: proc.nope = 1\n  output: o\n  priority: INFO\n").unwrap();
-    let out = Command::new(EXE).args(["serve", "--data-dir"]).arg(dir.path().join("d")).arg("--rules").arg(&rules).output().unwrap();
+    std::fs::write(
+        &rules,
+        "- rule: r\n  desc: d\n  condition: proc.nope = 1\n  output: o\n  priority: INFO\n",
+    )
+    .unwrap();
+    let out = Command::new(EXE)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .arg("--rules")
+        .arg(&rules)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.yaml:3:14") && stderr.contains("nonexistent field proc.nope"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:3:14") && stderr.contains("nonexistent field proc.nope"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "nothing was bound");
 
     std::fs::write(&config, "listen: ['0.0.0.0:5060']\n").unwrap();

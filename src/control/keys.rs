@@ -1,0 +1,375 @@
+//! The runtime configuration keys: what each accepts, its default, and how a set of effective
+//! values becomes the settings the running server uses. The boot file, the configs service and
+//! the history all speak these keys.
+
+use std::collections::BTreeMap;
+
+use crate::app::DropAlertSettings;
+use crate::engine::Matching;
+use crate::event::Priority;
+use crate::pipeline::{OutputSettings, QueuePolicy, Settings};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Bool,
+    Int(u64, u64),
+    Float(f64, f64),
+    OneOf(&'static [&'static str]),
+    Priority,
+    /// A host name: 1-253 printable characters.
+    Host,
+    /// A tracing filter directive.
+    LogFilter,
+}
+
+pub struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub description: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    description: &'static str,
+) -> Key {
+    Key {
+        name,
+        kind,
+        default,
+        description,
+    }
+}
+
+pub const KEYS: &[Key] = &[
+    key(
+        "priority",
+        Kind::Priority,
+        "debug",
+        "minimum priority of the rules that run",
+    ),
+    key(
+        "json_output",
+        Kind::Bool,
+        "false",
+        "alerts' output field holds the whole JSON document",
+    ),
+    key(
+        "json_include_output_property",
+        Kind::Bool,
+        "true",
+        "JSON alerts include the output line",
+    ),
+    key(
+        "json_include_tags_property",
+        Kind::Bool,
+        "true",
+        "JSON alerts include the rule's tags",
+    ),
+    key(
+        "time_format_iso_8601",
+        Kind::Bool,
+        "false",
+        "alert lines start with an ISO 8601 time",
+    ),
+    key(
+        "rule_matching",
+        Kind::OneOf(&["first", "all"]),
+        "first",
+        "first: one alert per event; all: every matching rule",
+    ),
+    key(
+        "outputs.rate",
+        Kind::Float(0.0, 1e9),
+        "0",
+        "alerts per second stored (token bucket; 0: unlimited)",
+    ),
+    key(
+        "outputs.max_burst",
+        Kind::Int(1, 1_000_000_000),
+        "1000",
+        "alert burst allowed by outputs.rate",
+    ),
+    key(
+        "outputs.capacity",
+        Kind::Int(1, 1_000_000_000),
+        "100000",
+        "output events the outputs log retains",
+    ),
+    key(
+        "drops.capacity",
+        Kind::Int(1, 1_000_000_000),
+        "10000",
+        "drop records the drops log retains",
+    ),
+    key(
+        "hostname",
+        Kind::Host,
+        "",
+        "hostname on alerts (empty: the machine's, or FALCO_HOSTNAME)",
+    ),
+    key(
+        "log_level",
+        Kind::LogFilter,
+        "info",
+        "log filter: error, warn, info, debug, trace or a directive",
+    ),
+    key(
+        "ingest.queue_size",
+        Kind::Int(1, 10_000_000),
+        "16384",
+        "events the ingest queue holds",
+    ),
+    key(
+        "ingest.policy",
+        Kind::OneOf(&["block", "drop"]),
+        "block",
+        "when the queue is full: block (backpressure) or drop",
+    ),
+    key(
+        "ingest.max_payload_bytes",
+        Kind::Int(1, 67_108_864),
+        "1048576",
+        "largest accepted event payload",
+    ),
+    key(
+        "ingest.client_rate",
+        Kind::Float(0.0, 1e12),
+        "0",
+        "events per second per client (0: unlimited)",
+    ),
+    key(
+        "ingest.client_burst",
+        Kind::Float(0.0, 1e12),
+        "0",
+        "burst allowed by ingest.client_rate (0: one second's worth)",
+    ),
+    key(
+        "drops.alert_threshold",
+        Kind::Float(0.0, 1.0),
+        "0.1",
+        "mirror a drop into outputs when n_drops/n_evts exceeds this",
+    ),
+    key(
+        "drops.alert_rate",
+        Kind::Float(0.0, 1e6),
+        "0.03333",
+        "drop alerts per second",
+    ),
+    key(
+        "drops.alert_max_burst",
+        Kind::Float(0.0, 1e6),
+        "1",
+        "drop alert burst",
+    ),
+];
+
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+impl Key {
+    /// What the key accepts, for messages and `get`.
+    pub fn accepts(&self) -> String {
+        match self.kind {
+            Kind::Bool => "true or false".into(),
+            Kind::Int(lo, hi) => format!("an integer from {lo} to {hi}"),
+            Kind::Float(lo, hi) => format!("a number from {lo} to {hi}"),
+            Kind::OneOf(values) => format!("one of: {}", values.join(", ")),
+            Kind::Priority => "a priority: emergency, alert, critical, error, warning, notice, informational (info), debug".into(),
+            Kind::Host => "a host name of up to 253 printable characters (empty: the machine's)".into(),
+            Kind::LogFilter => "a log filter: error, warn, info, debug, trace, or a tracing directive".into(),
+        }
+    }
+
+    /// Checks `value` and returns its normal form, or a message naming the key and what it accepts.
+    pub fn validate(&self, value: &str) -> Result<String, String> {
+        let v = value.trim();
+        let bad = || {
+            format!(
+                "invalid value '{value}' for {}: expected {}",
+                self.name,
+                self.accepts()
+            )
+        };
+        Ok(match self.kind {
+            Kind::Bool => match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => "true".into(),
+                "false" | "no" | "off" | "0" => "false".into(),
+                _ => return Err(bad()),
+            },
+            Kind::Int(lo, hi) => match v.parse::<u64>() {
+                Ok(n) if (lo..=hi).contains(&n) => n.to_string(),
+                _ => return Err(bad()),
+            },
+            Kind::Float(lo, hi) => match v.parse::<f64>() {
+                Ok(n) if n.is_finite() && n >= lo && n <= hi => n.to_string(),
+                _ => return Err(bad()),
+            },
+            Kind::OneOf(values) => match values.iter().find(|x| x.eq_ignore_ascii_case(v)) {
+                Some(x) => x.to_string(),
+                None => return Err(bad()),
+            },
+            Kind::Priority => match v.parse::<Priority>() {
+                Ok(p) => p.name().to_ascii_lowercase(),
+                Err(_) => return Err(bad()),
+            },
+            Kind::Host => {
+                if v.len() > 253 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(bad());
+                }
+                v.to_string()
+            }
+            Kind::LogFilter => {
+                if tracing_subscriber::EnvFilter::try_new(v).is_err() || v.is_empty() {
+                    return Err(bad());
+                }
+                v.to_string()
+            }
+        })
+    }
+}
+
+/// Validates every key of `values`.
+pub fn validate_all(values: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    values
+        .iter()
+        .map(|(k, v)| {
+            let key = find(k).ok_or_else(|| unknown_key(k))?;
+            Ok((k.clone(), key.validate(v)?))
+        })
+        .collect()
+}
+
+pub fn unknown_key(name: &str) -> String {
+    format!(
+        "unknown config key '{name}' (known keys: {})",
+        KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Everything the running server derives from the effective configuration.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub pipeline: Settings,
+    pub outputs_capacity: u64,
+    pub drops_capacity: u64,
+    /// Alerts per second stored (0: unlimited), and burst.
+    pub outputs_rate: f64,
+    pub outputs_max_burst: f64,
+    pub log_level: String,
+}
+
+/// Defaults overlaid with `values` (already validated).
+pub fn effective(values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    KEYS.iter()
+        .map(|k| {
+            (
+                k.name.to_string(),
+                values
+                    .get(k.name)
+                    .cloned()
+                    .unwrap_or_else(|| k.default.to_string()),
+            )
+        })
+        .collect()
+}
+
+/// The settings of an effective configuration; `workers` is a boot-only setting.
+pub fn runtime(effective: &BTreeMap<String, String>, workers: usize) -> Runtime {
+    let get = |k: &str| {
+        effective
+            .get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| find(k).map_or("", |k| k.default))
+    };
+    let b = |k: &str| get(k) == "true";
+    let f = |k: &str| get(k).parse::<f64>().unwrap_or(0.0);
+    let u = |k: &str| get(k).parse::<u64>().unwrap_or(1);
+    let output = OutputSettings {
+        json_output: b("json_output"),
+        json_include_output_property: b("json_include_output_property"),
+        json_include_tags_property: b("json_include_tags_property"),
+        time_format_iso_8601: b("time_format_iso_8601"),
+        min_priority: get("priority").parse().unwrap_or(Priority::Debug),
+        matching: if get("rule_matching") == "all" {
+            Matching::All
+        } else {
+            Matching::First
+        },
+        hostname: get("hostname").to_string(),
+    };
+    let client_rate = match f("ingest.client_rate") {
+        r if r > 0.0 => {
+            let burst = f("ingest.client_burst");
+            Some((r, if burst > 0.0 { burst } else { r.max(1.0) }))
+        }
+        _ => None,
+    };
+    Runtime {
+        pipeline: Settings {
+            queue_size: u("ingest.queue_size") as usize,
+            policy: if get("ingest.policy") == "drop" {
+                QueuePolicy::Drop
+            } else {
+                QueuePolicy::Block
+            },
+            max_payload_bytes: u("ingest.max_payload_bytes") as usize,
+            client_rate,
+            workers,
+            output,
+            drop_alerts: DropAlertSettings {
+                threshold: f("drops.alert_threshold"),
+                rate: f("drops.alert_rate"),
+                max_burst: f("drops.alert_max_burst"),
+            },
+        },
+        outputs_capacity: u("outputs.capacity"),
+        drops_capacity: u("drops.capacity"),
+        outputs_rate: f("outputs.rate"),
+        outputs_max_burst: f("outputs.max_burst"),
+        log_level: get("log_level").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_is_valid() {
+        for k in KEYS {
+            assert_eq!(
+                k.validate(k.default).as_deref(),
+                Ok(k.default),
+                "{}",
+                k.name
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_what_it_accepts() {
+        let err = find("ingest.policy")
+            .unwrap()
+            .validate("sometimes")
+            .unwrap_err();
+        assert!(
+            err.contains("ingest.policy") && err.contains("block, drop"),
+            "{err}"
+        );
+        let err = find("outputs.capacity").unwrap().validate("0").unwrap_err();
+        assert!(err.contains("an integer from 1 to"), "{err}");
+        assert_eq!(
+            find("priority").unwrap().validate("INFO").unwrap(),
+            "informational"
+        );
+        assert!(
+            validate_all(&[("nope".to_string(), "1".to_string())].into())
+                .unwrap_err()
+                .contains("unknown config key 'nope'")
+        );
+    }
+}

@@ -1,0 +1,504 @@
+//! Rules files as versioned documents: every change is compiled into the whole effective set
+//! first (files in lexical order of name, then rule toggles) and refused if it does not compile;
+//! a committed change is durable before the new set is swapped into the pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sha2::{Digest, Sha256};
+
+use super::ControlError;
+use crate::app::App;
+use crate::engine::{Diagnostic, LoadOptions, RuleInfo, RuleSet, RulesFile};
+use crate::store::{Change, Current, HistoryRecord};
+
+const FILE: &str = "file:";
+
+pub fn digest(content: &str) -> String {
+    hex::encode(Sha256::digest(content.as_bytes()))
+}
+
+fn valid_name(name: &str) -> Result<(), ControlError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::InvalidArgument(format!(
+            "rules file name '{name}' must be 1-255 characters of A-Z a-z 0-9 . _ - (not starting with '.')"
+        )))
+    }
+}
+
+/// Files (name → content) and toggles (`rule:`/`tag:` target → enabled) of a state.
+pub struct RulesState {
+    pub files: BTreeMap<String, Current>,
+    pub toggles: BTreeMap<String, Current>,
+}
+
+fn state_now(app: &App) -> Result<RulesState, ControlError> {
+    let v = app.store.versioned();
+    let mut toggles = v.current("rule:")?;
+    toggles.extend(v.current("tag:")?);
+    Ok(RulesState {
+        files: strip(v.current(FILE)?),
+        toggles,
+    })
+}
+
+fn state_at(app: &App, revision: u64) -> Result<RulesState, ControlError> {
+    let v = app.store.versioned();
+    check_retained(app, revision)?;
+    let mut toggles = v.at("rule:", revision)?;
+    toggles.extend(v.at("tag:", revision)?);
+    Ok(RulesState {
+        files: strip(v.at(FILE, revision)?),
+        toggles,
+    })
+}
+
+fn check_retained(app: &App, revision: u64) -> Result<(), ControlError> {
+    let v = app.store.versioned();
+    let (oldest, newest) = (v.oldest_revision()?, v.revision()?);
+    if revision > newest {
+        return Err(ControlError::InvalidArgument(format!(
+            "revision {revision} is beyond the newest revision {newest}"
+        )));
+    }
+    if revision < oldest {
+        return Err(ControlError::Compacted(format!(
+            "revision {revision} has been compacted; the oldest revision retained is {oldest}"
+        )));
+    }
+    Ok(())
+}
+
+fn strip(files: BTreeMap<String, Current>) -> BTreeMap<String, Current> {
+    files
+        .into_iter()
+        .map(|(k, v)| (k[FILE.len()..].to_string(), v))
+        .collect()
+}
+
+/// Compiles `files` (lexical order) and applies `toggles`.
+pub fn build(
+    files: &BTreeMap<String, String>,
+    toggles: &BTreeMap<String, Current>,
+    revision: u64,
+) -> Result<RuleSet, ControlError> {
+    let files: Vec<RulesFile> = files
+        .iter()
+        .map(|(name, content)| RulesFile {
+            name: name.clone(),
+            content: content.clone(),
+        })
+        .collect();
+    let mut set =
+        RuleSet::load(&files, &LoadOptions::default()).map_err(|e| ControlError::Invalid {
+            error: e.error,
+            warnings: e.warnings,
+        })?;
+    let (mut by_rule, mut by_tag) = (HashMap::new(), HashMap::new());
+    for (target, c) in toggles {
+        let enabled = c.value == "true";
+        if let Some(rule) = target.strip_prefix("rule:") {
+            by_rule.insert(rule.to_string(), enabled);
+        } else if let Some(tag) = target.strip_prefix("tag:") {
+            by_tag.insert(tag.to_string(), enabled);
+        }
+    }
+    set.apply_toggles(&by_tag, &by_rule);
+    set.revision = revision;
+    Ok(set)
+}
+
+fn contents(files: &BTreeMap<String, Current>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect()
+}
+
+/// Rebuilds the engine from the store (boot, and after every change).
+pub fn reload(app: &App) -> Result<(), ControlError> {
+    let state = state_now(app)?;
+    let revision = app.store.versioned().revision()?;
+    let set = build(&contents(&state.files), &state.toggles, revision)?;
+    for w in &set.warnings {
+        tracing::debug!("{w}");
+    }
+    app.pipeline.set_rules(set);
+    Ok(())
+}
+
+/// Commits `changes` if the resulting set compiles, then swaps it in.
+fn commit(
+    app: &App,
+    guard: &crate::store::WriteGuard<'_>,
+    files: BTreeMap<String, String>,
+    toggles: BTreeMap<String, Current>,
+    action: &str,
+    author: &str,
+    comment: &str,
+    changes: Vec<Change>,
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    let next = app.store.versioned().revision()? + 1;
+    let mut set = build(&files, &toggles, next)?;
+    let revision = app
+        .store
+        .versioned()
+        .commit(guard, action, author, comment, changes)?;
+    set.revision = revision;
+    let warnings = set.warnings.clone();
+    app.pipeline.set_rules(set);
+    Ok((revision, warnings))
+}
+
+fn check_expected(
+    name: &str,
+    current: Option<&Current>,
+    expected: Option<u64>,
+) -> Result<(), ControlError> {
+    match (expected, current) {
+        (None, _) => Ok(()),
+        (Some(0), Some(c)) => Err(ControlError::AlreadyExists(format!(
+            "rules file '{name}' already exists (revision {}); expected it not to",
+            c.revision
+        ))),
+        (Some(e), None) if e > 0 => Err(ControlError::NotFound(format!(
+            "rules file '{name}' does not exist; expected revision {e}"
+        ))),
+        (Some(e), Some(c)) if c.revision != e => Err(ControlError::Conflict(format!(
+            "rules file '{name}' is at revision {}, not the expected {e}",
+            c.revision
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub fn put(
+    app: &App,
+    name: &str,
+    content: &str,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    valid_name(name)?;
+    let v = app.store.versioned();
+    let guard = v.lock();
+    let state = state_now(app)?;
+    check_expected(name, state.files.get(name), expected)?;
+    let mut files = contents(&state.files);
+    files.insert(name.to_string(), content.to_string());
+    let change = Change {
+        target: format!("{FILE}{name}"),
+        value: Some(content.to_string()),
+    };
+    commit(
+        app,
+        &guard,
+        files,
+        state.toggles,
+        "put",
+        author,
+        comment,
+        vec![change],
+    )
+}
+
+pub fn delete(
+    app: &App,
+    name: &str,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<u64, ControlError> {
+    valid_name(name)?;
+    let v = app.store.versioned();
+    let guard = v.lock();
+    let state = state_now(app)?;
+    if !state.files.contains_key(name) {
+        return Err(ControlError::NotFound(format!(
+            "rules file '{name}' does not exist"
+        )));
+    }
+    check_expected(name, state.files.get(name), expected)?;
+    let mut files = contents(&state.files);
+    files.remove(name);
+    let change = Change {
+        target: format!("{FILE}{name}"),
+        value: None,
+    };
+    commit(
+        app,
+        &guard,
+        files,
+        state.toggles,
+        "delete",
+        author,
+        comment,
+        vec![change],
+    )
+    .map(|(r, _)| r)
+}
+
+/// A file's content and the revision that set it, now or as of `revision` (0: now).
+pub fn get(app: &App, name: &str, revision: u64) -> Result<Current, ControlError> {
+    let state = if revision == 0 {
+        state_now(app)?
+    } else {
+        state_at(app, revision)?
+    };
+    state.files.get(name).cloned().ok_or_else(|| {
+        if revision == 0 {
+            ControlError::NotFound(format!("rules file '{name}' does not exist"))
+        } else {
+            ControlError::NotFound(format!(
+                "rules file '{name}' did not exist at revision {revision}"
+            ))
+        }
+    })
+}
+
+/// Every file (now or as of `revision`), and the global revision it describes.
+pub fn list(app: &App, revision: u64) -> Result<(BTreeMap<String, Current>, u64), ControlError> {
+    if revision == 0 {
+        Ok((state_now(app)?.files, app.store.versioned().revision()?))
+    } else {
+        Ok((state_at(app, revision)?.files, revision))
+    }
+}
+
+pub fn history(
+    app: &App,
+    target: &str,
+    before: u64,
+    limit: usize,
+) -> Result<Vec<HistoryRecord>, ControlError> {
+    let target = if target.is_empty() || target.contains(':') {
+        target.to_string()
+    } else {
+        format!("{FILE}{target}")
+    };
+    let records = app.store.versioned().history(&target, before, limit)?;
+    // Only rules changes: drop config entries from the global listing.
+    Ok(records
+        .into_iter()
+        .filter(|r| r.changes.iter().any(|c| !c.target.starts_with("config:")))
+        .collect())
+}
+
+fn check_global(app: &App, expected: Option<u64>) -> Result<(), ControlError> {
+    if let Some(e) = expected {
+        let now = app.store.versioned().revision()?;
+        if now != e {
+            return Err(ControlError::Conflict(format!(
+                "the current revision is {now}, not the expected {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Restores one file, or every file and toggle, as of `revision`, as a new revision.
+pub fn rollback(
+    app: &App,
+    revision: u64,
+    name: &str,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<u64, ControlError> {
+    let v = app.store.versioned();
+    let guard = v.lock();
+    check_global(app, expected)?;
+    let then = state_at(app, revision)?;
+    let now = state_now(app)?;
+    let mut changes = Vec::new();
+    let (files, toggles) = if name.is_empty() {
+        for (target, before) in [(FILE, &now.files), ("", &now.toggles)] {
+            let after = if target == FILE {
+                &then.files
+            } else {
+                &then.toggles
+            };
+            for (k, c) in after {
+                if before.get(k).map(|b| &b.value) != Some(&c.value) {
+                    changes.push(Change {
+                        target: format!("{target}{k}"),
+                        value: Some(c.value.clone()),
+                    });
+                }
+            }
+            for k in before.keys().filter(|k| !after.contains_key(*k)) {
+                changes.push(Change {
+                    target: format!("{target}{k}"),
+                    value: None,
+                });
+            }
+        }
+        (contents(&then.files), then.toggles)
+    } else {
+        valid_name(name)?;
+        let mut files = contents(&now.files);
+        match then.files.get(name) {
+            Some(c) => {
+                files.insert(name.to_string(), c.value.clone());
+                changes.push(Change {
+                    target: format!("{FILE}{name}"),
+                    value: Some(c.value.clone()),
+                });
+            }
+            None if now.files.contains_key(name) => {
+                files.remove(name);
+                changes.push(Change {
+                    target: format!("{FILE}{name}"),
+                    value: None,
+                });
+            }
+            None => {
+                return Err(ControlError::NotFound(format!(
+                    "rules file '{name}' exists neither now nor at revision {revision}"
+                )))
+            }
+        }
+        (files, now.toggles)
+    };
+    if changes.is_empty() {
+        return Err(ControlError::InvalidArgument(format!(
+            "nothing to roll back: the rules are as they were at revision {revision}"
+        )));
+    }
+    let comment = if comment.is_empty() {
+        format!("rollback to revision {revision}")
+    } else {
+        comment.to_string()
+    };
+    commit(
+        app, &guard, files, toggles, "rollback", author, &comment, changes,
+    )
+    .map(|(r, _)| r)
+}
+
+/// A dry run: `files` added to (or replacing) the current set.
+pub fn validate(app: &App, files: &[(String, String)]) -> Result<Vec<Diagnostic>, ControlError> {
+    let state = state_now(app)?;
+    let mut all = contents(&state.files);
+    for (name, content) in files {
+        valid_name(name)?;
+        all.insert(name.clone(), content.clone());
+    }
+    build(&all, &state.toggles, 0).map(|set| set.warnings)
+}
+
+pub fn effective(app: &App) -> (Vec<RuleInfo>, u64) {
+    let set = app.pipeline.rules();
+    (set.infos().to_vec(), set.revision)
+}
+
+/// Enables or disables rules by name and by tag, as one recorded change.
+pub fn toggle(
+    app: &App,
+    rules: &[String],
+    tags: &[String],
+    enabled: bool,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<u64, ControlError> {
+    if rules.is_empty() && tags.is_empty() {
+        return Err(ControlError::InvalidArgument(
+            "name at least one rule or tag".into(),
+        ));
+    }
+    let v = app.store.versioned();
+    let guard = v.lock();
+    check_global(app, expected)?;
+    let current = app.pipeline.rules();
+    for r in rules {
+        if !current.infos().iter().any(|i| &i.name == r) {
+            return Err(ControlError::NotFound(format!(
+                "no rule named '{r}' in the effective rules"
+            )));
+        }
+    }
+    for t in tags {
+        if !current.infos().iter().any(|i| i.tags.contains(t)) {
+            return Err(ControlError::NotFound(format!("no rule has the tag '{t}'")));
+        }
+    }
+    let state = state_now(app)?;
+    let mut toggles = state.toggles;
+    let value = if enabled { "true" } else { "false" };
+    let mut changes = Vec::new();
+    for target in rules
+        .iter()
+        .map(|r| format!("rule:{r}"))
+        .chain(tags.iter().map(|t| format!("tag:{t}")))
+    {
+        toggles.insert(
+            target.clone(),
+            Current {
+                value: value.to_string(),
+                revision: 0,
+            },
+        );
+        changes.push(Change {
+            target,
+            value: Some(value.to_string()),
+        });
+    }
+    let action = if enabled { "enable" } else { "disable" };
+    commit(
+        app,
+        &guard,
+        contents(&state.files),
+        toggles,
+        action,
+        author,
+        comment,
+        changes,
+    )
+    .map(|(r, _)| r)
+}
+
+/// Boot import of `--rules` files: on an empty store always; otherwise only when `force`.
+/// Files are named `NN-<basename>` so their lexical order is the order given.
+pub fn import(
+    app: &App,
+    files: &[(String, String)],
+    force: bool,
+) -> Result<Option<u64>, ControlError> {
+    let v = app.store.versioned();
+    let guard = v.lock();
+    let state = state_now(app)?;
+    if !state.files.is_empty() && !force {
+        return Ok(None);
+    }
+    let mut all = contents(&state.files);
+    let mut changes = Vec::new();
+    for (i, (base, content)) in files.iter().enumerate() {
+        let name = format!("{i:02}-{base}");
+        valid_name(&name)?;
+        all.insert(name.clone(), content.clone());
+        changes.push(Change {
+            target: format!("{FILE}{name}"),
+            value: Some(content.clone()),
+        });
+    }
+    commit(
+        app,
+        &guard,
+        all,
+        state.toggles,
+        "import",
+        "boot",
+        "imported from serve --rules",
+        changes,
+    )
+    .map(|(r, _)| Some(r))
+}
