@@ -103,9 +103,9 @@ fn evaluate(job: &Job, hostname: &str, max_payload: usize) -> BatchResult {
             };
             for alert in job.rules.evaluate(&data, &opts) {
                 matched = true;
-                result
-                    .outputs
-                    .push(output_event(&alert, time_ns, host, &job.output));
+                let mut out = output_event(&alert, time_ns, host, &job.output);
+                out.rules_revision = job.rules.revision;
+                result.outputs.push(out);
             }
         }
         if matched {
@@ -150,7 +150,7 @@ pub fn output_event(
         .fields
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "<NA>".to_string())));
-    let mut event = OutputEvent::new(
+    let event = OutputEvent::new(
         time_ns,
         rule.priority,
         rule.name.clone(),
@@ -160,6 +160,5 @@ pub fn output_event(
     .with_tags(rule.tags.iter().cloned())
     .with_fields(fields)
     .with_hostname(hostname);
-    event.rules_revision = 0;
     event
 }

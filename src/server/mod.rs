@@ -2,10 +2,12 @@
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
 pub mod baseline;
+mod configs;
 mod drops;
 mod inputs;
 mod logstream;
 mod outputs;
+mod rules;
 mod status;
 mod version;
 pub mod webhook;
@@ -54,6 +56,12 @@ async fn router(app: &App) -> Result<Router, ServeError> {
     health_reporter
         .set_serving::<proto::drops::service_server::ServiceServer<drops::DropsService>>()
         .await;
+    health_reporter
+        .set_serving::<proto::rules::service_server::ServiceServer<rules::RulesService>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::configs::service_server::ServiceServer<configs::ConfigsService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -78,6 +86,12 @@ async fn router(app: &App) -> Result<Router, ServeError> {
         ))
         .add_service(proto::drops::service_server::ServiceServer::new(
             drops::DropsService::new(app.clone()),
+        ))
+        .add_service(proto::rules::service_server::ServiceServer::new(
+            rules::RulesService::new(app.clone()),
+        ))
+        .add_service(proto::configs::service_server::ServiceServer::new(
+            configs::ConfigsService::new(app.clone()),
         )))
 }
 

@@ -28,3 +28,41 @@ fn store_status(e: &StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::internal(e.to_string())
 }
+
+impl From<crate::control::ControlError> for Status {
+    fn from(e: crate::control::ControlError) -> Status {
+        use crate::control::ControlError as E;
+        match e {
+            E::NotFound(m) => Status::not_found(m),
+            E::AlreadyExists(m) => Status::already_exists(m),
+            E::Conflict(m) => Status::failed_precondition(m),
+            E::InvalidArgument(m) => Status::invalid_argument(m),
+            E::Compacted(m) => Status::out_of_range(m),
+            E::Invalid { error, warnings } => {
+                // The details carry an encoded falco.rules.validate_response, so clients get the
+                // file, line and column without parsing the message.
+                let details = crate::proto::rules::ValidateResponse {
+                    ok: false,
+                    errors: vec![diagnostic(&error)],
+                    warnings: warnings.iter().map(diagnostic).collect(),
+                };
+                Status::with_details(
+                    tonic::Code::InvalidArgument,
+                    error.to_string(),
+                    prost::Message::encode_to_vec(&details).into(),
+                )
+            }
+            E::Store(s) => store_status(&s),
+        }
+    }
+}
+
+pub fn diagnostic(d: &crate::engine::Diagnostic) -> crate::proto::rules::Diagnostic {
+    crate::proto::rules::Diagnostic {
+        file: d.file.clone(),
+        line: d.pos.line as u32,
+        column: d.pos.col as u32,
+        item: d.item.clone().unwrap_or_default(),
+        message: d.message.clone(),
+    }
+}

@@ -121,7 +121,8 @@ impl Versioned {
         let mut latest: BTreeMap<String, u64> = BTreeMap::new();
         for item in self.index.scan_prefix(prefix.as_bytes()) {
             let (k, _) = item?;
-            let split = k.iter().rposition(|b| *b == 0).unwrap_or(0);
+            // target, a NUL, then the revision's 8 bytes (which may hold NULs themselves).
+            let split = k.len().saturating_sub(9);
             let target = String::from_utf8_lossy(&k[..split]).into_owned();
             let rev = decode_seq("history.index", &k[split + 1..])?;
             if rev <= revision {

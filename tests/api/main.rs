@@ -2,6 +2,7 @@
 
 mod common;
 mod conformance;
+mod control;
 mod engine_cases;
 mod engine_props;
 mod outputs;

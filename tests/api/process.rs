@@ -344,3 +344,73 @@ async fn kill_9_during_ingest_loses_no_acknowledged_alert() {
     }
     server.stop().await;
 }
+
+/// `kill -9` right after a rules `put` returns: the change is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_put_keeps_the_change() {
+    use falco_api::proto::configs::{service_client::ServiceClient as ConfigsClient, SetRequest};
+    use falco_api::proto::rules::{
+        service_client::ServiceClient as RulesClient, GetRequest, PutRequest,
+    };
+
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let sock = home.path().join("s.sock");
+    let args = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        sock.to_str().unwrap(),
+    ];
+    let mut running = spawn_serve(home.path(), &args);
+    let channel = falco_api::client::connect_unix(&sock).await.unwrap();
+    let content = "- list: shells\n  items: [bash, zsh]\n";
+    let put = PutRequest {
+        name: "shells.yaml".into(),
+        content: content.into(),
+        expected_revision: Some(0),
+        comment: "c".into(),
+    };
+    let revision = RulesClient::new(channel.clone())
+        .put(put)
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let set = SetRequest {
+        values: [("json_output".to_string(), "true".to_string())].into(),
+        ..Default::default()
+    };
+    let config_revision = ConfigsClient::new(channel)
+        .set(set)
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+
+    let mut running = spawn_serve(home.path(), &args);
+    let channel = falco_api::client::connect_unix(&sock).await.unwrap();
+    let got = RulesClient::new(channel.clone())
+        .get(GetRequest {
+            name: "shells.yaml".into(),
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.content.as_str(), got.revision), (content, revision));
+    let cfg = ConfigsClient::new(channel)
+        .get(falco_api::proto::configs::GetRequest {
+            keys: vec!["json_output".into()],
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cfg.entries[0].value, "true");
+    assert_eq!(cfg.revision, config_revision);
+    sigterm(&running.child);
+    assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
+}

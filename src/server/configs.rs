@@ -1,0 +1,149 @@
+//! `falco.configs`: thin adapters over `control::config`.
+
+use std::collections::BTreeMap;
+
+use tonic::{Request, Response, Status};
+
+use super::inputs::client_identity;
+use super::logstream::timestamp;
+use crate::app::App;
+use crate::control::config as ctl;
+use crate::proto::configs::{self as pb, service_server::Service};
+
+pub struct ConfigsService {
+    app: App,
+}
+
+impl ConfigsService {
+    pub fn new(app: App) -> Self {
+        ConfigsService { app }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::control::ControlError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Into::into)
+}
+
+#[tonic::async_trait]
+impl Service for ConfigsService {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let req = request.into_inner();
+        let (entries, revision) = ctl::get(&self.app, &req.keys, req.revision)?;
+        let entries = entries
+            .into_iter()
+            .map(|e| pb::Entry {
+                key: e.key,
+                value: e.value,
+                origin: e.origin.into(),
+                accepts: e.accepts,
+                description: e.description.into(),
+                revision: e.revision,
+            })
+            .collect();
+        Ok(Response::new(pb::GetResponse { entries, revision }))
+    }
+
+    async fn set(
+        &self,
+        request: Request<pb::SetRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let values: BTreeMap<String, String> = req.values.into_iter().collect();
+        let revision =
+            blocking(move || ctl::set(&app, &values, req.expected_revision, &req.comment, &author))
+                .await?;
+        Ok(Response::new(pb::ChangeResponse { revision }))
+    }
+
+    async fn unset(
+        &self,
+        request: Request<pb::UnsetRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let revision = blocking(move || {
+            ctl::unset(
+                &app,
+                &req.keys,
+                req.expected_revision,
+                &req.comment,
+                &author,
+            )
+        })
+        .await?;
+        Ok(Response::new(pb::ChangeResponse { revision }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let req = request.into_inner();
+        let limit = if req.limit == 0 {
+            50
+        } else {
+            req.limit.min(1000) as usize
+        };
+        let records = ctl::history(&self.app, &req.key, req.before, limit)?;
+        let next_before = if records.len() == limit {
+            records.last().map_or(0, |r| r.revision)
+        } else {
+            0
+        };
+        let entries = records
+            .into_iter()
+            .map(|r| pb::HistoryEntry {
+                revision: r.revision,
+                action: r.action,
+                author: r.author,
+                time: Some(timestamp(r.time_ns)),
+                comment: r.comment,
+                changes: r
+                    .changes
+                    .into_iter()
+                    .filter_map(|c| {
+                        Some(pb::Change {
+                            key: c.target.strip_prefix("config:")?.to_string(),
+                            value: c.value,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::HistoryResponse {
+            entries,
+            next_before,
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let revision = blocking(move || {
+            ctl::rollback(
+                &app,
+                req.revision,
+                req.expected_revision,
+                &req.comment,
+                &author,
+            )
+        })
+        .await?;
+        Ok(Response::new(pb::ChangeResponse { revision }))
+    }
+}

@@ -1,0 +1,263 @@
+//! `falco.rules`: thin adapters over `control::rules`.
+
+use tonic::{Request, Response, Status};
+
+use super::inputs::client_identity;
+use super::logstream::timestamp;
+use super::status::diagnostic;
+use crate::app::App;
+use crate::control::rules::{self as ctl, digest};
+use crate::proto::rules::{self as pb, service_server::Service};
+use crate::store::HistoryRecord;
+
+pub struct RulesService {
+    app: App,
+}
+
+impl RulesService {
+    pub fn new(app: App) -> Self {
+        RulesService { app }
+    }
+}
+
+fn history_entry(r: HistoryRecord) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        revision: r.revision,
+        action: r.action,
+        author: r.author,
+        time: Some(timestamp(r.time_ns)),
+        comment: r.comment,
+        changes: r
+            .changes
+            .into_iter()
+            .map(|c| {
+                let (action, digest) = match (&c.value, c.target.split_once(':').map(|(k, _)| k)) {
+                    (None, Some("file")) => ("delete", String::new()),
+                    (None, _) => ("clear", String::new()),
+                    (Some(v), Some("file")) => ("put", digest(v)),
+                    (Some(v), _) if v == "true" => ("enable", String::new()),
+                    (Some(_), _) => ("disable", String::new()),
+                };
+                let target = c
+                    .target
+                    .strip_prefix("file:")
+                    .map(str::to_string)
+                    .unwrap_or(c.target);
+                pb::Change {
+                    target,
+                    action: action.into(),
+                    digest,
+                }
+            })
+            .collect(),
+    }
+}
+
+const DEFAULT_PAGE: usize = 50;
+
+#[tonic::async_trait]
+impl Service for RulesService {
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let (files, revision) = ctl::list(&self.app, request.into_inner().revision)?;
+        let files = files
+            .into_iter()
+            .map(|(name, c)| pb::RulesFile {
+                name,
+                content: String::new(),
+                revision: c.revision,
+                digest: digest(&c.value),
+            })
+            .collect();
+        Ok(Response::new(pb::ListResponse { files, revision }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::RulesFile>, Status> {
+        let req = request.into_inner();
+        let c = ctl::get(&self.app, &req.name, req.revision)?;
+        Ok(Response::new(pb::RulesFile {
+            name: req.name,
+            digest: digest(&c.value),
+            content: c.value,
+            revision: c.revision,
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let (revision, warnings) = tokio::task::spawn_blocking(move || {
+            ctl::put(
+                &app,
+                &req.name,
+                &req.content,
+                req.expected_revision,
+                &req.comment,
+                &author,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ChangeResponse {
+            revision,
+            warnings: warnings.iter().map(diagnostic).collect(),
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let revision = tokio::task::spawn_blocking(move || {
+            ctl::delete(
+                &app,
+                &req.name,
+                req.expected_revision,
+                &req.comment,
+                &author,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ChangeResponse {
+            revision,
+            warnings: Vec::new(),
+        }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let req = request.into_inner();
+        let limit = if req.limit == 0 {
+            DEFAULT_PAGE
+        } else {
+            req.limit.min(1000) as usize
+        };
+        let records = ctl::history(&self.app, &req.target, req.before, limit)?;
+        let next_before = if records.len() == limit {
+            records.last().map_or(0, |r| r.revision)
+        } else {
+            0
+        };
+        Ok(Response::new(pb::HistoryResponse {
+            entries: records.into_iter().map(history_entry).collect(),
+            next_before,
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let revision = tokio::task::spawn_blocking(move || {
+            ctl::rollback(
+                &app,
+                req.revision,
+                &req.name,
+                req.expected_revision,
+                &req.comment,
+                &author,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ChangeResponse {
+            revision,
+            warnings: Vec::new(),
+        }))
+    }
+
+    async fn validate(
+        &self,
+        request: Request<pb::ValidateRequest>,
+    ) -> Result<Response<pb::ValidateResponse>, Status> {
+        let files: Vec<(String, String)> = request
+            .into_inner()
+            .files
+            .into_iter()
+            .map(|f| (f.name, f.content))
+            .collect();
+        let app = self.app.clone();
+        let result = tokio::task::spawn_blocking(move || ctl::validate(&app, &files))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match result {
+            Ok(warnings) => pb::ValidateResponse {
+                ok: true,
+                errors: Vec::new(),
+                warnings: warnings.iter().map(diagnostic).collect(),
+            },
+            Err(crate::control::ControlError::Invalid { error, warnings }) => {
+                pb::ValidateResponse {
+                    ok: false,
+                    errors: vec![diagnostic(&error)],
+                    warnings: warnings.iter().map(diagnostic).collect(),
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }))
+    }
+
+    async fn effective(
+        &self,
+        _request: Request<pb::EffectiveRequest>,
+    ) -> Result<Response<pb::EffectiveResponse>, Status> {
+        let (infos, revision) = ctl::effective(&self.app);
+        let rules = infos
+            .into_iter()
+            .map(|i| pb::EffectiveRule {
+                name: i.name,
+                source: i.source,
+                priority: i.priority as i32,
+                tags: i.tags,
+                enabled: i.enabled,
+                file: i.file,
+                compiled: i.compiled,
+            })
+            .collect();
+        Ok(Response::new(pb::EffectiveResponse { rules, revision }))
+    }
+
+    async fn toggle(
+        &self,
+        request: Request<pb::ToggleRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let revision = tokio::task::spawn_blocking(move || {
+            ctl::toggle(
+                &app,
+                &req.rules,
+                &req.tags,
+                req.enabled,
+                req.expected_revision,
+                &req.comment,
+                &author,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ChangeResponse {
+            revision,
+            warnings: Vec::new(),
+        }))
+    }
+}
