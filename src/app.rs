@@ -68,6 +68,12 @@ impl TokenBucket {
     }
 }
 
+/// Changes the log filter; returns why it could not.
+pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// The alert limiter's (rate, burst) and bucket; `None` when unlimited.
+type Limiter = Option<((f64, f64), TokenBucket)>;
+
 pub const DROP_RULE: &str = "Falco internal: event drop";
 
 #[derive(Clone)]
@@ -83,16 +89,15 @@ pub struct App {
     pub hostname: String,
     drop_alerts: Arc<Mutex<(DropAlertSettings, TokenBucket)>>,
     /// `outputs.rate` / `outputs.max_burst`: `None` when unlimited.
-    alert_limiter: Arc<Mutex<Option<((f64, f64), TokenBucket)>>>,
+    alert_limiter: Arc<Mutex<Limiter>>,
     /// Runtime keys the boot file set.
     boot_values: Arc<RwLock<BTreeMap<String, String>>>,
 }
 
 /// Changes the log filter at run time (installed by the binary; absent in tests).
-static LOG_RELOAD: OnceLock<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>> =
-    OnceLock::new();
+static LOG_RELOAD: OnceLock<LogReloader> = OnceLock::new();
 
-pub fn set_log_reloader(f: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>) {
+pub fn set_log_reloader(f: LogReloader) {
     let _ = LOG_RELOAD.set(f);
 }
 

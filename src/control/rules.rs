@@ -134,23 +134,28 @@ pub fn reload(app: &App) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// Who asked for a change, and why.
+struct Meta<'a> {
+    action: &'a str,
+    author: &'a str,
+    comment: &'a str,
+}
+
 /// Commits `changes` if the resulting set compiles, then swaps it in.
 fn commit(
     app: &App,
     guard: &crate::store::WriteGuard<'_>,
     files: BTreeMap<String, String>,
     toggles: BTreeMap<String, Current>,
-    action: &str,
-    author: &str,
-    comment: &str,
+    meta: Meta<'_>,
     changes: Vec<Change>,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     let next = app.store.versioned().revision()? + 1;
     let mut set = build(&files, &toggles, next)?;
-    let revision = app
-        .store
-        .versioned()
-        .commit(guard, action, author, comment, changes)?;
+    let revision =
+        app.store
+            .versioned()
+            .commit(guard, meta.action, meta.author, meta.comment, changes)?;
     set.revision = revision;
     let warnings = set.warnings.clone();
     app.pipeline.set_rules(set);
@@ -203,9 +208,11 @@ pub fn put(
         &guard,
         files,
         state.toggles,
-        "put",
-        author,
-        comment,
+        Meta {
+            action: "put",
+            author,
+            comment,
+        },
         vec![change],
     )
 }
@@ -238,9 +245,11 @@ pub fn delete(
         &guard,
         files,
         state.toggles,
-        "delete",
-        author,
-        comment,
+        Meta {
+            action: "delete",
+            author,
+            comment,
+        },
         vec![change],
     )
     .map(|(r, _)| r)
@@ -379,7 +388,16 @@ pub fn rollback(
         comment.to_string()
     };
     commit(
-        app, &guard, files, toggles, "rollback", author, &comment, changes,
+        app,
+        &guard,
+        files,
+        toggles,
+        Meta {
+            action: "rollback",
+            author,
+            comment: &comment,
+        },
+        changes,
     )
     .map(|(r, _)| r)
 }
@@ -458,9 +476,11 @@ pub fn toggle(
         &guard,
         contents(&state.files),
         toggles,
-        action,
-        author,
-        comment,
+        Meta {
+            action,
+            author,
+            comment,
+        },
         changes,
     )
     .map(|(r, _)| r)
@@ -495,9 +515,11 @@ pub fn import(
         &guard,
         all,
         state.toggles,
-        "import",
-        "boot",
-        "imported from serve --rules",
+        Meta {
+            action: "import",
+            author: "boot",
+            comment: "imported from serve --rules",
+        },
         changes,
     )
     .map(|(r, _)| Some(r))
