@@ -36,6 +36,8 @@ fn main() -> ExitCode {
             Command::Tail(args) => cli::tail(args).await,
             Command::Eval(args) => cli::eval::eval(args),
             Command::Send(args) => cli::send::send(args).await,
+            Command::Rules { connect, command } => cli::control::rules(connect, command).await,
+            Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
             Command::Bench(cli::BenchCommand::Ingest(args)) => {
                 init_tracing("warn");
@@ -50,7 +52,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("falco-api: {e:#}");
+            match e.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("falco-api: {} ({:?})", status.message(), status.code()),
+                None => eprintln!("falco-api: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

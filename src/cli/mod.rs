@@ -1,6 +1,7 @@
 //! The command line: `serve` and the client commands. Parsing lives here; each command is a
 //! function that returns an exit status or an error for `main` to print.
 
+pub mod control;
 pub mod eval;
 pub mod send;
 mod tail;
@@ -33,6 +34,20 @@ pub enum Command {
     Version(ConnectArgs),
     /// Stream output events (alerts).
     Tail(tail::TailArgs),
+    /// Manage versioned rules files.
+    Rules {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: control::RulesCommand,
+    },
+    /// Manage the runtime configuration.
+    Config {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: control::ConfigCommand,
+    },
     /// Stream events from a file into the server (falco.inputs).
     Send(send::SendArgs),
     /// Stream drop records (losses), with the same flags as tail.

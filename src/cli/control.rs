@@ -1,0 +1,529 @@
+//! `falco-api rules …` and `falco-api config …`: clients of the rules and configs services.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::ConnectArgs;
+use crate::proto::configs::{self as cpb, service_client::ServiceClient as ConfigsClient};
+use crate::proto::rules::{self as rpb, service_client::ServiceClient as RulesClient};
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// List the rules files (names, revisions, digests).
+    List {
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
+    /// Print a rules file, now or as of a revision.
+    Get {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
+    /// Create or replace a rules file from a local file (named after it unless --name).
+    Put {
+        file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        /// Compare-and-swap: the file's current revision (0: it must not exist).
+        #[arg(long)]
+        expect: Option<u64>,
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+    /// Delete a rules file.
+    Rm {
+        name: String,
+        #[arg(long)]
+        expect: Option<u64>,
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+    /// History, newest first, with a diff of each file change.
+    History {
+        /// A file name, rule:<name>, tag:<tag>, or nothing for all.
+        target: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        before: u64,
+        /// Leave out the diffs.
+        #[arg(long)]
+        no_diff: bool,
+    },
+    /// Restore a file (or, with no name, all rules) as of a revision.
+    Rollback {
+        revision: u64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        expect: Option<u64>,
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+    /// Check local files against the current set without changing anything.
+    Validate { files: Vec<PathBuf> },
+    /// The effective rules: name, source, priority, tags, enabled, file.
+    Effective,
+    /// Enable rules by name or tag.
+    Enable(ToggleArgs),
+    /// Disable rules by name or tag.
+    Disable(ToggleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ToggleArgs {
+    /// Rule names.
+    pub rules: Vec<String>,
+    /// Tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    #[arg(long)]
+    pub expect: Option<u64>,
+    #[arg(long, short = 'm', default_value = "")]
+    pub comment: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Effective values with their origin (default, boot, api), now or as of a revision.
+    Get {
+        keys: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
+    /// Set keys atomically: key=value ...
+    Set {
+        #[arg(required = true)]
+        values: Vec<String>,
+        #[arg(long)]
+        expect: Option<u64>,
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+    /// Return keys to their boot or default values.
+    Unset {
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[arg(long)]
+        expect: Option<u64>,
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+    /// History, newest first, with each change's old and new value.
+    History {
+        key: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        before: u64,
+    },
+    /// Restore every key as of a revision.
+    Rollback {
+        revision: u64,
+        #[arg(long)]
+        expect: Option<u64>,
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+}
+
+fn when(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn print_warnings(warnings: &[rpb::Diagnostic]) {
+    for w in warnings {
+        eprintln!(
+            "warning: {}:{}:{}: {} {}",
+            w.file, w.line, w.column, w.item, w.message
+        );
+    }
+}
+
+pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Result<i32> {
+    let mut c = RulesClient::new(connect.channel().await?);
+    match command {
+        RulesCommand::List { revision } => {
+            let r = c.list(rpb::ListRequest { revision }).await?.into_inner();
+            println!("revision {}", r.revision);
+            for f in r.files {
+                println!(
+                    "{:<40} rev {:<6} {}",
+                    f.name,
+                    f.revision,
+                    &f.digest[..12.min(f.digest.len())]
+                );
+            }
+        }
+        RulesCommand::Get { name, revision } => {
+            let f = c
+                .get(rpb::GetRequest { name, revision })
+                .await?
+                .into_inner();
+            print!("{}", f.content);
+        }
+        RulesCommand::Put {
+            file,
+            name,
+            expect,
+            comment,
+        } => {
+            let content = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_name()
+                    .context("the file has no name")?
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let r = c
+                .put(rpb::PutRequest {
+                    name: name.clone(),
+                    content,
+                    expected_revision: expect,
+                    comment,
+                })
+                .await;
+            match r {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    print_warnings(&r.warnings);
+                    println!("{name}: revision {}", r.revision);
+                }
+                Err(status) => return Err(describe(status)),
+            }
+        }
+        RulesCommand::Rm {
+            name,
+            expect,
+            comment,
+        } => {
+            let r = c
+                .delete(rpb::DeleteRequest {
+                    name: name.clone(),
+                    expected_revision: expect,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            println!("{name} deleted: revision {}", r.revision);
+        }
+        RulesCommand::History {
+            target,
+            limit,
+            before,
+            no_diff,
+        } => {
+            let target = target.unwrap_or_default();
+            let h = c
+                .history(rpb::HistoryRequest {
+                    target,
+                    before,
+                    limit,
+                })
+                .await?
+                .into_inner();
+            for e in h.entries {
+                println!(
+                    "revision {} · {} · {} by {}{}",
+                    e.revision,
+                    when(&e.time),
+                    e.action,
+                    e.author,
+                    comment(&e.comment)
+                );
+                for ch in &e.changes {
+                    println!("  {} {}", ch.action, ch.target);
+                    if !no_diff
+                        && (ch.action == "put" || ch.action == "delete")
+                        && !ch.target.contains(':')
+                    {
+                        let old = file_at(&mut c, &ch.target, e.revision - 1).await;
+                        let new = file_at(&mut c, &ch.target, e.revision).await;
+                        let diff = similar::TextDiff::from_lines(&old, &new);
+                        let text = diff
+                            .unified_diff()
+                            .context_radius(2)
+                            .header(
+                                &format!("rev {}", e.revision - 1),
+                                &format!("rev {}", e.revision),
+                            )
+                            .to_string();
+                        for line in text.lines() {
+                            println!("    {line}");
+                        }
+                    }
+                }
+            }
+            if h.next_before > 0 {
+                println!("(more: --before {})", h.next_before);
+            }
+        }
+        RulesCommand::Rollback {
+            revision,
+            name,
+            expect,
+            comment,
+        } => {
+            let r = c
+                .rollback(rpb::RollbackRequest {
+                    revision,
+                    name: name.unwrap_or_default(),
+                    expected_revision: expect,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "rolled back to revision {revision}: now revision {}",
+                r.revision
+            );
+        }
+        RulesCommand::Validate { files } => {
+            let mut req = rpb::ValidateRequest::default();
+            for f in files {
+                let content = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                let name = f
+                    .file_name()
+                    .context("the file has no name")?
+                    .to_string_lossy()
+                    .into_owned();
+                req.files.push(rpb::RulesFile {
+                    name,
+                    content,
+                    ..Default::default()
+                });
+            }
+            let r = c.validate(req).await?.into_inner();
+            print_warnings(&r.warnings);
+            for e in &r.errors {
+                eprintln!(
+                    "error: {}:{}:{}: {} {}",
+                    e.file, e.line, e.column, e.item, e.message
+                );
+            }
+            println!("{}", if r.ok { "valid" } else { "invalid" });
+            return Ok(if r.ok { 0 } else { 1 });
+        }
+        RulesCommand::Effective => {
+            let r = c.effective(rpb::EffectiveRequest {}).await?.into_inner();
+            println!("revision {}", r.revision);
+            for rule in r.rules {
+                let priority =
+                    crate::event::Priority::from_number(rule.priority).map_or("?", |p| p.name());
+                let state = match (rule.compiled, rule.enabled) {
+                    (false, _) => "not run",
+                    (true, true) => "enabled",
+                    (true, false) => "disabled",
+                };
+                println!(
+                    "{:<8} {:<13} {:<10} {:<50} [{}] {}",
+                    state,
+                    priority,
+                    rule.source,
+                    rule.name,
+                    rule.tags.join(","),
+                    rule.file
+                );
+            }
+        }
+        RulesCommand::Enable(a) | RulesCommand::Disable(a)
+            if a.rules.is_empty() && a.tags.is_empty() =>
+        {
+            anyhow::bail!("name at least one rule or --tag");
+        }
+        RulesCommand::Enable(a) => return toggle(&mut c, a, true).await,
+        RulesCommand::Disable(a) => return toggle(&mut c, a, false).await,
+    }
+    Ok(0)
+}
+
+async fn toggle(
+    c: &mut RulesClient<tonic::transport::Channel>,
+    a: ToggleArgs,
+    enabled: bool,
+) -> anyhow::Result<i32> {
+    let req = rpb::ToggleRequest {
+        rules: a.rules,
+        tags: a.tags,
+        enabled,
+        expected_revision: a.expect,
+        comment: a.comment,
+    };
+    let r = c.toggle(req).await?.into_inner();
+    println!(
+        "{}: revision {}",
+        if enabled { "enabled" } else { "disabled" },
+        r.revision
+    );
+    Ok(0)
+}
+
+async fn file_at(
+    c: &mut RulesClient<tonic::transport::Channel>,
+    name: &str,
+    revision: u64,
+) -> String {
+    if revision == 0 {
+        return String::new();
+    }
+    c.get(rpb::GetRequest {
+        name: name.into(),
+        revision,
+    })
+    .await
+    .map(|r| r.into_inner().content)
+    .unwrap_or_default()
+}
+
+fn comment(c: &str) -> String {
+    if c.is_empty() {
+        String::new()
+    } else {
+        format!(": {c}")
+    }
+}
+
+/// A refused put: the status message plus the positions from its details.
+fn describe(status: tonic::Status) -> anyhow::Error {
+    if let Ok(details) = <rpb::ValidateResponse as prost::Message>::decode(status.details()) {
+        for w in &details.warnings {
+            eprintln!("warning: {}:{}:{}: {}", w.file, w.line, w.column, w.message);
+        }
+    }
+    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+}
+
+pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Result<i32> {
+    let mut c = ConfigsClient::new(connect.channel().await?);
+    match command {
+        ConfigCommand::Get { keys, revision } => {
+            let r = c
+                .get(cpb::GetRequest { keys, revision })
+                .await?
+                .into_inner();
+            println!("revision {}", r.revision);
+            for e in r.entries {
+                println!(
+                    "{:<30} {:<20} ({}{})",
+                    e.key,
+                    e.value,
+                    e.origin,
+                    if e.revision > 0 {
+                        format!(", rev {}", e.revision)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        ConfigCommand::Set {
+            values,
+            expect,
+            comment,
+        } => {
+            let mut map = std::collections::HashMap::new();
+            for kv in values {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("'{kv}' is not key=value"))?;
+                map.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let r = c
+                .set(cpb::SetRequest {
+                    values: map,
+                    expected_revision: expect,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            println!("revision {}", r.revision);
+        }
+        ConfigCommand::Unset {
+            keys,
+            expect,
+            comment,
+        } => {
+            let r = c
+                .unset(cpb::UnsetRequest {
+                    keys,
+                    expected_revision: expect,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            println!("revision {}", r.revision);
+        }
+        ConfigCommand::History { key, limit, before } => {
+            let h = c
+                .history(cpb::HistoryRequest {
+                    key: key.unwrap_or_default(),
+                    before,
+                    limit,
+                })
+                .await?
+                .into_inner();
+            for e in h.entries {
+                println!(
+                    "revision {} · {} · {} by {}{}",
+                    e.revision,
+                    when(&e.time),
+                    e.action,
+                    e.author,
+                    comment(&e.comment)
+                );
+                let old = c
+                    .get(cpb::GetRequest {
+                        keys: e.changes.iter().map(|ch| ch.key.clone()).collect(),
+                        revision: e.revision - 1,
+                    })
+                    .await
+                    .map(|r| r.into_inner().entries)
+                    .unwrap_or_default();
+                for ch in e.changes {
+                    let before = old
+                        .iter()
+                        .find(|o| o.key == ch.key)
+                        .map_or("?".to_string(), |o| o.value.clone());
+                    println!(
+                        "  {}: {} -> {}",
+                        ch.key,
+                        before,
+                        ch.value.unwrap_or_else(|| "(unset)".into())
+                    );
+                }
+            }
+            if h.next_before > 0 {
+                println!("(more: --before {})", h.next_before);
+            }
+        }
+        ConfigCommand::Rollback {
+            revision,
+            expect,
+            comment,
+        } => {
+            let r = c
+                .rollback(cpb::RollbackRequest {
+                    revision,
+                    expected_revision: expect,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "rolled back to revision {revision}: now revision {}",
+                r.revision
+            );
+        }
+    }
+    Ok(0)
+}
