@@ -217,3 +217,153 @@ fn dir_size(path: &std::path::Path) -> std::io::Result<u64> {
     }
     Ok(total)
 }
+
+#[derive(Args, Debug)]
+pub struct ControlBenchArgs {
+    /// Commits of each kind.
+    #[arg(long, default_value_t = 300)]
+    pub commits: u64,
+    /// Reload-latency samples.
+    #[arg(long, default_value_t = 5)]
+    pub samples: u32,
+}
+
+/// Durable commits per second (rules `put`, config `set`) beside unary round trips with no
+/// storage (`version`), and the time from a `put` returning to the first alert of the new rule.
+pub async fn control_bench(args: ControlBenchArgs) -> anyhow::Result<i32> {
+    use crate::proto::configs::{service_client::ServiceClient as ConfigsClient, SetRequest};
+    use crate::proto::inputs::{
+        service_client::ServiceClient as InputsClient, Event, Request as InputsRequest,
+    };
+    use crate::proto::rules::{service_client::ServiceClient as RulesClient, PutRequest};
+    use crate::proto::version::{
+        service_client::ServiceClient as VersionClient, Request as VersionRequest,
+    };
+
+    let temp = tempfile_dir(&None)?;
+    let app = App::open(&temp.path, &StoreOptions::default())?;
+    let socket = temp.path.join("bench.sock");
+    let serving = tokio::spawn(server::serve_unix(app.clone(), server::bind_unix(&socket)?));
+    let channel = client::connect_unix(&socket).await?;
+    let n = args.commits;
+
+    let mut rules = RulesClient::new(channel.clone());
+    let started = Instant::now();
+    for i in 0..n {
+        let content = format!("- list: bench_names\n  items: [a{i}, b{i}]\n");
+        rules
+            .put(PutRequest {
+                name: "bench.yaml".into(),
+                content,
+                expected_revision: None,
+                comment: String::new(),
+            })
+            .await?;
+    }
+    let put_rate = n as f64 / started.elapsed().as_secs_f64();
+    let mut configs = ConfigsClient::new(channel.clone());
+    let started = Instant::now();
+    for i in 0..n {
+        let values = [("hostname".to_string(), format!("bench-{i}"))].into();
+        configs
+            .set(SetRequest {
+                values,
+                expected_revision: None,
+                comment: String::new(),
+            })
+            .await?;
+    }
+    let set_rate = n as f64 / started.elapsed().as_secs_f64();
+    let mut version = VersionClient::new(channel.clone());
+    let started = Instant::now();
+    for _ in 0..n {
+        version.version(VersionRequest {}).await?;
+    }
+    let unary_rate = n as f64 / started.elapsed().as_secs_f64();
+    println!("rules put (small file, durable): {put_rate:.0} commits/s");
+    println!("config set (one key, durable): {set_rate:.0} commits/s");
+    println!("baseline unary round trip (version, no storage): {unary_rate:.0} calls/s");
+
+    // Reload latency: events that only the new rule matches flow continuously.
+    let mut inputs = InputsClient::new(channel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let sender = tokio::spawn(async move {
+        let mut seq = 0u64;
+        loop {
+            seq += 1;
+            let payload =
+                serde_json::json!({"evt.type": "open", "fd.name": "/etc/new-target"}).to_string();
+            let event = Event {
+                source: "syscall".into(),
+                payload: payload.into_bytes(),
+                time: None,
+                hostname: String::new(),
+                seq,
+            };
+            if tx
+                .send(InputsRequest {
+                    events: vec![event],
+                })
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    });
+    let mut acks = inputs
+        .send(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    tokio::spawn(async move { while let Ok(Some(_)) = acks.message().await {} });
+    let mut latencies = Vec::new();
+    for s in 0..args.samples {
+        let mut outputs = ServiceClient::new(channel.clone());
+        let (stx, srx) = tokio::sync::mpsc::channel(1);
+        stx.send(Request::default()).await?;
+        let mut stream = outputs
+            .sub(tokio_stream::wrappers::ReceiverStream::new(srx))
+            .await?
+            .into_inner();
+        let name = format!("new rule {s}");
+        let content = format!(
+            "- rule: {name}\n  desc: d\n  condition: evt.type = open and fd.name = /etc/new-target\n  output: x\n  priority: WARNING\n"
+        );
+        rules
+            .put(PutRequest {
+                name: format!("new{s}.yaml"),
+                content,
+                expected_revision: None,
+                comment: String::new(),
+            })
+            .await?;
+        let returned = Instant::now();
+        loop {
+            let r = stream.message().await?.context("stream ended")?;
+            if r.rule == name {
+                latencies.push(returned.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+        }
+        // Take the rule out again so the next sample's rule is the first match.
+        rules
+            .delete(crate::proto::rules::DeleteRequest {
+                name: format!("new{s}.yaml"),
+                expected_revision: None,
+                comment: String::new(),
+            })
+            .await?;
+    }
+    sender.abort();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "put returned -> first alert of the new rule: median {:.2} ms, max {:.2} ms ({} samples, events every 0.2 ms)",
+        latencies[latencies.len() / 2],
+        latencies.last().copied().unwrap_or(0.0),
+        latencies.len()
+    );
+    app.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    Ok(0)
+}

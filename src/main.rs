@@ -39,6 +39,10 @@ fn main() -> ExitCode {
             Command::Rules { connect, command } => cli::control::rules(connect, command).await,
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
+            Command::Bench(cli::BenchCommand::Control(args)) => {
+                init_tracing("warn");
+                falco_api::bench::control_bench(args).await
+            }
             Command::Bench(cli::BenchCommand::Ingest(args)) => {
                 init_tracing("warn");
                 falco_api::bench_ingest::ingest_bench(args).await

@@ -66,6 +66,8 @@ pub enum BenchCommand {
     /// The pipeline: N input streams, M subscribers, throughput, latency, drops, RSS (against a
     /// bare bidi stream).
     Ingest(crate::bench_ingest::IngestBenchArgs),
+    /// Rules and config commits per second, and reload latency (put → first alert).
+    Control(crate::bench::ControlBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,7 +117,7 @@ impl ServeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Server address: unix:///path/to.sock (default: the default data directory's socket).
-    #[arg(long, short = 's', env = "FALCO_API_SERVER")]
+    #[arg(long, short = 's', env = "FALCO_API_SERVER", global = true)]
     pub server: Option<String>,
 }
 

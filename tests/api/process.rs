@@ -414,3 +414,76 @@ async fn kill_9_right_after_put_keeps_the_change() {
     sigterm(&running.child);
     assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
 }
+
+/// The rules and config commands against a real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_and_config_commands() {
+    let server = crate::common::TestServer::start(1000).await;
+    let sock = server.socket.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.yaml");
+    let run = |args: Vec<String>| {
+        let out = Command::new(EXE)
+            .args(&args)
+            .arg("--server")
+            .arg(&sock)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    std::fs::write(&file, "- rule: R\n  desc: d\n  condition: evt.type = open\n  output: \"one %fd.name\"\n  priority: WARNING\n  tags: [t]\n").unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) =
+        tokio::task::block_in_place(|| run(s(&["rules", "put", path, "-m", "first"])));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mine.yaml: revision 1"), "{out}");
+    std::fs::write(&file, "- rule: R\n  desc: d\n  condition: evt.type = open\n  output: \"two %fd.name\"\n  priority: WARNING\n  tags: [t]\n").unwrap();
+    let (code, _, err) =
+        tokio::task::block_in_place(|| run(s(&["rules", "put", path, "--expect", "1"])));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) =
+        tokio::task::block_in_place(|| run(s(&["rules", "put", path, "--expect", "1"])));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("not the expected 1") && err.contains("FailedPrecondition"),
+        "{err}"
+    );
+    let (_, out, _) = tokio::task::block_in_place(|| run(s(&["rules", "history", "mine.yaml"])));
+    assert!(
+        out.contains("-  output: \"one %fd.name\"") && out.contains("+  output: \"two %fd.name\""),
+        "a readable diff: {out}"
+    );
+    let (code, out, _) =
+        tokio::task::block_in_place(|| run(s(&["rules", "disable", "--tag", "t"])));
+    assert_eq!(code, 0);
+    assert!(out.contains("disabled: revision 3"), "{out}");
+    let (_, out, _) = tokio::task::block_in_place(|| run(s(&["rules", "effective"])));
+    assert!(out.contains("disabled") && out.contains(" R "), "{out}");
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        run(s(&["config", "set", "json_output=true", "hostname=edge-1"]))
+    });
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = tokio::task::block_in_place(|| run(s(&["config", "get", "hostname"])));
+    assert!(
+        out.contains("edge-1") && out.contains("(api, rev 4)"),
+        "{out}"
+    );
+    let (_, out, _) = tokio::task::block_in_place(|| run(s(&["config", "history"])));
+    assert!(
+        out.contains("hostname:  -> edge-1") && out.contains("json_output: false -> true"),
+        "{out}"
+    );
+    let (code, _, err) =
+        tokio::task::block_in_place(|| run(s(&["config", "set", "ingest.queue_size=0"])));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("ingest.queue_size") && err.contains("an integer from 1 to"),
+        "{err}"
+    );
+    server.stop().await;
+}
