@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::client::Target;
 use crate::control::keys;
+use crate::server::auth::{Policy, Role};
+use crate::server::Limits;
 
 /// The boot config file's shape. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +36,68 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     /// Keep at least this many revisions of rules/config history (0 or absent: everything).
     pub history_retention: Option<u64>,
+    /// Mutual TLS for TCP listeners.
+    pub tls: Option<TlsSection>,
+    pub socket: Option<SocketSection>,
+    pub auth: Option<AuthSection>,
+    pub limits: Option<LimitsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+    /// A client must finish its TLS handshake within this many seconds (default 10).
+    pub handshake_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketSection {
+    /// Octal permission bits of the Unix socket (default "0660").
+    pub mode: Option<String>,
+    /// Group owning the socket: a name or a gid.
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// On the Unix socket, root and the server's own uid get every role (default true).
+    pub socket_owner_is_admin: Option<bool>,
+    /// Identity → roles: `uid:N` (Unix peer), `cn:NAME` or `san:NAME` (client certificate).
+    pub roles: Option<BTreeMap<String, Vec<Role>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest decoded gRPC message (default 16 MiB).
+    pub max_message_bytes: Option<usize>,
+    /// Concurrent streams per connection (default 256).
+    pub max_concurrent_streams: Option<u32>,
+    pub keepalive_interval_secs: Option<u64>,
+    pub keepalive_timeout_secs: Option<u64>,
+}
+
+/// Where `serve` listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Unix(PathBuf),
+    /// Always with mutual TLS.
+    Tcp(std::net::SocketAddr),
+}
+
+/// PEM contents for mutual TLS, read and checked at boot.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Vec<u8>,
 }
 
 /// A scalar the file may give as a number, a boolean or text; kept as text for the key table.
@@ -123,7 +186,12 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    pub listen: Vec<Target>,
+    pub listen: Vec<Listen>,
+    pub tls: Option<TlsFiles>,
+    pub socket_mode: u32,
+    pub socket_gid: Option<u32>,
+    pub policy: Policy,
+    pub limits: Limits,
     pub shutdown_grace: Duration,
     pub rules_files: Vec<PathBuf>,
     pub import_rules: bool,
@@ -267,6 +335,7 @@ impl ServeConfig {
     }
 
     pub fn merge(file: FileConfig, o: &Overrides) -> Result<ServeConfig, ConfigError> {
+        let mut values = file_values(&file);
         let data_dir = o
             .data_dir
             .clone()
@@ -277,15 +346,75 @@ impl ServeConfig {
         } else {
             file.listen.clone().unwrap_or_default()
         };
-        let listen = if listen_text.is_empty() {
-            vec![Target::Unix(data_dir.join(SOCKET_NAME))]
+        let listen: Vec<Listen> = if listen_text.is_empty() {
+            vec![Listen::Unix(data_dir.join(SOCKET_NAME))]
         } else {
             listen_text
                 .iter()
                 .map(|a| listen_target(a))
                 .collect::<Result<_, _>>()?
         };
-        let mut values = file_values(&file);
+        let handshake = file
+            .tls
+            .as_ref()
+            .and_then(|t| t.handshake_timeout_secs)
+            .unwrap_or(10);
+        let tls = file.tls.as_ref().map(read_tls).transpose()?;
+        if let (Some(Listen::Tcp(addr)), None) =
+            (listen.iter().find(|l| matches!(l, Listen::Tcp(_))), &tls)
+        {
+            return Err(invalid(format!(
+                "TCP listener {addr} needs mutual TLS: set tls.cert, tls.key and tls.client_ca in the boot \
+                 config (`falco-api certs generate --out DIR` makes a set); plaintext TCP is not offered"
+            )));
+        }
+        let socket = file.socket.unwrap_or_default();
+        let socket_mode = match &socket.mode {
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "socket.mode '{m}' is not octal permission bits like 0660"
+                    ))
+                })?,
+            None => 0o660,
+        };
+        let socket_gid = socket.group.as_deref().map(group_id).transpose()?;
+        let auth = file.auth.unwrap_or_default();
+        let roles: std::collections::HashMap<String, Vec<Role>> =
+            auth.roles.unwrap_or_default().into_iter().collect();
+        for name in roles.keys() {
+            let known = ["uid:", "cn:", "san:"]
+                .iter()
+                .any(|p| name.starts_with(p) && name.len() > p.len());
+            if !known {
+                return Err(invalid(format!(
+                    "auth.roles: '{name}' is not an identity (uid:N, cn:NAME or san:NAME)"
+                )));
+            }
+        }
+        let policy = Policy {
+            roles,
+            socket_owner_is_admin: auth.socket_owner_is_admin.unwrap_or(true),
+            own_uid: crate::server::own_uid(),
+        };
+        let l = file.limits.unwrap_or_default();
+        let d = Limits::default();
+        let limits = Limits {
+            max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
+            max_concurrent_streams: l.max_concurrent_streams.unwrap_or(d.max_concurrent_streams),
+            keepalive_interval: l
+                .keepalive_interval_secs
+                .map_or(d.keepalive_interval, Duration::from_secs),
+            keepalive_timeout: l
+                .keepalive_timeout_secs
+                .map_or(d.keepalive_timeout, Duration::from_secs),
+            handshake_timeout: Duration::from_secs(handshake),
+        };
+        if limits.max_message_bytes < 1024 || limits.max_concurrent_streams == 0 || handshake == 0 {
+            return Err(invalid("limits: max_message_bytes must be at least 1024, max_concurrent_streams and tls.handshake_timeout_secs at least 1".into()));
+        }
         if let Some(c) = o.outputs_capacity {
             values.insert("outputs.capacity".into(), c.to_string());
         }
@@ -329,6 +458,11 @@ impl ServeConfig {
         Ok(ServeConfig {
             data_dir,
             listen,
+            tls,
+            socket_mode,
+            socket_gid,
+            policy,
+            limits,
             shutdown_grace: Duration::from_secs(grace),
             rules_files,
             import_rules: o.import_rules,
@@ -341,18 +475,75 @@ impl ServeConfig {
     }
 }
 
-fn listen_target(address: &str) -> Result<Target, ConfigError> {
-    let looks_tcp = !address.starts_with("unix:")
-        && !address.starts_with('/')
-        && !address.starts_with('.')
-        && address.contains(':');
-    if looks_tcp {
-        return Err(ConfigError::Invalid(format!(
-            "listen address '{address}': TCP listeners require mutual TLS, which this build does \
-             not provide yet; use a Unix socket (unix:///path/to.sock)"
+fn listen_target(address: &str) -> Result<Listen, ConfigError> {
+    if let Some(path) = address
+        .strip_prefix("unix://")
+        .or_else(|| address.strip_prefix("unix:"))
+    {
+        return Ok(Listen::Unix(PathBuf::from(path)));
+    }
+    if address.starts_with('/') || address.starts_with('.') {
+        return Ok(Listen::Unix(PathBuf::from(address)));
+    }
+    let hostport = address.strip_prefix("tcp://").unwrap_or(address);
+    hostport.parse().map(Listen::Tcp).map_err(|_| {
+        invalid(format!("listen address '{address}': expected unix:///path/to.sock or tcp://host:port (an IP address)"))
+    })
+}
+
+fn read_tls(t: &TlsSection) -> Result<TlsFiles, ConfigError> {
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read(p)
+            .map_err(|e| invalid(format!("tls.{what}: cannot read {}: {e}", p.display())))
+    };
+    let (cert, key, client_ca) = (
+        read(&t.cert, "cert")?,
+        read(&t.key, "key")?,
+        read(&t.client_ca, "client_ca")?,
+    );
+    for (bytes, what, path) in [
+        (&cert, "cert", &t.cert),
+        (&client_ca, "client_ca", &t.client_ca),
+    ] {
+        if !x509_parser::pem::parse_x509_pem(bytes)
+            .map(|(_, pem)| pem.parse_x509().is_ok())
+            .unwrap_or(false)
+        {
+            return Err(invalid(format!(
+                "tls.{what}: {} is not a PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    if !String::from_utf8_lossy(&key).contains("PRIVATE KEY-----") {
+        return Err(invalid(format!(
+            "tls.key: {} is not a PEM private key",
+            t.key.display()
         )));
     }
-    Target::parse(address).map_err(|e| ConfigError::Invalid(format!("listen address: {e}")))
+    Ok(TlsFiles {
+        cert,
+        key,
+        client_ca,
+    })
+}
+
+/// A group name (from /etc/group) or a numeric gid.
+fn group_id(group: &str) -> Result<u32, ConfigError> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut f = line.split(':');
+                (f.next()? == group)
+                    .then(|| f.nth(1)?.parse().ok())
+                    .flatten()
+            })
+        })
+        .ok_or_else(|| invalid(format!("socket.group: no group named '{group}'")))
 }
 
 #[cfg(test)]
@@ -394,7 +585,7 @@ mod tests {
         assert!(c.boot_runtime().pipeline.output.json_output);
         assert_eq!(
             c.listen,
-            vec![Target::Unix(PathBuf::from("/srv/a/falco-api.sock"))]
+            vec![Listen::Unix(PathBuf::from("/srv/a/falco-api.sock"))]
         );
     }
 

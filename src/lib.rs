@@ -20,6 +20,7 @@
 pub mod app;
 pub mod bench;
 pub mod bench_ingest;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;

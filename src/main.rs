@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => cli::tail(args).await,
             Command::Eval(args) => cli::eval::eval(args),
             Command::Send(args) => cli::send::send(args).await,
+            Command::Certs(command) => falco_api::certs::run(command),
             Command::Rules { connect, command } => cli::control::rules(connect, command).await,
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,

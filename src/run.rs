@@ -3,8 +3,7 @@
 use anyhow::Context;
 
 use crate::app::App;
-use crate::client::Target;
-use crate::config::ServeConfig;
+use crate::config::{Listen, ServeConfig};
 use crate::control;
 use crate::server;
 use crate::store::StoreOptions;
@@ -36,10 +35,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let mut listeners = Vec::new();
     for target in &config.listen {
-        let Target::Unix(path) = target;
-        let listener = server::bind_unix(path)
-            .with_context(|| format!("cannot listen on {}", path.display()))?;
-        listeners.push((path.clone(), listener));
+        listeners.push(match target {
+            Listen::Unix(path) => {
+                let listener = server::bind_unix_with(path, config.socket_mode, config.socket_gid)
+                    .with_context(|| format!("cannot listen on {}", path.display()))?;
+                Bound::Unix(path.clone(), listener)
+            }
+            Listen::Tcp(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                Bound::Tcp(listener.local_addr()?, listener)
+            }
+        });
     }
     let webhook = match config.webhook {
         Some(addr) => Some(
@@ -79,8 +87,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let max_body = config.webhook_max_body;
         tokio::spawn(async move { server::webhook::serve(app, listener, max_body).await });
     }
-    for (path, _) in &listeners {
-        println!("listening on: unix://{}", path.display());
+    for bound in &listeners {
+        match bound {
+            Bound::Tcp(addr, _) => println!("listening on: tcp://{addr} (mutual TLS)"),
+            Bound::Unix(path, _) => println!("listening on: unix://{}", path.display()),
+        }
     }
     tracing::info!(data_dir = %config.data_dir.display(), "server started");
 
@@ -92,13 +103,28 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     let mut tasks = tokio::task::JoinSet::new();
-    for (path, listener) in listeners {
+    let opts = server::ServerOptions {
+        policy: std::sync::Arc::new(config.policy.clone()),
+        limits: config.limits.clone(),
+    };
+    for bound in listeners {
         let app = app.clone();
-        tasks.spawn(async move {
-            let result = server::serve_unix(app, listener).await;
-            let _ = std::fs::remove_file(&path);
-            result
-        });
+        let opts = opts.clone();
+        match bound {
+            Bound::Unix(path, listener) => tasks.spawn(async move {
+                let result = server::serve_unix_with(app, listener, opts).await;
+                let _ = std::fs::remove_file(&path);
+                result
+            }),
+            Bound::Tcp(_, listener) => {
+                let tls = config
+                    .tls
+                    .as_ref()
+                    .expect("checked by the config: TCP needs TLS");
+                let tls = server::tls_config(&tls.cert, &tls.key, &tls.client_ca);
+                tasks.spawn(server::serve_tcp(app, listener, tls, opts))
+            }
+        };
     }
     let all = async {
         while let Some(result) = tasks.join_next().await {
@@ -116,6 +142,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     app.store.flush().context("final flush")?;
     outcome
+}
+
+/// A bound listener.
+enum Bound {
+    Unix(std::path::PathBuf, tokio::net::UnixListener),
+    Tcp(std::net::SocketAddr, tokio::net::TcpListener),
 }
 
 /// Reads and checks the boot rules files; an error stops the server before anything is bound.

@@ -48,6 +48,9 @@ pub enum Command {
         #[command(subcommand)]
         command: control::ConfigCommand,
     },
+    /// Make certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(crate::certs::CertsCommand),
     /// Stream events from a file into the server (falco.inputs).
     Send(send::SendArgs),
     /// Stream drop records (losses), with the same flags as tail.
@@ -119,11 +122,39 @@ pub struct ConnectArgs {
     /// Server address: unix:///path/to.sock (default: the default data directory's socket).
     #[arg(long, short = 's', env = "FALCO_API_SERVER", global = true)]
     pub server: Option<String>,
+    /// For https:// servers: the CA that signed the server's certificate (PEM).
+    #[arg(long, env = "FALCO_API_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// For https:// servers: this client's certificate (PEM).
+    #[arg(long, env = "FALCO_API_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// For https:// servers: this client's private key (PEM).
+    #[arg(long, env = "FALCO_API_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// For https:// servers: the name the server certificate carries (default: the URL's host).
+    #[arg(long, global = true)]
+    pub tls_server_name: Option<String>,
 }
 
 impl ConnectArgs {
     pub fn target(&self) -> anyhow::Result<Target> {
         match &self.server {
+            Some(url) if url.starts_with("https://") => {
+                let need = |p: &Option<PathBuf>, flag: &str| {
+                    p.clone()
+                        .ok_or_else(|| anyhow::anyhow!("{url} needs {flag} (mutual TLS)"))
+                };
+                Ok(Target::Tls(client::TlsTarget {
+                    url: url.clone(),
+                    ca: need(&self.tls_ca, "--tls-ca")?,
+                    cert: need(&self.tls_cert, "--tls-cert")?,
+                    key: need(&self.tls_key, "--tls-key")?,
+                    server_name: self.tls_server_name.clone(),
+                }))
+            }
+            Some(url) if url.starts_with("http://") || url.starts_with("tcp://") => {
+                anyhow::bail!("{url}: TCP connections use mutual TLS: https://host:port with --tls-ca, --tls-cert and --tls-key")
+            }
             Some(text) => Target::parse(text).map_err(anyhow::Error::msg),
             None => Ok(Target::Unix(config::default_socket())),
         }

@@ -42,14 +42,9 @@ enum Pending {
     Dropped(pb::Response),
 }
 
-/// The client identity for accounting: the peer's credentials, when known.
+/// The client identity for accounting and authorship (set by the auth layer).
 pub fn client_identity<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<tonic::transport::server::UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| format!("uid:{}", cred.uid()))
-        .unwrap_or_else(|| "unknown".to_string())
+    super::auth::author(request)
 }
 
 fn events_of(req: pb::Request) -> Vec<InEvent> {

@@ -1,6 +1,7 @@
 //! The gRPC layer: the only place that knows tonic. Each service is a thin adapter over the domain
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
+pub mod auth;
 pub mod baseline;
 mod configs;
 mod drops;
@@ -16,10 +17,11 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::Router;
-use tonic::transport::Server;
+
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::app::App;
 use crate::proto;
@@ -41,27 +43,98 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Every service falco-api serves, on one router.
-async fn router(app: &App) -> Result<Router, ServeError> {
+/// Transport limits; each is configurable in the boot file.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest decoded gRPC message, in bytes.
+    pub max_message_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// A TLS client must finish its handshake within this (others are never held up by it).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 << 20,
+            max_concurrent_streams: 256,
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a listener serves: who may do what, and the limits.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub policy: Arc<auth::Policy>,
+    pub limits: Limits,
+}
+
+impl Default for ServerOptions {
+    /// Root and the server's own uid are admins on the socket; nobody else has a role.
+    fn default() -> Self {
+        ServerOptions {
+            policy: Arc::new(auth::Policy {
+                roles: Default::default(),
+                socket_owner_is_admin: true,
+                own_uid: own_uid(),
+            }),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The server process's uid.
+pub fn own_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))?
+                .split_whitespace()
+                .nth(2)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// Serves every service on `incoming` (TLS-wrapped when `tls` is given) until shutdown.
+async fn serve_with<I, IO, IE>(
+    app: App,
+    opts: ServerOptions,
+    tls: Option<ServerTlsConfig>,
+    incoming: I,
+) -> Result<(), ServeError>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<proto::version::service_server::ServiceServer<version::VersionService>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::outputs::service_server::ServiceServer<outputs::OutputsService>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::inputs::service_server::ServiceServer<inputs::InputsService>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::drops::service_server::ServiceServer<drops::DropsService>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::rules::service_server::ServiceServer<rules::RulesService>>()
-        .await;
-    health_reporter
-        .set_serving::<proto::configs::service_server::ServiceServer<configs::ConfigsService>>()
-        .await;
+    for name in [
+        "falco.version.service",
+        "falco.outputs.service",
+        "falco.inputs.service",
+        "falco.drops.service",
+        "falco.rules.service",
+        "falco.configs.service",
+    ] {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -70,42 +143,85 @@ async fn router(app: &App) -> Result<Router, ServeError> {
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    Ok(Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+    let max = opts.limits.max_message_bytes;
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.timeout(opts.limits.handshake_timeout))?;
+    }
+    let shutdown = app.shutdown.clone();
+    builder
+        .http2_keepalive_interval(Some(opts.limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(opts.limits.keepalive_timeout))
+        .max_concurrent_streams(opts.limits.max_concurrent_streams)
+        .layer(auth::AuthLayer::new(opts.policy.clone()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(proto::version::service_server::ServiceServer::new(
-            version::VersionService::new(),
-        ))
-        .add_service(proto::outputs::service_server::ServiceServer::new(
-            outputs::OutputsService::new(app.clone()),
-        ))
-        .add_service(proto::inputs::service_server::ServiceServer::new(
-            inputs::InputsService::new(app.clone()),
-        ))
-        .add_service(proto::drops::service_server::ServiceServer::new(
-            drops::DropsService::new(app.clone()),
-        ))
-        .add_service(proto::rules::service_server::ServiceServer::new(
-            rules::RulesService::new(app.clone()),
-        ))
-        .add_service(proto::configs::service_server::ServiceServer::new(
-            configs::ConfigsService::new(app.clone()),
-        )))
+        .add_service(
+            proto::version::service_server::ServiceServer::new(version::VersionService::new())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::outputs::service_server::ServiceServer::new(outputs::OutputsService::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::inputs::service_server::ServiceServer::new(inputs::InputsService::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::drops::service_server::ServiceServer::new(drops::DropsService::new(app.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::rules::service_server::ServiceServer::new(rules::RulesService::new(app.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::configs::service_server::ServiceServer::new(configs::ConfigsService::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
 }
 
 /// Serves every service on `listener` until `app.shutdown` is cancelled; open streams end with OK.
 pub async fn serve_unix(app: App, listener: UnixListener) -> Result<(), ServeError> {
-    let router = router(&app).await?;
-    let shutdown = app.shutdown.clone();
-    router
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        )
-        .await?;
-    Ok(())
+    serve_unix_with(app, listener, ServerOptions::default()).await
+}
+
+pub async fn serve_unix_with(
+    app: App,
+    listener: UnixListener,
+    opts: ServerOptions,
+) -> Result<(), ServeError> {
+    serve_with(app, opts, None, UnixListenerStream::new(listener)).await
+}
+
+/// Serves every service over TCP with mutual TLS (client certificates required and verified).
+pub async fn serve_tcp(
+    app: App,
+    listener: tokio::net::TcpListener,
+    tls: ServerTlsConfig,
+    opts: ServerOptions,
+) -> Result<(), ServeError> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    serve_with(app, opts, Some(tls), incoming).await
+}
+
+/// The mutual-TLS configuration from PEM files.
+pub fn tls_config(cert: &[u8], key: &[u8], client_ca: &[u8]) -> ServerTlsConfig {
+    ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .client_ca_root(tonic::transport::Certificate::from_pem(client_ca))
+        .client_auth_optional(false)
 }
 
 /// Runs `serve` until it ends, or until `grace` after shutdown began.
@@ -133,6 +249,11 @@ where
 /// Binds a Unix socket at `path` with mode 0660, creating its parent directory. A socket file
 /// left by a crashed server is replaced; one that a live server answers on is not.
 pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    bind_unix_with(path, 0o660, None)
+}
+
+/// [`bind_unix`] with the socket's permission bits and group.
+pub fn bind_unix_with(path: &Path, mode: u32, gid: Option<u32>) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
 
     if let Some(parent) = path.parent() {
@@ -148,6 +269,9 @@ pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
 }

@@ -8,5 +8,6 @@ mod engine_props;
 mod outputs;
 mod pipeline;
 mod process;
+mod security;
 mod store;
 mod version;

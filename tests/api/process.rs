@@ -15,6 +15,11 @@ struct Running {
 
 /// Starts `falco-api serve ARGS` with HOME at `home` and reads stdout up to the listening line.
 fn spawn_serve(home: &Path, args: &[&str]) -> Running {
+    spawn_serve_until(home, args, "listening on:")
+}
+
+/// As [`spawn_serve`], reading stdout up to a line starting with `marker`.
+fn spawn_serve_until(home: &Path, args: &[&str], marker: &str) -> Running {
     let mut child = Command::new(EXE)
         .arg("serve")
         .args(args)
@@ -30,7 +35,7 @@ fn spawn_serve(home: &Path, args: &[&str]) -> Running {
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
-        let done = line.starts_with("listening on:");
+        let done = line.starts_with(marker);
         lines.push(line);
         if done {
             break;
@@ -486,4 +491,128 @@ async fn rules_and_config_commands() {
         "{err}"
     );
     server.stop().await;
+}
+
+/// A boot config with a Unix socket and a mutual-TLS TCP listener; the CLI reaches both.
+#[test]
+fn serve_listens_on_the_socket_and_mutual_tls_tcp_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let certs = home.path().join("certs");
+    let out = Command::new(EXE)
+        .args(["certs", "generate", "--out"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_mode = std::fs::metadata(certs.join("client.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let sock = home.path().join("s.sock");
+    let config = home.path().join("boot.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {data}\nlisten: ['unix://{sock}', 'tcp://127.0.0.1:0']\ntls:\n  cert: {c}/server.crt\n  key: {c}/server.key\n  client_ca: {c}/ca.crt\nauth:\n  roles:\n    'cn:falco-api-client': [reader]\n",
+            data = home.path().join("data").display(),
+            sock = sock.display(),
+            c = certs.display()
+        ),
+    )
+    .unwrap();
+    let mut running = spawn_serve_until(
+        home.path(),
+        &["--config", config.to_str().unwrap()],
+        "listening on: tcp://",
+    );
+    let tcp = running
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("listening on: tcp://"))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(running
+        .lines
+        .iter()
+        .any(|l| l == &format!("listening on: unix://{}", sock.display())));
+    let version = Command::new(EXE)
+        .args([
+            "version",
+            "--server",
+            &format!("https://{tcp}"),
+            "--tls-server-name",
+            "localhost",
+        ])
+        .arg("--tls-ca")
+        .arg(certs.join("ca.crt"))
+        .arg("--tls-cert")
+        .arg(certs.join("client.crt"))
+        .arg("--tls-key")
+        .arg(certs.join("client.key"))
+        .output()
+        .unwrap();
+    assert!(
+        version.status.success(),
+        "{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    // The reader may not change rules; the message names the role.
+    let rules = home.path().join("r.yaml");
+    std::fs::write(&rules, "- list: x\n  items: [a]\n").unwrap();
+    let put = Command::new(EXE)
+        .args(["rules", "put"])
+        .arg(&rules)
+        .args([
+            "--server",
+            &format!("https://{tcp}"),
+            "--tls-server-name",
+            "localhost",
+        ])
+        .arg("--tls-ca")
+        .arg(certs.join("ca.crt"))
+        .arg("--tls-cert")
+        .arg(certs.join("client.crt"))
+        .arg("--tls-key")
+        .arg(certs.join("client.key"))
+        .output()
+        .unwrap();
+    assert!(!put.status.success());
+    assert!(
+        String::from_utf8_lossy(&put.stderr).contains("needs the role 'admin'"),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    // Plain TCP from the CLI is refused before connecting.
+    let plain = Command::new(EXE)
+        .args(["version", "--server", &format!("http://{tcp}")])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("mutual TLS"));
+    // A second server on the same socket refuses to start and says why.
+    let other = Command::new(EXE)
+        .args(["serve", "--data-dir"])
+        .arg(home.path().join("other"))
+        .arg("--listen")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("another server is listening"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    sigterm(&running.child);
+    assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
 }
