@@ -166,6 +166,8 @@ pub struct WebhookSection {
     /// `host:port` for the Kubernetes audit webhook (`POST /k8s-audit`); absent: off.
     pub listen: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Serve HTTPS with the boot config's `tls.cert` and `tls.key` (default false).
+    pub tls: Option<bool>,
 }
 
 /// Command-line overrides (each wins over the file).
@@ -201,6 +203,7 @@ pub struct ServeConfig {
     pub workers: usize,
     pub webhook: Option<std::net::SocketAddr>,
     pub webhook_max_body: usize,
+    pub webhook_tls: bool,
     pub history_retention: u64,
 }
 
@@ -450,6 +453,12 @@ impl ServeConfig {
                 })
             })
             .transpose()?;
+        let webhook_tls = hook.tls.unwrap_or(false);
+        if webhook_tls && tls.is_none() {
+            return Err(invalid(
+                "webhook.tls needs tls.cert and tls.key in the boot config".into(),
+            ));
+        }
         let rules_files = if o.rules_files.is_empty() {
             file.rules_files.unwrap_or_default()
         } else {
@@ -470,6 +479,7 @@ impl ServeConfig {
             workers,
             webhook,
             webhook_max_body: hook.max_body_bytes.unwrap_or(12 << 20),
+            webhook_tls,
             history_retention: file.history_retention.unwrap_or(0),
         })
     }

@@ -80,12 +80,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     if let Some(listener) = webhook {
         println!(
-            "k8s audit webhook: http://{}/k8s-audit",
+            "k8s audit webhook: {}://{}/k8s-audit",
+            if config.webhook_tls { "https" } else { "http" },
             listener.local_addr()?
         );
         let app = app.clone();
         let max_body = config.webhook_max_body;
-        tokio::spawn(async move { server::webhook::serve(app, listener, max_body).await });
+        let tls = match (&config.tls, config.webhook_tls) {
+            (Some(t), true) => {
+                Some(server::webhook::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?)
+            }
+            _ => None,
+        };
+        tokio::spawn(
+            async move { server::webhook::serve_with(app, listener, max_body, tls).await },
+        );
     }
     for bound in &listeners {
         match bound {

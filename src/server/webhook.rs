@@ -90,8 +90,38 @@ async fn handle(
     }
 }
 
+/// A TLS acceptor for the webhook from PEM certificate chain and key (no client certificates:
+/// kube-apiserver's webhook backend authenticates the server, as with Falco's embedded webserver).
+pub fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("webhook TLS certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("webhook TLS key: {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("webhook TLS: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
 /// Serves the webhook until shutdown.
 pub async fn serve(app: App, listener: TcpListener, max_body: usize) {
+    serve_with(app, listener, max_body, None).await
+}
+
+/// Serves the webhook, over TLS when `tls` is given; handshakes run per connection, with a
+/// timeout, so a silent client holds up nobody.
+pub async fn serve_with(
+    app: App,
+    listener: TcpListener,
+    max_body: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -105,16 +135,34 @@ pub async fn serve(app: App, listener: TcpListener, max_body: usize) {
             }
         };
         let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
                 let peer = peer.to_string();
                 async move { Ok::<_, Infallible>(handle(app, req, max_body, peer).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let http = hyper::server::conn::http1::Builder::new();
+            let result = match tls {
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(tls_stream)) => {
+                            http.serve_connection(TokioIo::new(tls_stream), service)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            return tracing::debug!(error = %e, "webhook TLS handshake failed")
+                        }
+                        Err(_) => return tracing::debug!("webhook TLS handshake timed out"),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "webhook connection ended");
             }
         });

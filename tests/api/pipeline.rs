@@ -443,3 +443,74 @@ async fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, 
         .to_string();
     (status, body)
 }
+
+#[tokio::test]
+async fn the_webhook_serves_https_when_asked() {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = TestServer::start_with(1000, Settings::default(), &[K8S_RULES]).await;
+    let certs = tempfile::tempdir().unwrap();
+    falco_api::certs::generate(&falco_api::certs::GenerateArgs {
+        out: certs.path().to_path_buf(),
+        name: "localhost".into(),
+        sans: vec![],
+        client_name: "c".into(),
+        days: 2,
+    })
+    .unwrap();
+    let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
+    let acceptor =
+        falco_api::server::webhook::tls_acceptor(&read("server.crt"), &read("server.key")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(falco_api::server::webhook::serve_with(
+        server.app.clone(),
+        listener,
+        1 << 20,
+        Some(acceptor),
+    ));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(&read("ca.crt")).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let body = audit_event("create").to_string();
+    let request = format!(
+        "POST /k8s-audit HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"alerts\":1"), "{response}");
+    // Plain HTTP on the TLS port gets nowhere.
+    let (status, _) = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"POST /k8s-audit HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = plain.read_to_end(&mut buf).await;
+        (buf.starts_with(b"HTTP/1.1 200"), ())
+    })
+    .await
+    .unwrap();
+    assert!(!status);
+    server.stop().await;
+}
