@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::keys::{self, find, KEYS};
-use super::ControlError;
+use super::{check_global, check_retained, ControlError};
 use crate::app::App;
 use crate::store::{Change, Current, HistoryRecord};
 
@@ -80,17 +80,7 @@ pub fn get(app: &App, wanted: &[String], revision: u64) -> Result<(Vec<Entry>, u
     let at = if revision == 0 {
         None
     } else {
-        let (oldest, newest) = (v.oldest_revision()?, v.revision()?);
-        if revision > newest {
-            return Err(ControlError::InvalidArgument(format!(
-                "revision {revision} is beyond the newest revision {newest}"
-            )));
-        }
-        if revision < oldest {
-            return Err(ControlError::Compacted(format!(
-                "revision {revision} has been compacted; the oldest retained is {oldest}"
-            )));
-        }
+        check_retained(app, revision)?;
         Some(revision)
     };
     let api = api_values(app, at)?;
@@ -227,25 +217,8 @@ pub fn rollback(
 ) -> Result<u64, ControlError> {
     let v = app.store.versioned();
     let guard = v.lock();
-    if let Some(e) = expected {
-        let now = v.revision()?;
-        if now != e {
-            return Err(ControlError::Conflict(format!(
-                "the current revision is {now}, not the expected {e}"
-            )));
-        }
-    }
-    let (oldest, newest) = (v.oldest_revision()?, v.revision()?);
-    if revision > newest {
-        return Err(ControlError::InvalidArgument(format!(
-            "revision {revision} is beyond the newest revision {newest}"
-        )));
-    }
-    if revision < oldest {
-        return Err(ControlError::Compacted(format!(
-            "revision {revision} has been compacted; the oldest retained is {oldest}"
-        )));
-    }
+    check_global(app, expected)?;
+    check_retained(app, revision)?;
     let then = api_values(app, Some(revision))?;
     let now = api_values(app, None)?;
     let mut changes = Vec::new();

@@ -6,6 +6,7 @@ pub mod config;
 pub mod keys;
 pub mod rules;
 
+use crate::app::App;
 use crate::engine::Diagnostic;
 use crate::store::StoreError;
 
@@ -31,4 +32,34 @@ pub enum ControlError {
     Compacted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// `revision` must be one whose state can be rebuilt: not newer than now, not compacted away.
+pub fn check_retained(app: &App, revision: u64) -> Result<(), ControlError> {
+    let v = app.store.versioned();
+    let (oldest, newest) = (v.oldest_revision()?, v.revision()?);
+    if revision > newest {
+        return Err(ControlError::InvalidArgument(format!(
+            "revision {revision} is beyond the newest revision {newest}"
+        )));
+    }
+    if revision < oldest {
+        return Err(ControlError::Compacted(format!(
+            "revision {revision} has been compacted; the oldest revision retained is {oldest}"
+        )));
+    }
+    Ok(())
+}
+
+/// Compare-and-swap on the global revision.
+pub fn check_global(app: &App, expected: Option<u64>) -> Result<(), ControlError> {
+    if let Some(e) = expected {
+        let now = app.store.versioned().revision()?;
+        if now != e {
+            return Err(ControlError::Conflict(format!(
+                "the current revision is {now}, not the expected {e}"
+            )));
+        }
+    }
+    Ok(())
 }

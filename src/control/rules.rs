@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::ControlError;
+use super::{check_global, check_retained, ControlError};
 use crate::app::App;
 use crate::engine::{Diagnostic, LoadOptions, RuleInfo, RuleSet, RulesFile};
 use crate::store::{Change, Current, HistoryRecord};
@@ -58,22 +58,6 @@ fn state_at(app: &App, revision: u64) -> Result<RulesState, ControlError> {
         files: strip(v.at(FILE, revision)?),
         toggles,
     })
-}
-
-fn check_retained(app: &App, revision: u64) -> Result<(), ControlError> {
-    let v = app.store.versioned();
-    let (oldest, newest) = (v.oldest_revision()?, v.revision()?);
-    if revision > newest {
-        return Err(ControlError::InvalidArgument(format!(
-            "revision {revision} is beyond the newest revision {newest}"
-        )));
-    }
-    if revision < oldest {
-        return Err(ControlError::Compacted(format!(
-            "revision {revision} has been compacted; the oldest revision retained is {oldest}"
-        )));
-    }
-    Ok(())
 }
 
 fn strip(files: BTreeMap<String, Current>) -> BTreeMap<String, Current> {
@@ -299,18 +283,6 @@ pub fn history(
         .into_iter()
         .filter(|r| r.changes.iter().any(|c| !c.target.starts_with("config:")))
         .collect())
-}
-
-fn check_global(app: &App, expected: Option<u64>) -> Result<(), ControlError> {
-    if let Some(e) = expected {
-        let now = app.store.versioned().revision()?;
-        if now != e {
-            return Err(ControlError::Conflict(format!(
-                "the current revision is {now}, not the expected {e}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Restores one file, or every file and toggle, as of `revision`, as a new revision.

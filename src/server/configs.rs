@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status};
 
+use super::blocking;
 use super::inputs::client_identity;
 use super::logstream::timestamp;
 use crate::app::App;
@@ -18,15 +19,6 @@ impl ConfigsService {
     pub fn new(app: App) -> Self {
         ConfigsService { app }
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::control::ControlError> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Into::into)
 }
 
 #[tonic::async_trait]

@@ -30,6 +30,16 @@ pub use logstream::DEFAULT_CONSUMER;
 pub use outputs::{event_response, source_enum, LOST_RULE};
 pub use version::version_response;
 
+/// Runs a blocking control operation (compiles rules, flushes the store) off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::control::ControlError> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .map_err(Into::into)
+}
+
 /// A protobuf timestamp from nanoseconds since the epoch.
 pub fn logstream_timestamp(time_ns: i64) -> prost_types::Timestamp {
     logstream::timestamp(time_ns)

@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::blocking;
 use super::inputs::client_identity;
 use super::logstream::timestamp;
 use super::status::diagnostic;
@@ -95,7 +96,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let (revision, warnings) = tokio::task::spawn_blocking(move || {
+        let (revision, warnings) = blocking(move || {
             ctl::put(
                 &app,
                 &req.name,
@@ -105,8 +106,7 @@ impl Service for RulesService {
                 &author,
             )
         })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
             warnings: warnings.iter().map(diagnostic).collect(),
@@ -120,7 +120,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = tokio::task::spawn_blocking(move || {
+        let revision = blocking(move || {
             ctl::delete(
                 &app,
                 &req.name,
@@ -129,8 +129,7 @@ impl Service for RulesService {
                 &author,
             )
         })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
             warnings: Vec::new(),
@@ -166,7 +165,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = tokio::task::spawn_blocking(move || {
+        let revision = blocking(move || {
             ctl::rollback(
                 &app,
                 req.revision,
@@ -176,8 +175,7 @@ impl Service for RulesService {
                 &author,
             )
         })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
             warnings: Vec::new(),
@@ -242,7 +240,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = tokio::task::spawn_blocking(move || {
+        let revision = blocking(move || {
             ctl::toggle(
                 &app,
                 &req.rules,
@@ -253,8 +251,7 @@ impl Service for RulesService {
                 &author,
             )
         })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
             warnings: Vec::new(),
