@@ -816,3 +816,36 @@ async fn a_restart_restores_rules_config_and_revision() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_revision_older_than_the_retained_history_is_out_of_range() {
+    use falco_api::control::{config, ControlError};
+    let temp = tempfile::tempdir().unwrap();
+    let opts = falco_api::store::StoreOptions {
+        history_retention: 2,
+        ..Default::default()
+    };
+    let app = falco_api::app::App::open(temp.path(), &opts).unwrap();
+    for i in 0..5 {
+        config::set(
+            &app,
+            &[("hostname".to_string(), format!("h{i}"))].into(),
+            None,
+            "",
+            "test",
+        )
+        .unwrap();
+    }
+    match config::get(&app, &[], 1) {
+        Err(ControlError::Compacted(m)) => {
+            assert!(m.contains("oldest revision retained is 3"), "{m}")
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    let status: tonic::Status = config::rollback(&app, 1, None, "", "test")
+        .unwrap_err()
+        .into();
+    assert_eq!(status.code(), Code::OutOfRange);
+    let (entries, _) = config::get(&app, &["hostname".to_string()], 4).unwrap();
+    assert_eq!(entries[0].value, "h3");
+}

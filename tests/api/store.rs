@@ -197,3 +197,61 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn history_retention_keeps_recent_revisions_and_every_targets_latest_value() {
+    use falco_api::store::Change;
+    let temp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        history_retention: 3,
+        cache_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let store = Store::open(temp.path(), &opts).unwrap();
+    let v = store.versioned();
+    let change = |t: &str, val: &str| {
+        vec![Change {
+            target: t.into(),
+            value: Some(val.into()),
+        }]
+    };
+    {
+        let guard = v.lock();
+        v.commit(&guard, "set", "test", "", change("config:a", "once"))
+            .unwrap();
+        for i in 0..9 {
+            v.commit(
+                &guard,
+                "set",
+                "test",
+                "",
+                change("config:b", &i.to_string()),
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(v.revision().unwrap(), 10);
+    assert_eq!(v.oldest_revision().unwrap(), 7);
+    // Recent revisions are all there; older superseded ones are gone; `a`'s only entry stays.
+    let b: Vec<u64> = v
+        .history("config:b", 0, 100)
+        .unwrap()
+        .iter()
+        .map(|r| r.revision)
+        .collect();
+    assert_eq!(b, vec![10, 9, 8, 7]);
+    let a = v.history("config:a", 0, 100).unwrap();
+    assert_eq!(a.len(), 1, "the latest entry of every target is kept");
+    let now = v.at("config:", 10).unwrap();
+    assert_eq!(now["config:a"].value, "once");
+    assert_eq!(now["config:b"].value, "8");
+    assert_eq!(v.at("config:", 8).unwrap()["config:b"].value, "6");
+    drop(store);
+    // Reopened: the same.
+    let store = Store::open(temp.path(), &opts).unwrap();
+    assert_eq!(store.versioned().oldest_revision().unwrap(), 7);
+    assert_eq!(
+        store.versioned().current("config:").unwrap()["config:b"].value,
+        "8"
+    );
+}
