@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .btree_map(".")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

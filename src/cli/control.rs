@@ -431,7 +431,7 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
             expect,
             comment,
         } => {
-            let mut map = std::collections::HashMap::new();
+            let mut map = std::collections::BTreeMap::new();
             for kv in values {
                 let (k, v) = kv
                     .split_once('=')
