@@ -82,17 +82,9 @@ impl Service for ConfigsService {
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         let req = request.into_inner();
-        let limit = if req.limit == 0 {
-            50
-        } else {
-            req.limit.min(1000) as usize
-        };
+        let limit = super::page_limit(req.limit);
         let records = ctl::history(&self.app, &req.key, req.before, limit)?;
-        let next_before = if records.len() == limit {
-            records.last().map_or(0, |r| r.revision)
-        } else {
-            0
-        };
+        let next_before = super::next_page(&records, limit);
         let entries = records
             .into_iter()
             .map(|r| pb::HistoryEntry {

@@ -40,6 +40,24 @@ async fn blocking<T: Send + 'static>(
         .map_err(Into::into)
 }
 
+/// History pages: 50 entries unless asked, at most 1,000.
+fn page_limit(asked: u32) -> usize {
+    if asked == 0 {
+        50
+    } else {
+        asked.min(1000) as usize
+    }
+}
+
+/// The `before` of the next page: the last revision of a full page, else 0 (no more).
+fn next_page(records: &[crate::store::HistoryRecord], limit: usize) -> u64 {
+    if records.len() == limit {
+        records.last().map_or(0, |r| r.revision)
+    } else {
+        0
+    }
+}
+
 /// A protobuf timestamp from nanoseconds since the epoch.
 pub fn logstream_timestamp(time_ns: i64) -> prost_types::Timestamp {
     logstream::timestamp(time_ns)

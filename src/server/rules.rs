@@ -54,8 +54,6 @@ fn history_entry(r: HistoryRecord) -> pb::HistoryEntry {
     }
 }
 
-const DEFAULT_PAGE: usize = 50;
-
 #[tonic::async_trait]
 impl Service for RulesService {
     async fn list(
@@ -141,17 +139,9 @@ impl Service for RulesService {
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         let req = request.into_inner();
-        let limit = if req.limit == 0 {
-            DEFAULT_PAGE
-        } else {
-            req.limit.min(1000) as usize
-        };
+        let limit = super::page_limit(req.limit);
         let records = ctl::history(&self.app, &req.target, req.before, limit)?;
-        let next_before = if records.len() == limit {
-            records.last().map_or(0, |r| r.revision)
-        } else {
-            0
-        };
+        let next_before = super::next_page(&records, limit);
         Ok(Response::new(pb::HistoryResponse {
             entries: records.into_iter().map(history_entry).collect(),
             next_before,

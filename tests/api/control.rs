@@ -652,26 +652,12 @@ async fn outputs_rate_throttles_alerts_and_counts_what_it_drops() {
         "three alerts stored"
     );
     let mut drops = server.drops().await;
-    let mut n = 0;
-    for _ in 0..500 {
-        let mut s = drops
-            .get(falco_api::proto::drops::Request {
-                after_seq: Some(0),
-                stages: vec!["outputs_rate_limited".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        n = 0;
-        while let Some(d) = s.message().await.unwrap() {
-            n += d.n_drops;
-        }
-        if n > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let records = crate::pipeline::wait_for_drops(&mut drops, 1).await;
+    let n: u64 = records
+        .iter()
+        .filter(|d| d.stage == "outputs_rate_limited")
+        .map(|d| d.n_drops)
+        .sum();
     assert_eq!(n, 7);
     server.stop().await;
 }

@@ -172,7 +172,7 @@ async fn a_bad_event_is_rejected_alone_and_the_stream_goes_on() {
     server.stop().await;
 }
 
-async fn wait_for_drops(
+pub async fn wait_for_drops(
     client: &mut falco_api::proto::drops::service_client::ServiceClient<tonic::transport::Channel>,
     at_least: usize,
 ) -> Vec<falco_api::proto::drops::Response> {
