@@ -232,14 +232,7 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
                 .await?
                 .into_inner();
             for e in h.entries {
-                println!(
-                    "revision {} · {} · {} by {}{}",
-                    e.revision,
-                    when(&e.time),
-                    e.action,
-                    e.author,
-                    comment(&e.comment)
-                );
+                print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
                 for ch in &e.changes {
                     println!("  {} {}", ch.action, ch.target);
                     if !no_diff
@@ -385,6 +378,21 @@ async fn file_at(
     .unwrap_or_default()
 }
 
+/// The first line of a history entry, the same for rules and config.
+fn print_header(
+    revision: u64,
+    time: &Option<prost_types::Timestamp>,
+    action: &str,
+    author: &str,
+    c: &str,
+) {
+    println!(
+        "revision {revision} · {} · {action} by {author}{}",
+        when(time),
+        comment(c)
+    );
+}
+
 fn comment(c: &str) -> String {
     if c.is_empty() {
         String::new()
@@ -473,14 +481,7 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
                 .await?
                 .into_inner();
             for e in h.entries {
-                println!(
-                    "revision {} · {} · {} by {}{}",
-                    e.revision,
-                    when(&e.time),
-                    e.action,
-                    e.author,
-                    comment(&e.comment)
-                );
+                print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
                 let old = c
                     .get(cpb::GetRequest {
                         keys: e.changes.iter().map(|ch| ch.key.clone()).collect(),
