@@ -1,5 +1,7 @@
 //! On-disk schema steps, run forward in order by `src/store/migrate.rs`. Step N takes a database
-//! at schema version N-1 to N. A step never changes once released: a new layout gets a new step.
+//! at schema version N-1 to N. Steps 1–5 are the sled era ([`LEGACY_STEPS`], run on a sled
+//! database before it is converted); step 6 converts sled into redb ([`v6_redb`]); later steps
+//! ([`STEPS`]) run on the redb database, each in one write transaction. A step never changes once released: a new layout gets a new step.
 //! Each step keeps its own frozen copies of the record types it reads, so later changes to the
 //! crate's types cannot change what an old step does.
 //!
@@ -11,35 +13,54 @@ mod v2_event_ids;
 mod v3_blocks;
 mod v4_drops;
 mod v5_versioned;
+pub mod v6_redb;
 
-pub struct Step {
+/// A step of the sled era.
+pub struct LegacyStep {
     pub version: u32,
     pub name: &'static str,
     pub apply: fn(&sled::Db) -> Result<(), String>,
 }
 
-pub const STEPS: &[Step] = &[
-    Step {
+/// A step on the redb database, applied inside the write transaction that records its version.
+pub struct Step {
+    pub version: u32,
+    pub name: &'static str,
+    pub apply: fn(&redb::WriteTransaction) -> Result<(), String>,
+}
+
+/// The schema that moved the store to redb.
+pub const REDB_VERSION: u32 = 6;
+pub const REDB_STEP_NAME: &str = "sled to redb";
+
+/// Steps after [`REDB_VERSION`].
+pub const STEPS: &[Step] = &[];
+
+/// The newest schema.
+pub const SCHEMA_VERSION: u32 = REDB_VERSION + STEPS.len() as u32;
+
+pub const LEGACY_STEPS: &[LegacyStep] = &[
+    LegacyStep {
         version: 1,
         name: "initial layout",
         apply: v1_initial::apply,
     },
-    Step {
+    LegacyStep {
         version: 2,
         name: "event ids and rules revisions",
         apply: v2_event_ids::apply,
     },
-    Step {
+    LegacyStep {
         version: 3,
         name: "outputs log in blocks",
         apply: v3_blocks::apply,
     },
-    Step {
+    LegacyStep {
         version: 4,
         name: "drops log",
         apply: v4_drops::apply,
     },
-    Step {
+    LegacyStep {
         version: 5,
         name: "versioned rules and configs",
         apply: v5_versioned::apply,

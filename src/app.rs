@@ -113,7 +113,6 @@ impl App {
         opts: &StoreOptions,
         settings: Settings,
     ) -> Result<App, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let store = Arc::new(Store::open(data_dir, opts)?);
         let outputs = Feed::start("outputs", store.clone(), Store::outputs);
         let drops = Feed::start("drops", store.clone(), Store::drops);

@@ -31,7 +31,7 @@ pub struct LogBenchArgs {
     /// Events per append call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// sled page cache in MiB.
+    /// Database page cache in MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_mb: u64,
     /// Data directory for the run (default: a fresh temp directory, removed afterwards).
@@ -110,7 +110,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     app.store.flush()?;
     let retained = app.store.outputs().bounds();
     let encoded = app.store.outputs().encoded_bytes()?;
-    let on_disk = dir_size(&dir.join("db"))?;
+    let on_disk = app.store.size_on_disk()?;
     println!(
         "disk: {} retained events, encoded {:.1} MB, on disk {:.1} MB ({:.2}x encoded; {:.1} MB per 1M retained)",
         retained.len(),
@@ -118,6 +118,16 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
         on_disk as f64 / 1e6,
         on_disk as f64 / encoded.max(1) as f64,
         on_disk as f64 / 1e6 * 1e6 / retained.len().max(1) as f64
+    );
+
+    let space = app.store.space()?;
+    println!(
+        "file: {:.1} MB; pages in use {:.1} MB (stored {:.1} MB, metadata {:.1} MB, fragmented {:.1} MB)",
+        space.file_bytes as f64 / 1e6,
+        space.allocated_bytes as f64 / 1e6,
+        space.stored_bytes as f64 / 1e6,
+        space.metadata_bytes as f64 / 1e6,
+        space.fragmented_bytes as f64 / 1e6
     );
 
     // 3. Replay everything retained through `sub`, against a bare stream of the same messages.
@@ -204,18 +214,61 @@ fn tempfile_dir(given: &Option<PathBuf>) -> anyhow::Result<RunDir> {
     }
 }
 
-fn dir_size(path: &std::path::Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_size(&entry.path())?
-        } else {
-            meta.len()
-        };
+/// Durable commits/s with `clients` concurrent clients, each making `n / clients` rules puts
+/// (its own file) and then as many config sets.
+async fn concurrent_commits(
+    channel: &tonic::transport::Channel,
+    n: u64,
+    clients: u64,
+) -> anyhow::Result<(f64, f64)> {
+    use crate::proto::configs::{service_client::ServiceClient as ConfigsClient, SetRequest};
+    use crate::proto::rules::{service_client::ServiceClient as RulesClient, PutRequest};
+    let per = (n / clients).max(1);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let mut rules = RulesClient::new(channel.clone());
+        tasks.spawn(async move {
+            for i in 0..per {
+                let content = format!("- list: bench_names_{c}\n  items: [a{i}, b{i}]\n");
+                rules
+                    .put(PutRequest {
+                        name: format!("bench-{c}.yaml"),
+                        content,
+                        expected_revision: None,
+                        comment: String::new(),
+                    })
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
     }
-    Ok(total)
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let puts = (per * clients) as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for c in 0..clients {
+        let mut configs = ConfigsClient::new(channel.clone());
+        tasks.spawn(async move {
+            for i in 0..per {
+                let values = [("hostname".to_string(), format!("bench-{c}-{i}"))].into();
+                configs
+                    .set(SetRequest {
+                        values,
+                        expected_revision: None,
+                        comment: String::new(),
+                    })
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let sets = (per * clients) as f64 / started.elapsed().as_secs_f64();
+    Ok((puts, sets))
 }
 
 #[derive(Args, Debug)]
@@ -280,8 +333,13 @@ pub async fn control_bench(args: ControlBenchArgs) -> anyhow::Result<i32> {
         version.version(VersionRequest {}).await?;
     }
     let unary_rate = n as f64 / started.elapsed().as_secs_f64();
-    println!("rules put (small file, durable): {put_rate:.0} commits/s");
-    println!("config set (one key, durable): {set_rate:.0} commits/s");
+    let (put8, set8) = concurrent_commits(&channel, n, 8).await?;
+    println!(
+        "rules put (small file, durable): {put_rate:.0} commits/s; 8 clients: {put8:.0} commits/s"
+    );
+    println!(
+        "config set (one key, durable): {set_rate:.0} commits/s; 8 clients: {set8:.0} commits/s"
+    );
     println!("baseline unary round trip (version, no storage): {unary_rate:.0} calls/s");
 
     // Reload latency: events that only the new rule matches flow continuously.

@@ -3,8 +3,9 @@
 //! Map of the crate:
 //! - [`config`]: boot configuration (file + flags), validated before anything binds.
 //! - [`control`]: versioned rules files, toggles and runtime configuration, applied live.
-//! - [`store`]: the sled database (the only module that touches sled): ring logs, consumer
-//!   positions, schema migrations (`migrations/`).
+//! - [`store`]: the redb database (the only module that touches redb, and sled for converting
+//!   old data directories): ring logs, consumer positions, versioned state, schema migrations
+//!   (`migrations/`).
 //! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
 //! - [`event`]: the domain records (output events, priorities, filters).
 //! - [`engine`]: the Falco rules engine (pure, synchronous).

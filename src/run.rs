@@ -59,6 +59,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     println!("falco-api {} serving", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", config.data_dir.display());
+    if let Some(kept) = app.store.legacy_kept() {
+        println!(
+            "storage: converted the sled database of an earlier falco-api into {}; the old one is kept in {} until you remove it",
+            app.store.path().display(),
+            kept.display()
+        );
+    }
     let set = app.pipeline.rules();
     let files = control::rules::list(&app, 0)?.0.len();
     match (files, imported) {

@@ -144,6 +144,7 @@ pub fn set(
         .collect();
     let revision = v.commit(&guard, "set", author, comment, changes)?;
     apply(app)?;
+    guard.durable(revision)?;
     Ok(revision)
 }
 
@@ -183,6 +184,7 @@ pub fn unset(
     }
     let revision = v.commit(&guard, "unset", author, comment, changes)?;
     apply(app)?;
+    guard.durable(revision)?;
     Ok(revision)
 }
 
@@ -248,5 +250,6 @@ pub fn rollback(
     };
     let r = v.commit(&guard, "rollback", author, &comment, changes)?;
     apply(app)?;
+    guard.durable(r)?;
     Ok(r)
 }

@@ -128,7 +128,7 @@ struct Meta<'a> {
 /// Commits `changes` if the resulting set compiles, then swaps it in.
 fn commit(
     app: &App,
-    guard: &crate::store::WriteGuard<'_>,
+    guard: crate::store::WriteGuard<'_>,
     files: BTreeMap<String, String>,
     toggles: BTreeMap<String, Current>,
     meta: Meta<'_>,
@@ -139,10 +139,11 @@ fn commit(
     let revision =
         app.store
             .versioned()
-            .commit(guard, meta.action, meta.author, meta.comment, changes)?;
+            .commit(&guard, meta.action, meta.author, meta.comment, changes)?;
     set.revision = revision;
     let warnings = set.warnings.clone();
     app.pipeline.set_rules(set);
+    guard.durable(revision)?;
     Ok((revision, warnings))
 }
 
@@ -189,7 +190,7 @@ pub fn put(
     };
     commit(
         app,
-        &guard,
+        guard,
         files,
         state.toggles,
         Meta {
@@ -226,7 +227,7 @@ pub fn delete(
     };
     commit(
         app,
-        &guard,
+        guard,
         files,
         state.toggles,
         Meta {
@@ -361,7 +362,7 @@ pub fn rollback(
     };
     commit(
         app,
-        &guard,
+        guard,
         files,
         toggles,
         Meta {
@@ -445,7 +446,7 @@ pub fn toggle(
     let action = if enabled { "enable" } else { "disable" };
     commit(
         app,
-        &guard,
+        guard,
         contents(&state.files),
         toggles,
         Meta {
@@ -484,7 +485,7 @@ pub fn import(
     }
     commit(
         app,
-        &guard,
+        guard,
         all,
         state.toggles,
         Meta {

@@ -168,10 +168,8 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<
             .iter_mut()
             .flat_map(|a| a.records.drain(..))
             .collect();
-        let ring = shared.ring();
-        let result = ring
-            .append(&records)
-            .and_then(|range| ring.flush().map(|()| range));
+        // One durable write transaction for every append gathered (group commit).
+        let result = shared.ring().append(&records);
         match result {
             Ok(range) => {
                 shared.head.send_replace(range.end - 1);

@@ -1,27 +1,36 @@
-//! Persistent state, in one sled database. This module is the only place that touches sled: the
-//! rest of the crate sees [`Store`], [`RingLog`] and [`Consumers`], whose records are encoded with
+//! Persistent state, in one redb database file (`falco-api.redb` in the data directory). This
+//! module is the only place that touches the database crates: the rest of the crate sees
+//! [`Store`], [`RingLog`], [`Consumers`] and [`Versioned`], whose records are encoded with
 //! postcard.
 //!
+//! Every write is a redb write transaction committed with `Durability::Immediate`: when a write
+//! returns, its data and the file's metadata have been fsynced. Consumer positions are the one
+//! exception, batched into one such commit at most [`consumers::COMMIT_DELAY`] later (see
+//! [`Consumers`]).
+//!
 //! Layout (schema version [`SCHEMA_VERSION`]; `migrations/` at the top of the repository has one
-//! step per change):
-//! - `meta`: `schema_version` → u32 (big-endian).
-//! - `ring.outputs`: the outputs log in blocks: `b` + first seq (u64, big-endian) → postcard
-//!   `Vec<`[`crate::event::OutputEvent`]`>`; `o` → the oldest retained seq (see [`RingLog`]).
-//! - `ring.drops`: the drops log, same layout, postcard [`crate::event::DropRecord`].
+//! step per change, and step 6 converts a sled database written by earlier versions); the tables
+//! are in [`tables`]:
+//! - `meta`: `schema_version`, `revision`, `history.oldest`, `ring.<log>.oldest` → u64.
+//! - `ring.outputs`, `ring.drops`: the logs in blocks: first seq → postcard `Vec` of records.
 //! - `state`, `history`, `history.index`: versioned rules files, toggles and config (see
-//!   [`Versioned`]); `meta` also holds the global `revision`.
-//! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq (u64, big-endian).
+//!   [`Versioned`]).
+//! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq.
 
 mod codec;
 mod consumers;
 mod migrate;
 mod ring;
+mod tables;
 mod versioned;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase};
 
 pub use consumers::Consumers;
-pub use migrate::SCHEMA_VERSION;
+pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
 pub use ring::{Bounds, RingLog};
 pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};
 
@@ -47,11 +56,49 @@ pub enum StoreError {
         name: &'static str,
         message: String,
     },
-    #[error("corrupt record in tree '{tree}': {message}")]
+    #[error("corrupt record in table '{tree}': {message}")]
     Corrupt { tree: String, message: String },
+    #[error("no space left on the device holding the database: {0}")]
+    NoSpace(String),
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Db(redb::Error),
 }
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        let full = match &e {
+            redb::Error::Io(io) => {
+                io.raw_os_error() == Some(libc::ENOSPC) || io.raw_os_error() == Some(libc::EDQUOT)
+            }
+            _ => false,
+        };
+        if full {
+            StoreError::NoSpace(e.to_string())
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+/// redb has one error type per operation; all of them convert into `redb::Error`.
+macro_rules! from_redb {
+    ($($t:ty),* $(,)?) => {
+        $(impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                redb::Error::from(e).into()
+            }
+        })*
+    };
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::CompactionError,
+    redb::SetDurabilityError,
+);
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -64,7 +111,7 @@ pub struct StoreOptions {
     pub drops_capacity: u64,
     /// Keep at least this many revisions of rules/config history (0: everything).
     pub history_retention: u64,
-    /// sled's page cache size in bytes.
+    /// The database's page cache size in bytes.
     pub cache_bytes: u64,
 }
 
@@ -79,33 +126,59 @@ impl Default for StoreOptions {
     }
 }
 
+/// The database file's space, as redb accounts for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Space {
+    /// The file's length.
+    pub file_bytes: u64,
+    /// Pages in use (the rest of the file is free for reuse).
+    pub allocated_bytes: u64,
+    /// Keys and values.
+    pub stored_bytes: u64,
+    /// Branch pages and other metadata.
+    pub metadata_bytes: u64,
+    /// Unused bytes inside allocated pages.
+    pub fragmented_bytes: u64,
+}
+
 /// The open database. Cheap to share behind an `Arc`; every method is thread-safe.
 pub struct Store {
-    db: sled::Db,
+    db: Arc<Database>,
     path: PathBuf,
     outputs: RingLog<OutputEvent>,
     drops: RingLog<DropRecord>,
     consumers: Consumers,
     versioned: Versioned,
+    legacy_kept: Option<PathBuf>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `dir`, running any pending migrations first.
+    /// Opens (creating it and `dir` if needed) the database in `dir`: converts a sled database left by an
+    /// earlier version first, runs pending migrations, trims the logs to their capacities and
+    /// compacts the file if it holds much more free space than data.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store> {
-        let path = dir.join("db");
-        let db = open_db(&path, opts.cache_bytes)?;
-        migrate::run(&db, &path)?;
-        let outputs = RingLog::open(db.open_tree("ring.outputs")?, opts.outputs_capacity)?;
-        let drops = RingLog::open(db.open_tree("ring.drops")?, opts.drops_capacity)?;
-        let consumers = Consumers::new(db.open_tree("consumers")?);
-        let versioned = Versioned::open(&db, opts.history_retention)?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::from(redb::Error::from(e)))?;
+        let opened = migrate::open(dir, opts.cache_bytes)?;
+        let mut db = opened.db;
+        let trimmed = ring::trim(&db, tables::RING_OUTPUTS, opts.outputs_capacity)?
+            + ring::trim(&db, tables::RING_DROPS, opts.drops_capacity)?;
+        if trimmed > 0 {
+            tracing::info!(records = trimmed, "trimmed the logs to their capacities");
+        }
+        compact_if_sparse(&mut db, &opened.path)?;
+        let db = Arc::new(db);
+        let outputs = RingLog::open(db.clone(), tables::RING_OUTPUTS, opts.outputs_capacity)?;
+        let drops = RingLog::open(db.clone(), tables::RING_DROPS, opts.drops_capacity)?;
+        let consumers = Consumers::open(db.clone())?;
+        let versioned = Versioned::open(db.clone(), opts.history_retention)?;
         Ok(Store {
             db,
-            path,
+            path: opened.path,
             outputs,
             drops,
             consumers,
             versioned,
+            legacy_kept: opened.legacy_kept,
         })
     }
 
@@ -126,65 +199,101 @@ impl Store {
         &self.consumers
     }
 
-    /// Writes everything to disk and fsyncs it.
+    /// Makes everything written so far durable. Every write but a consumer acknowledgement
+    /// already is when it returns; this commits pending consumer positions.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.consumers.commit_pending()
     }
 
-    /// Bytes the database occupies on disk.
+    /// Bytes the database file occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| redb::Error::from(e).into())
     }
 
+    /// Where the database file's bytes go (one read of redb's own accounting).
+    pub fn space(&self) -> Result<Space> {
+        let txn = self.db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        Ok(Space {
+            file_bytes: self.size_on_disk()?,
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+        })
+    }
+
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Where the sled database converted at this start was kept, if one was.
+    pub fn legacy_kept(&self) -> Option<&Path> {
+        self.legacy_kept.as_deref()
+    }
+
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> Result<u32> {
-        migrate::recorded_version(&self.db.open_tree(migrate::META_TREE)?).map(|v| v.unwrap_or(0))
+        let txn = self.db.begin_read()?;
+        migrate::recorded_version(&txn).map(|v| v.unwrap_or(0))
     }
 }
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.consumers.close() {
+            tracing::error!(error = %e, "committing consumer positions at close failed");
+        }
+    }
+}
+
+/// Compacts the file when it is much larger than the pages in use (after a capacity reduction,
+/// or a layout conversion), so the disk stays bounded by what retention needs.
+fn compact_if_sparse(db: &mut Database, path: &Path) -> Result<()> {
+    let used = {
+        let txn = db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        stats.allocated_pages() * stats.page_size() as u64
+    };
+    let file = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if file <= used + used / 2 + COMPACT_SLACK {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    while db.compact()? {}
+    let after = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(
+        before_bytes = file,
+        after_bytes = after,
+        in_use_bytes = used,
+        millis = started.elapsed().as_millis() as u64,
+        "compacted the database file"
+    );
+    Ok(())
+}
+
+/// Free space below which compaction is not worth a start-up pause.
+const COMPACT_SLACK: u64 = 16 << 20;
 
 /// Helpers that build databases in old or foreign layouts, for tests and fixtures.
 #[doc(hidden)]
 pub mod testing {
     use std::path::Path;
 
-    use super::{open_db, Result, StoreError};
+    use super::Result;
 
-    /// Writes a schema-1 database (the first layout) into `dir`.
+    /// Writes a schema-1 sled database (the first layout) into `dir`.
     pub fn write_v1_database(dir: &Path, events: u64, consumer: (&str, u64)) -> Result<()> {
-        let path = dir.join("db");
-        let db = open_db(&path, 8 << 20)?;
-        super::migrate::write_v1_fixture(&db, events, consumer).map_err(|message| {
-            StoreError::Migration {
-                version: 1,
-                name: "fixture",
-                message,
-            }
-        })
+        super::migrate::write_v1_fixture(dir, events, consumer)
     }
 
     /// Marks the database in `dir` as written by schema `version`.
     pub fn force_schema_version(dir: &Path, version: u32) -> Result<()> {
-        let db = open_db(&dir.join("db"), 8 << 20)?;
-        super::migrate::force_version(&db, version)
-    }
-}
-
-fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
-    let config = sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        .flush_every_ms(Some(1000));
-    match config.open() {
-        Ok(db) => Ok(db),
-        // sled takes an exclusive file lock and reports a second opener with this message.
-        Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-            Err(StoreError::Locked(path.to_path_buf()))
-        }
-        Err(e) => Err(e.into()),
+        super::migrate::force_version(dir, version)
     }
 }

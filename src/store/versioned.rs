@@ -1,19 +1,28 @@
 //! Versioned state: rules files, rule toggles and config entries as current state plus an
-//! append-only history, all under one global revision counter (as etcd's). Each commit is one sled
-//! transaction over the state, the history, its per-target index and the revision, flushed before
-//! it returns. Every history entry holds the full new value of each target it changed, so the
-//! state as of any retained revision can be rebuilt.
+//! append-only history, all under one global revision counter (as etcd's). Each commit is one
+//! write transaction over the state, the history, its per-target index and the revision. Every
+//! history entry holds the full new value of each target it changed, so the state as of any
+//! retained revision can be rebuilt.
+//!
+//! Durability is group-committed, as etcd batches its fsyncs: [`Versioned::commit`] writes the
+//! transaction without an fsync under the writer lock, and the caller then waits in
+//! [`Versioned::wait_durable`], where one fsync covers every commit made meanwhile by any
+//! client. A reader may see a revision up to one fsync before it is durable (and a crash in that
+//! window takes it back); its writer is answered only once it is durable.
 //!
 //! Targets are namespaced strings: `file:<name>`, `rule:<name>`, `tag:<tag>`, `config:<key>`.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
-use super::codec::{decode, decode_seq, encode};
+use super::codec::{decode, encode};
+use super::tables::{HISTORY, HISTORY_INDEX, HISTORY_OLDEST_KEY, META, REVISION_KEY, STATE};
 use super::{Result, StoreError};
 
 /// A target's current value and the revision that set it.
@@ -43,95 +52,180 @@ pub struct HistoryRecord {
 }
 
 pub struct Versioned {
-    state: sled::Tree,
-    history: sled::Tree,
-    index: sled::Tree,
-    meta: sled::Tree,
-    /// Serialises writers so that a caller can check preconditions and commit atomically.
+    db: Arc<Database>,
+    /// Serialises writers so that a caller can check preconditions and commit atomically. It
+    /// guards no data, so a panic while it was held leaves nothing inconsistent: a poisoned lock
+    /// is simply taken again.
     writer: Mutex<()>,
     /// Keep at least this many revisions of history (0: all).
     retention: u64,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+/// Which revisions are written, and which of them are durable.
+#[derive(Default)]
+struct SyncState {
+    committed: u64,
+    durable: u64,
+    /// A waiter is running the fsync; the others wait for its result.
+    syncing: bool,
+    /// Writers between [`Versioned::lock`] and the end of their commit.
+    writers: usize,
 }
 
 /// Held while checking preconditions and committing.
-pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+pub struct WriteGuard<'a> {
+    lock: Option<MutexGuard<'a, ()>>,
+    versioned: &'a Versioned,
+}
 
-const REVISION_KEY: &str = "revision";
-const OLDEST_KEY: &str = "history.oldest";
+impl WriteGuard<'_> {
+    /// Lets the next writer in, then waits until `revision` is durable (sharing the fsync with
+    /// whatever other writers committed meanwhile).
+    pub fn durable(self, revision: u64) -> Result<()> {
+        let versioned = self.versioned;
+        drop(self);
+        versioned.wait_durable(revision)
+    }
+}
 
-fn index_key(target: &str, revision: u64) -> Vec<u8> {
-    let mut k = target.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(&revision.to_be_bytes());
-    k
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        self.versioned.sync_state().writers -= 1;
+        self.versioned.synced.notify_all();
+    }
+}
+
+/// How long the fsync waits for writers already under way, so that one fsync covers them too.
+const GATHER: Duration = Duration::from_millis(2);
+
+fn meta_value(txn: &ReadTransaction, key: &str) -> Result<u64> {
+    Ok(txn.open_table(META)?.get(key)?.map_or(0, |v| v.value()))
 }
 
 impl Versioned {
-    pub(super) fn open(db: &sled::Db, retention: u64) -> Result<Versioned> {
+    pub(super) fn open(db: Arc<Database>, retention: u64) -> Result<Versioned> {
+        let revision = meta_value(&db.begin_read()?, REVISION_KEY)?;
         Ok(Versioned {
-            state: db.open_tree("state")?,
-            history: db.open_tree("history")?,
-            index: db.open_tree("history.index")?,
-            meta: db.open_tree("meta")?,
+            db,
             writer: Mutex::new(()),
             retention,
+            sync: Mutex::new(SyncState {
+                committed: revision,
+                durable: revision,
+                syncing: false,
+                writers: 0,
+            }),
+            synced: Condvar::new(),
         })
     }
 
+    fn sync_state(&self) -> MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks until every commit up to `revision` is durable. The first waiter runs one durable
+    /// (fsynced) transaction covering every commit so far; the others wait for it.
+    pub fn wait_durable(&self, revision: u64) -> Result<()> {
+        let mut s = self.sync_state();
+        let gather_until = Instant::now() + GATHER;
+        loop {
+            if s.durable >= revision {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.synced.wait(s).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            let now = Instant::now();
+            if s.writers > 0 && now < gather_until {
+                s = self
+                    .synced
+                    .wait_timeout(s, gather_until - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            s.syncing = true;
+            let target = s.committed;
+            drop(s);
+            // An empty transaction committed with `Durability::Immediate` makes every earlier
+            // non-durable commit durable (redb orders commits).
+            let result = self
+                .db
+                .begin_write()
+                .map_err(StoreError::from)
+                .and_then(|txn| Ok(txn.commit()?));
+            s = self.sync_state();
+            s.syncing = false;
+            if result.is_ok() {
+                s.durable = s.durable.max(target);
+            }
+            self.synced.notify_all();
+            result?;
+        }
+    }
+
     pub fn lock(&self) -> WriteGuard<'_> {
-        WriteGuard(self.writer.lock().expect("writer lock poisoned"))
+        self.sync_state().writers += 1;
+        WriteGuard {
+            lock: Some(self.writer.lock().unwrap_or_else(PoisonError::into_inner)),
+            versioned: self,
+        }
     }
 
     /// The current global revision (0 before the first commit).
     pub fn revision(&self) -> Result<u64> {
-        self.meta
-            .get(REVISION_KEY)?
-            .map_or(Ok(0), |v| decode_seq("meta", &v))
+        meta_value(&self.db.begin_read()?, REVISION_KEY)
     }
 
     /// The oldest revision whose state can still be rebuilt.
     pub fn oldest_revision(&self) -> Result<u64> {
-        self.meta
-            .get(OLDEST_KEY)?
-            .map_or(Ok(0), |v| decode_seq("meta", &v))
+        meta_value(&self.db.begin_read()?, HISTORY_OLDEST_KEY)
     }
 
     /// Every current target under `prefix` (e.g. `file:`), by target.
     pub fn current(&self, prefix: &str) -> Result<BTreeMap<String, Current>> {
+        let txn = self.db.begin_read()?;
+        let state = txn.open_table(STATE)?;
         let mut out = BTreeMap::new();
-        for item in self.state.scan_prefix(prefix.as_bytes()) {
+        for item in state.range(prefix..)? {
             let (k, v) = item?;
-            out.insert(
-                String::from_utf8_lossy(&k).into_owned(),
-                decode("state", &v)?,
-            );
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.insert(k.value().to_string(), decode("state", v.value())?);
         }
         Ok(out)
     }
 
     pub fn get(&self, target: &str) -> Result<Option<Current>> {
-        self.state
-            .get(target.as_bytes())?
-            .map(|v| decode("state", &v))
-            .transpose()
+        let txn = self.db.begin_read()?;
+        let state = txn.open_table(STATE)?;
+        let value = state.get(target)?;
+        value.map(|v| decode("state", v.value())).transpose()
     }
 
     /// Every target under `prefix` as of `revision`, with the revision that set it.
     pub fn at(&self, prefix: &str, revision: u64) -> Result<BTreeMap<String, Current>> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(HISTORY_INDEX)?;
         let mut latest: BTreeMap<String, u64> = BTreeMap::new();
-        for item in self.index.scan_prefix(prefix.as_bytes()) {
+        for item in index.range((prefix, 0)..)? {
             let (k, _) = item?;
-            // target, a NUL, then the revision's 8 bytes (which may hold NULs themselves).
-            let split = k.len().saturating_sub(9);
-            let target = String::from_utf8_lossy(&k[..split]).into_owned();
-            let rev = decode_seq("history.index", &k[split + 1..])?;
+            let (target, rev) = k.value();
+            if !target.starts_with(prefix) {
+                break;
+            }
             if rev <= revision {
-                latest.insert(target, rev);
+                latest.insert(target.to_string(), rev);
             }
         }
         let mut out = BTreeMap::new();
         for (target, rev) in latest {
-            let record = self.record(rev)?.ok_or_else(|| StoreError::Corrupt {
+            let record = record_in(&txn, rev)?.ok_or_else(|| StoreError::Corrupt {
                 tree: "history".into(),
                 message: format!("index names revision {rev}, which is missing"),
             })?;
@@ -151,27 +245,29 @@ impl Versioned {
     }
 
     pub fn record(&self, revision: u64) -> Result<Option<HistoryRecord>> {
-        self.history
-            .get(revision.to_be_bytes())?
-            .map(|v| decode("history", &v))
-            .transpose()
+        record_in(&self.db.begin_read()?, revision)
     }
 
     /// History, newest first: entries older than `before` (0: from the newest), at most `limit`,
     /// for one target or (empty) all.
     pub fn history(&self, target: &str, before: u64, limit: usize) -> Result<Vec<HistoryRecord>> {
         let before = if before == 0 { u64::MAX } else { before };
+        let txn = self.db.begin_read()?;
         let mut out = Vec::new();
         if target.is_empty() {
-            for item in self.history.range(..before.to_be_bytes()).rev().take(limit) {
-                out.push(decode("history", &item?.1)?);
+            let history = txn.open_table(HISTORY)?;
+            for item in history.range(..before)?.rev().take(limit) {
+                out.push(decode("history", item?.1.value())?);
             }
         } else {
-            let (lo, hi) = (index_key(target, 0), index_key(target, before));
-            for item in self.index.range(lo..hi).rev().take(limit) {
-                let (k, _) = item?;
-                let rev = decode_seq("history.index", &k[k.len() - 8..])?;
-                if let Some(r) = self.record(rev)? {
+            let index = txn.open_table(HISTORY_INDEX)?;
+            for item in index
+                .range((target, 0)..(target, before))?
+                .rev()
+                .take(limit)
+            {
+                let (_, rev) = item?.0.value();
+                if let Some(r) = record_in(&txn, rev)? {
                     out.push(r);
                 }
             }
@@ -179,8 +275,9 @@ impl Versioned {
         Ok(out)
     }
 
-    /// Applies `changes` as one new revision (flushed before returning). Call with the guard
-    /// from [`Versioned::lock`] held, after checking preconditions.
+    /// Applies `changes` as one new revision, visible to the writer's own later checks at once
+    /// and durable once [`Versioned::wait_durable`] returns for it: call that after releasing the
+    /// guard from [`Versioned::lock`], before telling anyone the change is made.
     pub fn commit(
         &self,
         _guard: &WriteGuard<'_>,
@@ -189,7 +286,21 @@ impl Versioned {
         comment: &str,
         changes: Vec<Change>,
     ) -> Result<u64> {
-        let revision = self.revision()? + 1;
+        // Alone, a writer makes its own commit durable; with others under way, the fsync is
+        // left to `wait_durable`, where one covers them all.
+        let alone = {
+            let s = self.sync_state();
+            s.writers <= 1 && !s.syncing
+        };
+        let mut txn = self.db.begin_write()?;
+        if !alone {
+            txn.set_durability(Durability::None)?;
+        }
+        let revision = txn
+            .open_table(META)?
+            .get(REVISION_KEY)?
+            .map_or(0, |v| v.value())
+            + 1;
         let record = HistoryRecord {
             revision,
             time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
@@ -198,83 +309,83 @@ impl Versioned {
             action: action.to_string(),
             changes,
         };
-        let encoded = encode("history", &record)?;
-        let states: Vec<(Vec<u8>, Option<Vec<u8>>)> = record
-            .changes
-            .iter()
-            .map(|c| {
-                let value = c
-                    .value
-                    .as_ref()
-                    .map(|v| {
-                        encode(
-                            "state",
-                            &Current {
-                                value: v.clone(),
-                                revision,
-                            },
-                        )
-                    })
-                    .transpose()?;
-                Ok((c.target.as_bytes().to_vec(), value))
-            })
-            .collect::<Result<_>>()?;
-        let result: std::result::Result<(), TransactionError<StoreError>> =
-            (&self.state, &self.history, &self.index, &self.meta).transaction(
-                |(state, history, index, meta)| {
-                    for (target, value) in &states {
-                        match value {
-                            Some(v) => state.insert(target.as_slice(), v.as_slice())?,
-                            None => state.remove(target.as_slice())?,
+        {
+            let mut state = txn.open_table(STATE)?;
+            let mut index = txn.open_table(HISTORY_INDEX)?;
+            for c in &record.changes {
+                match &c.value {
+                    Some(v) => {
+                        let current = Current {
+                            value: v.clone(),
+                            revision,
                         };
+                        state.insert(c.target.as_str(), encode("state", &current)?.as_slice())?;
                     }
-                    history.insert(&revision.to_be_bytes(), encoded.as_slice())?;
-                    for c in &record.changes {
-                        index.insert(index_key(&c.target, revision), &[])?;
+                    None => {
+                        state.remove(c.target.as_str())?;
                     }
-                    meta.insert(REVISION_KEY, &revision.to_be_bytes())?;
-                    Ok::<(), ConflictableTransactionError<StoreError>>(())
-                },
-            );
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Sled(e),
-        })?;
-        self.state.flush()?;
-        self.trim(revision)?;
+                }
+                index.insert((c.target.as_str(), revision), ())?;
+            }
+            txn.open_table(HISTORY)?
+                .insert(revision, encode("history", &record)?.as_slice())?;
+            txn.open_table(META)?.insert(REVISION_KEY, revision)?;
+        }
+        self.trim(&txn, revision)?;
+        txn.commit()?;
+        let mut s = self.sync_state();
+        s.committed = revision;
+        if alone {
+            s.durable = s.durable.max(revision);
+        }
         Ok(revision)
     }
 
     /// Keeps at least `retention` revisions, and always each target's latest entry (so the current
     /// state can still be rebuilt); older revisions become unreachable as of-points.
-    fn trim(&self, revision: u64) -> Result<()> {
+    fn trim(&self, txn: &WriteTransaction, revision: u64) -> Result<()> {
         if self.retention == 0 || revision <= self.retention {
             return Ok(());
         }
         let cut = revision - self.retention;
-        let oldest = self.oldest_revision()?;
+        let mut meta = txn.open_table(META)?;
+        let oldest = meta.get(HISTORY_OLDEST_KEY)?.map_or(0, |v| v.value());
         if cut <= oldest {
             return Ok(());
         }
+        let mut history = txn.open_table(HISTORY)?;
+        let mut index = txn.open_table(HISTORY_INDEX)?;
         for rev in oldest.max(1)..cut {
-            let Some(record) = self.record(rev)? else {
+            let Some(bytes) = history.get(rev)?.map(|v| v.value().to_vec()) else {
                 continue;
             };
-            let superseded = record.changes.iter().all(|c| {
-                let next = self
-                    .index
-                    .range(index_key(&c.target, rev + 1)..index_key(&c.target, u64::MAX))
-                    .next();
-                matches!(next, Some(Ok(_)))
-            });
+            let record: HistoryRecord = decode("history", &bytes)?;
+            let mut superseded = true;
+            for c in &record.changes {
+                let target = c.target.as_str();
+                if index
+                    .range((target, rev + 1)..=(target, u64::MAX))?
+                    .next()
+                    .is_none()
+                {
+                    superseded = false;
+                    break;
+                }
+            }
             if superseded {
                 for c in &record.changes {
-                    self.index.remove(index_key(&c.target, rev))?;
+                    index.remove((c.target.as_str(), rev))?;
                 }
-                self.history.remove(rev.to_be_bytes())?;
+                history.remove(rev)?;
             }
         }
-        self.meta.insert(OLDEST_KEY, &cut.to_be_bytes())?;
+        meta.insert(HISTORY_OLDEST_KEY, cut)?;
         Ok(())
     }
+}
+
+fn record_in(txn: &ReadTransaction, revision: u64) -> Result<Option<HistoryRecord>> {
+    let history = txn.open_table(HISTORY)?;
+    let value = history.get(revision)?;
+    value.map(|v| decode("history", v.value())).transpose()
 }

@@ -10,4 +10,5 @@ mod pipeline;
 mod process;
 mod security;
 mod store;
+mod upgrade;
 mod version;

@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const EXE: &str = env!("CARGO_BIN_EXE_falco-api");
+pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_falco-api");
 
-struct Running {
-    child: Child,
-    lines: Vec<String>,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) lines: Vec<String>,
 }
 
 /// Starts `falco-api serve ARGS` with HOME at `home` and reads stdout up to the listening line.
-fn spawn_serve(home: &Path, args: &[&str]) -> Running {
+pub(crate) fn spawn_serve(home: &Path, args: &[&str]) -> Running {
     spawn_serve_until(home, args, "listening on:")
 }
 
@@ -44,7 +44,7 @@ fn spawn_serve_until(home: &Path, args: &[&str], marker: &str) -> Running {
     Running { child, lines }
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -52,7 +52,7 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

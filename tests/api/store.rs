@@ -77,6 +77,10 @@ proptest! {
                     store.flush().unwrap();
                     drop(store);
                     store = open(temp.path(), capacity);
+                    // Opening trims to the configured capacity at once.
+                    while model.len() as u64 > capacity {
+                        model.pop_front();
+                    }
                 }
             }
             let b = store.outputs().bounds();
@@ -185,7 +189,7 @@ fn a_second_process_on_the_same_data_directory_is_refused() {
     );
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -253,5 +257,77 @@ fn history_retention_keeps_recent_revisions_and_every_targets_latest_value() {
     assert_eq!(
         store.versioned().current("config:").unwrap()["config:b"].value,
         "8"
+    );
+}
+
+/// The ring wraps hundreds of times; the database file stops growing once it holds one
+/// retention's worth of records (redb reuses the pages a trim frees).
+#[test]
+fn the_file_stays_bounded_however_often_the_ring_wraps() {
+    let temp = tempfile::tempdir().unwrap();
+    let capacity = 400u64;
+    let store = open(temp.path(), capacity);
+    let padded = |i: u64| {
+        let mut e = event(i);
+        e.output = format!("{i:>1000}");
+        e
+    };
+    let mut next = 1u64;
+    let mut wrap = |store: &Store, times: u64| {
+        for _ in 0..times * (capacity / 100) {
+            let batch: Vec<_> = (next..next + 100).map(padded).collect();
+            store.outputs().append(&batch).unwrap();
+            next += 100;
+        }
+    };
+    wrap(&store, 20);
+    let early = store.space().unwrap();
+    wrap(&store, 280);
+    let late = store.space().unwrap();
+    let encoded = store.outputs().encoded_bytes().unwrap();
+    assert_eq!(store.outputs().bounds().len(), capacity);
+    assert!(
+        late.file_bytes <= early.file_bytes,
+        "grew from {early:?} to {late:?} between the 20th and the 300th wrap"
+    );
+    assert!(
+        late.allocated_bytes <= encoded * 3 / 2 + (256 << 10),
+        "pages in use {late:?} for {encoded} encoded bytes"
+    );
+    assert!(
+        late.file_bytes <= encoded * 2 + (2 << 20),
+        "file {late:?} for {encoded} encoded bytes"
+    );
+}
+
+/// A smaller capacity at open trims at once, and the file shrinks back to what is retained.
+#[test]
+fn reopening_with_a_smaller_capacity_trims_and_compacts() {
+    let temp = tempfile::tempdir().unwrap();
+    let big = {
+        let store = open(temp.path(), 40_000);
+        for i in 0..400u64 {
+            let batch: Vec<_> = (0..100u64)
+                .map(|k| {
+                    let mut e = event(i * 100 + k);
+                    e.output = "x".repeat(1000);
+                    e
+                })
+                .collect();
+            store.outputs().append(&batch).unwrap();
+        }
+        store.space().unwrap().file_bytes
+    };
+    let store = open(temp.path(), 100);
+    let b = store.outputs().bounds();
+    assert_eq!((b.oldest, b.newest), (39_901, 40_000));
+    let small = store.space().unwrap().file_bytes;
+    assert!(
+        small * 4 < big,
+        "compacted at open: {big} bytes before, {small} after"
+    );
+    assert_eq!(
+        store.outputs().read(39_950, 40_000, 10).unwrap()[0].0,
+        39_951
     );
 }

@@ -1,0 +1,25 @@
+//! The tables of the database, in one place so that every reader and writer agrees on names and
+//! types. Keys are numbers or text (redb orders both naturally); values are postcard bytes unless
+//! the table says otherwise.
+
+use redb::TableDefinition;
+
+/// Small numbers: `schema_version`, the global `revision`, `history.oldest`, and each ring log's
+/// oldest retained seq (`<ring table>.oldest`).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `<log>/<name>` → the consumer's acknowledged seq.
+pub const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
+/// Versioned target → postcard [`super::Current`].
+pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// Revision → postcard [`super::HistoryRecord`].
+pub const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
+/// (target, revision) for every history entry that changed the target.
+pub const HISTORY_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::new("history.index");
+/// The outputs log: first seq of a block → the block (a postcard `Vec` of records).
+pub const RING_OUTPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.outputs");
+/// The drops log, same layout.
+pub const RING_DROPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.drops");
+
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+pub const REVISION_KEY: &str = "revision";
+pub const HISTORY_OLDEST_KEY: &str = "history.oldest";

@@ -1,0 +1,150 @@
+//! Upgrading a data directory written by the sled-based falco-api (schema 5): the committed
+//! fixture `fixtures/db-v5` was written by that binary, together with what it printed for the
+//! directory. Today's binary converts it on first start and must print the same.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{sigterm, spawn_serve, wait_exit, EXE};
+use crate::store::copy_dir;
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/db-v5")
+}
+
+fn cli(sock: &Path, args: &[&str]) -> String {
+    let out = Command::new(EXE)
+        .args(args)
+        .arg("--server")
+        .arg(sock)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn expected(name: &str) -> String {
+    std::fs::read_to_string(fixture().join(name)).unwrap()
+}
+
+/// JSON lines compared as values (key order and number formatting aside).
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_sled_data_directory_is_converted_on_first_start_without_loss() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    copy_dir(&fixture().join("db"), &data.join("db"));
+    let sock = home.path().join("s.sock");
+    let args = [
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        sock.to_str().unwrap(),
+        "--outputs-capacity",
+        "200",
+    ];
+    let mut running = spawn_serve(home.path(), &args);
+    let said = running.lines.join("\n");
+    assert!(
+        said.contains("converted the sled database") && said.contains("db.sled-old"),
+        "the server says what it did: {said}"
+    );
+    assert!(data.join("falco-api.redb").is_file());
+    assert!(
+        data.join("db.sled-old").is_dir(),
+        "the old database is kept"
+    );
+    assert!(!data.join("db").exists());
+
+    let check = |sock: &Path| {
+        let outputs = cli(sock, &["tail", "--after", "201", "--once", "--json"]);
+        let want = json_lines(&expected("outputs.jsonl"));
+        assert_eq!(want.len(), 200);
+        assert_eq!(
+            json_lines(&outputs),
+            want,
+            "every retained alert, seq and id"
+        );
+        let drops = cli(sock, &["drops", "--after", "0", "--once", "--json"]);
+        assert_eq!(json_lines(&drops), json_lines(&expected("drops.jsonl")));
+        for (args, file) in [
+            (&["rules", "history"][..], "rules-history.txt"),
+            (&["config", "history"][..], "config-history.txt"),
+            (&["config", "get"][..], "config-get.txt"),
+            (&["rules", "effective"][..], "rules-effective.txt"),
+            (&["rules", "list"][..], "rules-list.txt"),
+            (
+                &["rules", "get", "shell.yaml", "--revision", "1"][..],
+                "shell-rev1.yaml",
+            ),
+        ] {
+            assert_eq!(cli(sock, args), expected(file), "{args:?}");
+        }
+        // A trimmed position is still refused, naming the same oldest seq.
+        let out = Command::new(EXE)
+            .args(["tail", "--after", "10", "--once", "--server"])
+            .arg(sock)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("oldest retained seq is 202"));
+    };
+    check(&sock);
+    // The consumer acknowledged seq 400 before the upgrade: only 401 is left for it.
+    let rest = cli(
+        &sock,
+        &["tail", "--consumer", "fixture-reader", "--once", "--json"],
+    );
+    let rest = json_lines(&rest);
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["seq"], 401);
+    sigterm(&running.child);
+    assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
+
+    // Started again: no second conversion, the same state, and the consumer's new position.
+    let mut running = spawn_serve(home.path(), &args);
+    assert!(!running.lines.join("\n").contains("converted"));
+    check(&sock);
+    let rest = cli(&sock, &["tail", "--consumer", "fixture-reader", "--once"]);
+    assert_eq!(rest, "", "the consumer's position survived the restart");
+    sigterm(&running.child);
+    assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
+}
+
+/// A conversion interrupted after the new file was complete (before the old directory was moved
+/// aside) finishes at the next start without converting twice.
+#[test]
+fn an_interrupted_conversion_finishes_at_the_next_start() {
+    use falco_api::store::{Store, StoreOptions, LEGACY_DIR};
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    copy_dir(&fixture().join("db"), &data.join(LEGACY_DIR));
+    let opts = StoreOptions {
+        outputs_capacity: 200,
+        ..Default::default()
+    };
+    let newest = {
+        let store = Store::open(data, &opts).unwrap();
+        store.outputs().bounds().newest
+    };
+    assert_eq!(newest, 401);
+    // Put the old directory back, as if the rename had not happened.
+    std::fs::rename(data.join("db.sled-old"), data.join(LEGACY_DIR)).unwrap();
+    let store = Store::open(data, &opts).unwrap();
+    assert_eq!(store.outputs().bounds().newest, 401);
+    assert_eq!(
+        store.consumers().get("outputs", "fixture-reader").unwrap(),
+        Some(400)
+    );
+    assert!(data.join("db.sled-old").is_dir());
+    assert!(!data.join(LEGACY_DIR).exists());
+}
