@@ -139,12 +139,15 @@ impl App {
     pub fn boot_values(&self) -> BTreeMap<String, String> {
         self.boot_values
             .read()
-            .expect("boot values lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     pub fn set_boot_values(&self, values: BTreeMap<String, String>) {
-        *self.boot_values.write().expect("boot values lock poisoned") = values;
+        *self
+            .boot_values
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = values;
     }
 
     /// The hostname alerts and notices carry now.
@@ -163,7 +166,10 @@ impl App {
         self.store.outputs().set_capacity(r.outputs_capacity);
         self.store.drops().set_capacity(r.drops_capacity);
         {
-            let mut guard = self.drop_alerts.lock().expect("drop alert lock poisoned");
+            let mut guard = self
+                .drop_alerts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let a = r.pipeline.drop_alerts;
             if guard.0 != a {
                 *guard = (a, TokenBucket::new(a.rate, a.max_burst));
@@ -173,7 +179,7 @@ impl App {
             let mut guard = self
                 .alert_limiter
                 .lock()
-                .expect("alert limiter lock poisoned");
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let wanted = (r.outputs_rate > 0.0).then_some((r.outputs_rate, r.outputs_max_burst));
             let same = guard.as_ref().map(|(p, _)| *p) == wanted;
             if !same {
@@ -202,7 +208,7 @@ impl App {
             let mut guard = self
                 .alert_limiter
                 .lock()
-                .expect("alert limiter lock poisoned");
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match guard.as_mut() {
                 None => events.len(),
                 Some((_, bucket)) => (0..events.len()).take_while(|_| bucket.take(1.0)).count(),
@@ -255,7 +261,10 @@ impl App {
     }
 
     fn drop_alert(&self, d: &DropRecord) -> Option<OutputEvent> {
-        let mut guard = self.drop_alerts.lock().expect("drop alert lock poisoned");
+        let mut guard = self
+            .drop_alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (settings, bucket) = &mut *guard;
         let ratio = if d.n_evts == 0 {
             1.0

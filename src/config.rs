@@ -82,6 +82,8 @@ pub struct LimitsSection {
     pub max_concurrent_streams: Option<u32>,
     pub keepalive_interval_secs: Option<u64>,
     pub keepalive_timeout_secs: Option<u64>,
+    /// Open connections per listener (default 1024, lowered to fit the open-files limit).
+    pub max_connections: Option<usize>,
 }
 
 /// Where `serve` listens.
@@ -414,9 +416,14 @@ impl ServeConfig {
                 .keepalive_timeout_secs
                 .map_or(d.keepalive_timeout, Duration::from_secs),
             handshake_timeout: Duration::from_secs(handshake),
+            max_connections: l.max_connections.unwrap_or(d.max_connections),
         };
-        if limits.max_message_bytes < 1024 || limits.max_concurrent_streams == 0 || handshake == 0 {
-            return Err(invalid("limits: max_message_bytes must be at least 1024, max_concurrent_streams and tls.handshake_timeout_secs at least 1".into()));
+        if limits.max_message_bytes < 1024
+            || limits.max_concurrent_streams == 0
+            || handshake == 0
+            || limits.max_connections == 0
+        {
+            return Err(invalid("limits: max_message_bytes must be at least 1024, max_concurrent_streams, max_connections and tls.handshake_timeout_secs at least 1".into()));
         }
         if let Some(c) = o.outputs_capacity {
             values.insert("outputs.capacity".into(), c.to_string());

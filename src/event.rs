@@ -176,6 +176,8 @@ pub mod stage {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// A subscriber or consumer fell behind the trimmed outputs log.
     pub const SUBSCRIBER_LAGGED: &str = "subscriber_lagged";
+    /// Events whose evaluation failed inside the engine (a caught panic).
+    pub const EVALUATION_FAILED: &str = "evaluation_failed";
     /// Alerts throttled by `outputs.rate` / `outputs.max_burst`.
     pub const OUTPUTS_RATE_LIMITED: &str = "outputs_rate_limited";
 }

@@ -13,8 +13,39 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use falco_api::cli::{self, Cli, Command};
 
+/// What a shell reports for a process ended by SIGPIPE: the status a closed stdout gives.
+const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// A reader that closed our stdout (`falco-api tail | head -1`) ends the command quietly, as it
+/// ends other Unix tools: `print!` panics on a closed pipe, so the panic hook exits instead of
+/// printing a backtrace, and a write error of that kind exits the same way.
+fn exit_quietly_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(BROKEN_PIPE_STATUS));
+        }
+        default_hook(info)
+    }));
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    exit_quietly_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,6 +87,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(BROKEN_PIPE_STATUS),
         Err(e) => {
             match e.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("falco-api: {} ({:?})", status.message(), status.code()),

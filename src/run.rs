@@ -8,8 +8,12 @@ use crate::control;
 use crate::server;
 use crate::store::StoreOptions;
 
+/// Descriptors kept free for the database, logs, rules files and the webhook.
+const RESERVED_FILES: u64 = 128;
+
 /// Runs the server until a signal; returns once everything is flushed.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let open_files = server::listen::raise_open_files_limit();
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
     let opts = StoreOptions {
@@ -119,9 +123,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    let mut limits = config.limits.clone();
+    // Leave room under the open-files limit for the database, logs and the other listeners.
+    let fit = (open_files.saturating_sub(RESERVED_FILES) / listeners.len().max(1) as u64) as usize;
+    if limits.max_connections > fit.max(1) {
+        tracing::warn!(
+            configured = limits.max_connections,
+            now = fit.max(1),
+            open_files,
+            "limits.max_connections lowered to fit the open-files limit"
+        );
+        limits.max_connections = fit.max(1);
+    }
     let opts = server::ServerOptions {
         policy: std::sync::Arc::new(config.policy.clone()),
-        limits: config.limits.clone(),
+        limits,
     };
     for bound in listeners {
         let app = app.clone();

@@ -30,6 +30,12 @@ pub enum ControlError {
     /// The revision asked for is older than the retained history.
     #[error("{0}")]
     Compacted(String),
+    /// The engine failed inside (a panic, caught): the request fails, the server goes on.
+    #[error(transparent)]
+    Internal(#[from] crate::engine::isolate::Panicked),
+    /// Other changes kept landing while this one compiled; the client may try again.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

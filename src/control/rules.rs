@@ -67,7 +67,8 @@ fn strip(files: BTreeMap<String, Current>) -> BTreeMap<String, Current> {
         .collect()
 }
 
-/// Compiles `files` (lexical order) and applies `toggles`.
+/// Compiles `files` (lexical order) and applies `toggles`, on an engine thread of its own (see
+/// [`crate::engine::isolate`]): a panic in the engine fails this request only.
 pub fn build(
     files: &BTreeMap<String, String>,
     toggles: &BTreeMap<String, Current>,
@@ -80,11 +81,13 @@ pub fn build(
             content: content.clone(),
         })
         .collect();
-    let mut set =
-        RuleSet::load(&files, &LoadOptions::default()).map_err(|e| ControlError::Invalid {
-            error: e.error,
-            warnings: e.warnings,
-        })?;
+    let loaded = crate::engine::isolate::run("compiling rules", move || {
+        RuleSet::load(&files, &LoadOptions::default())
+    })?;
+    let mut set = loaded.map_err(|e| ControlError::Invalid {
+        error: e.error,
+        warnings: e.warnings,
+    })?;
     let (mut by_rule, mut by_tag) = (HashMap::new(), HashMap::new());
     for (target, c) in toggles {
         let enabled = c.value == "true";
@@ -125,7 +128,25 @@ struct Meta<'a> {
     comment: &'a str,
 }
 
-/// Commits `changes` if the resulting set compiles, then swaps it in.
+/// How often a change is compiled again because others landed while it compiled.
+const ATTEMPTS: usize = 8;
+
+/// Runs `change` (which reads the state under the writer lock and ends in [`commit`]) until it
+/// commits against the state it compiled, at most [`ATTEMPTS`] times.
+fn retrying<T>(mut change: impl FnMut() -> Result<T, ControlError>) -> Result<T, ControlError> {
+    for _ in 1..ATTEMPTS {
+        match change() {
+            Err(ControlError::Busy(_)) => continue,
+            other => return other,
+        }
+    }
+    change()
+}
+
+/// Commits `changes` if the resulting set compiles, then swaps it in. The compile runs with the
+/// writer lock released (a hostile file must not stall every other writer); if anything was
+/// committed meanwhile, the preconditions the caller checked may no longer hold, so it answers
+/// [`ControlError::Busy`] and [`retrying`] runs the change again.
 fn commit(
     app: &App,
     guard: crate::store::WriteGuard<'_>,
@@ -134,12 +155,17 @@ fn commit(
     meta: Meta<'_>,
     changes: Vec<Change>,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
-    let next = app.store.versioned().revision()? + 1;
-    let mut set = build(&files, &toggles, next)?;
-    let revision =
-        app.store
-            .versioned()
-            .commit(&guard, meta.action, meta.author, meta.comment, changes)?;
+    let v = app.store.versioned();
+    let before = v.revision()?;
+    drop(guard);
+    let mut set = build(&files, &toggles, before + 1)?;
+    let guard = v.lock();
+    if v.revision()? != before {
+        return Err(ControlError::Busy(
+            "other changes kept landing while this one compiled; try again".into(),
+        ));
+    }
+    let revision = v.commit(&guard, meta.action, meta.author, meta.comment, changes)?;
     set.revision = revision;
     let warnings = set.warnings.clone();
     app.pipeline.set_rules(set);
@@ -177,6 +203,17 @@ pub fn put(
     comment: &str,
     author: &str,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    retrying(|| put_once(app, name, content, expected, comment, author))
+}
+
+fn put_once(
+    app: &App,
+    name: &str,
+    content: &str,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     valid_name(name)?;
     let v = app.store.versioned();
     let guard = v.lock();
@@ -203,6 +240,16 @@ pub fn put(
 }
 
 pub fn delete(
+    app: &App,
+    name: &str,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<u64, ControlError> {
+    retrying(|| delete_once(app, name, expected, comment, author))
+}
+
+fn delete_once(
     app: &App,
     name: &str,
     expected: Option<u64>,
@@ -288,6 +335,17 @@ pub fn history(
 
 /// Restores one file, or every file and toggle, as of `revision`, as a new revision.
 pub fn rollback(
+    app: &App,
+    revision: u64,
+    name: &str,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<u64, ControlError> {
+    retrying(|| rollback_once(app, revision, name, expected, comment, author))
+}
+
+fn rollback_once(
     app: &App,
     revision: u64,
     name: &str,
@@ -401,6 +459,18 @@ pub fn toggle(
     comment: &str,
     author: &str,
 ) -> Result<u64, ControlError> {
+    retrying(|| toggle_once(app, rules, tags, enabled, expected, comment, author))
+}
+
+fn toggle_once(
+    app: &App,
+    rules: &[String],
+    tags: &[String],
+    enabled: bool,
+    expected: Option<u64>,
+    comment: &str,
+    author: &str,
+) -> Result<u64, ControlError> {
     if rules.is_empty() && tags.is_empty() {
         return Err(ControlError::InvalidArgument(
             "name at least one rule or tag".into(),
@@ -462,6 +532,14 @@ pub fn toggle(
 /// Boot import of `--rules` files: on an empty store always; otherwise only when `force`.
 /// Files are named `NN-<basename>` so their lexical order is the order given.
 pub fn import(
+    app: &App,
+    files: &[(String, String)],
+    force: bool,
+) -> Result<Option<u64>, ControlError> {
+    retrying(|| import_once(app, files, force))
+}
+
+fn import_once(
     app: &App,
     files: &[(String, String)],
     force: bool,

@@ -544,7 +544,9 @@ impl Collection {
             Some(a) => bool_of(&ctx, a, "append")?,
             None => false,
         };
-        if let Some(overrides) = overrides {
+        // An empty `override: {}` names nothing to override: the item is read as a plain
+        // definition, as Falco's reader does when no key asks for append or replace.
+        if let Some(overrides) = overrides.filter(|o| !o.is_empty()) {
             return self.rule_override(&ctx, &name, node, &overrides);
         }
         if legacy_append {
@@ -688,7 +690,7 @@ impl Collection {
                 pos: ex.pos(),
             };
             if def.fields.is_some() {
-                check_exception_shape(ctx, &def, ex)?;
+                check_exception_shape(ctx, &def, ex.pos())?;
             }
             if out.iter().any(|e| e.name == name) {
                 self.warn(
@@ -723,7 +725,17 @@ impl Collection {
                         );
                         self.warnings.push(ctx.err(ex.pos, message));
                     }
-                    e.values.extend(ex.values);
+                    // Appended values meet the same checks as values written in place,
+                    // against the fields and comps of the exception they join.
+                    let joined = ExceptionDef {
+                        name: ex.name.clone(),
+                        fields: e.fields.clone(),
+                        comps: e.comps.clone(),
+                        values: ex.values,
+                        pos: ex.pos,
+                    };
+                    check_exception_shape(ctx, &joined, ex.pos)?;
+                    e.values.extend(joined.values);
                 }
                 None => {
                     if ex.fields.is_none() {
@@ -878,14 +890,14 @@ impl Collection {
     }
 }
 
-fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, node: &Node) -> Res<()> {
+fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, pos: Pos) -> Res<()> {
     let name = &ex.name;
     match (&ex.fields, &ex.comps) {
         (Some(Slot::List(fields)), comps) => {
             if let Some(comps) = comps {
                 let Slot::List(comps) = comps else {
                     return Err(ctx.err(
-                        node.pos(),
+                        pos,
                         format!(
                             "Exception '{name}': fields is a list, so comps must be a list too"
                         ),
@@ -893,7 +905,7 @@ fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, node: &Node) -> Res<()> {
                 };
                 if comps.len() != fields.len() {
                     return Err(ctx.err(
-                        node.pos(),
+                        pos,
                         format!(
                             "Exception '{name}': Fields and comps lists must have equal length"
                         ),
@@ -903,7 +915,7 @@ fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, node: &Node) -> Res<()> {
             for tuple in &ex.values {
                 if tuple.len() != fields.len() {
                     return Err(ctx.err(
-                        node.pos(),
+                        pos,
                         format!(
                             "Exception '{name}': Fields and values lists must have equal length"
                         ),
@@ -913,7 +925,7 @@ fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, node: &Node) -> Res<()> {
         }
         (Some(Slot::Scalar(_)), Some(Slot::List(_))) => {
             return Err(ctx.err(
-                node.pos(),
+                pos,
                 format!("Exception '{name}': fields is a scalar, so comps must be a scalar too"),
             ));
         }
@@ -921,7 +933,7 @@ fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, node: &Node) -> Res<()> {
             for value in &ex.values {
                 if value.len() != 1 || !matches!(value[0], Slot::Scalar(_)) {
                     return Err(ctx.err(
-                        node.pos(),
+                        pos,
                         format!("Exception '{name}': with a single field, values must be scalars"),
                     ));
                 }

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fields;
 pub mod format;
 pub mod input;
+pub mod isolate;
 pub mod loader;
 pub mod parser;
 pub mod ruleset;

@@ -5,7 +5,7 @@
 use super::ast::{Expr, FieldRef, Op, Transformer, Value};
 
 /// Falco's maximum nesting depth.
-const MAX_DEPTH: usize = 1000;
+pub const MAX_DEPTH: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
@@ -165,6 +165,9 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                     }
                     negations += 1;
+                    if self.depth + negations > MAX_DEPTH {
+                        return Err(self.error(format!("exceeded max depth limit of {MAX_DEPTH}")));
+                    }
                     continue;
                 }
                 if next == Some(b'(') {
@@ -175,7 +178,9 @@ impl<'a> Parser<'a> {
             }
             break;
         }
+        self.depth += negations;
         let mut expr = self.check()?;
+        self.depth -= negations;
         for _ in 0..negations {
             expr = Expr::Not(Box::new(expr));
         }
@@ -286,7 +291,10 @@ impl<'a> Parser<'a> {
         if let Some((t, len)) = self.transformer_name() {
             self.pos += len;
             self.blanks();
-            let Some(mut inner) = self.field_or_transformer()? else {
+            self.enter()?;
+            let inner = self.field_or_transformer()?;
+            self.depth -= 1;
+            let Some(mut inner) = inner else {
                 return Err(self.error(format!("expected a field inside {}()", t.name())));
             };
             self.blanks();

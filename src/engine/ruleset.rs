@@ -303,22 +303,28 @@ fn position_note(text: &str, offset: usize) -> String {
     )
 }
 
+/// The most parts (checks, and/or/not) one condition may have once its macros are expanded.
+const MAX_NODES: usize = 200_000;
+/// The longest chain of macros using macros.
+const MAX_MACRO_NESTING: usize = 1000;
+
 /// Macros resolved to trees, lazily and recursively: a macro sees the macros first defined
 /// before its own last (re)definition; rules see every macro.
 struct Macros<'c> {
     defs: &'c [MacroDef],
     lists: &'c [ListDef],
     expanded: &'c [Vec<String>],
-    resolved: HashMap<String, Expr>,
+    /// Each resolved macro with its size in nodes and its depth.
+    resolved: HashMap<String, (Expr, usize, usize)>,
     in_progress: HashSet<String>,
     used: HashSet<String>,
     used_lists: HashSet<String>,
 }
 
 impl<'c> Macros<'c> {
-    fn get(&mut self, name: &str) -> Result<Expr, Diagnostic> {
-        if let Some(expr) = self.resolved.get(name) {
-            return Ok(expr.clone());
+    fn get(&mut self, name: &str) -> Result<(Expr, usize, usize), Diagnostic> {
+        if let Some(found) = self.resolved.get(name) {
+            return Ok(found.clone());
         }
         let m = self
             .defs
@@ -332,6 +338,14 @@ impl<'c> Macros<'c> {
                 m.cond_pos,
                 item,
                 "reference loop in macro".into(),
+            ));
+        }
+        if self.in_progress.len() > MAX_MACRO_NESTING {
+            return Err(diag(
+                &m.file,
+                m.cond_pos,
+                item,
+                format!("macros nest deeper than {MAX_MACRO_NESTING} levels"),
             ));
         }
         let text = substitute_tracking(
@@ -349,7 +363,7 @@ impl<'c> Macros<'c> {
             )
         })?;
         let resolved = self
-            .resolve(&parsed, Some(m.visibility))
+            .resolve(&parsed, Some(m.visibility), 0)
             .map_err(|e| match e {
                 Resolve::Here(e) => diag(
                     &m.file,
@@ -368,22 +382,65 @@ impl<'c> Macros<'c> {
         Ok(resolved)
     }
 
-    /// Replaces macro references in `expr`; `visibility` limits what a macro may see.
-    fn resolve(&mut self, expr: &Expr, visibility: Option<u64>) -> Result<Expr, Resolve> {
+    /// Replaces macro references in `expr`, found at `depth` of the tree being built;
+    /// `visibility` limits what a macro may see. Returns the tree with its size in nodes and its
+    /// depth, refusing trees deeper than [`parser::MAX_DEPTH`] or larger than [`MAX_NODES`]
+    /// (macros that use each other twice grow exponentially).
+    fn resolve(
+        &mut self,
+        expr: &Expr,
+        visibility: Option<u64>,
+        depth: usize,
+    ) -> Result<(Expr, usize, usize), Resolve> {
+        let offset = match expr {
+            Expr::Macro { offset, .. } | Expr::Check { offset, .. } => Some(*offset),
+            _ => None,
+        };
+        let too_big = |what: String| {
+            Resolve::Here(CompileError {
+                offset,
+                message: what,
+            })
+        };
+        if depth > parser::MAX_DEPTH {
+            return Err(too_big(format!(
+                "the condition with its macros expanded nests deeper than {}",
+                parser::MAX_DEPTH
+            )));
+        }
+        let list =
+            |items: &[Expr], this: &mut Self| -> Result<(Vec<Expr>, usize, usize), Resolve> {
+                let mut out = Vec::with_capacity(items.len());
+                let (mut nodes, mut deepest) = (1usize, 0usize);
+                for item in items {
+                    let (e, n, d) = this.resolve(item, visibility, depth + 1)?;
+                    nodes += n;
+                    deepest = deepest.max(d);
+                    if nodes > MAX_NODES {
+                        return Err(Resolve::Here(CompileError {
+                            offset: None,
+                            message: format!(
+                            "the condition with its macros expanded has more than {MAX_NODES} parts"
+                        ),
+                        }));
+                    }
+                    out.push(e);
+                }
+                Ok((out, nodes, deepest + 1))
+            };
         Ok(match expr {
-            Expr::And(items) => Expr::And(
-                items
-                    .iter()
-                    .map(|e| self.resolve(e, visibility))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Expr::Or(items) => Expr::Or(
-                items
-                    .iter()
-                    .map(|e| self.resolve(e, visibility))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Expr::Not(inner) => Expr::Not(Box::new(self.resolve(inner, visibility)?)),
+            Expr::And(items) => {
+                let (items, n, d) = list(items, self)?;
+                (Expr::And(items), n, d)
+            }
+            Expr::Or(items) => {
+                let (items, n, d) = list(items, self)?;
+                (Expr::Or(items), n, d)
+            }
+            Expr::Not(inner) => {
+                let (e, n, d) = self.resolve(inner, visibility, depth + 1)?;
+                (Expr::Not(Box::new(e)), n + 1, d + 1)
+            }
             Expr::Macro { name, offset } => {
                 let visible = self
                     .defs
@@ -396,9 +453,27 @@ impl<'c> Macros<'c> {
                     }));
                 }
                 self.used.insert(name.clone());
+                let (nodes, macro_depth) = match self.resolved.get(name) {
+                    Some((_, n, d)) => (*n, *d),
+                    None => {
+                        let (_, n, d) = self.get(name).map_err(Resolve::Inner)?;
+                        (n, d)
+                    }
+                };
+                if depth + macro_depth > parser::MAX_DEPTH {
+                    return Err(too_big(format!(
+                        "the condition with its macros expanded nests deeper than {}",
+                        parser::MAX_DEPTH
+                    )));
+                }
+                if nodes > MAX_NODES {
+                    return Err(too_big(format!(
+                        "the condition with its macros expanded has more than {MAX_NODES} parts"
+                    )));
+                }
                 self.get(name).map_err(Resolve::Inner)?
             }
-            check => check.clone(),
+            check => (check.clone(), 1, 1),
         })
     }
 }
@@ -493,8 +568,8 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
                 message: e.message,
             })
         })?;
-        let resolved = match macros.resolve(&parsed, None) {
-            Ok(expr) => expr,
+        let resolved = match macros.resolve(&parsed, None, 0) {
+            Ok((expr, ..)) => expr,
             Err(Resolve::Here(e)) => return Err(fail(e)),
             Err(Resolve::Inner(d)) => return Err(d),
         };

@@ -101,12 +101,24 @@ pub struct YamlError {
     pub message: String,
 }
 
+/// The most nodes a file may expand to (aliases count as copies of what they name): Falco's own
+/// largest rules file has about 20,000. Guards against "billion laughs" alias bombs.
+pub const MAX_NODES: usize = 2_000_000;
+/// The most scalar text a file may expand to, in bytes.
+pub const MAX_TEXT_BYTES: usize = 64 << 20;
+/// The deepest nesting of sequences and mappings.
+pub const MAX_NESTING: usize = 256;
+/// The most documents in one file.
+pub const MAX_DOCUMENTS: usize = 10_000;
+
 /// Parses every document of `text`.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder {
         anchors: Vec::new(),
         stack: Vec::new(),
         docs: Vec::new(),
+        nodes: 0,
+        text_bytes: 0,
     };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| YamlError {
@@ -127,16 +139,78 @@ enum Open {
 }
 
 struct Builder {
-    anchors: Vec<(usize, Node)>,
+    /// Anchor id, the node, and its size in nodes, text bytes and depth.
+    anchors: Vec<(usize, Node, (usize, usize, usize))>,
     stack: Vec<Open>,
     docs: Vec<Node>,
+    nodes: usize,
+    text_bytes: usize,
+}
+
+/// Nodes, scalar bytes and nesting depth of `node` (its depth is bounded by [`MAX_NESTING`]).
+fn size(node: &Node) -> (usize, usize, usize) {
+    let children: Vec<(usize, usize, usize)> = match node {
+        Node::Null(_) => return (1, 0, 0),
+        Node::Scalar { text, .. } => return (1, text.len(), 0),
+        Node::Seq { items, .. } => items.iter().map(size).collect(),
+        Node::Map { entries, .. } => entries
+            .iter()
+            .flat_map(|(k, v)| [size(k), size(v)])
+            .collect(),
+    };
+    children
+        .iter()
+        .fold((1, 0, 1), |a, b| (a.0 + b.0, a.1 + b.1, a.2.max(b.2 + 1)))
 }
 
 impl Builder {
+    /// Counts `nodes` more nodes and `bytes` more text, refusing past the limits.
+    fn grow(&mut self, nodes: usize, bytes: usize, pos: Pos) -> Result<(), YamlError> {
+        self.nodes += nodes;
+        self.text_bytes += bytes;
+        if self.nodes > MAX_NODES {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "the document expands to more than {MAX_NODES} nodes (are aliases nested to multiply it?)"
+                ),
+            });
+        }
+        if self.text_bytes > MAX_TEXT_BYTES {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "the document expands to more than {} MiB of text (are aliases nested to multiply it?)",
+                    MAX_TEXT_BYTES >> 20
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, open: Open, pos: Pos) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_NESTING {
+            return Err(YamlError {
+                pos,
+                message: format!("sequences and mappings nest deeper than {MAX_NESTING} levels"),
+            });
+        }
+        self.grow(1, 0, pos)?;
+        self.stack.push(open);
+        Ok(())
+    }
+
     fn event(&mut self, event: Event<'_>, span: &Span) -> Result<(), YamlError> {
         let pos = Pos::of(span);
         match event {
+            Event::DocumentStart(..) if self.docs.len() >= MAX_DOCUMENTS => {
+                return Err(YamlError {
+                    pos,
+                    message: format!("more than {MAX_DOCUMENTS} documents in one file"),
+                });
+            }
             Event::Scalar(text, style, anchor, _tag) => {
+                self.grow(1, text.len(), pos)?;
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let node =
                     if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
@@ -151,10 +225,10 @@ impl Builder {
                 self.push(node, anchor);
             }
             Event::SequenceStart(_, anchor, _) => {
-                self.stack.push(Open::Seq(Vec::new(), pos, anchor))
+                self.open(Open::Seq(Vec::new(), pos, anchor), pos)?
             }
             Event::MappingStart(_, anchor, _) => {
-                self.stack.push(Open::Map(Vec::new(), None, pos, anchor))
+                self.open(Open::Map(Vec::new(), None, pos, anchor), pos)?
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
@@ -172,16 +246,33 @@ impl Builder {
                 self.push(node, anchor);
             }
             Event::Alias(id) => {
-                let node = self
+                let (nodes, bytes, depth) = self
                     .anchors
                     .iter()
                     .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone())
+                    .find(|(a, ..)| *a == id)
+                    .map(|(_, _, size)| *size)
                     .ok_or_else(|| YamlError {
                         pos,
                         message: "alias to an unknown anchor".into(),
                     })?;
+                if self.stack.len() + depth > MAX_NESTING {
+                    return Err(YamlError {
+                        pos,
+                        message: format!(
+                            "sequences and mappings nest deeper than {MAX_NESTING} levels"
+                        ),
+                    });
+                }
+                // Counted before it is copied, so a bomb is refused before it takes memory.
+                self.grow(nodes, bytes, pos)?;
+                let node = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, ..)| *a == id)
+                    .map(|(_, n, ..)| n.clone())
+                    .expect("found above");
                 self.push(node, 0);
             }
             _ => {}
@@ -191,7 +282,8 @@ impl Builder {
 
     fn push(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let size = size(&node);
+            self.anchors.push((anchor, node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),

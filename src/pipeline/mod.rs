@@ -136,6 +136,7 @@ impl Pipeline {
             let hostname = hostname.clone();
             std::thread::Builder::new()
                 .name(format!("eval-{i}"))
+                .stack_size(crate::engine::isolate::STACK_BYTES)
                 .spawn(move || worker::run(rx, hostname))
                 .expect("cannot spawn an evaluation thread");
         }
@@ -149,18 +150,27 @@ impl Pipeline {
 
     /// Swaps in a new rule set: every batch is evaluated wholly by one set.
     pub fn set_rules(&self, rules: RuleSet) {
-        *self.rules.write().expect("rules lock poisoned") = Arc::new(rules);
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(rules);
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.read().expect("rules lock poisoned").clone()
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Applies new settings to batches submitted from now on; a changed queue size grows or
     /// shrinks the queue (shrinking waits for room to free up).
     pub fn update(&self, new: Settings) {
         let old_size = {
-            let mut guard = self.settings.write().expect("settings lock poisoned");
+            let mut guard = self
+                .settings
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let old = guard.queue_size;
             *guard = new.clone();
             old
@@ -186,7 +196,7 @@ impl Pipeline {
     pub fn settings(&self) -> Settings {
         self.settings
             .read()
-            .expect("settings lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 

@@ -1,11 +1,13 @@
 //! An evaluation thread: takes batches off the queue, decodes and evaluates each event, and
 //! formats the alerts into output events.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use super::{Job, OutputSettings, Pipeline};
 use crate::engine::format::{alert_json, alert_line, JsonAlert};
+use crate::engine::isolate::panic_message;
 use crate::engine::{input, Alert, EventData};
 use crate::event::OutputEvent;
 
@@ -21,20 +23,36 @@ pub struct BatchResult {
     pub rejected: Vec<(u64, String)>,
     /// Rejections for oversize payloads (also in `rejected`), for the drops log.
     pub too_large: u64,
+    /// Events whose evaluation failed inside the engine (a caught panic; also in `rejected`).
+    pub failed: u64,
     pub outputs: Vec<OutputEvent>,
 }
 
+/// The thread's body: evaluates jobs until the queue closes. A panic that escapes an event's
+/// own guard (see [`evaluate`]) is logged and the loop starts again, so the thread never dies.
 pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String) {
     loop {
+        match catch_unwind(AssertUnwindSafe(|| serve_jobs(&rx, &hostname))) {
+            Ok(()) => return,
+            Err(payload) => tracing::error!(
+                message = panic_message(payload.as_ref()),
+                "an evaluation thread panicked outside an event; it goes on"
+            ),
+        }
+    }
+}
+
+fn serve_jobs(rx: &Mutex<Receiver<Job>>, hostname: &str) {
+    loop {
         let job = {
-            let guard = rx.lock().expect("job queue lock poisoned");
+            let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match guard.recv() {
                 Ok(job) => job,
                 Err(_) => return,
             }
         };
         let host = if job.output.hostname.is_empty() {
-            &hostname
+            hostname
         } else {
             &job.output.hostname
         };
@@ -90,26 +108,46 @@ fn evaluate(job: &Job, hostname: &str, max_payload: usize) -> BatchResult {
         } else {
             &ev.hostname
         };
-        let mut matched = false;
-        for d in decoded {
-            result.evaluated += 1;
-            let time_ns = ev.time_ns.unwrap_or(d.time_ns);
-            let data = EventData {
-                source: &ev.source,
-                json: &d.json,
-                time_ns,
-                hostname: host,
-                num: ev.seq,
-            };
-            for alert in job.rules.evaluate(&data, &opts) {
-                matched = true;
-                let mut out = output_event(&alert, time_ns, host, &job.output);
-                out.rules_revision = job.rules.revision;
-                result.outputs.push(out);
+        let evaluated = catch_unwind(AssertUnwindSafe(|| {
+            let mut outputs = Vec::new();
+            for d in &decoded {
+                let time_ns = ev.time_ns.unwrap_or(d.time_ns);
+                let data = EventData {
+                    source: &ev.source,
+                    json: &d.json,
+                    time_ns,
+                    hostname: host,
+                    num: ev.seq,
+                };
+                for alert in job.rules.evaluate(&data, &opts) {
+                    let mut out = output_event(&alert, time_ns, host, &job.output);
+                    out.rules_revision = job.rules.revision;
+                    outputs.push(out);
+                }
             }
-        }
-        if matched {
-            result.matched += 1;
+            outputs
+        }));
+        match evaluated {
+            Ok(outputs) => {
+                result.evaluated += decoded.len() as u64;
+                if !outputs.is_empty() {
+                    result.matched += 1;
+                }
+                result.outputs.extend(outputs);
+            }
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(
+                    seq = ev.seq,
+                    message,
+                    "evaluating an event panicked; it is rejected"
+                );
+                result.failed += 1;
+                result.rejected.push((
+                    ev.seq,
+                    format!("internal error evaluating this event: {message}"),
+                ));
+            }
         }
     }
     result

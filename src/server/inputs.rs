@@ -111,7 +111,7 @@ impl Service for InputsService {
                 if let Some((rate, burst)) = settings.client_rate {
                     let allowed = buckets
                         .lock()
-                        .expect("rate limiter lock poisoned")
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .entry(reader_client.clone())
                         .or_insert_with(|| TokenBucket::new(rate, burst))
                         .take(n as f64);
@@ -189,6 +189,16 @@ async fn acknowledge(
             result.too_large,
             n,
             "event payloads over the size limit were rejected".to_string(),
+        ));
+    }
+    if result.failed > 0 {
+        app.record_drop(DropRecord::now(
+            stage::EVALUATION_FAILED,
+            source,
+            client,
+            result.failed,
+            n,
+            "events whose evaluation failed inside the engine were rejected".to_string(),
         ));
     }
     let range = app.commit_alerts(result.outputs, source, client).await?;

@@ -6,6 +6,7 @@ pub mod baseline;
 mod configs;
 mod drops;
 mod inputs;
+pub mod listen;
 mod logstream;
 mod outputs;
 mod rules;
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use std::sync::Arc;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use tonic::transport::{Server, ServerTlsConfig};
 
@@ -82,6 +82,8 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// A TLS client must finish its handshake within this (others are never held up by it).
     pub handshake_timeout: Duration,
+    /// Open connections per listener; past it the listener waits for one to close.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -92,6 +94,7 @@ impl Default for Limits {
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -230,7 +233,13 @@ pub async fn serve_unix_with(
     listener: UnixListener,
     opts: ServerOptions,
 ) -> Result<(), ServeError> {
-    serve_with(app, opts, None, UnixListenerStream::new(listener)).await
+    let name = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| "unix socket".into());
+    let max = opts.limits.max_connections;
+    serve_with(app, opts, None, listen::incoming(listener, name, max)).await
 }
 
 /// Serves every service over TCP with mutual TLS (client certificates required and verified).
@@ -240,7 +249,11 @@ pub async fn serve_tcp(
     tls: ServerTlsConfig,
     opts: ServerOptions,
 ) -> Result<(), ServeError> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let name = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "tcp".into());
+    let incoming = listen::incoming(listener, name, opts.limits.max_connections);
     serve_with(app, opts, Some(tls), incoming).await
 }
 

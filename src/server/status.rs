@@ -52,6 +52,8 @@ impl From<crate::control::ControlError> for Status {
                     prost::Message::encode_to_vec(&details).into(),
                 )
             }
+            E::Internal(p) => Status::internal(p.to_string()),
+            E::Busy(m) => Status::aborted(m),
             E::Store(s) => store_status(&s),
         }
     }

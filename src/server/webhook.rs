@@ -122,17 +122,30 @@ pub async fn serve_with(
     max_body: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
+    use tokio_stream::StreamExt;
+    let name = listener
+        .local_addr()
+        .map(|a| format!("webhook {a}"))
+        .unwrap_or_else(|_| "webhook".into());
+    // Bounded like the gRPC listeners: a connection cap, and back-off when out of descriptors.
+    let max = super::Limits::default().max_connections;
+    let mut incoming = super::listen::incoming(listener, name, max);
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = incoming.next() => a,
             _ = app.shutdown.cancelled() => return,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
+        let stream = match accepted {
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "webhook accept failed");
                 continue;
             }
+            None => return,
+        };
+        let peer = match stream.get_ref().peer_addr() {
+            Ok(peer) => peer,
+            Err(_) => continue,
         };
         let app = app.clone();
         let tls = tls.clone();
