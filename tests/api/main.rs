@@ -5,6 +5,7 @@ mod conformance;
 mod control;
 mod engine_cases;
 mod engine_props;
+mod hardening;
 mod outputs;
 mod pipeline;
 mod process;
