@@ -5,6 +5,7 @@ mod conformance;
 mod control;
 mod engine_cases;
 mod engine_props;
+mod fuzz;
 mod hardening;
 mod outputs;
 mod pipeline;
