@@ -79,6 +79,10 @@ fn main() -> ExitCode {
                 init_tracing("warn");
                 falco_api::bench_ingest::ingest_bench(args).await
             }
+            Command::Bench(cli::BenchCommand::Crash(args)) => {
+                init_tracing("warn");
+                falco_api::bench::crash::crash_bench(args).await
+            }
             Command::Bench(cli::BenchCommand::Log(args)) => {
                 init_tracing("warn");
                 falco_api::bench::log_bench(args).await

@@ -71,6 +71,9 @@ pub enum BenchCommand {
     Ingest(crate::bench_ingest::IngestBenchArgs),
     /// Rules and config commits per second, and reload latency (put → first alert).
     Control(crate::bench::ControlBenchArgs),
+    /// Crash soak: kill -9 the server at random moments under load, restart it, and check that
+    /// nothing acknowledged was lost.
+    Crash(crate::bench::crash::CrashBenchArgs),
 }
 
 #[derive(Args, Debug)]

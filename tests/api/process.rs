@@ -616,3 +616,40 @@ fn serve_listens_on_the_socket_and_mutual_tls_tcp_at_once() {
     sigterm(&running.child);
     assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
 }
+
+/// The crash soak, short: five rounds of load, `kill -9` at a random moment, restart and check.
+#[test]
+fn a_short_crash_soak_finds_no_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(EXE)
+        .args([
+            "bench",
+            "crash",
+            "--rounds",
+            "5",
+            "--max-run-ms",
+            "400",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains(", 0 violations"), "{stdout}");
+    let alerts: u64 = last
+        .split(" acknowledged items checked (")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        alerts > 0,
+        "the soak acknowledged and checked alerts: {stdout}"
+    );
+}

@@ -1,6 +1,8 @@
 //! `falco-api bench`: load generators that print numbers. Each run measures a baseline in the
 //! same process so results can be read as ratios on a shared, noisy machine.
 
+pub mod crash;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
