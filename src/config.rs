@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     /// Keep at least this many revisions of rules/config history (0 or absent: everything).
     pub history_retention: Option<u64>,
+    /// Writes are refused (RESOURCE_EXHAUSTED) while the data directory's filesystem has less
+    /// free space than this, in bytes (default 64 MiB), so the database never runs out mid-write.
+    pub min_free_bytes: Option<u64>,
     /// Mutual TLS for TCP listeners.
     pub tls: Option<TlsSection>,
     pub socket: Option<SocketSection>,
@@ -207,6 +210,8 @@ pub struct ServeConfig {
     pub webhook_max_body: usize,
     pub webhook_tls: bool,
     pub history_retention: u64,
+    /// Free space kept in reserve on the data directory's filesystem.
+    pub min_free_bytes: u64,
 }
 
 impl ServeConfig {
@@ -488,6 +493,9 @@ impl ServeConfig {
             webhook_max_body: hook.max_body_bytes.unwrap_or(12 << 20),
             webhook_tls,
             history_retention: file.history_retention.unwrap_or(0),
+            min_free_bytes: file
+                .min_free_bytes
+                .unwrap_or(crate::store::StoreOptions::default().min_free_bytes),
         })
     }
 }

@@ -20,6 +20,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         outputs_capacity: runtime.outputs_capacity,
         drops_capacity: runtime.drops_capacity,
         history_retention: config.history_retention,
+        min_free_bytes: config.min_free_bytes,
         ..Default::default()
     };
     let app =

@@ -181,12 +181,20 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<
             }
             Err(e) => {
                 tracing::error!(log = shared.name, error = %e, "append failed");
+                let full = match &e {
+                    StoreError::NoSpace(m) => Some(m.clone()),
+                    _ => None,
+                };
                 let message = e.to_string();
                 for append in pending.drain(..) {
-                    let _ = append.reply.send(Err(FeedError::Append {
-                        log: shared.name,
-                        message: message.clone(),
-                    }));
+                    let error = match &full {
+                        Some(m) => FeedError::Store(StoreError::NoSpace(m.clone())),
+                        None => FeedError::Append {
+                            log: shared.name,
+                            message: message.clone(),
+                        },
+                    };
+                    let _ = append.reply.send(Err(error));
                 }
             }
         }

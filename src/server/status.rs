@@ -25,6 +25,10 @@ impl From<StoreError> for Status {
 }
 
 fn store_status(e: &StoreError) -> Status {
+    if let StoreError::NoSpace(_) = e {
+        tracing::warn!(error = %e, "write refused");
+        return Status::resource_exhausted(e.to_string());
+    }
     tracing::error!(error = %e, "storage failure");
     Status::internal(e.to_string())
 }

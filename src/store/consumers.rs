@@ -32,6 +32,7 @@ struct Positions {
 
 struct Shared {
     db: Arc<Database>,
+    reserve: Arc<super::Reserve>,
     positions: Mutex<Positions>,
     wake: Condvar,
 }
@@ -50,6 +51,7 @@ impl Shared {
             return Ok(());
         }
         let result = (|| {
+            self.reserve.check()?;
             let txn = self.db.begin_write()?;
             {
                 let mut table = txn.open_table(CONSUMERS)?;
@@ -77,7 +79,7 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    pub(super) fn open(db: Arc<Database>) -> Result<Self> {
+    pub(super) fn open(db: Arc<Database>, reserve: Arc<super::Reserve>) -> Result<Self> {
         let mut all = HashMap::new();
         {
             let txn = db.begin_read()?;
@@ -88,6 +90,7 @@ impl Consumers {
         }
         let shared = Arc::new(Shared {
             db,
+            reserve,
             positions: Mutex::new(Positions {
                 all,
                 ..Default::default()

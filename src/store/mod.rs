@@ -21,6 +21,7 @@ mod codec;
 mod consumers;
 mod migrate;
 mod ring;
+mod space;
 mod tables;
 mod versioned;
 
@@ -32,6 +33,7 @@ use redb::{Database, ReadableDatabase};
 pub use consumers::Consumers;
 pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
 pub use ring::{Bounds, RingLog};
+pub use space::Reserve;
 pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};
 
 use crate::event::{DropRecord, OutputEvent};
@@ -58,7 +60,9 @@ pub enum StoreError {
     },
     #[error("corrupt record in table '{tree}': {message}")]
     Corrupt { tree: String, message: String },
-    #[error("no space left on the device holding the database: {0}")]
+    /// The data directory's filesystem is (nearly) full: the write was refused or failed, and
+    /// nothing already stored was changed.
+    #[error("no space left for the database: {0}")]
     NoSpace(String),
     #[error("storage error: {0}")]
     Db(redb::Error),
@@ -113,6 +117,8 @@ pub struct StoreOptions {
     pub history_retention: u64,
     /// The database's page cache size in bytes.
     pub cache_bytes: u64,
+    /// Writes are refused while the filesystem has less free space than this.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -122,6 +128,7 @@ impl Default for StoreOptions {
             drops_capacity: 10_000,
             history_retention: 0,
             cache_bytes: 64 * 1024 * 1024,
+            min_free_bytes: 64 << 20,
         }
     }
 }
@@ -167,10 +174,21 @@ impl Store {
         }
         compact_if_sparse(&mut db, &opened.path)?;
         let db = Arc::new(db);
-        let outputs = RingLog::open(db.clone(), tables::RING_OUTPUTS, opts.outputs_capacity)?;
-        let drops = RingLog::open(db.clone(), tables::RING_DROPS, opts.drops_capacity)?;
-        let consumers = Consumers::open(db.clone())?;
-        let versioned = Versioned::open(db.clone(), opts.history_retention)?;
+        let reserve = Arc::new(Reserve::new(dir, opts.min_free_bytes));
+        let outputs = RingLog::open(
+            db.clone(),
+            reserve.clone(),
+            tables::RING_OUTPUTS,
+            opts.outputs_capacity,
+        )?;
+        let drops = RingLog::open(
+            db.clone(),
+            reserve.clone(),
+            tables::RING_DROPS,
+            opts.drops_capacity,
+        )?;
+        let consumers = Consumers::open(db.clone(), reserve.clone())?;
+        let versioned = Versioned::open(db.clone(), reserve, opts.history_retention)?;
         Ok(Store {
             db,
             path: opened.path,

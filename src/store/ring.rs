@@ -147,6 +147,7 @@ fn trim_in(txn: &redb::WriteTransaction, table: Blocks, oldest: u64) -> Result<(
 
 pub struct RingLog<T> {
     db: Arc<Database>,
+    reserve: Arc<super::Reserve>,
     table: Blocks,
     // Held across the write transaction so sequence numbers are assigned and written in one
     // order. No `.await` ever happens under it.
@@ -156,10 +157,16 @@ pub struct RingLog<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> RingLog<T> {
-    pub(super) fn open(db: Arc<Database>, table: Blocks, capacity: u64) -> Result<Self> {
+    pub(super) fn open(
+        db: Arc<Database>,
+        reserve: Arc<super::Reserve>,
+        table: Blocks,
+        capacity: u64,
+    ) -> Result<Self> {
         let bounds = read_bounds(&db, table)?;
         Ok(RingLog {
             db,
+            reserve,
             table,
             bounds: Mutex::new(bounds),
             capacity: AtomicU64::new(capacity.max(1)),
@@ -197,6 +204,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         let oldest = bounds
             .oldest
             .max((newest + 1).saturating_sub(self.capacity()));
+        self.reserve.check()?;
         let txn = self.db.begin_write()?;
         {
             let mut blocks = txn.open_table(self.table)?;

@@ -53,6 +53,7 @@ pub struct HistoryRecord {
 
 pub struct Versioned {
     db: Arc<Database>,
+    reserve: Arc<super::Reserve>,
     /// Serialises writers so that a caller can check preconditions and commit atomically. It
     /// guards no data, so a panic while it was held leaves nothing inconsistent: a poisoned lock
     /// is simply taken again.
@@ -106,10 +107,15 @@ fn meta_value(txn: &ReadTransaction, key: &str) -> Result<u64> {
 }
 
 impl Versioned {
-    pub(super) fn open(db: Arc<Database>, retention: u64) -> Result<Versioned> {
+    pub(super) fn open(
+        db: Arc<Database>,
+        reserve: Arc<super::Reserve>,
+        retention: u64,
+    ) -> Result<Versioned> {
         let revision = meta_value(&db.begin_read()?, REVISION_KEY)?;
         Ok(Versioned {
             db,
+            reserve,
             writer: Mutex::new(()),
             retention,
             sync: Mutex::new(SyncState {
@@ -292,6 +298,7 @@ impl Versioned {
             let s = self.sync_state();
             s.writers <= 1 && !s.syncing
         };
+        self.reserve.check()?;
         let mut txn = self.db.begin_write()?;
         if !alone {
             txn.set_durability(Durability::None)?;

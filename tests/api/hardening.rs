@@ -288,3 +288,130 @@ fn idle_connections_past_the_descriptor_limit_do_not_spin_or_wedge() {
         let _ = child.wait();
     }
 }
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn cli_in(sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .args(args)
+        .arg("--server")
+        .arg(sock)
+        .output()
+        .unwrap()
+}
+
+/// The data directory on a small filesystem that fills: writes fail with RESOURCE_EXHAUSTED
+/// naming the directory, reads go on, nothing acknowledged is lost, and writes succeed again once
+/// space is freed. Needs a size-limited tmpfs (root); skipped with a message where mounting fails.
+#[test]
+fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mnt)
+        .output();
+    match mounted {
+        Ok(out) if out.status.success() => {}
+        other => {
+            eprintln!("skipped: cannot mount a size-limited tmpfs here ({other:?})");
+            return;
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let data = mnt.join("data");
+    let config = dir.path().join("falco-api.yaml");
+    std::fs::write(&config, "min_free_bytes: 4194304\n").unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, rule_with("evt.type = open")).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let lines: String = (0..200)
+        .map(|i| format!("{{\"evt.type\": \"open\", \"proc.name\": \"p{i}\"}}\n"))
+        .collect();
+    std::fs::write(&events, lines).unwrap();
+    let sock = dir.path().join("s.sock");
+    let mut child = Command::new(EXE)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(&sock)
+        .arg("--rules")
+        .arg(&rules)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !version_ok(&sock) {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let send = |sock: &Path| {
+        cli_in(
+            sock,
+            &["send", "--source", "syscall", events.to_str().unwrap()],
+        )
+    };
+    let count = |sock: &Path| {
+        let out = cli_in(sock, &["tail", "--after", "0", "--once", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert!(send(&sock).status.success());
+    assert!(cli_in(&sock, &["config", "set", "hostname=before"])
+        .status
+        .success());
+    assert_eq!(count(&sock), 200);
+
+    // Fill the filesystem to 2 MiB short of full.
+    let stat = rustix::fs::statvfs(&mnt).unwrap();
+    let free = stat.f_bavail * stat.f_frsize;
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; (free - (2 << 20)) as usize]).unwrap();
+    // The server reads the free space at most every 50 ms (the reserve absorbs that window).
+    std::thread::sleep(Duration::from_millis(100));
+
+    let refused = cli_in(&sock, &["config", "set", "hostname=during"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("ResourceExhausted"), "{err}");
+    assert!(
+        err.contains(data.to_str().unwrap()),
+        "names the data directory: {err}"
+    );
+    let refused = send(&sock);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("ResourceExhausted"));
+    // Reads go on, and what was acknowledged is all there.
+    assert_eq!(count(&sock), 200);
+    let got = cli_in(&sock, &["config", "get", "hostname"]);
+    assert!(String::from_utf8_lossy(&got.stdout).contains("before"));
+
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let again = cli_in(&sock, &["config", "set", "hostname=after"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(send(&sock).status.success());
+    assert_eq!(count(&sock), 400);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
