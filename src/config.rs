@@ -216,7 +216,7 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The runtime settings from defaults and boot values (the store's API values come later).
-    pub fn boot_runtime(&self) -> keys::Runtime {
+    pub fn boot_runtime(&self) -> crate::app::Runtime {
         keys::runtime(&keys::effective(&self.boot_values), self.workers)
     }
 

@@ -20,8 +20,6 @@
 
 pub mod app;
 pub mod bench;
-pub mod bench_ingest;
-pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -31,6 +29,7 @@ pub mod event;
 pub mod feed;
 pub mod pipeline;
 pub mod proto;
-pub mod run;
+pub mod serve;
 pub mod server;
 pub mod store;
+pub mod throttle;

@@ -61,13 +61,13 @@ fn main() -> ExitCode {
             Command::Serve(args) => {
                 let config = args.resolve()?;
                 init_tracing(&config.log_level());
-                falco_api::run::serve(config).await.map(|()| 0)
+                falco_api::serve::serve(config).await.map(|()| 0)
             }
             Command::Version(args) => cli::version(args).await,
             Command::Tail(args) => cli::tail(args).await,
             Command::Eval(args) => cli::eval::eval(args),
             Command::Send(args) => cli::send::send(args).await,
-            Command::Certs(command) => falco_api::certs::run(command),
+            Command::Certs(command) => cli::certs::run(command),
             Command::Rules { connect, command } => cli::control::rules(connect, command).await,
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             }
             Command::Bench(cli::BenchCommand::Ingest(args)) => {
                 init_tracing("warn");
-                falco_api::bench_ingest::ingest_bench(args).await
+                falco_api::bench::ingest::ingest_bench(args).await
             }
             Command::Bench(cli::BenchCommand::Crash(args)) => {
                 init_tracing("warn");

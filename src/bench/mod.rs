@@ -1,7 +1,9 @@
 //! `falco-api bench`: load generators that print numbers. Each run measures a baseline in the
 //! same process so results can be read as ratios on a shared, noisy machine.
 
+pub mod baseline;
 pub mod crash;
+pub mod ingest;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -161,7 +163,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let base_socket = dir.join("baseline.sock");
     let base_listener = server::bind_unix(&base_socket)?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let base = tokio::spawn(server::baseline::serve_baseline(
+    let base = tokio::spawn(baseline::serve_baseline(
         base_listener,
         template,
         replay_n,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::engine::format::{alert_json, JsonAlert};
-use crate::engine::{input, EvalOptions, EventData, LoadOptions, Matching, RuleSet, RulesFile};
+use crate::engine::{input, EvalOptions, EventData, LoadOptions, Matching, RuleSet};
 use crate::event::Priority;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -40,22 +40,8 @@ pub struct EvalArgs {
     pub events: Option<PathBuf>,
 }
 
-pub fn load_rules(paths: &[PathBuf]) -> anyhow::Result<Vec<RulesFile>> {
-    paths
-        .iter()
-        .map(|p| {
-            let content = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            Ok(RulesFile {
-                name: p.display().to_string(),
-                content,
-            })
-        })
-        .collect()
-}
-
 pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
-    let files = load_rules(&args.rules)?;
+    let files = crate::engine::files::read_rules_files(&args.rules).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let set = match RuleSet::load(&files, &LoadOptions::default()) {
         Ok(set) => set,

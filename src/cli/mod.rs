@@ -1,6 +1,7 @@
 //! The command line: `serve` and the client commands. Parsing lives here; each command is a
 //! function that returns an exit status or an error for `main` to print.
 
+pub mod certs;
 pub mod control;
 pub mod eval;
 pub mod send;
@@ -50,7 +51,7 @@ pub enum Command {
     },
     /// Make certificates for mutual TLS.
     #[command(subcommand)]
-    Certs(crate::certs::CertsCommand),
+    Certs(certs::CertsCommand),
     /// Stream events from a file into the server (falco.inputs).
     Send(send::SendArgs),
     /// Stream drop records (losses), with the same flags as tail.
@@ -68,7 +69,7 @@ pub enum BenchCommand {
     Log(crate::bench::LogBenchArgs),
     /// The pipeline: N input streams, M subscribers, throughput, latency, drops, RSS (against a
     /// bare bidi stream).
-    Ingest(crate::bench_ingest::IngestBenchArgs),
+    Ingest(crate::bench::ingest::IngestBenchArgs),
     /// Rules and config commits per second, and reload latency (put → first alert).
     Control(crate::bench::ControlBenchArgs),
     /// Crash soak: kill -9 the server at random moments under load, restart it, and check that

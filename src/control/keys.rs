@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::app::DropAlertSettings;
+use crate::app::Runtime;
 use crate::engine::Matching;
 use crate::event::Priority;
 use crate::pipeline::{OutputSettings, QueuePolicy, Settings};
+use crate::throttle::DropAlertSettings;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
@@ -248,18 +249,6 @@ pub fn unknown_key(name: &str) -> String {
         "unknown config key '{name}' (known keys: {})",
         KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
     )
-}
-
-/// Everything the running server derives from the effective configuration.
-#[derive(Clone, Debug)]
-pub struct Runtime {
-    pub pipeline: Settings,
-    pub outputs_capacity: u64,
-    pub drops_capacity: u64,
-    /// Alerts per second stored (0: unlimited), and burst.
-    pub outputs_rate: f64,
-    pub outputs_max_burst: f64,
-    pub log_level: String,
 }
 
 /// Defaults overlaid with `values` (already validated).

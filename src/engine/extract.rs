@@ -115,20 +115,18 @@ fn generic(name: &str) -> Option<Box<ExtractFn>> {
     Some(match name {
         "evt.num" => ex(|e| Some(Extracted::One(Cow::Owned(e.num.to_string())))),
         "evt.time" => ex(|e| {
-            Some(Extracted::One(Cow::Owned(super::format::clock_time(
+            Some(Extracted::One(Cow::Owned(super::time::clock_time(
                 e.time_ns, false,
             ))))
         }),
         "evt.time.s" => ex(|e| {
-            Some(Extracted::One(Cow::Owned(super::format::clock_time(
+            Some(Extracted::One(Cow::Owned(super::time::clock_time(
                 e.time_ns, true,
             ))))
         }),
-        "evt.time.iso8601" | "evt.datetime" | "evt.datetime.s" => ex(|e| {
-            Some(Extracted::One(Cow::Owned(super::format::iso_time(
-                e.time_ns,
-            ))))
-        }),
+        "evt.time.iso8601" | "evt.datetime" | "evt.datetime.s" => {
+            ex(|e| Some(Extracted::One(Cow::Owned(super::time::iso_time(e.time_ns)))))
+        }
         "evt.rawtime" | "evt.rawtime.ns" => {
             ex(|e| Some(Extracted::One(Cow::Owned(e.time_ns.to_string()))))
         }

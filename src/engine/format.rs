@@ -1,12 +1,11 @@
 //! Output formatting: `%field` substitution (`<NA>` when missing, lists as `(a,b)`, optional
 //! width), the text alert line and the JSON alert document.
 
-use chrono::{DateTime, Local, TimeZone, Utc};
-
 use super::compiler::getter;
 use super::eval::Getter;
 use super::extract::{EventData, Extracted};
 use super::parser::parse_field_prefix;
+use super::time::{clock_time, iso_time};
 use crate::event::Priority;
 
 enum Segment {
@@ -138,25 +137,6 @@ fn fit(s: &str, w: usize) -> String {
     } else {
         format!("{s:<w$}")
     }
-}
-
-fn utc(time_ns: i64) -> DateTime<Utc> {
-    Utc.timestamp_nanos(time_ns)
-}
-
-/// Local `HH:MM:SS.nnnnnnnnn` (or `HH:MM:SS` with `seconds_only`), as Falco prints `evt.time`.
-pub fn clock_time(time_ns: i64, seconds_only: bool) -> String {
-    let local = utc(time_ns).with_timezone(&Local);
-    if seconds_only {
-        local.format("%H:%M:%S").to_string()
-    } else {
-        local.format("%H:%M:%S%.9f").to_string()
-    }
-}
-
-/// ISO 8601 UTC with nanoseconds: `2024-01-02T03:04:05.000000006Z`.
-pub fn iso_time(time_ns: i64) -> String {
-    utc(time_ns).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
 /// The text alert line `<time>: <Priority> <message>`, JSON-string-escaped as Falco does.

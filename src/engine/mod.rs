@@ -11,6 +11,7 @@ pub mod compiler;
 pub mod eval;
 pub mod extract;
 pub mod fields;
+pub mod files;
 pub mod format;
 pub mod input;
 pub mod isolate;
@@ -18,6 +19,7 @@ pub mod loader;
 pub mod parser;
 pub mod ruleset;
 pub mod text;
+pub mod time;
 pub mod yaml;
 
 pub use extract::EventData;

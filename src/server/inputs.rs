@@ -10,10 +10,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::app::{App, TokenBucket};
+use crate::app::App;
 use crate::event::{stage, DropRecord};
 use crate::pipeline::{BatchResult, InEvent, Refused};
 use crate::proto::inputs::{self as pb, service_server::Service};
+use crate::throttle::TokenBucket;
 
 /// Batches in flight per stream (evaluated in parallel, acknowledged in order).
 const IN_FLIGHT: usize = 4;

@@ -2,7 +2,6 @@
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
 pub mod auth;
-pub mod baseline;
 mod configs;
 mod drops;
 mod inputs;

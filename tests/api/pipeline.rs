@@ -451,7 +451,7 @@ async fn the_webhook_serves_https_when_asked() {
 
     let server = TestServer::start_with(1000, Settings::default(), &[K8S_RULES]).await;
     let certs = tempfile::tempdir().unwrap();
-    falco_api::certs::generate(&falco_api::certs::GenerateArgs {
+    falco_api::cli::certs::generate(&falco_api::cli::certs::GenerateArgs {
         out: certs.path().to_path_buf(),
         name: "localhost".into(),
         sans: vec![],

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use falco_api::certs::{self, ClientArgs, GenerateArgs};
+use falco_api::cli::certs::{self, ClientArgs, GenerateArgs};
 use falco_api::proto::rules::{
     service_client::ServiceClient as RulesClient, ListRequest, PutRequest,
 };

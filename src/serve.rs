@@ -13,6 +13,22 @@ const RESERVED_FILES: u64 = 128;
 
 /// Runs the server until a signal; returns once everything is flushed.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let prepared = prepare(&config)?;
+    run(config, prepared).await
+}
+
+/// What [`prepare`] made ready: the open store and state, before anything is bound.
+pub struct Prepared {
+    app: App,
+    /// The revision `--rules` were imported as, if they were.
+    imported: Option<u64>,
+    open_files: u64,
+}
+
+/// Everything fallible that needs no listener: the open-files limit, the boot rules, the store
+/// (converted and migrated), the stored configuration and rules. A failure here stops the server
+/// before it binds anything.
+pub fn prepare(config: &ServeConfig) -> anyhow::Result<Prepared> {
     let open_files = server::listen::raise_open_files_limit();
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
@@ -38,30 +54,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .context("cannot import --rules")?,
         None => None,
     };
-    let mut listeners = Vec::new();
-    for target in &config.listen {
-        listeners.push(match target {
-            Listen::Unix(path) => {
-                let listener = server::bind_unix_with(path, config.socket_mode, config.socket_gid)
-                    .with_context(|| format!("cannot listen on {}", path.display()))?;
-                Bound::Unix(path.clone(), listener)
-            }
-            Listen::Tcp(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?;
-                Bound::Tcp(listener.local_addr()?, listener)
-            }
-        });
-    }
-    let webhook = match config.webhook {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for the webhook on {addr}"))?,
-        ),
-        None => None,
-    };
+    Ok(Prepared {
+        app,
+        imported,
+        open_files,
+    })
+}
+
+/// Binds every listener and serves until a signal; returns once everything is flushed.
+pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> {
+    let Prepared {
+        app,
+        imported,
+        open_files,
+    } = prepared;
+    let (listeners, webhook) = bind(&config).await?;
     println!("falco-api {} serving", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", config.data_dir.display());
     if let Some(kept) = app.store.legacy_kept() {
@@ -71,25 +78,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             kept.display()
         );
     }
-    let set = app.pipeline.rules();
-    let files = control::rules::list(&app, 0)?.0.len();
-    match (files, imported) {
-        (0, _) => println!("rules: none loaded (events are accepted, and no rule can match them)"),
-        (n, Some(rev)) => println!(
-            "rules: {} rules from {n} files, imported from --rules as revision {rev}",
-            set.infos().len()
-        ),
-        (n, None) => {
-            println!(
-                "rules: {} rules from {n} stored files (revision {})",
-                set.infos().len(),
-                set.revision
-            );
-            if !config.rules_files.is_empty() {
-                println!("rules: --rules ignored: the store already has rules (use --import-rules to record them as a change)");
-            }
-        }
-    }
+    print_rules(&app, &config, imported)?;
     if let Some(listener) = webhook {
         println!(
             "k8s audit webhook: {}://{}/k8s-audit",
@@ -124,18 +113,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
 
     let mut tasks = tokio::task::JoinSet::new();
-    let mut limits = config.limits.clone();
-    // Leave room under the open-files limit for the database, logs and the other listeners.
-    let fit = (open_files.saturating_sub(RESERVED_FILES) / listeners.len().max(1) as u64) as usize;
-    if limits.max_connections > fit.max(1) {
-        tracing::warn!(
-            configured = limits.max_connections,
-            now = fit.max(1),
-            open_files,
-            "limits.max_connections lowered to fit the open-files limit"
-        );
-        limits.max_connections = fit.max(1);
-    }
+    let limits = fit_connections(config.limits.clone(), open_files, listeners.len());
     let opts = server::ServerOptions {
         policy: std::sync::Arc::new(config.policy.clone()),
         limits,
@@ -177,6 +155,81 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     outcome
 }
 
+/// Binds the gRPC listeners and the webhook's.
+async fn bind(
+    config: &ServeConfig,
+) -> anyhow::Result<(Vec<Bound>, Option<tokio::net::TcpListener>)> {
+    let mut listeners = Vec::new();
+    for target in &config.listen {
+        listeners.push(match target {
+            Listen::Unix(path) => {
+                let listener = server::bind_unix_with(path, config.socket_mode, config.socket_gid)
+                    .with_context(|| format!("cannot listen on {}", path.display()))?;
+                Bound::Unix(path.clone(), listener)
+            }
+            Listen::Tcp(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                Bound::Tcp(listener.local_addr()?, listener)
+            }
+        });
+    }
+    let webhook = match config.webhook {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for the webhook on {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((listeners, webhook))
+}
+
+/// Says which rules are in force, and where they came from.
+fn print_rules(app: &App, config: &ServeConfig, imported: Option<u64>) -> anyhow::Result<()> {
+    let set = app.pipeline.rules();
+    let files = control::rules::list(app, 0)?.0.len();
+    match (files, imported) {
+        (0, _) => println!("rules: none loaded (events are accepted, and no rule can match them)"),
+        (n, Some(rev)) => println!(
+            "rules: {} rules from {n} files, imported from --rules as revision {rev}",
+            set.infos().len()
+        ),
+        (n, None) => {
+            println!(
+                "rules: {} rules from {n} stored files (revision {})",
+                set.infos().len(),
+                set.revision
+            );
+            if !config.rules_files.is_empty() {
+                println!("rules: --rules ignored: the store already has rules (use --import-rules to record them as a change)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lowers `limits.max_connections` so every listener's connections fit under the open-files
+/// limit, leaving room for the database, logs and rules files.
+fn fit_connections(
+    mut limits: server::Limits,
+    open_files: u64,
+    listeners: usize,
+) -> server::Limits {
+    let fit = (open_files.saturating_sub(RESERVED_FILES) / listeners.max(1) as u64) as usize;
+    if limits.max_connections > fit.max(1) {
+        tracing::warn!(
+            configured = limits.max_connections,
+            now = fit.max(1),
+            open_files,
+            "limits.max_connections lowered to fit the open-files limit"
+        );
+        limits.max_connections = fit.max(1);
+    }
+    limits
+}
+
 /// A bound listener.
 enum Bound {
     Unix(std::path::PathBuf, tokio::net::UnixListener),
@@ -189,7 +242,7 @@ fn load_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<Vec<(String
     if paths.is_empty() {
         return Ok(None);
     }
-    let files = crate::cli::eval::load_rules(paths)?;
+    let files = crate::engine::files::read_rules_files(paths).map_err(anyhow::Error::msg)?;
     if let Err(e) = crate::engine::RuleSet::load(&files, &crate::engine::LoadOptions::default()) {
         return Err(anyhow::anyhow!("rules do not load: {}", e.error));
     }

@@ -150,7 +150,10 @@ fn workload(args: &IngestBenchArgs) -> anyhow::Result<(Vec<Vec<u8>>, Vec<RulesFi
             } else {
                 args.rules.clone()
             };
-            Ok((payloads, crate::cli::eval::load_rules(&rule_paths)?))
+            Ok((
+                payloads,
+                crate::engine::files::read_rules_files(&rule_paths).map_err(anyhow::Error::msg)?,
+            ))
         }
     }
 }
@@ -346,7 +349,7 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
     // Baseline: the same payloads over a bare bidi stream, acknowledged without evaluation.
     let base_socket = dir.join("baseline.sock");
     let stop = tokio_util::sync::CancellationToken::new();
-    let base = tokio::spawn(server::baseline::serve_baseline_inputs(
+    let base = tokio::spawn(super::baseline::serve_baseline_inputs(
         server::bind_unix(&base_socket)?,
         stop.clone(),
     ));
