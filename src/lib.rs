@@ -21,7 +21,6 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod control;
 pub mod engine;

@@ -4,14 +4,74 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 // mimalloc instead of glibc's malloc: the log replay path allocates on one thread and frees on
 // another, which glibc serialises on arena locks (measured: `bench log` replay 0.46 → see the
 // commit message).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use falco_api::cli::{self, Cli, Command};
+use clap::{Parser, Subcommand};
+use falco_api::cli;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "falco-api",
+    version,
+    about = "The Falco gRPC API, complete and persistent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (with no flags: default data directory and Unix socket, printed at start).
+    Serve(cli::ServeArgs),
+    /// Print the server's version.
+    Version(cli::ConnectArgs),
+    /// Stream output events (alerts).
+    Tail(cli::tail::TailArgs),
+    /// Manage versioned rules files.
+    Rules {
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::control::RulesCommand,
+    },
+    /// Manage the runtime configuration.
+    Config {
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::control::ConfigCommand,
+    },
+    /// Make certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
+    /// Stream events from a file into the server (falco.inputs).
+    Send(cli::send::SendArgs),
+    /// Stream drop records (losses), with the same flags as tail.
+    Drops(cli::tail::TailArgs),
+    /// Evaluate rules files on recorded events offline (no server), or just validate them.
+    Eval(cli::eval::EvalArgs),
+    /// Load generators that print throughput, latency and size figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The outputs log: append, replay through `sub` (against a bare stream), disk use.
+    Log(falco_api::bench::LogBenchArgs),
+    /// The pipeline: N input streams, M subscribers, throughput, latency, drops, RSS (against a
+    /// bare bidi stream).
+    Ingest(falco_api::bench::ingest::IngestBenchArgs),
+    /// Rules and config commits per second, and reload latency (put → first alert).
+    Control(falco_api::bench::ControlBenchArgs),
+    /// Crash soak: kill -9 the server at random moments under load, restart it, and check that
+    /// nothing acknowledged was lost.
+    Crash(falco_api::bench::crash::CrashBenchArgs),
+}
 
 /// What a shell reports for a process ended by SIGPIPE: the status a closed stdout gives.
 const BROKEN_PIPE_STATUS: u8 = 141;
@@ -71,19 +131,19 @@ fn main() -> ExitCode {
             Command::Rules { connect, command } => cli::control::rules(connect, command).await,
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
-            Command::Bench(cli::BenchCommand::Control(args)) => {
+            Command::Bench(BenchCommand::Control(args)) => {
                 init_tracing("warn");
                 falco_api::bench::control_bench(args).await
             }
-            Command::Bench(cli::BenchCommand::Ingest(args)) => {
+            Command::Bench(BenchCommand::Ingest(args)) => {
                 init_tracing("warn");
                 falco_api::bench::ingest::ingest_bench(args).await
             }
-            Command::Bench(cli::BenchCommand::Crash(args)) => {
+            Command::Bench(BenchCommand::Crash(args)) => {
                 init_tracing("warn");
                 falco_api::bench::crash::crash_bench(args).await
             }
-            Command::Bench(cli::BenchCommand::Log(args)) => {
+            Command::Bench(BenchCommand::Log(args)) => {
                 init_tracing("warn");
                 falco_api::bench::log_bench(args).await
             }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use tonic::transport::Channel;
 
-use crate::client;
+use crate::cli::client;
 use crate::proto::configs::{self, service_client::ServiceClient as ConfigsClient};
 use crate::proto::inputs::{self, service_client::ServiceClient as InputsClient};
 use crate::proto::outputs::{self, service_client::ServiceClient as OutputsClient};

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::App;
-use crate::client;
+use crate::cli::client;
 use crate::engine::{LoadOptions, RuleSet, RulesFile};
 use crate::pipeline::Settings;
 use crate::proto::inputs::{self, service_client::ServiceClient as InputsClient, Event};

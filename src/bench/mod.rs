@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::app::App;
-use crate::client;
+use crate::cli::client;
 use crate::event::{OutputEvent, Priority};
 use crate::proto::outputs::{service_client::ServiceClient, Request};
 use crate::server;

@@ -2,80 +2,20 @@
 //! function that returns an exit status or an error for `main` to print.
 
 pub mod certs;
+pub mod client;
 pub mod control;
 pub mod eval;
 pub mod send;
-mod tail;
+pub mod tail;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
-use crate::client::{self, Target};
 use crate::config::{self, Overrides, ServeConfig};
 use crate::proto::version::{service_client::ServiceClient as VersionClient, Request};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "falco-api",
-    version,
-    about = "The Falco gRPC API, complete and persistent"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run the server (with no flags: default data directory and Unix socket, printed at start).
-    Serve(ServeArgs),
-    /// Print the server's version.
-    Version(ConnectArgs),
-    /// Stream output events (alerts).
-    Tail(tail::TailArgs),
-    /// Manage versioned rules files.
-    Rules {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        #[command(subcommand)]
-        command: control::RulesCommand,
-    },
-    /// Manage the runtime configuration.
-    Config {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        #[command(subcommand)]
-        command: control::ConfigCommand,
-    },
-    /// Make certificates for mutual TLS.
-    #[command(subcommand)]
-    Certs(certs::CertsCommand),
-    /// Stream events from a file into the server (falco.inputs).
-    Send(send::SendArgs),
-    /// Stream drop records (losses), with the same flags as tail.
-    Drops(tail::TailArgs),
-    /// Evaluate rules files on recorded events offline (no server), or just validate them.
-    Eval(eval::EvalArgs),
-    /// Load generators that print throughput, latency and size figures.
-    #[command(subcommand)]
-    Bench(BenchCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// The outputs log: append, replay through `sub` (against a bare stream), disk use.
-    Log(crate::bench::LogBenchArgs),
-    /// The pipeline: N input streams, M subscribers, throughput, latency, drops, RSS (against a
-    /// bare bidi stream).
-    Ingest(crate::bench::ingest::IngestBenchArgs),
-    /// Rules and config commits per second, and reload latency (put → first alert).
-    Control(crate::bench::ControlBenchArgs),
-    /// Crash soak: kill -9 the server at random moments under load, restart it, and check that
-    /// nothing acknowledged was lost.
-    Crash(crate::bench::crash::CrashBenchArgs),
-}
+use client::Target;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -251,7 +251,7 @@ async fn a_hot_reload_switches_rules_between_events_with_nothing_lost_or_doubled
     let sender = {
         let socket = server.socket.clone();
         tokio::spawn(async move {
-            let channel = falco_api::client::connect_unix(&socket).await.unwrap();
+            let channel = falco_api::cli::client::connect_unix(&socket).await.unwrap();
             let mut client = falco_api::proto::inputs::service_client::ServiceClient::new(channel);
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             let batches = tokio::spawn(async move {
@@ -712,7 +712,8 @@ async fn eight_clients_doing_compare_and_swap_increments_lose_no_update() {
     for _ in 0..8 {
         let socket = server.socket.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = ConfigsClient::new(falco_api::client::connect_unix(&socket).await.unwrap());
+            let mut c =
+                ConfigsClient::new(falco_api::cli::client::connect_unix(&socket).await.unwrap());
             let mut done = 0;
             let mut conflicts = 0;
             while done < 10 {

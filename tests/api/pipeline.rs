@@ -215,7 +215,7 @@ async fn with_the_drop_policy_every_lost_event_has_a_drop_record() {
             .collect();
         let server_socket = server.socket.clone();
         tasks.push(tokio::spawn(async move {
-            let channel = falco_api::client::connect_unix(&server_socket)
+            let channel = falco_api::cli::client::connect_unix(&server_socket)
                 .await
                 .unwrap();
             let mut client = falco_api::proto::inputs::service_client::ServiceClient::new(channel);

@@ -261,7 +261,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_alert() {
         rules.to_str().unwrap(),
     ];
     let mut running = spawn_serve(home.path(), &args);
-    let channel = falco_api::client::connect_unix(&sock).await.unwrap();
+    let channel = falco_api::cli::client::connect_unix(&sock).await.unwrap();
     let mut client = ServiceClient::new(channel);
     let (tx, rx) = mpsc::channel(4);
     let sender = tokio::spawn(async move {
@@ -368,7 +368,7 @@ async fn kill_9_right_after_put_keeps_the_change() {
         sock.to_str().unwrap(),
     ];
     let mut running = spawn_serve(home.path(), &args);
-    let channel = falco_api::client::connect_unix(&sock).await.unwrap();
+    let channel = falco_api::cli::client::connect_unix(&sock).await.unwrap();
     let content = "- list: shells\n  items: [bash, zsh]\n";
     let put = PutRequest {
         name: "shells.yaml".into(),
@@ -396,7 +396,7 @@ async fn kill_9_right_after_put_keeps_the_change() {
     running.child.wait().unwrap();
 
     let mut running = spawn_serve(home.path(), &args);
-    let channel = falco_api::client::connect_unix(&sock).await.unwrap();
+    let channel = falco_api::cli::client::connect_unix(&sock).await.unwrap();
     let got = RulesClient::new(channel.clone())
         .get(GetRequest {
             name: "shells.yaml".into(),

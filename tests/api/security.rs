@@ -72,7 +72,7 @@ async fn start_tls(limits: Limits) -> TlsServer {
 impl TlsServer {
     async fn client(&self, name: &str) -> Result<Channel, tonic::transport::Error> {
         let read = |f: String| std::fs::read(self.certs.path().join(f)).unwrap();
-        falco_api::client::connect_tls(
+        falco_api::cli::client::connect_tls(
             &self.url,
             &read("ca.crt".into()),
             &read(format!("{name}.crt")),
@@ -138,7 +138,7 @@ async fn a_client_without_a_certificate_or_from_another_ca_is_refused() {
     let other = tempfile::tempdir().unwrap();
     make_certs(other.path());
     let read = |f: &str| std::fs::read(other.path().join(f)).unwrap();
-    let foreign = falco_api::client::connect_tls(
+    let foreign = falco_api::cli::client::connect_tls(
         &t.url,
         &ca,
         &read("admin.crt"),
@@ -228,7 +228,7 @@ async fn a_certificate_without_names_is_unauthenticated() {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
     let ca = std::fs::read(dir.join("ca.crt")).unwrap();
-    let channel = falco_api::client::connect_tls(
+    let channel = falco_api::cli::client::connect_tls(
         &t.url,
         &ca,
         cert.pem().as_bytes(),
@@ -260,7 +260,7 @@ async fn on_the_socket_roles_follow_the_policy() {
         limits: Limits::default(),
     };
     tokio::spawn(server::serve_unix_with(server.app.clone(), listener, opts));
-    let channel = falco_api::client::connect_unix(&socket).await.unwrap();
+    let channel = falco_api::cli::client::connect_unix(&socket).await.unwrap();
     let mut rules = RulesClient::new(channel);
     rules.list(ListRequest::default()).await.expect("reader");
     let put = PutRequest {
