@@ -26,6 +26,8 @@ pub mod control;
 pub mod engine;
 pub mod event;
 pub mod feed;
+pub mod http;
+pub mod ingest;
 pub mod pipeline;
 pub mod proto;
 pub mod serve;

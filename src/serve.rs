@@ -85,17 +85,18 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
             if config.webhook_tls { "https" } else { "http" },
             listener.local_addr()?
         );
-        let app = app.clone();
-        let max_body = config.webhook_max_body;
         let tls = match (&config.tls, config.webhook_tls) {
             (Some(t), true) => {
-                Some(server::webhook::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?)
+                Some(crate::http::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?)
             }
             _ => None,
         };
-        tokio::spawn(
-            async move { server::webhook::serve_with(app, listener, max_body, tls).await },
-        );
+        let opts = crate::http::HttpOptions {
+            max_body: config.webhook_max_body,
+            tls,
+            max_connections: config.limits.max_connections,
+        };
+        tokio::spawn(crate::http::serve(app.clone(), listener, opts));
     }
     for bound in &listeners {
         match bound {

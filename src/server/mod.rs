@@ -11,7 +11,6 @@ mod outputs;
 mod rules;
 mod status;
 mod version;
-pub mod webhook;
 
 use std::future::Future;
 use std::path::Path;

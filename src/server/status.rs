@@ -18,6 +18,15 @@ impl From<FeedError> for Status {
     }
 }
 
+impl From<crate::ingest::IngestError> for Status {
+    fn from(e: crate::ingest::IngestError) -> Status {
+        match e {
+            crate::ingest::IngestError::Closed => Status::unavailable(e.to_string()),
+            crate::ingest::IngestError::Feed(f) => f.into(),
+        }
+    }
+}
+
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Status {
         store_status(&e)

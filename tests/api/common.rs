@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use falco_api::app::App;
+use falco_api::cli::client;
 use falco_api::engine::{LoadOptions, RuleSet, RulesFile};
 use falco_api::event::{OutputEvent, Priority};
 use falco_api::pipeline::Settings;
 use falco_api::proto::outputs::{self, service_client::ServiceClient as OutputsClient};
+use falco_api::server;
 use falco_api::store::StoreOptions;
-use falco_api::{client, server};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;

@@ -381,10 +381,14 @@ async fn the_webhook_accepts_an_event_list_and_refuses_garbage() {
     let server = TestServer::start_with(1000, Settings::default(), &[K8S_RULES]).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(falco_api::server::webhook::serve(
+    tokio::spawn(falco_api::http::serve(
         server.app.clone(),
         listener,
-        1 << 20,
+        falco_api::http::HttpOptions {
+            max_body: 1 << 20,
+            tls: None,
+            max_connections: 64,
+        },
     ));
     let list = serde_json::json!({
         "kind": "EventList",
@@ -460,15 +464,17 @@ async fn the_webhook_serves_https_when_asked() {
     })
     .unwrap();
     let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
-    let acceptor =
-        falco_api::server::webhook::tls_acceptor(&read("server.crt"), &read("server.key")).unwrap();
+    let acceptor = falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(falco_api::server::webhook::serve_with(
+    tokio::spawn(falco_api::http::serve(
         server.app.clone(),
         listener,
-        1 << 20,
-        Some(acceptor),
+        falco_api::http::HttpOptions {
+            max_body: 1 << 20,
+            tls: Some(acceptor),
+            max_connections: 64,
+        },
     ));
 
     let mut roots = rustls::RootCertStore::empty();
