@@ -1,19 +1,24 @@
 //! falco-api: the complete, persistent, wire-compatible implementation of the Falco gRPC API.
 //!
-//! Map of the crate:
+//! Map of the crate (the README's "Code map" says the same; `scripts/module-deps.py` checks that
+//! no two top-level modules, and no two files of one folder, import each other in a cycle):
+//! - [`serve`]: `falco-api serve`: a fallible `prepare` before anything binds, then `run`.
 //! - [`config`]: boot configuration (file + flags), validated before anything binds.
+//! - [`app`]: the shared state handed to every transport, and the runtime settings it applies.
+//! - [`ingest`]: where events enter, whatever carried them: rate limit, queue, drops, commit.
+//! - [`pipeline`]: the ingest queue and the evaluation threads.
+//! - [`engine`]: the Falco rules engine (pure, synchronous: no tokio, no tonic).
+//! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
 //! - [`control`]: versioned rules files, toggles and runtime configuration, applied live.
 //! - [`store`]: the redb database (the only module that touches redb, and sled for converting
-//!   old data directories): ring logs, consumer positions, versioned state, schema migrations
-//!   (`migrations/`).
-//! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
-//! - [`event`]: the domain records (output events, priorities, filters).
-//! - [`engine`]: the Falco rules engine (pure, synchronous).
-//! - [`pipeline`]: the ingest queue and evaluation threads between inputs and the outputs log.
-//! - [`server`]: the gRPC services (the only module that knows tonic's server side).
-//! - [`app`]: the shared state handed to the services.
-//! - [`client`], [`cli`], [`run`], [`bench`]: connecting, the command line, `serve`, and the
-//!   load generators.
+//!   old data directories): ring logs, consumer positions, versioned state, migrations.
+//! - [`event`]: the domain records (output events, drop records, priorities, filters).
+//! - [`throttle`]: token buckets and the drop-alert settings.
+//! - [`server`]: the gRPC services, one thin adapter per service, `status.rs` (the one table
+//!   from domain errors to statuses), auth, and bounded listeners.
+//! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook.
+//! - [`cli`]: the client commands and the gRPC client helpers; [`bench`]: the load generators,
+//!   their baselines and the crash soak.
 //! - [`proto`]: generated code.
 
 #![forbid(unsafe_code)]
