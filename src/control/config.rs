@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::keys::{self, find, KEYS};
+use super::target::Kind;
 use super::{check_global, check_retained, ControlError};
 use crate::app::App;
 use crate::store::{Change, Current, HistoryRecord};
-
-const PREFIX: &str = "config:";
 
 /// One key as `get` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,12 +26,12 @@ pub struct Entry {
 fn api_values(app: &App, revision: Option<u64>) -> Result<BTreeMap<String, Current>, ControlError> {
     let v = app.store.versioned();
     let values = match revision {
-        None => v.current(PREFIX)?,
-        Some(r) => v.at(PREFIX, r)?,
+        None => v.current(Kind::Config.prefix())?,
+        Some(r) => v.at(Kind::Config.prefix(), r)?,
     };
     Ok(values
         .into_iter()
-        .map(|(k, c)| (k[PREFIX.len()..].to_string(), c))
+        .map(|(k, c)| (k[Kind::Config.prefix().len()..].to_string(), c))
         .collect())
 }
 
@@ -138,7 +137,7 @@ pub fn set(
     let changes = normal
         .iter()
         .map(|(k, val)| Change {
-            target: format!("{PREFIX}{k}"),
+            target: Kind::Config.of(k).to_string(),
             value: Some(val.clone()),
         })
         .collect();
@@ -172,7 +171,7 @@ pub fn unset(
         .iter()
         .filter(|k| api.contains_key(k.as_str()))
         .map(|k| Change {
-            target: format!("{PREFIX}{k}"),
+            target: Kind::Config.of(k).to_string(),
             value: None,
         })
         .collect();
@@ -200,12 +199,16 @@ pub fn history(
     let target = if key.is_empty() {
         String::new()
     } else {
-        format!("{PREFIX}{key}")
+        Kind::Config.of(key).to_string()
     };
     let records = app.store.versioned().history(&target, before, limit)?;
     Ok(records
         .into_iter()
-        .filter(|r| r.changes.iter().any(|c| c.target.starts_with(PREFIX)))
+        .filter(|r| {
+            r.changes
+                .iter()
+                .any(|c| c.target.starts_with(Kind::Config.prefix()))
+        })
         .collect())
 }
 
@@ -227,14 +230,14 @@ pub fn rollback(
     for (k, c) in &then {
         if now.get(k).map(|n| &n.value) != Some(&c.value) {
             changes.push(Change {
-                target: format!("{PREFIX}{k}"),
+                target: Kind::Config.of(k).to_string(),
                 value: Some(c.value.clone()),
             });
         }
     }
     for k in now.keys().filter(|k| !then.contains_key(*k)) {
         changes.push(Change {
-            target: format!("{PREFIX}{k}"),
+            target: Kind::Config.of(k).to_string(),
             value: None,
         });
     }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod keys;
 pub mod rules;
+pub mod target;
 
 use crate::app::App;
 use crate::engine::Diagnostic;

@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
+use super::target::{self, Kind, Target};
 use super::{check_global, check_retained, ControlError};
 use crate::app::App;
 use crate::engine::{Diagnostic, LoadOptions, RuleInfo, RuleSet, RulesFile};
 use crate::store::{Change, Current, HistoryRecord};
-
-const FILE: &str = "file:";
 
 pub fn digest(content: &str) -> String {
     hex::encode(Sha256::digest(content.as_bytes()))
@@ -41,10 +40,10 @@ pub struct RulesState {
 
 fn state_now(app: &App) -> Result<RulesState, ControlError> {
     let v = app.store.versioned();
-    let mut toggles = v.current("rule:")?;
-    toggles.extend(v.current("tag:")?);
+    let mut toggles = v.current(Kind::Rule.prefix())?;
+    toggles.extend(v.current(Kind::Tag.prefix())?);
     Ok(RulesState {
-        files: strip(v.current(FILE)?),
+        files: strip(v.current(Kind::File.prefix())?),
         toggles,
     })
 }
@@ -52,10 +51,10 @@ fn state_now(app: &App) -> Result<RulesState, ControlError> {
 fn state_at(app: &App, revision: u64) -> Result<RulesState, ControlError> {
     let v = app.store.versioned();
     check_retained(app, revision)?;
-    let mut toggles = v.at("rule:", revision)?;
-    toggles.extend(v.at("tag:", revision)?);
+    let mut toggles = v.at(Kind::Rule.prefix(), revision)?;
+    toggles.extend(v.at(Kind::Tag.prefix(), revision)?);
     Ok(RulesState {
-        files: strip(v.at(FILE, revision)?),
+        files: strip(v.at(Kind::File.prefix(), revision)?),
         toggles,
     })
 }
@@ -63,7 +62,7 @@ fn state_at(app: &App, revision: u64) -> Result<RulesState, ControlError> {
 fn strip(files: BTreeMap<String, Current>) -> BTreeMap<String, Current> {
     files
         .into_iter()
-        .map(|(k, v)| (k[FILE.len()..].to_string(), v))
+        .map(|(k, v)| (k[Kind::File.prefix().len()..].to_string(), v))
         .collect()
 }
 
@@ -90,11 +89,21 @@ pub fn build(
     })?;
     let (mut by_rule, mut by_tag) = (HashMap::new(), HashMap::new());
     for (target, c) in toggles {
-        let enabled = c.value == "true";
-        if let Some(rule) = target.strip_prefix("rule:") {
-            by_rule.insert(rule.to_string(), enabled);
-        } else if let Some(tag) = target.strip_prefix("tag:") {
-            by_tag.insert(tag.to_string(), enabled);
+        let enabled = target::is_enabled(&c.value);
+        match target.parse::<Target>() {
+            Ok(Target {
+                kind: Kind::Rule,
+                name,
+            }) => {
+                by_rule.insert(name, enabled);
+            }
+            Ok(Target {
+                kind: Kind::Tag,
+                name,
+            }) => {
+                by_tag.insert(name, enabled);
+            }
+            _ => {}
         }
     }
     set.apply_toggles(&by_tag, &by_rule);
@@ -222,7 +231,7 @@ fn put_once(
     let mut files = contents(&state.files);
     files.insert(name.to_string(), content.to_string());
     let change = Change {
-        target: format!("{FILE}{name}"),
+        target: Kind::File.of(name).to_string(),
         value: Some(content.to_string()),
     };
     commit(
@@ -269,7 +278,7 @@ fn delete_once(
     let mut files = contents(&state.files);
     files.remove(name);
     let change = Change {
-        target: format!("{FILE}{name}"),
+        target: Kind::File.of(name).to_string(),
         value: None,
     };
     commit(
@@ -323,13 +332,17 @@ pub fn history(
     let target = if target.is_empty() || target.contains(':') {
         target.to_string()
     } else {
-        format!("{FILE}{target}")
+        Kind::File.of(target).to_string()
     };
     let records = app.store.versioned().history(&target, before, limit)?;
     // Only rules changes: drop config entries from the global listing.
     Ok(records
         .into_iter()
-        .filter(|r| r.changes.iter().any(|c| !c.target.starts_with("config:")))
+        .filter(|r| {
+            r.changes
+                .iter()
+                .any(|c| !c.target.starts_with(Kind::Config.prefix()))
+        })
         .collect())
 }
 
@@ -360,8 +373,10 @@ fn rollback_once(
     let now = state_now(app)?;
     let mut changes = Vec::new();
     let (files, toggles) = if name.is_empty() {
-        for (target, before) in [(FILE, &now.files), ("", &now.toggles)] {
-            let after = if target == FILE {
+        // Files are keyed by name, toggles by their whole target text.
+        let file = Kind::File.prefix();
+        for (target, before) in [(file, &now.files), ("", &now.toggles)] {
+            let after = if target == file {
                 &then.files
             } else {
                 &then.toggles
@@ -389,14 +404,14 @@ fn rollback_once(
             Some(c) => {
                 files.insert(name.to_string(), c.value.clone());
                 changes.push(Change {
-                    target: format!("{FILE}{name}"),
+                    target: Kind::File.of(name).to_string(),
                     value: Some(c.value.clone()),
                 });
             }
             None if now.files.contains_key(name) => {
                 files.remove(name);
                 changes.push(Change {
-                    target: format!("{FILE}{name}"),
+                    target: Kind::File.of(name).to_string(),
                     value: None,
                 });
             }
@@ -494,12 +509,12 @@ fn toggle_once(
     }
     let state = state_now(app)?;
     let mut toggles = state.toggles;
-    let value = if enabled { "true" } else { "false" };
+    let value = target::toggle_value(enabled);
     let mut changes = Vec::new();
     for target in rules
         .iter()
-        .map(|r| format!("rule:{r}"))
-        .chain(tags.iter().map(|t| format!("tag:{t}")))
+        .map(|r| Kind::Rule.of(r).to_string())
+        .chain(tags.iter().map(|t| Kind::Tag.of(t).to_string()))
     {
         toggles.insert(
             target.clone(),
@@ -557,7 +572,7 @@ fn import_once(
         valid_name(&name)?;
         all.insert(name.clone(), content.clone());
         changes.push(Change {
-            target: format!("{FILE}{name}"),
+            target: Kind::File.of(&name).to_string(),
             value: Some(content.clone()),
         });
     }

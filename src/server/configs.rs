@@ -9,6 +9,7 @@ use super::inputs::client_identity;
 use super::logstream::timestamp;
 use crate::app::App;
 use crate::control::config as ctl;
+use crate::control::target::{Kind, Target};
 use crate::proto::configs::{self as pb, service_server::Service};
 
 pub struct ConfigsService {
@@ -96,11 +97,15 @@ impl Service for ConfigsService {
                 changes: r
                     .changes
                     .into_iter()
-                    .filter_map(|c| {
-                        Some(pb::Change {
-                            key: c.target.strip_prefix("config:")?.to_string(),
+                    .filter_map(|c| match c.target.parse::<Target>() {
+                        Ok(Target {
+                            kind: Kind::Config,
+                            name,
+                        }) => Some(pb::Change {
+                            key: name,
                             value: c.value,
-                        })
+                        }),
+                        _ => None,
                     })
                     .collect(),
             })

@@ -8,6 +8,7 @@ use super::logstream::timestamp;
 use super::status::diagnostic;
 use crate::app::App;
 use crate::control::rules::{self as ctl, digest};
+use crate::control::target::{Effect, Kind, Target};
 use crate::proto::rules::{self as pb, service_server::Service};
 use crate::store::HistoryRecord;
 
@@ -32,22 +33,23 @@ fn history_entry(r: HistoryRecord) -> pb::HistoryEntry {
             .changes
             .into_iter()
             .map(|c| {
-                let (action, digest) = match (&c.value, c.target.split_once(':').map(|(k, _)| k)) {
-                    (None, Some("file")) => ("delete", String::new()),
-                    (None, _) => ("clear", String::new()),
-                    (Some(v), Some("file")) => ("put", digest(v)),
-                    (Some(v), _) if v == "true" => ("enable", String::new()),
-                    (Some(_), _) => ("disable", String::new()),
+                let Ok(target) = c.target.parse::<Target>() else {
+                    return pb::Change {
+                        target: c.target,
+                        ..Default::default()
+                    };
                 };
-                let target = c
-                    .target
-                    .strip_prefix("file:")
-                    .map(str::to_string)
-                    .unwrap_or(c.target);
+                let effect = Effect::of(&target, c.value.as_deref());
                 pb::Change {
-                    target,
-                    action: action.into(),
-                    digest,
+                    action: effect.name().into(),
+                    digest: match effect {
+                        Effect::Put { digest } => digest,
+                        _ => String::new(),
+                    },
+                    target: match target.kind {
+                        Kind::File => target.name,
+                        _ => target.to_string(),
+                    },
                 }
             })
             .collect(),
