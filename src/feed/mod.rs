@@ -5,6 +5,7 @@
 //! Visibility rule: a record becomes visible to readers only after the batch holding it has been
 //! flushed, so a sequence number a client has seen is never reused, even after a crash.
 
+pub mod cursor;
 mod subscription;
 
 use std::ops::Range;
@@ -44,6 +45,16 @@ pub enum FeedError {
     Closed(&'static str),
     #[error("appending to the {log} log failed: {message}")]
     Append { log: &'static str, message: String },
+    #[error("consumer name '{0}' must be 1-128 characters of A-Z a-z 0-9 . _ : -")]
+    InvalidConsumer(String),
+    #[error("ack needs a consumer name in the stream's first request")]
+    AckWithoutConsumer,
+    #[error("ack {seq} is beyond the newest seq {newest} of the {log} log")]
+    AckBeyondHead {
+        log: &'static str,
+        seq: u64,
+        newest: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -2,9 +2,10 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::logstream::{self, timestamp, Cursor, Filter, ResponseStream, WireLog};
+use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
 use crate::app::App;
 use crate::event::DropRecord;
+use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
 use crate::proto::drops::{self as pb, service_server::Service};
 
@@ -30,8 +31,8 @@ impl WireLog for DropsLog {
         &app.drops
     }
 
-    fn cursor(req: &pb::Request) -> Cursor {
-        Cursor {
+    fn cursor(req: &pb::Request) -> CursorRequest {
+        CursorRequest {
             after_seq: req.after_seq,
             consumer: req.consumer.clone(),
             ack: req.ack,

@@ -8,22 +8,14 @@ use tokio_stream::StreamExt;
 use tonic::{Response, Status, Streaming};
 
 use crate::app::App;
-use crate::feed::{Feed, Item, Record, Start, Subscription, TrimPolicy};
+use crate::feed::cursor::{self, Cursor, CursorRequest};
+use crate::feed::{Feed, Item, Record, Start, Subscription};
 
 /// Responses buffered per stream before the pump waits for the client.
 const STREAM_BUFFER: usize = 64;
 /// `get` with a consumer stores its position at least this often (in events).
 const AUTO_ACK_EVERY: u64 = 256;
-/// The consumer legacy `get` calls (an empty request) drain.
-pub const DEFAULT_CONSUMER: &str = "default";
-
-/// The cursor part every log request carries.
-pub struct Cursor {
-    pub after_seq: Option<u64>,
-    pub consumer: String,
-    pub ack: u64,
-    pub from_oldest: bool,
-}
+pub use crate::feed::cursor::DEFAULT_CONSUMER;
 
 pub type Filter<R> = Box<dyn Fn(&R) -> bool + Send + Sync>;
 
@@ -36,7 +28,7 @@ pub trait WireLog: Send + Sync + 'static {
     const LOG: &'static str;
 
     fn feed(app: &App) -> &Feed<Self::Record>;
-    fn cursor(req: &Self::Request) -> Cursor;
+    fn cursor(req: &Self::Request) -> CursorRequest;
     /// The request's filters, validated; `None` when it has none.
     fn filter(req: Self::Request) -> Result<Option<Filter<Self::Record>>, Status>;
     fn record(seq: u64, record: Self::Record) -> Self::Response;
@@ -45,73 +37,32 @@ pub trait WireLog: Send + Sync + 'static {
     fn on_lost(_app: &App, _count: u64, _consumer: Option<&str>) {}
 }
 
-/// A validated request.
+/// A validated request: its cursor and its filter.
 struct Query<R> {
-    after: Option<u64>,
-    consumer: Option<String>,
-    ack: u64,
-    policy: TrimPolicy,
+    cursor: Cursor,
     filter: Option<Filter<R>>,
-}
-
-fn valid_consumer(name: &str) -> Result<&str, Status> {
-    let ok = name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if ok {
-        Ok(name)
-    } else {
-        Err(Status::invalid_argument(format!(
-            "consumer name '{name}' must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-        )))
-    }
 }
 
 impl<R: Record> Query<R> {
     fn parse<L: WireLog<Record = R>>(req: L::Request) -> Result<Self, Status> {
-        let c = L::cursor(&req);
-        let consumer = match c.consumer.as_str() {
-            "" => None,
-            name => Some(valid_consumer(name)?.to_string()),
-        };
-        if c.ack > 0 && consumer.is_none() {
-            return Err(Status::invalid_argument("ack needs a consumer name"));
-        }
         Ok(Query {
-            after: c.after_seq,
-            consumer,
-            ack: c.ack,
-            policy: if c.from_oldest {
-                TrimPolicy::Report
-            } else {
-                TrimPolicy::Fail
-            },
+            cursor: Cursor::parse(L::cursor(&req))?,
             filter: L::filter(req)?,
         })
     }
 
-    /// Where a stream starts: an explicit position wins over a consumer's.
-    fn start(&self, app: &App, log: &str) -> Result<Start, Status> {
-        if let Some(after) = self.after {
-            return Ok(Start::After(after));
-        }
-        match &self.consumer {
-            Some(name) => Ok(match app.store.consumers().get(log, name)? {
-                Some(acked) => Start::After(acked),
-                None => Start::Oldest,
-            }),
-            None => Ok(Start::Live),
-        }
-    }
-
     fn open(
         &mut self,
+        app: &App,
         feed: &Feed<R>,
-        start: Start,
         follow: bool,
+        live: Option<u64>,
     ) -> Result<Subscription<R>, Status> {
-        let sub = feed.subscribe(start, self.policy, follow)?;
+        let start = match self.cursor.start(app.store.consumers(), feed.name())? {
+            Start::Live => Start::After(live.unwrap_or_else(|| feed.head())),
+            other => other,
+        };
+        let sub = feed.subscribe(start, self.cursor.policy, follow)?;
         Ok(match self.filter.take() {
             Some(filter) => sub.with_filter(filter),
             None => sub,
@@ -137,20 +88,12 @@ pub fn get<L: WireLog>(
 ) -> Result<Response<ResponseStream<L::Response>>, Status> {
     let legacy = request == L::Request::default();
     let mut query = Query::parse::<L>(request)?;
-    if query.after.is_none() && query.consumer.is_none() {
-        // Upstream's `get` drains a shared queue; we drain the shared consumer `default`, and a
-        // legacy client is told about trimmed records rather than refused.
-        query.consumer = Some(DEFAULT_CONSUMER.to_string());
-        if legacy {
-            query.policy = TrimPolicy::Report;
-        }
-    }
-    let start = query.start(app, L::LOG)?;
-    let sub = query.open(L::feed(app), start, false)?;
+    query.cursor = query.cursor.for_get(legacy);
+    let sub = query.open(app, L::feed(app), false, None)?;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let app = app.clone();
     tokio::spawn(async move {
-        let consumer = query.consumer;
+        let consumer = query.cursor.consumer;
         if let Err(status) = pump_get::<L>(&app, sub, &tx, consumer.as_deref()).await {
             let _ = tx.send(Err(status)).await;
         }
@@ -233,14 +176,10 @@ where
     // A client that half-closes without a message gets the legacy behaviour.
     let mut inbound_open = first.is_some();
     let mut query = Query::parse::<L>(first.unwrap_or_default())?;
-    let start = match query.start(app, L::LOG)? {
-        Start::Live => Start::After(opened_at),
-        other => other,
-    };
-    let mut sub = query.open(L::feed(app), start, true)?;
-    let consumer = query.consumer.clone();
-    if query.ack > 0 {
-        ack::<L>(app, consumer.as_deref(), query.ack)?;
+    let mut sub = query.open(app, L::feed(app), true, Some(opened_at))?;
+    let consumer = query.cursor.consumer.clone();
+    if query.cursor.ack > 0 {
+        ack::<L>(app, consumer.as_deref(), query.cursor.ack)?;
     }
     loop {
         tokio::select! {
@@ -276,20 +215,12 @@ where
 }
 
 fn ack<L: WireLog>(app: &App, consumer: Option<&str>, seq: u64) -> Result<(), Status> {
-    let Some(name) = consumer else {
-        return Err(Status::invalid_argument(
-            "ack needs a consumer name in the stream's first request",
-        ));
-    };
-    let newest = L::feed(app).head();
-    if seq > newest {
-        return Err(Status::invalid_argument(format!(
-            "ack {seq} is beyond the newest seq {newest} of the {} log",
-            L::LOG
-        )));
-    }
-    app.store.consumers().advance(L::LOG, name, seq)?;
-    Ok(())
+    Ok(cursor::acknowledge(
+        L::feed(app),
+        app.store.consumers(),
+        consumer,
+        seq,
+    )?)
 }
 
 pub fn timestamp(time_ns: i64) -> prost_types::Timestamp {

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::logstream::{self, timestamp, Cursor, Filter, ResponseStream, WireLog};
+use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
 use crate::app::App;
 use crate::event::{stage, DropRecord, OutputEvent, OutputFilter, Priority};
+use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
 use crate::proto::outputs::{self as pb, service_server::Service};
 use crate::proto::schema;
@@ -35,8 +36,8 @@ impl WireLog for OutputsLog {
         &app.outputs
     }
 
-    fn cursor(req: &pb::Request) -> Cursor {
-        Cursor {
+    fn cursor(req: &pb::Request) -> CursorRequest {
+        CursorRequest {
             after_seq: req.after_seq,
             consumer: req.consumer.clone(),
             ack: req.ack,

@@ -12,6 +12,9 @@ impl From<FeedError> for Status {
                 Status::out_of_range(e.to_string())
             }
             FeedError::Closed(_) => Status::unavailable(e.to_string()),
+            FeedError::InvalidConsumer(_)
+            | FeedError::AckWithoutConsumer
+            | FeedError::AckBeyondHead { .. } => Status::invalid_argument(e.to_string()),
             FeedError::Append { .. } => Status::internal(e.to_string()),
             FeedError::Store(inner) => store_status(inner),
         }
