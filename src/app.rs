@@ -49,13 +49,20 @@ pub struct App {
     alert_limiter: Arc<Mutex<Limiter>>,
     /// Runtime keys the boot file set.
     boot_values: Arc<RwLock<BTreeMap<String, String>>>,
+    /// Changes the log filter when `log_level` changes (given by the binary; absent in tests).
+    log_reloader: Arc<OnceLock<LogReloader>>,
 }
 
-/// Changes the log filter at run time (installed by the binary; absent in tests).
-static LOG_RELOAD: OnceLock<LogReloader> = OnceLock::new();
+/// A drop being recorded: await [`Recording::done`] to know it is in the drops log (dropping
+/// it lets the recording go on).
+pub struct Recording(Option<tokio::task::JoinHandle<()>>);
 
-pub fn set_log_reloader(f: LogReloader) {
-    let _ = LOG_RELOAD.set(f);
+impl Recording {
+    pub async fn done(self) {
+        if let Some(task) = self.0 {
+            let _ = task.await;
+        }
+    }
 }
 
 impl App {
@@ -90,7 +97,25 @@ impl App {
             ))),
             alert_limiter: Arc::new(Mutex::new(None)),
             boot_values: Arc::default(),
+            log_reloader: Arc::default(),
         })
+    }
+
+    /// Lets `log_level` changes reach the process's log filter.
+    pub fn set_log_reloader(&self, f: LogReloader) {
+        let _ = self.log_reloader.set(f);
+    }
+
+    /// Ends the background work, in order: streams are told to end, the evaluation threads finish
+    /// the batches they hold and stop, the log writers commit what they were given and stop, and
+    /// consumer positions are committed. Call once serving has stopped.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.shutdown.cancel();
+        let pipeline = self.pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || pipeline.close()).await;
+        self.outputs.close().await;
+        self.drops.close().await;
+        self.store.flush()
     }
 
     pub fn boot_values(&self) -> BTreeMap<String, String> {
@@ -143,7 +168,7 @@ impl App {
                 *guard = wanted.map(|(rate, burst)| ((rate, burst), TokenBucket::new(rate, burst)));
             }
         }
-        if let Some(reload) = LOG_RELOAD.get() {
+        if let Some(reload) = self.log_reloader.get() {
             if let Err(e) = reload(&r.log_level) {
                 tracing::warn!(error = %e, "cannot change the log level");
             }
@@ -191,7 +216,7 @@ impl App {
 
     /// Records a loss in the drops log, and mirrors it into the outputs log as an internal alert
     /// when the drop-alert threshold and rate allow. Never blocks the caller's runtime thread.
-    pub fn record_drop(&self, record: DropRecord) {
+    pub fn record_drop(&self, record: DropRecord) -> Recording {
         let alert = self.drop_alert(&record);
         let drops = self.drops.clone();
         let outputs = self.outputs.clone();
@@ -206,13 +231,12 @@ impl App {
             }
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(work);
-            }
+            Ok(handle) => Recording(Some(handle.spawn(work))),
             Err(_) => {
                 tracing::error!(
                     "record_drop called outside the runtime; the drop was not recorded"
                 );
+                Recording(None)
             }
         }
     }

@@ -120,8 +120,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let config = args.resolve()?;
-                init_tracing(&config.log_level());
-                falco_api::serve::serve(config).await.map(|()| 0)
+                let reloader = init_tracing(&config.log_level());
+                falco_api::serve::serve(config, Some(reloader))
+                    .await
+                    .map(|()| 0)
             }
             Command::Version(args) => cli::version(args).await,
             Command::Tail(args) => cli::tail(args).await,
@@ -132,19 +134,19 @@ fn main() -> ExitCode {
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
             Command::Bench(BenchCommand::Control(args)) => {
-                init_tracing("warn");
+                let _ = init_tracing("warn");
                 falco_api::bench::control_bench(args).await
             }
             Command::Bench(BenchCommand::Ingest(args)) => {
-                init_tracing("warn");
+                let _ = init_tracing("warn");
                 falco_api::bench::ingest::ingest_bench(args).await
             }
             Command::Bench(BenchCommand::Crash(args)) => {
-                init_tracing("warn");
+                let _ = init_tracing("warn");
                 falco_api::bench::crash::crash_bench(args).await
             }
             Command::Bench(BenchCommand::Log(args)) => {
-                init_tracing("warn");
+                let _ = init_tracing("warn");
                 falco_api::bench::log_bench(args).await
             }
         }
@@ -162,7 +164,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
+/// Sets up logging to stderr; returns what changes the filter later (for `log_level`).
+fn init_tracing(filter: &str) -> falco_api::app::LogReloader {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -176,8 +179,8 @@ fn init_tracing(filter: &str) {
                 .with_writer(std::io::stderr),
         )
         .init();
-    falco_api::app::set_log_reloader(Box::new(move |level| {
+    Box::new(move |level| {
         let new = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(new).map_err(|e| e.to_string())
-    }));
+    })
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::app::App;
+use crate::app::{App, LogReloader};
 use crate::config::{Listen, ServeConfig};
 use crate::control;
 use crate::server;
@@ -12,8 +12,8 @@ use crate::store::StoreOptions;
 const RESERVED_FILES: u64 = 128;
 
 /// Runs the server until a signal; returns once everything is flushed.
-pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let prepared = prepare(&config)?;
+pub async fn serve(config: ServeConfig, log_reloader: Option<LogReloader>) -> anyhow::Result<()> {
+    let prepared = prepare(&config, log_reloader)?;
     run(config, prepared).await
 }
 
@@ -28,7 +28,10 @@ pub struct Prepared {
 /// Everything fallible that needs no listener: the open-files limit, the boot rules, the store
 /// (converted and migrated), the stored configuration and rules. A failure here stops the server
 /// before it binds anything.
-pub fn prepare(config: &ServeConfig) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    config: &ServeConfig,
+    log_reloader: Option<LogReloader>,
+) -> anyhow::Result<Prepared> {
     let open_files = server::listen::raise_open_files_limit();
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
@@ -46,6 +49,9 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<Prepared> {
                 config.data_dir.display()
             )
         })?;
+    if let Some(reloader) = log_reloader {
+        app.set_log_reloader(reloader);
+    }
     app.set_boot_values(config.boot_values.clone());
     control::config::apply(&app).context("cannot apply the stored configuration")?;
     control::rules::reload(&app).context("the stored rules do not load")?;
@@ -152,7 +158,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
             Ok(())
         }
     };
-    app.store.flush().context("final flush")?;
+    app.close().await.context("final flush")?;
     outcome
 }
 

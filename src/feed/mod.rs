@@ -70,11 +70,19 @@ struct Append<T> {
     reply: Reply,
 }
 
+/// What the commit thread is asked to do.
+enum Msg<T> {
+    Append(Append<T>),
+    /// Commit what was asked before, then end.
+    Close(oneshot::Sender<()>),
+}
+
 pub(crate) struct Shared<T> {
     pub(crate) name: &'static str,
     pub(crate) store: Arc<Store>,
     pub(crate) log: fn(&Store) -> &RingLog<T>,
     pub(crate) head: watch::Sender<u64>,
+    thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 impl<T: Record> Shared<T> {
@@ -86,7 +94,7 @@ impl<T: Record> Shared<T> {
 /// A cheap, cloneable handle on one log.
 pub struct Feed<T> {
     shared: Arc<Shared<T>>,
-    appends: mpsc::Sender<Append<T>>,
+    appends: mpsc::Sender<Msg<T>>,
 }
 
 impl<T> Clone for Feed<T> {
@@ -99,8 +107,8 @@ impl<T> Clone for Feed<T> {
 }
 
 impl<T: Record> Feed<T> {
-    /// Starts the group-commit writer thread for the log `log` of `store`. The thread ends when
-    /// every handle is dropped, after committing what it was given.
+    /// Starts the group-commit writer thread for the log `log` of `store`. The thread ends at
+    /// [`Feed::close`], or when every handle is dropped, after committing what it was given.
     pub fn start(name: &'static str, store: Arc<Store>, log: fn(&Store) -> &RingLog<T>) -> Self {
         let newest = log(&store).bounds().newest;
         let (head, _) = watch::channel(newest);
@@ -109,14 +117,37 @@ impl<T: Record> Feed<T> {
             store,
             log,
             head,
+            thread: std::sync::Mutex::new(None),
         });
         let (appends, rx) = mpsc::channel(MAX_REQUESTS_PER_COMMIT);
         let writer = shared.clone();
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name(format!("{name}-commit"))
             .spawn(move || commit_loop(writer, rx))
             .expect("cannot spawn the commit thread");
+        *shared
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
         Feed { shared, appends }
+    }
+
+    /// Commits every append asked for so far, stops the writer thread and waits for it; later
+    /// appends fail with [`FeedError::Closed`].
+    pub async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.appends.send(Msg::Close(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self
+            .shared
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -137,7 +168,7 @@ impl<T: Record> Feed<T> {
     pub async fn append(&self, records: Vec<T>) -> Result<Range<u64>, FeedError> {
         let (reply, rx) = oneshot::channel();
         self.appends
-            .send(Append { records, reply })
+            .send(Msg::Append(Append { records, reply }))
             .await
             .map_err(|_| FeedError::Closed(self.shared.name))?;
         rx.await.map_err(|_| FeedError::Closed(self.shared.name))?
@@ -147,7 +178,7 @@ impl<T: Record> Feed<T> {
     pub fn append_blocking(&self, records: Vec<T>) -> Result<Range<u64>, FeedError> {
         let (reply, rx) = oneshot::channel();
         self.appends
-            .blocking_send(Append { records, reply })
+            .blocking_send(Msg::Append(Append { records, reply }))
             .map_err(|_| FeedError::Closed(self.shared.name))?;
         rx.blocking_recv()
             .map_err(|_| FeedError::Closed(self.shared.name))?
@@ -164,15 +195,27 @@ impl<T: Record> Feed<T> {
     }
 }
 
-fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<T>>) {
+fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Msg<T>>) {
     let mut pending = Vec::new();
+    let mut closing = None;
     while let Some(first) = rx.blocking_recv() {
-        pending.push(first);
-        while pending.len() < MAX_REQUESTS_PER_COMMIT {
+        match first {
+            Msg::Append(a) => pending.push(a),
+            Msg::Close(done) => closing = Some(done),
+        }
+        while closing.is_none() && pending.len() < MAX_REQUESTS_PER_COMMIT {
             match rx.try_recv() {
-                Ok(more) => pending.push(more),
+                Ok(Msg::Append(more)) => pending.push(more),
+                Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
+        }
+        if pending.is_empty() {
+            if let Some(done) = closing.take() {
+                let _ = done.send(());
+                return;
+            }
+            continue;
         }
         let counts: Vec<usize> = pending.iter().map(|a| a.records.len()).collect();
         let records: Vec<T> = pending
@@ -208,6 +251,10 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Append<
                     let _ = append.reply.send(Err(error));
                 }
             }
+        }
+        if let Some(done) = closing.take() {
+            let _ = done.send(());
+            return;
         }
     }
 }

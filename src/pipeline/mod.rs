@@ -100,6 +100,13 @@ pub struct InEvent {
     pub seq: u64,
 }
 
+/// What an evaluation thread is given.
+enum Work {
+    Job(Job),
+    /// End the thread (one per thread, at close).
+    Stop,
+}
+
 struct Job {
     events: Vec<InEvent>,
     rules: Arc<RuleSet>,
@@ -121,7 +128,8 @@ pub enum Refused {
 /// A cheap, cloneable handle on the pipeline.
 #[derive(Clone)]
 pub struct Pipeline {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
+    workers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
     capacity: Arc<Semaphore>,
     rules: Arc<RwLock<Arc<RuleSet>>>,
     settings: Arc<RwLock<Settings>>,
@@ -129,19 +137,22 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(settings: Settings, hostname: String) -> Pipeline {
-        let (jobs, rx) = mpsc::channel::<Job>();
+        let (jobs, rx) = mpsc::channel::<Work>();
         let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::new();
         for i in 0..settings.workers.max(1) {
             let rx = rx.clone();
             let hostname = hostname.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("eval-{i}"))
                 .stack_size(crate::engine::isolate::STACK_BYTES)
                 .spawn(move || worker::run(rx, hostname))
                 .expect("cannot spawn an evaluation thread");
+            workers.push(handle);
         }
         Pipeline {
             jobs,
+            workers: Arc::new(Mutex::new(workers)),
             capacity: Arc::new(Semaphore::new(settings.queue_size.max(1))),
             rules: Arc::new(RwLock::new(Arc::new(RuleSet::empty()))),
             settings: Arc::new(RwLock::new(settings)),
@@ -230,8 +241,28 @@ impl Pipeline {
             reply,
             _permit: Some(permit),
         };
-        self.jobs.send(job).map_err(|_| Refused::Closed)?;
+        self.jobs
+            .send(Work::Job(job))
+            .map_err(|_| Refused::Closed)?;
         Ok(rx)
+    }
+
+    /// Stops the evaluation threads once they have finished the batches already queued, and
+    /// waits for them. Batches submitted later are refused ([`Refused::Closed`]) or never
+    /// answered.
+    pub fn close(&self) {
+        let workers = std::mem::take(
+            &mut *self
+                .workers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for _ in &workers {
+            let _ = self.jobs.send(Work::Stop);
+        }
+        for handle in workers {
+            let _ = handle.join();
+        }
     }
 
     pub fn eval_options(output: &OutputSettings) -> EvalOptions {

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
-use super::{Job, OutputSettings, Pipeline};
+use super::{Job, OutputSettings, Pipeline, Work};
 use crate::engine::format::{alert_json, alert_line, JsonAlert};
 use crate::engine::isolate::panic_message;
 use crate::engine::{input, Alert, EventData};
@@ -30,7 +30,7 @@ pub struct BatchResult {
 
 /// The thread's body: evaluates jobs until the queue closes. A panic that escapes an event's
 /// own guard (see [`evaluate`]) is logged and the loop starts again, so the thread never dies.
-pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String) {
+pub(super) fn run(rx: Arc<Mutex<Receiver<Work>>>, hostname: String) {
     loop {
         match catch_unwind(AssertUnwindSafe(|| serve_jobs(&rx, &hostname))) {
             Ok(()) => return,
@@ -42,13 +42,13 @@ pub(super) fn run(rx: Arc<Mutex<Receiver<Job>>>, hostname: String) {
     }
 }
 
-fn serve_jobs(rx: &Mutex<Receiver<Job>>, hostname: &str) {
+fn serve_jobs(rx: &Mutex<Receiver<Work>>, hostname: &str) {
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match guard.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+                Ok(Work::Job(job)) => job,
+                Ok(Work::Stop) | Err(_) => return,
             }
         };
         let host = if job.output.hostname.is_empty() {

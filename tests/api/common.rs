@@ -123,7 +123,7 @@ impl TestServer {
                 .expect("server did not stop within 10 s")
                 .expect("server task");
         }
-        self.app.store.flush().expect("flush");
+        self.app.close().await.expect("close");
         self._temp.take()
     }
 
