@@ -171,8 +171,11 @@ pub struct WebhookSection {
     /// `host:port` for the Kubernetes audit webhook (`POST /k8s-audit`); absent: off.
     pub listen: Option<String>,
     pub max_body_bytes: Option<usize>,
-    /// Serve HTTPS with the boot config's `tls.cert` and `tls.key` (default false).
+    /// Serve HTTPS with the boot config's `tls.cert` and `tls.key` (default false); client
+    /// certificates that chain to `tls.client_ca` identify callers, as on gRPC.
     pub tls: Option<bool>,
+    /// Serve plain HTTP on a non-loopback address (default false: refused at boot).
+    pub allow_remote_plaintext: Option<bool>,
 }
 
 /// Command-line overrides (each wins over the file).
@@ -453,7 +456,7 @@ impl ServeConfig {
             )));
         }
         let hook = file.webhook.unwrap_or_default();
-        let webhook = o
+        let webhook: Option<std::net::SocketAddr> = o
             .webhook
             .clone()
             .or(hook.listen)
@@ -470,6 +473,18 @@ impl ServeConfig {
             return Err(invalid(
                 "webhook.tls needs tls.cert and tls.key in the boot config".into(),
             ));
+        }
+        if let Some(addr) = webhook {
+            if !webhook_tls
+                && !addr.ip().is_loopback()
+                && !hook.allow_remote_plaintext.unwrap_or(false)
+            {
+                return Err(invalid(format!(
+                    "the HTTP listener {addr} would serve plain HTTP beyond this machine: set \
+                     webhook.tls: true (with tls.cert and tls.key), listen on loopback, or set \
+                     webhook.allow_remote_plaintext: true to accept that"
+                )));
+            }
         }
         let rules_files = if o.rules_files.is_empty() {
             file.rules_files.unwrap_or_default()

@@ -93,7 +93,8 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         );
         let tls = match (&config.tls, config.webhook_tls) {
             (Some(t), true) => {
-                Some(crate::http::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?)
+                let acceptor = crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca));
+                Some(acceptor.map_err(anyhow::Error::msg)?)
             }
             _ => None,
         };
@@ -101,6 +102,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
             max_body: config.webhook_max_body,
             tls,
             max_connections: config.limits.max_connections,
+            policy: std::sync::Arc::new(config.policy.clone()),
         };
         tokio::spawn(crate::http::serve(app.clone(), listener, opts));
     }

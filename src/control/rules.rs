@@ -4,17 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sha2::{Digest, Sha256};
-
 use super::target::{self, Kind, Target};
 use super::{check_global, check_retained, ControlError};
 use crate::app::App;
 use crate::engine::{Diagnostic, LoadOptions, RuleInfo, RuleSet, RulesFile};
 use crate::store::{Change, Current, HistoryRecord};
 
-pub fn digest(content: &str) -> String {
-    hex::encode(Sha256::digest(content.as_bytes()))
-}
+pub use super::target::digest;
 
 fn valid_name(name: &str) -> Result<(), ControlError> {
     let ok = !name.is_empty()

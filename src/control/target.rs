@@ -58,6 +58,12 @@ impl FromStr for Target {
     }
 }
 
+/// The sha256 (hex) of a rules file's content, as listings and history show it.
+pub fn digest(content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(content.as_bytes()))
+}
+
 /// A toggle's stored value.
 pub fn toggle_value(enabled: bool) -> &'static str {
     if enabled {
@@ -90,7 +96,7 @@ impl Effect {
     pub fn of(target: &Target, value: Option<&str>) -> Effect {
         match (target.kind, value) {
             (Kind::File, Some(content)) => Effect::Put {
-                digest: super::rules::digest(content),
+                digest: digest(content),
             },
             (Kind::File, None) => Effect::Delete,
             (_, None) => Effect::Clear,

@@ -2,8 +2,11 @@
 //! configuration (address, optional TLS) with the same connection limits as the gRPC listeners.
 //! Today it carries the Kubernetes audit webhook ([`webhook`]); later endpoints mount here too.
 //!
-//! Each connection's peer goes into the request's extensions as a [`Peer`], the identity drop
-//! records and logs name.
+//! Identities and roles are gRPC's (`crate::auth`): on TLS a client certificate, when one is
+//! presented and chains to the boot config's `tls.client_ca`, names the caller (`cn:`/`san:`) and
+//! gives the roles the policy maps to it; [`require`] guards an endpoint with a role. Without TLS
+//! the listener must be on loopback unless explicitly opened (checked by the boot config). Each
+//! connection's [`Caller`] goes into the request's extensions.
 
 pub mod webhook;
 
@@ -15,15 +18,52 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
+use std::sync::Arc;
+
 use crate::app::App;
+use crate::auth::{Identity, Policy, Role};
 use crate::ingest::Ingest;
 
 /// A TLS client must finish its handshake within this; others are never held up by it.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who is on the other end of a connection (its address, for now).
+/// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
-pub struct Peer(pub String);
+pub struct Caller {
+    pub addr: std::net::SocketAddr,
+    /// From a verified client certificate; `None` without one.
+    pub identity: Option<Identity>,
+}
+
+impl Caller {
+    /// The name drop records and logs give this caller.
+    pub fn name(&self) -> String {
+        match &self.identity {
+            Some(id) => id.name.clone(),
+            None => self.addr.to_string(),
+        }
+    }
+}
+
+/// A guard for endpoints that need `role`: 401 without an identity, 403 naming the role.
+pub async fn require(
+    role: Role,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let caller = request.extensions().get::<Caller>().cloned();
+    match caller.and_then(|c| c.identity) {
+        None => json(
+            http::StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "this endpoint needs a client certificate"}),
+        ),
+        Some(id) if !id.roles.contains(&role) => json(
+            http::StatusCode::FORBIDDEN,
+            serde_json::json!({"error": format!("{} lacks the {} role", id.name, role.name())}),
+        ),
+        Some(_) => next.run(request).await,
+    }
+}
 
 /// How the HTTP listener serves.
 #[derive(Clone)]
@@ -34,6 +74,8 @@ pub struct HttpOptions {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Open connections at most.
     pub max_connections: usize,
+    /// Identities to roles, as for gRPC.
+    pub policy: Arc<Policy>,
 }
 
 /// Every endpoint of the HTTP surface.
@@ -62,23 +104,36 @@ pub async fn serve(app: App, listener: TcpListener, opts: HttpOptions) {
             }
             None => return,
         };
-        let Ok(peer) = stream.get_ref().peer_addr() else {
+        let Ok(addr) = stream.get_ref().peer_addr() else {
             continue;
         };
-        let service = router
-            .clone()
-            .layer(axum::Extension(Peer(peer.to_string())));
+        let router = router.clone();
         let tls = opts.tls.clone();
+        let policy = opts.policy.clone();
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(service);
             let http = hyper::server::conn::http1::Builder::new();
+            let with = |identity: Option<Identity>| {
+                TowerToHyperService::new(router.layer(axum::Extension(Caller { addr, identity })))
+            };
             let result = match tls {
-                None => http.serve_connection(TokioIo::new(stream), service).await,
+                None => {
+                    http.serve_connection(TokioIo::new(stream), with(None))
+                        .await
+                }
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(tls)) => http.serve_connection(TokioIo::new(tls), service).await,
+                        Ok(Ok(tls)) => {
+                            let identity = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|leaf| policy.identify_certificate(leaf.as_ref()));
+                            http.serve_connection(TokioIo::new(tls), with(identity))
+                                .await
+                        }
                         Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     }
@@ -91,9 +146,15 @@ pub async fn serve(app: App, listener: TcpListener, opts: HttpOptions) {
     }
 }
 
-/// A TLS acceptor from a PEM certificate chain and key (no client certificates: kube-apiserver's
-/// webhook backend authenticates the server, as with Falco's embedded webserver).
-pub fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// A TLS acceptor from a PEM certificate chain and key. With `client_ca`, a client certificate
+/// is asked for and, when presented, must chain to it; clients without one are still served
+/// (kube-apiserver's webhook backend authenticates only the server, as with Falco's embedded
+/// webserver), with no identity.
+pub fn tls_acceptor(
+    cert: &[u8],
+    key: &[u8],
+    client_ca: Option<&[u8]>,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
@@ -101,10 +162,30 @@ pub fn tls_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor
         .map_err(|e| format!("HTTP TLS certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("HTTP TLS key: {e}"))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca) {
+                let c = c.map_err(|e| format!("HTTP TLS client CA: {e}"))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("HTTP TLS client CA: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("HTTP TLS client CA: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("HTTP TLS: {e}"))?;
     Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))

@@ -11,7 +11,7 @@ use axum::{Extension, Router};
 use http::StatusCode;
 use serde_json::json;
 
-use super::{json, Peer};
+use super::{json, Caller};
 use crate::ingest::{Ingest, Queued};
 use crate::pipeline::InEvent;
 
@@ -36,7 +36,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 async fn k8s_audit(
     State(ingest): State<Ingest>,
-    Extension(Peer(peer)): Extension<Peer>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Response {
     let event = InEvent {
@@ -46,7 +46,7 @@ async fn k8s_audit(
         hostname: String::new(),
         seq: 1,
     };
-    let ticket = match ingest.queue(&peer, vec![event]).await {
+    let ticket = match ingest.queue(&caller.name(), vec![event]).await {
         Ok(Queued::Evaluating(ticket)) => ticket,
         Ok(Queued::Dropped { stage, .. }) => {
             return error(

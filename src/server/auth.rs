@@ -3,74 +3,17 @@
 //! refuses calls that need a role the caller lacks (`PERMISSION_DENIED` naming it; no identity:
 //! `UNAUTHENTICATED`). The identity travels in the request's extensions as the author of changes.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use serde::Deserialize;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use tonic::Status;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// version, outputs, drops, rules and config reads.
-    Reader,
-    /// inputs.
-    Ingest,
-    /// rules and config writes (and everything a reader may do).
-    Admin,
-}
+pub use crate::auth::{certificate_names, Identity, Policy, Role};
 
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Reader => "reader",
-            Role::Ingest => "ingest",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// Who is calling, with every name they are known by and their roles.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The name recorded as the author of changes: `uid:N`, `cn:NAME` or `san:NAME`.
-    pub name: String,
-    pub names: Vec<String>,
-    pub roles: HashSet<Role>,
-}
-
-/// The boot config's identity → roles mapping.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    pub roles: HashMap<String, Vec<Role>>,
-    /// On the Unix socket, root and the server's own uid get every role.
-    pub socket_owner_is_admin: bool,
-    pub own_uid: u32,
-}
-
-impl Policy {
-    fn roles_of(&self, names: &[String], uid: Option<u32>) -> HashSet<Role> {
-        let mut roles = HashSet::new();
-        if let (true, Some(uid)) = (self.socket_owner_is_admin, uid) {
-            if uid == 0 || uid == self.own_uid {
-                roles.extend([Role::Reader, Role::Ingest, Role::Admin]);
-            }
-        }
-        for name in names {
-            for role in self.roles.get(name).into_iter().flatten() {
-                roles.insert(*role);
-                if *role == Role::Admin {
-                    roles.insert(Role::Reader);
-                }
-            }
-        }
-        roles
-    }
-
+impl GrpcIdentify for Policy {
     /// The caller's identity from the connection information tonic attached to the request.
-    pub fn identify(&self, ext: &http::Extensions) -> Option<Identity> {
+    fn identify(&self, ext: &http::Extensions) -> Option<Identity> {
         if let Some(uid) = ext
             .get::<UdsConnectInfo>()
             .and_then(|i| i.peer_cred)
@@ -85,49 +28,13 @@ impl Policy {
             });
         }
         let certs = ext.get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()?;
-        let names = certificate_names(certs.first()?.as_ref());
-        let name = names.first()?.clone();
-        let roles = self.roles_of(&names, None);
-        Some(Identity { name, names, roles })
+        self.identify_certificate(certs.first()?.as_ref())
     }
 }
 
-/// `cn:<common name>` and `san:<name>` for each DNS name, IP address or URI, from a DER cert.
-pub fn certificate_names(der: &[u8]) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(|cn| format!("cn:{cn}"))
-        .collect();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for general in &san.value.general_names {
-            match general {
-                GeneralName::DNSName(d) => names.push(format!("san:{d}")),
-                GeneralName::URI(u) => names.push(format!("san:{u}")),
-                GeneralName::IPAddress(bytes) => {
-                    let ip = match bytes.len() {
-                        4 => <[u8; 4]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        16 => <[u8; 16]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        _ => None,
-                    };
-                    if let Some(ip) = ip {
-                        names.push(format!("san:{ip}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    names
+/// Finding the caller from what tonic attached to a request.
+pub trait GrpcIdentify {
+    fn identify(&self, ext: &http::Extensions) -> Option<Identity>;
 }
 
 /// The role a method needs; `None` for health checking and reflection.

@@ -7,6 +7,7 @@ mod engine_cases;
 mod engine_props;
 mod fuzz;
 mod hardening;
+mod http;
 mod outputs;
 mod pipeline;
 mod process;

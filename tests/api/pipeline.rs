@@ -388,6 +388,7 @@ async fn the_webhook_accepts_an_event_list_and_refuses_garbage() {
             max_body: 1 << 20,
             tls: None,
             max_connections: 64,
+            policy: Default::default(),
         },
     ));
     let list = serde_json::json!({
@@ -464,7 +465,8 @@ async fn the_webhook_serves_https_when_asked() {
     })
     .unwrap();
     let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
-    let acceptor = falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key")).unwrap();
+    let acceptor =
+        falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key"), None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(falco_api::http::serve(
@@ -474,6 +476,7 @@ async fn the_webhook_serves_https_when_asked() {
             max_body: 1 << 20,
             tls: Some(acceptor),
             max_connections: 64,
+            policy: Default::default(),
         },
     ));
 
