@@ -22,6 +22,30 @@ impl ConfigsService {
     }
 }
 
+fn history_entry(r: crate::store::HistoryRecord) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        revision: r.revision,
+        action: r.action,
+        author: r.author,
+        time: Some(timestamp(r.time_ns)),
+        comment: r.comment,
+        changes: r
+            .changes
+            .into_iter()
+            .filter_map(|c| match c.target.parse::<Target>() {
+                Ok(Target {
+                    kind: Kind::Config,
+                    name,
+                }) => Some(pb::Change {
+                    key: name,
+                    value: c.value,
+                }),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl Service for ConfigsService {
     async fn get(
@@ -86,30 +110,7 @@ impl Service for ConfigsService {
         let limit = super::page_limit(req.limit);
         let records = ctl::history(&self.app, &req.key, req.before, limit)?;
         let next_before = super::next_page(&records, limit);
-        let entries = records
-            .into_iter()
-            .map(|r| pb::HistoryEntry {
-                revision: r.revision,
-                action: r.action,
-                author: r.author,
-                time: Some(timestamp(r.time_ns)),
-                comment: r.comment,
-                changes: r
-                    .changes
-                    .into_iter()
-                    .filter_map(|c| match c.target.parse::<Target>() {
-                        Ok(Target {
-                            kind: Kind::Config,
-                            name,
-                        }) => Some(pb::Change {
-                            key: name,
-                            value: c.value,
-                        }),
-                        _ => None,
-                    })
-                    .collect(),
-            })
-            .collect();
+        let entries = records.into_iter().map(history_entry).collect();
         Ok(Response::new(pb::HistoryResponse {
             entries,
             next_before,

@@ -124,6 +124,26 @@ where
     Ok(Response::new(ReceiverStream::new(rx)))
 }
 
+/// Sends one item to the client; `false` once the client has gone.
+async fn forward<L: WireLog>(
+    app: &App,
+    tx: &Tx<L::Response>,
+    item: Item<L::Record>,
+    consumer: Option<&str>,
+) -> bool {
+    let lost = match &item {
+        Item::Lost { count, .. } => Some(*count),
+        Item::Record { .. } => None,
+    };
+    if tx.send(Ok(to_response::<L>(item, app))).await.is_err() {
+        return false;
+    }
+    if let Some(count) = lost {
+        L::on_lost(app, count, consumer);
+    }
+    true
+}
+
 async fn pump_get<L: WireLog>(
     app: &App,
     mut sub: Subscription<L::Record>,
@@ -137,15 +157,8 @@ async fn pump_get<L: WireLog>(
             _ = app.shutdown.cancelled() => None,
         };
         let Some(item) = item else { break };
-        let lost = match &item {
-            Item::Lost { count, .. } => Some(*count),
-            Item::Record { .. } => None,
-        };
-        if tx.send(Ok(to_response::<L>(item, app))).await.is_err() {
+        if !forward::<L>(app, tx, item, consumer).await {
             break;
-        }
-        if let Some(count) = lost {
-            L::on_lost(app, count, consumer);
         }
         since_ack += 1;
         if let (Some(name), true) = (consumer, since_ack >= AUTO_ACK_EVERY) {
@@ -159,6 +172,44 @@ async fn pump_get<L: WireLog>(
     Ok(())
 }
 
+/// A `sub` stream once its first request message has configured it.
+struct Opened<R> {
+    sub: Subscription<R>,
+    consumer: Option<String>,
+    /// The client may still send polls and acks.
+    inbound_open: bool,
+}
+
+/// Waits for the first request message (a client that half-closes without one gets the legacy
+/// behaviour) and opens the subscription it asks for; `None` if the stream ended first.
+async fn open_sub<L: WireLog>(
+    app: &App,
+    inbound: &mut Streaming<L::Request>,
+    tx: &Tx<L::Response>,
+    opened_at: u64,
+) -> Result<Option<Opened<L::Record>>, Status>
+where
+    L::Request: prost::Message,
+{
+    let first = tokio::select! {
+        first = inbound.next() => first.transpose()?,
+        _ = app.shutdown.cancelled() => return Ok(None),
+        _ = tx.closed() => return Ok(None),
+    };
+    let inbound_open = first.is_some();
+    let mut query = Query::parse::<L>(first.unwrap_or_default())?;
+    let sub = query.open(app, L::feed(app), true, Some(opened_at))?;
+    let consumer = query.cursor.consumer.clone();
+    if query.cursor.ack > 0 {
+        ack::<L>(app, consumer.as_deref(), query.cursor.ack)?;
+    }
+    Ok(Some(Opened {
+        sub,
+        consumer,
+        inbound_open,
+    }))
+}
+
 async fn run_sub<L: WireLog>(
     app: &App,
     mut inbound: Streaming<L::Request>,
@@ -168,44 +219,25 @@ async fn run_sub<L: WireLog>(
 where
     L::Request: prost::Message,
 {
-    let first = tokio::select! {
-        first = inbound.next() => first.transpose()?,
-        _ = app.shutdown.cancelled() => return Ok(()),
-        _ = tx.closed() => return Ok(()),
+    let Some(mut s) = open_sub::<L>(app, &mut inbound, tx, opened_at).await? else {
+        return Ok(());
     };
-    // A client that half-closes without a message gets the legacy behaviour.
-    let mut inbound_open = first.is_some();
-    let mut query = Query::parse::<L>(first.unwrap_or_default())?;
-    let mut sub = query.open(app, L::feed(app), true, Some(opened_at))?;
-    let consumer = query.cursor.consumer.clone();
-    if query.cursor.ack > 0 {
-        ack::<L>(app, consumer.as_deref(), query.cursor.ack)?;
-    }
     loop {
         tokio::select! {
-            item = sub.next() => {
+            item = s.sub.next() => {
                 let Some(item) = item? else { break };
-                let lost = match &item {
-                    Item::Lost { count, .. } => Some(*count),
-                    Item::Record { .. } => None,
-                };
-                if tx.send(Ok(to_response::<L>(item, app))).await.is_err() {
+                if !forward::<L>(app, tx, item, s.consumer.as_deref()).await {
                     break;
                 }
-                if let Some(count) = lost {
-                    L::on_lost(app, count, consumer.as_deref());
-                }
             }
-            message = inbound.next(), if inbound_open => match message {
-                // Polls (empty messages) are ignored; only acks mean something after the first.
-                Some(Ok(message)) => {
-                    let ack_to = L::cursor(&message).ack;
-                    if ack_to > 0 {
-                        ack::<L>(app, consumer.as_deref(), ack_to)?;
-                    }
+            // Polls (empty messages) are ignored; only acks mean something after the first.
+            message = inbound.next(), if s.inbound_open => match message {
+                Some(Ok(m)) if L::cursor(&m).ack > 0 => {
+                    ack::<L>(app, s.consumer.as_deref(), L::cursor(&m).ack)?
                 }
+                Some(Ok(_)) => {}
                 Some(Err(status)) => return Err(status),
-                None => inbound_open = false,
+                None => s.inbound_open = false,
             },
             _ = app.shutdown.cancelled() => break,
             _ = tx.closed() => break,

@@ -133,24 +133,9 @@ pub fn own_uid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// Serves every service on `incoming` (TLS-wrapped when `tls` is given) until shutdown.
-async fn serve_with<I, IO, IE>(
-    app: App,
-    opts: ServerOptions,
-    tls: Option<ServerTlsConfig>,
-    incoming: I,
-) -> Result<(), ServeError>
-where
-    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send + 'static,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
-    IO::ConnectInfo: Clone + Send + Sync + 'static,
-    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+/// Every service: the six Falco services (decoding at most `max` bytes a message), health
+/// checking (each reported serving) and reflection (v1 and v1alpha).
+async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for name in [
         "falco.version.service",
@@ -164,27 +149,15 @@ where
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
+    let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let max = opts.limits.max_message_bytes;
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls.timeout(opts.limits.handshake_timeout))?;
-    }
-    let shutdown = app.shutdown.clone();
-    builder
-        .http2_keepalive_interval(Some(opts.limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(opts.limits.keepalive_timeout))
-        .max_concurrent_streams(opts.limits.max_concurrent_streams)
-        .layer(auth::AuthLayer::new(opts.policy.clone()))
-        .add_service(health)
-        .add_service(reflection_v1)
+    Ok(tonic::service::Routes::new(health)
+        .add_service(reflection.build_v1()?)
         .add_service(reflection_v1alpha)
         .add_service(
             proto::version::service_server::ServiceServer::new(version::VersionService::new())
@@ -215,7 +188,39 @@ where
                 app.clone(),
             ))
             .max_decoding_message_size(max),
-        )
+        ))
+}
+
+/// Serves every service on `incoming` (TLS-wrapped when `tls` is given) until shutdown.
+async fn serve_with<I, IO, IE>(
+    app: App,
+    opts: ServerOptions,
+    tls: Option<ServerTlsConfig>,
+    incoming: I,
+) -> Result<(), ServeError>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let routes = routes(&app, opts.limits.max_message_bytes).await?;
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.timeout(opts.limits.handshake_timeout))?;
+    }
+    let shutdown = app.shutdown.clone();
+    builder
+        .http2_keepalive_interval(Some(opts.limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(opts.limits.keepalive_timeout))
+        .max_concurrent_streams(opts.limits.max_concurrent_streams)
+        .layer(auth::AuthLayer::new(opts.policy.clone()))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())

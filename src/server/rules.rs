@@ -22,6 +22,27 @@ impl RulesService {
     }
 }
 
+fn change(c: crate::store::Change) -> pb::Change {
+    let Ok(target) = c.target.parse::<Target>() else {
+        return pb::Change {
+            target: c.target,
+            ..Default::default()
+        };
+    };
+    let effect = Effect::of(&target, c.value.as_deref());
+    pb::Change {
+        action: effect.name().into(),
+        digest: match effect {
+            Effect::Put { digest } => digest,
+            _ => String::new(),
+        },
+        target: match target.kind {
+            Kind::File => target.name,
+            _ => target.to_string(),
+        },
+    }
+}
+
 fn history_entry(r: HistoryRecord) -> pb::HistoryEntry {
     pb::HistoryEntry {
         revision: r.revision,
@@ -29,30 +50,7 @@ fn history_entry(r: HistoryRecord) -> pb::HistoryEntry {
         author: r.author,
         time: Some(timestamp(r.time_ns)),
         comment: r.comment,
-        changes: r
-            .changes
-            .into_iter()
-            .map(|c| {
-                let Ok(target) = c.target.parse::<Target>() else {
-                    return pb::Change {
-                        target: c.target,
-                        ..Default::default()
-                    };
-                };
-                let effect = Effect::of(&target, c.value.as_deref());
-                pb::Change {
-                    action: effect.name().into(),
-                    digest: match effect {
-                        Effect::Put { digest } => digest,
-                        _ => String::new(),
-                    },
-                    target: match target.kind {
-                        Kind::File => target.name,
-                        _ => target.to_string(),
-                    },
-                }
-            })
-            .collect(),
+        changes: r.changes.into_iter().map(change).collect(),
     }
 }
 
