@@ -146,74 +146,33 @@ fn print_warnings(warnings: &[rpb::Diagnostic]) {
     }
 }
 
+type Rules = RulesClient<tonic::transport::Channel>;
+
 pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Result<i32> {
     let mut c = RulesClient::new(connect.channel().await?);
     match command {
-        RulesCommand::List { revision } => {
-            let r = c.list(rpb::ListRequest { revision }).await?.into_inner();
-            println!("revision {}", r.revision);
-            for f in r.files {
-                println!(
-                    "{:<40} rev {:<6} {}",
-                    f.name,
-                    f.revision,
-                    &f.digest[..12.min(f.digest.len())]
-                );
-            }
-        }
+        RulesCommand::List { revision } => list_files(&mut c, revision).await?,
         RulesCommand::Get { name, revision } => {
-            let f = c
-                .get(rpb::GetRequest { name, revision })
-                .await?
-                .into_inner();
-            print!("{}", f.content);
+            let f = c.get(rpb::GetRequest { name, revision }).await?;
+            print!("{}", f.into_inner().content);
         }
         RulesCommand::Put {
             file,
             name,
             expect,
             comment,
-        } => {
-            let content = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let name = match name {
-                Some(n) => n,
-                None => file
-                    .file_name()
-                    .context("the file has no name")?
-                    .to_string_lossy()
-                    .into_owned(),
-            };
-            let r = c
-                .put(rpb::PutRequest {
-                    name: name.clone(),
-                    content,
-                    expected_revision: expect,
-                    comment,
-                })
-                .await;
-            match r {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    print_warnings(&r.warnings);
-                    println!("{name}: revision {}", r.revision);
-                }
-                Err(status) => return Err(describe(status)),
-            }
-        }
+        } => put_file(&mut c, &file, name, expect, comment).await?,
         RulesCommand::Rm {
             name,
             expect,
             comment,
         } => {
-            let r = c
-                .delete(rpb::DeleteRequest {
-                    name: name.clone(),
-                    expected_revision: expect,
-                    comment,
-                })
-                .await?
-                .into_inner();
+            let req = rpb::DeleteRequest {
+                name: name.clone(),
+                expected_revision: expect,
+                comment,
+            };
+            let r = c.delete(req).await?.into_inner();
             println!("{name} deleted: revision {}", r.revision);
         }
         RulesCommand::History {
@@ -222,43 +181,12 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
             before,
             no_diff,
         } => {
-            let target = target.unwrap_or_default();
-            let h = c
-                .history(rpb::HistoryRequest {
-                    target,
-                    before,
-                    limit,
-                })
-                .await?
-                .into_inner();
-            for e in h.entries {
-                print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
-                for ch in &e.changes {
-                    println!("  {} {}", ch.action, ch.target);
-                    if !no_diff
-                        && (ch.action == "put" || ch.action == "delete")
-                        && !ch.target.contains(':')
-                    {
-                        let old = file_at(&mut c, &ch.target, e.revision - 1).await;
-                        let new = file_at(&mut c, &ch.target, e.revision).await;
-                        let diff = similar::TextDiff::from_lines(&old, &new);
-                        let text = diff
-                            .unified_diff()
-                            .context_radius(2)
-                            .header(
-                                &format!("rev {}", e.revision - 1),
-                                &format!("rev {}", e.revision),
-                            )
-                            .to_string();
-                        for line in text.lines() {
-                            println!("    {line}");
-                        }
-                    }
-                }
-            }
-            if h.next_before > 0 {
-                println!("(more: --before {})", h.next_before);
-            }
+            let req = rpb::HistoryRequest {
+                target: target.unwrap_or_default(),
+                before,
+                limit,
+            };
+            history(&mut c, req, !no_diff).await?
         }
         RulesCommand::Rollback {
             revision,
@@ -266,69 +194,20 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
             expect,
             comment,
         } => {
-            let r = c
-                .rollback(rpb::RollbackRequest {
-                    revision,
-                    name: name.unwrap_or_default(),
-                    expected_revision: expect,
-                    comment,
-                })
-                .await?
-                .into_inner();
+            let req = rpb::RollbackRequest {
+                revision,
+                name: name.unwrap_or_default(),
+                expected_revision: expect,
+                comment,
+            };
+            let r = c.rollback(req).await?.into_inner();
             println!(
                 "rolled back to revision {revision}: now revision {}",
                 r.revision
             );
         }
-        RulesCommand::Validate { files } => {
-            let mut req = rpb::ValidateRequest::default();
-            for f in files {
-                let content = std::fs::read_to_string(&f)
-                    .with_context(|| format!("cannot read {}", f.display()))?;
-                let name = f
-                    .file_name()
-                    .context("the file has no name")?
-                    .to_string_lossy()
-                    .into_owned();
-                req.files.push(rpb::RulesFile {
-                    name,
-                    content,
-                    ..Default::default()
-                });
-            }
-            let r = c.validate(req).await?.into_inner();
-            print_warnings(&r.warnings);
-            for e in &r.errors {
-                eprintln!(
-                    "error: {}:{}:{}: {} {}",
-                    e.file, e.line, e.column, e.item, e.message
-                );
-            }
-            println!("{}", if r.ok { "valid" } else { "invalid" });
-            return Ok(if r.ok { 0 } else { 1 });
-        }
-        RulesCommand::Effective => {
-            let r = c.effective(rpb::EffectiveRequest {}).await?.into_inner();
-            println!("revision {}", r.revision);
-            for rule in r.rules {
-                let priority =
-                    crate::event::Priority::from_number(rule.priority).map_or("?", |p| p.name());
-                let state = match (rule.compiled, rule.enabled) {
-                    (false, _) => "not run",
-                    (true, true) => "enabled",
-                    (true, false) => "disabled",
-                };
-                println!(
-                    "{:<8} {:<13} {:<10} {:<50} [{}] {}",
-                    state,
-                    priority,
-                    rule.source,
-                    rule.name,
-                    rule.tags.join(","),
-                    rule.file
-                );
-            }
-        }
+        RulesCommand::Validate { files } => return validate(&mut c, &files).await,
+        RulesCommand::Effective => effective(&mut c).await?,
         RulesCommand::Enable(a) | RulesCommand::Disable(a)
             if a.rules.is_empty() && a.tags.is_empty() =>
         {
@@ -338,6 +217,134 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
         RulesCommand::Disable(a) => return toggle(&mut c, a, false).await,
     }
     Ok(0)
+}
+
+async fn list_files(c: &mut Rules, revision: u64) -> anyhow::Result<()> {
+    let r = c.list(rpb::ListRequest { revision }).await?.into_inner();
+    println!("revision {}", r.revision);
+    for f in r.files {
+        println!(
+            "{:<40} rev {:<6} {}",
+            f.name,
+            f.revision,
+            &f.digest[..12.min(f.digest.len())]
+        );
+    }
+    Ok(())
+}
+
+/// A file's content and the name it is stored under (its own name unless given).
+fn read_named(file: &std::path::Path, name: Option<String>) -> anyhow::Result<(String, String)> {
+    let content =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = match name {
+        Some(n) => n,
+        None => file
+            .file_name()
+            .context("the file has no name")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    Ok((name, content))
+}
+
+async fn put_file(
+    c: &mut Rules,
+    file: &std::path::Path,
+    name: Option<String>,
+    expect: Option<u64>,
+    comment: String,
+) -> anyhow::Result<()> {
+    let (name, content) = read_named(file, name)?;
+    let req = rpb::PutRequest {
+        name: name.clone(),
+        content,
+        expected_revision: expect,
+        comment,
+    };
+    let r = c.put(req).await.map_err(describe)?.into_inner();
+    print_warnings(&r.warnings);
+    println!("{name}: revision {}", r.revision);
+    Ok(())
+}
+
+async fn history(c: &mut Rules, req: rpb::HistoryRequest, diffs: bool) -> anyhow::Result<()> {
+    let h = c.history(req).await?.into_inner();
+    for e in h.entries {
+        print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
+        for ch in &e.changes {
+            println!("  {} {}", ch.action, ch.target);
+            let file_change =
+                (ch.action == "put" || ch.action == "delete") && !ch.target.contains(':');
+            if diffs && file_change {
+                print_diff(c, &ch.target, e.revision).await;
+            }
+        }
+    }
+    if h.next_before > 0 {
+        println!("(more: --before {})", h.next_before);
+    }
+    Ok(())
+}
+
+/// The change `revision` made to file `name`, as a unified diff.
+async fn print_diff(c: &mut Rules, name: &str, revision: u64) {
+    let old = file_at(c, name, revision - 1).await;
+    let new = file_at(c, name, revision).await;
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let text = diff
+        .unified_diff()
+        .context_radius(2)
+        .header(&format!("rev {}", revision - 1), &format!("rev {revision}"))
+        .to_string();
+    for line in text.lines() {
+        println!("    {line}");
+    }
+}
+
+async fn validate(c: &mut Rules, files: &[std::path::PathBuf]) -> anyhow::Result<i32> {
+    let mut req = rpb::ValidateRequest::default();
+    for f in files {
+        let (name, content) = read_named(f, None)?;
+        req.files.push(rpb::RulesFile {
+            name,
+            content,
+            ..Default::default()
+        });
+    }
+    let r = c.validate(req).await?.into_inner();
+    print_warnings(&r.warnings);
+    for e in &r.errors {
+        eprintln!(
+            "error: {}:{}:{}: {} {}",
+            e.file, e.line, e.column, e.item, e.message
+        );
+    }
+    println!("{}", if r.ok { "valid" } else { "invalid" });
+    Ok(if r.ok { 0 } else { 1 })
+}
+
+async fn effective(c: &mut Rules) -> anyhow::Result<()> {
+    let r = c.effective(rpb::EffectiveRequest {}).await?.into_inner();
+    println!("revision {}", r.revision);
+    for rule in r.rules {
+        let priority = crate::event::Priority::from_number(rule.priority).map_or("?", |p| p.name());
+        let state = match (rule.compiled, rule.enabled) {
+            (false, _) => "not run",
+            (true, true) => "enabled",
+            (true, false) => "disabled",
+        };
+        println!(
+            "{:<8} {:<13} {:<10} {:<50} [{}] {}",
+            state,
+            priority,
+            rule.source,
+            rule.name,
+            rule.tags.join(","),
+            rule.file
+        );
+    }
+    Ok(())
 }
 
 async fn toggle(
@@ -411,120 +418,118 @@ fn describe(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", status.message(), status.code())
 }
 
+type Configs = ConfigsClient<tonic::transport::Channel>;
+
 pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Result<i32> {
     let mut c = ConfigsClient::new(connect.channel().await?);
-    match command {
-        ConfigCommand::Get { keys, revision } => {
-            let r = c
-                .get(cpb::GetRequest { keys, revision })
-                .await?
-                .into_inner();
-            println!("revision {}", r.revision);
-            for e in r.entries {
-                println!(
-                    "{:<30} {:<20} ({}{})",
-                    e.key,
-                    e.value,
-                    e.origin,
-                    if e.revision > 0 {
-                        format!(", rev {}", e.revision)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-        }
+    let revision = match command {
+        ConfigCommand::Get { keys, revision } => return config_get(&mut c, keys, revision).await,
         ConfigCommand::Set {
             values,
             expect,
             comment,
         } => {
-            let mut map = std::collections::BTreeMap::new();
-            for kv in values {
-                let (k, v) = kv
-                    .split_once('=')
-                    .with_context(|| format!("'{kv}' is not key=value"))?;
-                map.insert(k.trim().to_string(), v.trim().to_string());
-            }
-            let r = c
-                .set(cpb::SetRequest {
-                    values: map,
-                    expected_revision: expect,
-                    comment,
-                })
-                .await?
-                .into_inner();
-            println!("revision {}", r.revision);
+            let values = key_values(&values)?;
+            let req = cpb::SetRequest {
+                values,
+                expected_revision: expect,
+                comment,
+            };
+            c.set(req).await?.into_inner().revision
         }
         ConfigCommand::Unset {
             keys,
             expect,
             comment,
         } => {
-            let r = c
-                .unset(cpb::UnsetRequest {
-                    keys,
-                    expected_revision: expect,
-                    comment,
-                })
-                .await?
-                .into_inner();
-            println!("revision {}", r.revision);
+            let req = cpb::UnsetRequest {
+                keys,
+                expected_revision: expect,
+                comment,
+            };
+            c.unset(req).await?.into_inner().revision
         }
         ConfigCommand::History { key, limit, before } => {
-            let h = c
-                .history(cpb::HistoryRequest {
-                    key: key.unwrap_or_default(),
-                    before,
-                    limit,
-                })
-                .await?
-                .into_inner();
-            for e in h.entries {
-                print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
-                let old = c
-                    .get(cpb::GetRequest {
-                        keys: e.changes.iter().map(|ch| ch.key.clone()).collect(),
-                        revision: e.revision - 1,
-                    })
-                    .await
-                    .map(|r| r.into_inner().entries)
-                    .unwrap_or_default();
-                for ch in e.changes {
-                    let before = old
-                        .iter()
-                        .find(|o| o.key == ch.key)
-                        .map_or("?".to_string(), |o| o.value.clone());
-                    println!(
-                        "  {}: {} -> {}",
-                        ch.key,
-                        before,
-                        ch.value.unwrap_or_else(|| "(unset)".into())
-                    );
-                }
-            }
-            if h.next_before > 0 {
-                println!("(more: --before {})", h.next_before);
-            }
+            let req = cpb::HistoryRequest {
+                key: key.unwrap_or_default(),
+                before,
+                limit,
+            };
+            return config_history(&mut c, req).await;
         }
         ConfigCommand::Rollback {
             revision,
             expect,
             comment,
         } => {
-            let r = c
-                .rollback(cpb::RollbackRequest {
-                    revision,
-                    expected_revision: expect,
-                    comment,
-                })
-                .await?
-                .into_inner();
-            println!(
-                "rolled back to revision {revision}: now revision {}",
-                r.revision
-            );
+            let req = cpb::RollbackRequest {
+                revision,
+                expected_revision: expect,
+                comment,
+            };
+            let now = c.rollback(req).await?.into_inner().revision;
+            println!("rolled back to revision {revision}: now revision {now}");
+            return Ok(0);
         }
+    };
+    println!("revision {revision}");
+    Ok(0)
+}
+
+/// `key=value` arguments as a map.
+fn key_values(values: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    values
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("'{kv}' is not key=value"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+async fn config_get(c: &mut Configs, keys: Vec<String>, revision: u64) -> anyhow::Result<i32> {
+    let r = c
+        .get(cpb::GetRequest { keys, revision })
+        .await?
+        .into_inner();
+    println!("revision {}", r.revision);
+    for e in r.entries {
+        let rev = if e.revision > 0 {
+            format!(", rev {}", e.revision)
+        } else {
+            String::new()
+        };
+        println!("{:<30} {:<20} ({}{rev})", e.key, e.value, e.origin);
+    }
+    Ok(0)
+}
+
+async fn config_history(c: &mut Configs, req: cpb::HistoryRequest) -> anyhow::Result<i32> {
+    let h = c.history(req).await?.into_inner();
+    for e in h.entries {
+        print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
+        let before = cpb::GetRequest {
+            keys: e.changes.iter().map(|ch| ch.key.clone()).collect(),
+            revision: e.revision - 1,
+        };
+        let old = c
+            .get(before)
+            .await
+            .map(|r| r.into_inner().entries)
+            .unwrap_or_default();
+        for ch in e.changes {
+            let before = old
+                .iter()
+                .find(|o| o.key == ch.key)
+                .map_or("?".to_string(), |o| o.value.clone());
+            let after = ch.value.unwrap_or_else(|| "(unset)".into());
+            println!("  {}: {before} -> {after}", ch.key);
+        }
+    }
+    if h.next_before > 0 {
+        println!("(more: --before {})", h.next_before);
     }
     Ok(0)
 }
