@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{Policy, Role};
 use crate::control::keys;
-use crate::server::auth::{Policy, Role};
 use crate::server::Limits;
+
+mod sections;
 
 /// The boot config file's shape. Unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +178,23 @@ pub struct WebhookSection {
     pub tls: Option<bool>,
     /// Serve plain HTTP on a non-loopback address (default false: refused at boot).
     pub allow_remote_plaintext: Option<bool>,
+}
+
+/// Where `serve` listens: the flags, else the file, else the data directory's socket.
+fn listeners(
+    file: &FileConfig,
+    o: &Overrides,
+    data_dir: &Path,
+) -> Result<Vec<Listen>, ConfigError> {
+    let text = if !o.listen.is_empty() {
+        o.listen.clone()
+    } else {
+        file.listen.clone().unwrap_or_default()
+    };
+    if text.is_empty() {
+        return Ok(vec![Listen::Unix(data_dir.join(SOCKET_NAME))]);
+    }
+    text.iter().map(|a| listen_target(a)).collect()
 }
 
 /// Command-line overrides (each wins over the file).
@@ -354,24 +373,7 @@ impl ServeConfig {
             .clone()
             .or(file.data_dir.clone())
             .unwrap_or_else(default_data_dir);
-        let listen_text = if !o.listen.is_empty() {
-            o.listen.clone()
-        } else {
-            file.listen.clone().unwrap_or_default()
-        };
-        let listen: Vec<Listen> = if listen_text.is_empty() {
-            vec![Listen::Unix(data_dir.join(SOCKET_NAME))]
-        } else {
-            listen_text
-                .iter()
-                .map(|a| listen_target(a))
-                .collect::<Result<_, _>>()?
-        };
-        let handshake = file
-            .tls
-            .as_ref()
-            .and_then(|t| t.handshake_timeout_secs)
-            .unwrap_or(10);
+        let listen = listeners(&file, o, &data_dir)?;
         let tls = file.tls.as_ref().map(read_tls).transpose()?;
         if let (Some(Listen::Tcp(addr)), None) =
             (listen.iter().find(|l| matches!(l, Listen::Tcp(_))), &tls)
@@ -381,58 +383,11 @@ impl ServeConfig {
                  config (`falco-api certs generate --out DIR` makes a set); plaintext TCP is not offered"
             )));
         }
+        let limits = sections::limits(&file)?;
         let socket = file.socket.unwrap_or_default();
-        let socket_mode = match &socket.mode {
-            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "socket.mode '{m}' is not octal permission bits like 0660"
-                    ))
-                })?,
-            None => 0o660,
-        };
+        let socket_mode = sections::socket_mode(&socket)?;
         let socket_gid = socket.group.as_deref().map(group_id).transpose()?;
-        let auth = file.auth.unwrap_or_default();
-        let roles: std::collections::HashMap<String, Vec<Role>> =
-            auth.roles.unwrap_or_default().into_iter().collect();
-        for name in roles.keys() {
-            let known = ["uid:", "cn:", "san:"]
-                .iter()
-                .any(|p| name.starts_with(p) && name.len() > p.len());
-            if !known {
-                return Err(invalid(format!(
-                    "auth.roles: '{name}' is not an identity (uid:N, cn:NAME or san:NAME)"
-                )));
-            }
-        }
-        let policy = Policy {
-            roles,
-            socket_owner_is_admin: auth.socket_owner_is_admin.unwrap_or(true),
-            own_uid: crate::server::own_uid(),
-        };
-        let l = file.limits.unwrap_or_default();
-        let d = Limits::default();
-        let limits = Limits {
-            max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
-            max_concurrent_streams: l.max_concurrent_streams.unwrap_or(d.max_concurrent_streams),
-            keepalive_interval: l
-                .keepalive_interval_secs
-                .map_or(d.keepalive_interval, Duration::from_secs),
-            keepalive_timeout: l
-                .keepalive_timeout_secs
-                .map_or(d.keepalive_timeout, Duration::from_secs),
-            handshake_timeout: Duration::from_secs(handshake),
-            max_connections: l.max_connections.unwrap_or(d.max_connections),
-        };
-        if limits.max_message_bytes < 1024
-            || limits.max_concurrent_streams == 0
-            || handshake == 0
-            || limits.max_connections == 0
-        {
-            return Err(invalid("limits: max_message_bytes must be at least 1024, max_concurrent_streams, max_connections and tls.handshake_timeout_secs at least 1".into()));
-        }
+        let policy = sections::policy(file.auth.unwrap_or_default())?;
         if let Some(c) = o.outputs_capacity {
             values.insert("outputs.capacity".into(), c.to_string());
         }
