@@ -520,14 +520,11 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
     for m in &c.macros {
         macros.get(&m.name)?;
     }
-
     let mut warnings = Vec::new();
     let mut rules = Vec::new();
     let mut infos = Vec::new();
-    let mut index: HashMap<String, SourceIndex> = HashMap::new();
     let mut typed: Vec<(usize, Option<HashSet<String>>)> = Vec::new();
     for r in &c.rules {
-        let item = format!("rule '{}'", r.name);
         let mut info = RuleInfo {
             name: r.name.clone(),
             source: r.source.clone(),
@@ -538,79 +535,99 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
             compiled: false,
         };
         if !source_enabled(opts, &r.source) {
-            warnings.push(diag(
-                &r.file,
-                r.pos,
-                item,
-                format!("Unknown source {}, skipping", r.source),
-            ));
-            infos.push(info);
-            continue;
+            let message = format!("Unknown source {}, skipping", r.source);
+            warnings.push(diag(&r.file, r.pos, format!("rule '{}'", r.name), message));
+        } else if let Some((rule, types)) = compile_rule(r, c, &mut macros, &mut warnings)? {
+            info.compiled = true;
+            typed.push((rules.len(), types));
+            rules.push(rule);
         }
-        check_exceptions(r, &mut warnings)?;
-        let with_ex = apply_exceptions(&r.condition, &r.exceptions);
-        let text = substitute_tracking(&with_ex, &c.lists, &expanded, &mut macros.used_lists);
-        let fail = |e: CompileError| {
-            diag(
-                &r.file,
-                r.cond_pos,
-                item.clone(),
-                format!(
-                    "{}{}",
-                    e.message,
-                    position_note(&text, e.offset.unwrap_or(0))
-                ),
-            )
-        };
-        let parsed = parser::parse(&text).map_err(|e| {
-            fail(CompileError {
-                offset: Some(e.offset),
-                message: e.message,
-            })
-        })?;
-        let resolved = match macros.resolve(&parsed, None, 0) {
-            Ok((expr, ..)) => expr,
-            Err(Resolve::Here(e)) => return Err(fail(e)),
-            Err(Resolve::Inner(d)) => return Err(d),
-        };
-        let compiled = match compiler::compile(&r.source, &resolved) {
-            Ok(cond) => cond,
-            Err(e) if r.skip_if_unknown_filter && e.message.contains("nonexistent field") => {
-                warnings.push(diag(
-                    &r.file,
-                    r.pos,
-                    item,
-                    format!("rule skipped: {}", e.message),
-                ));
-                infos.push(info);
-                continue;
-            }
-            Err(e) => return Err(fail(e)),
-        };
-        let output = OutputFormat::compile(&r.source, &r.output)
-            .map_err(|m| diag(&r.file, r.output_pos, item.clone(), m))?;
-        let types = if r.source == "syscall" {
-            compiler::event_types(&resolved)
-        } else {
-            None
-        };
-        info.compiled = true;
         infos.push(info);
-        typed.push((rules.len(), types));
-        rules.push(CompiledRule {
-            name: r.name.clone(),
-            desc: r.desc.clone(),
-            priority: r.priority,
-            source: r.source.clone(),
-            tags: r.tags.iter().cloned().collect(),
-            enabled: r.enabled,
-            file: r.file.clone(),
-            condition: text.clone(),
-            cond: compiled,
-            output,
-        });
     }
-    for (i, types) in &typed {
+    let index = event_type_index(&rules, &typed);
+    unused_warnings(c, &macros, &mut warnings);
+    Ok(RuleSet {
+        revision: 0,
+        rules,
+        index,
+        infos,
+        warnings,
+    })
+}
+
+/// One rule: exceptions rewritten in, lists substituted, parsed, macros resolved, compiled, its
+/// output format compiled. `None` when `skip-if-unknown-filter` skips it (with a warning); the
+/// event types a syscall rule can match, when they are known.
+#[allow(clippy::type_complexity)]
+fn compile_rule(
+    r: &RuleDef,
+    c: &Collection,
+    macros: &mut Macros<'_>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Option<(CompiledRule, Option<HashSet<String>>)>, Diagnostic> {
+    let item = format!("rule '{}'", r.name);
+    check_exceptions(r, warnings)?;
+    let with_ex = apply_exceptions(&r.condition, &r.exceptions);
+    let text = substitute_tracking(&with_ex, &c.lists, macros.expanded, &mut macros.used_lists);
+    let fail = |e: CompileError| {
+        let note = position_note(&text, e.offset.unwrap_or(0));
+        diag(
+            &r.file,
+            r.cond_pos,
+            item.clone(),
+            format!("{}{note}", e.message),
+        )
+    };
+    let parsed = parser::parse(&text).map_err(|e| {
+        fail(CompileError {
+            offset: Some(e.offset),
+            message: e.message,
+        })
+    })?;
+    let resolved = match macros.resolve(&parsed, None, 0) {
+        Ok((expr, ..)) => expr,
+        Err(Resolve::Here(e)) => return Err(fail(e)),
+        Err(Resolve::Inner(d)) => return Err(d),
+    };
+    let cond = match compiler::compile(&r.source, &resolved) {
+        Ok(cond) => cond,
+        Err(e) if r.skip_if_unknown_filter && e.message.contains("nonexistent field") => {
+            let message = format!("rule skipped: {}", e.message);
+            warnings.push(diag(&r.file, r.pos, item, message));
+            return Ok(None);
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let output = OutputFormat::compile(&r.source, &r.output)
+        .map_err(|m| diag(&r.file, r.output_pos, item.clone(), m))?;
+    let types = if r.source == "syscall" {
+        compiler::event_types(&resolved)
+    } else {
+        None
+    };
+    let rule = CompiledRule {
+        name: r.name.clone(),
+        desc: r.desc.clone(),
+        priority: r.priority,
+        source: r.source.clone(),
+        tags: r.tags.iter().cloned().collect(),
+        enabled: r.enabled,
+        file: r.file.clone(),
+        condition: text.clone(),
+        cond,
+        output,
+    };
+    Ok(Some((rule, types)))
+}
+
+/// Per source, the rules each event type can meet: the rules pinned to it plus every untyped
+/// rule, in definition order.
+fn event_type_index(
+    rules: &[CompiledRule],
+    typed: &[(usize, Option<HashSet<String>>)],
+) -> HashMap<String, SourceIndex> {
+    let mut index: HashMap<String, SourceIndex> = HashMap::new();
+    for (i, types) in typed {
         let entry = index.entry(rules[*i].source.clone()).or_default();
         match types {
             None => entry.untyped.push(*i),
@@ -621,7 +638,6 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
             }
         }
     }
-    // Each event type's list: the rules pinned to it plus every untyped rule, in order.
     for index in index.values_mut() {
         let keys: Vec<String> = index.by_type.keys().cloned().collect();
         for key in keys {
@@ -635,6 +651,11 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
             index.by_type.insert(key, list);
         }
     }
+    index
+}
+
+/// Falco's warnings for lists and macros nothing refers to.
+fn unused_warnings(c: &Collection, macros: &Macros<'_>, warnings: &mut Vec<Diagnostic>) {
     for l in &c.lists {
         if !macros.used_lists.contains(&l.name)
             && !c.lists.iter().any(|o| o.items.contains(&l.name))
@@ -647,9 +668,8 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
             ));
         }
     }
-    let used_macros = macros.used.clone();
     for m in &c.macros {
-        if !used_macros.contains(&m.name) {
+        if !macros.used.contains(&m.name) {
             warnings.push(diag(
                 &m.file,
                 m.pos,
@@ -658,13 +678,6 @@ fn compile_collection(c: &Collection, opts: &LoadOptions) -> Result<RuleSet, Dia
             ));
         }
     }
-    Ok(RuleSet {
-        revision: 0,
-        rules,
-        index,
-        infos,
-        warnings,
-    })
 }
 
 /// Exception fields must be fields of the rule's source and comps known operators.
