@@ -24,10 +24,13 @@ pub trait Accept: Send + 'static {
     fn accept(&self) -> impl std::future::Future<Output = io::Result<Self::Conn>> + Send;
 }
 
+/// Socket connections go through the `:authority` rewriter (see `authority.rs`).
 impl Accept for tokio::net::UnixListener {
-    type Conn = tokio::net::UnixStream;
+    type Conn = super::authority::AuthorityFix<tokio::net::UnixStream>;
     async fn accept(&self) -> io::Result<Self::Conn> {
-        tokio::net::UnixListener::accept(self).await.map(|(s, _)| s)
+        tokio::net::UnixListener::accept(self)
+            .await
+            .map(|(s, _)| super::authority::AuthorityFix::new(s))
     }
 }
 

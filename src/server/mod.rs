@@ -2,6 +2,7 @@
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
 pub mod auth;
+pub mod authority;
 mod configs;
 mod drops;
 mod inputs;

@@ -1,5 +1,6 @@
 //! Integration tests against the real server: one test binary (one link) with a module per area.
 
+mod authority;
 mod common;
 mod conformance;
 mod control;
