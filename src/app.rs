@@ -51,6 +51,8 @@ pub struct App {
     boot_values: Arc<RwLock<BTreeMap<String, String>>>,
     /// Changes the log filter when `log_level` changes (given by the binary; absent in tests).
     log_reloader: Arc<OnceLock<LogReloader>>,
+    /// Rules changes take turns compiling (see `control::rules`).
+    pub rules_writer: Arc<Mutex<()>>,
 }
 
 /// A drop being recorded: await [`Recording::done`] to know it is in the drops log (dropping
@@ -98,6 +100,7 @@ impl App {
             alert_limiter: Arc::new(Mutex::new(None)),
             boot_values: Arc::default(),
             log_reloader: Arc::default(),
+            rules_writer: Arc::default(),
         })
     }
 

@@ -131,14 +131,26 @@ struct Meta<'a> {
     action: &'a str,
     author: &'a str,
     comment: &'a str,
+    /// The caller asked for compare-and-swap on the global revision: nothing at all may land
+    /// between its check and the commit.
+    global_cas: bool,
 }
 
 /// How often a change is compiled again because others landed while it compiled.
 const ATTEMPTS: usize = 8;
 
 /// Runs `change` (which reads the state under the writer lock and ends in [`commit`]) until it
-/// commits against the state it compiled, at most [`ATTEMPTS`] times.
-fn retrying<T>(mut change: impl FnMut() -> Result<T, ControlError>) -> Result<T, ControlError> {
+/// commits against the state it compiled, at most [`ATTEMPTS`] times. Rules changes take turns
+/// (one compiles at a time, so no rules change can land while another compiles); config changes
+/// and readers never wait for a compile.
+fn retrying<T>(
+    app: &App,
+    mut change: impl FnMut() -> Result<T, ControlError>,
+) -> Result<T, ControlError> {
+    let _turn = app
+        .rules_writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 1..ATTEMPTS {
         match change() {
             Err(ControlError::Busy(_)) => continue,
@@ -165,7 +177,7 @@ fn commit(
     drop(guard);
     let mut set = build(&files, &toggles, before + 1)?;
     let guard = v.lock();
-    if v.revision()? != before {
+    if landed_since(app, before, meta.global_cas)? {
         return Err(ControlError::Busy(
             "other changes kept landing while this one compiled; try again".into(),
         ));
@@ -176,6 +188,33 @@ fn commit(
     app.pipeline.set_rules(set);
     guard.durable(revision)?;
     Ok((revision, warnings))
+}
+
+/// Whether a change that compiled against revision `before` must be compiled again: when any
+/// rules change landed since (config changes do not change the rule set), or, under a global
+/// compare-and-swap, when anything did.
+fn landed_since(app: &App, before: u64, global_cas: bool) -> Result<bool, ControlError> {
+    let v = app.store.versioned();
+    let now = v.revision()?;
+    if now == before {
+        return Ok(false);
+    }
+    if global_cas {
+        return Ok(true);
+    }
+    for revision in before + 1..=now {
+        let Some(record) = v.record(revision)? else {
+            return Ok(true);
+        };
+        if record
+            .changes
+            .iter()
+            .any(|c| !c.target.starts_with(Kind::Config.prefix()))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn check_expected(
@@ -208,7 +247,9 @@ pub fn put(
     comment: &str,
     author: &str,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
-    retrying(|| put_once(app, name, content, expected, comment, author))
+    retrying(app, || {
+        put_once(app, name, content, expected, comment, author)
+    })
 }
 
 fn put_once(
@@ -239,6 +280,7 @@ fn put_once(
             action: "put",
             author,
             comment,
+            global_cas: false,
         },
         vec![change],
     )
@@ -251,7 +293,7 @@ pub fn delete(
     comment: &str,
     author: &str,
 ) -> Result<u64, ControlError> {
-    retrying(|| delete_once(app, name, expected, comment, author))
+    retrying(app, || delete_once(app, name, expected, comment, author))
 }
 
 fn delete_once(
@@ -286,6 +328,7 @@ fn delete_once(
             action: "delete",
             author,
             comment,
+            global_cas: false,
         },
         vec![change],
     )
@@ -351,7 +394,9 @@ pub fn rollback(
     comment: &str,
     author: &str,
 ) -> Result<u64, ControlError> {
-    retrying(|| rollback_once(app, revision, name, expected, comment, author))
+    retrying(app, || {
+        rollback_once(app, revision, name, expected, comment, author)
+    })
 }
 
 fn rollback_once(
@@ -438,6 +483,7 @@ fn rollback_once(
             action: "rollback",
             author,
             comment: &comment,
+            global_cas: expected.is_some(),
         },
         changes,
     )
@@ -470,7 +516,9 @@ pub fn toggle(
     comment: &str,
     author: &str,
 ) -> Result<u64, ControlError> {
-    retrying(|| toggle_once(app, rules, tags, enabled, expected, comment, author))
+    retrying(app, || {
+        toggle_once(app, rules, tags, enabled, expected, comment, author)
+    })
 }
 
 fn toggle_once(
@@ -534,6 +582,7 @@ fn toggle_once(
             action,
             author,
             comment,
+            global_cas: expected.is_some(),
         },
         changes,
     )
@@ -547,7 +596,7 @@ pub fn import(
     files: &[(String, String)],
     force: bool,
 ) -> Result<Option<u64>, ControlError> {
-    retrying(|| import_once(app, files, force))
+    retrying(app, || import_once(app, files, force))
 }
 
 fn import_once(
@@ -581,6 +630,7 @@ fn import_once(
             action: "import",
             author: "boot",
             comment: "imported from serve --rules",
+            global_cas: false,
         },
         changes,
     )
