@@ -8,12 +8,16 @@
 //! `localhost`. Everything else passes through byte for byte: the connection preface, every other
 //! frame, and all server-to-client bytes.
 //!
-//! Header blocks are HPACK-compressed against a dynamic table the client's encoder maintains, so
-//! a block cannot be edited in place. Every header block is decoded with a decoder that follows
-//! the client's table, and encoded again with an encoder whose table the server's decoder follows
-//! (both see the same stream), so the two tables stay consistent on each side. A re-encoded block
-//! is sent as one HEADERS frame (flags END_STREAM and PRIORITY kept, padding dropped) followed by
-//! CONTINUATION frames when it exceeds the minimum frame size every peer accepts.
+//! A client uses one authority for the whole connection (it comes from the channel's target), so
+//! the first header block decides: when its `:authority` is valid (or absent), that block and
+//! everything after it pass through untouched and the connection costs nothing more. Otherwise
+//! the connection is rewritten to its end. Header blocks are HPACK-compressed against a dynamic
+//! table the client's encoder maintains, so a block cannot be edited in place: every block is
+//! decoded with a decoder that follows the client's table, and encoded again with an encoder
+//! whose table the server's decoder follows (both see the same stream), so the tables stay
+//! consistent on each side. A re-encoded block is sent as one HEADERS frame (flags END_STREAM
+//! and PRIORITY kept, padding dropped) followed by CONTINUATION frames when it exceeds the
+//! minimum frame size every peer accepts.
 
 use std::io;
 use std::pin::Pin;
@@ -44,6 +48,8 @@ struct Block {
     flags: u8,
     priority: Option<[u8; 5]>,
     fragment: Vec<u8>,
+    /// The frames as received, for a block that goes through untouched.
+    raw: Vec<u8>,
 }
 
 /// The rewriting state of one connection's client-to-server direction.
@@ -53,8 +59,11 @@ pub struct Rewriter {
     /// Bytes ready for the server.
     output: Vec<u8>,
     preface_seen: bool,
-    /// Not HTTP/2 after all: pass everything through.
+    /// Not HTTP/2 after all, or a client whose first authority was valid: pass everything
+    /// through.
     passthrough: bool,
+    /// The first header block showed an invalid authority: rewrite every block.
+    rewriting: bool,
     block: Option<Block>,
     decoder: loona_hpack::Decoder<'static>,
     encoder: loona_hpack::Encoder<'static>,
@@ -69,6 +78,7 @@ impl Default for Rewriter {
             output: Vec::new(),
             preface_seen: false,
             passthrough: false,
+            rewriting: false,
             block: None,
             decoder: loona_hpack::Decoder::new(),
             encoder: loona_hpack::Encoder::new(),
@@ -95,6 +105,11 @@ impl Rewriter {
         }
         self.input.extend_from_slice(bytes);
         self.process()
+    }
+
+    /// Nothing more to rewrite and nothing buffered: reads can go straight to the connection.
+    pub fn done(&self) -> bool {
+        self.passthrough && self.input.is_empty() && self.output.is_empty()
     }
 
     /// Bytes ready for the server.
@@ -126,18 +141,29 @@ impl Rewriter {
             self.preface_seen = true;
         }
         let mut at = 0;
-        while self.input.len() - at >= FRAME_HEADER {
+        while !self.passthrough && self.input.len() - at >= FRAME_HEADER {
             let head = &self.input[at..at + FRAME_HEADER];
             let len =
                 (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
             if self.input.len() - at < FRAME_HEADER + len {
                 break;
             }
-            let frame = self.input[at..at + FRAME_HEADER + len].to_vec();
-            at += FRAME_HEADER + len;
-            self.frame(&frame)?;
+            let end = at + FRAME_HEADER + len;
+            let kind = self.input[at + 3];
+            if kind == HEADERS || kind == CONTINUATION {
+                let frame = self.input[at..end].to_vec();
+                self.frame(&frame)?;
+            } else {
+                // Everything else goes through as it came.
+                self.output.extend_from_slice(&self.input[at..end]);
+            }
+            at = end;
         }
         self.input.drain(..at);
+        if self.passthrough {
+            let rest = std::mem::take(&mut self.input);
+            self.output.extend_from_slice(&rest);
+        }
         Ok(())
     }
 
@@ -153,12 +179,14 @@ impl Rewriter {
                     flags,
                     priority,
                     fragment: fragment.to_vec(),
+                    raw: frame.to_vec(),
                 };
                 self.gather(block, flags & END_HEADERS != 0)
             }
             CONTINUATION => match self.block.take() {
                 Some(mut block) if block.stream == stream => {
                     block.fragment.extend_from_slice(payload);
+                    block.raw.extend_from_slice(frame);
                     self.gather(block, flags & END_HEADERS != 0)
                 }
                 // Not after HEADERS: a protocol error the server reports itself.
@@ -195,6 +223,16 @@ impl Rewriter {
                 headers.push((name.into_owned(), value.into_owned()))
             })
             .map_err(|e| protocol_error(&format!("bad header block: {e}")))?;
+        let bad = headers
+            .iter()
+            .any(|(n, v)| n.as_slice() == b":authority" && !valid_authority(v));
+        if !self.rewriting && !bad {
+            // A well-behaved client: this block and the rest of the connection go through.
+            self.output.extend_from_slice(&block.raw);
+            self.passthrough = true;
+            return Ok(());
+        }
+        self.rewriting = true;
         for (name, value) in headers.iter_mut() {
             if name.as_slice() == b":authority" && !valid_authority(value) {
                 if !self.logged {
@@ -281,6 +319,8 @@ pub struct AuthorityFix<S> {
     rewriter: Rewriter,
     eof: bool,
     enabled: bool,
+    /// Reused for every read from the client.
+    chunk: Box<[u8]>,
 }
 
 /// Whether socket connections are rewritten: on unless `FALCO_API_AUTHORITY_FIX=0` (a switch
@@ -297,6 +337,7 @@ impl<S> AuthorityFix<S> {
             rewriter: Rewriter::default(),
             eof: false,
             enabled: enabled(),
+            chunk: vec![0u8; 16 * 1024].into_boxed_slice(),
         }
     }
 
@@ -319,7 +360,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if !this.enabled {
+        if !this.enabled || this.rewriter.done() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         loop {
@@ -333,8 +374,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let mut read = ReadBuf::new(&mut chunk);
+            let mut read = ReadBuf::new(&mut this.chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -532,6 +572,29 @@ mod tests {
                 .len(),
             40_000
         );
+    }
+
+    #[test]
+    fn a_connection_whose_first_authority_is_valid_passes_through_byte_for_byte() {
+        let mut client = loona_hpack::Encoder::new();
+        let mut input = PREFACE.to_vec();
+        for (i, authority) in [&b"localhost"[..], b"%2Flater"].iter().enumerate() {
+            let headers: Vec<(&[u8], &[u8])> =
+                vec![(b":method", b"POST"), (b":authority", authority)];
+            let block = client.encode(headers);
+            let mut payload = vec![2u8];
+            payload.extend_from_slice(&block);
+            payload.extend_from_slice(&[0, 0]);
+            input.extend_from_slice(&frame(
+                HEADERS,
+                END_HEADERS | PADDED,
+                1 + 2 * i as u32,
+                &payload,
+            ));
+        }
+        let mut r = Rewriter::default();
+        r.push(&input).unwrap();
+        assert_eq!(r.output().as_slice(), input.as_slice());
     }
 
     #[test]

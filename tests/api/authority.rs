@@ -24,6 +24,8 @@ struct Raw {
     /// Per stream: DATA payload bytes, and the trailers once they came.
     data: HashMap<u32, Vec<u8>>,
     trailers: HashMap<u32, HeaderList>,
+    /// Streams whose response headers came.
+    answered: std::collections::HashSet<u32>,
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -54,6 +56,7 @@ impl Raw {
             next_id: 1,
             data: HashMap::new(),
             trailers: HashMap::new(),
+            answered: Default::default(),
         }
     }
 
@@ -98,7 +101,17 @@ impl Raw {
             let mut head = [0u8; 9];
             tokio::time::timeout_at(deadline, self.stream.read_exact(&mut head))
                 .await
-                .expect("the server answered in time")
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no answer in time; streams answered {:?}, data {:?}, trailers {:?}",
+                        self.answered,
+                        self.data
+                            .iter()
+                            .map(|(k, v)| (k, v.len()))
+                            .collect::<Vec<_>>(),
+                        self.trailers.keys().collect::<Vec<_>>()
+                    )
+                })
                 .expect("read a frame");
             let len =
                 (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
@@ -118,6 +131,7 @@ impl Raw {
                         .decoder
                         .decode(&payload)
                         .expect("server headers decode");
+                    self.answered.insert(id);
                     if flags & 0x1 != 0 {
                         self.trailers.insert(id, headers);
                     }
@@ -184,6 +198,8 @@ async fn every_authority_is_served_over_the_socket() {
             .open("/falco.outputs.service/sub", authority, false)
             .await;
         raw.send(id, b"", false).await;
+        // The stream is open (and "live" fixed) once its response headers came.
+        raw.read_until(|r| r.answered.contains(&id)).await;
         let before = raw.data.get(&id).map_or(0, Vec::len);
         for poll in 0..100 {
             raw.send(id, b"", false).await;
