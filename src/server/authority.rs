@@ -388,7 +388,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
     }
 }
 
-super::listen::write_through!(AuthorityFix);
+super::wrap::write_through!(AuthorityFix);
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ mod outputs;
 mod rules;
 mod status;
 mod version;
+mod wrap;
 
 use std::future::Future;
 use std::path::Path;
