@@ -5,6 +5,7 @@
 //! - [`serve`]: `falco-api serve`: a fallible `prepare` before anything binds, then `run`.
 //! - [`config`]: boot configuration (file + flags), validated before anything binds.
 //! - [`app`]: the shared state handed to every transport, and the runtime settings it applies.
+//! - [`auth`]: identities and roles, whatever the transport.
 //! - [`ingest`]: where events enter, whatever carried them: rate limit, queue, drops, commit.
 //! - [`pipeline`]: the ingest queue and the evaluation threads.
 //! - [`engine`]: the Falco rules engine (pure, synchronous: no tokio, no tonic).
