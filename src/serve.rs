@@ -86,25 +86,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     }
     print_rules(&app, &config, imported)?;
     if let Some(listener) = webhook {
-        println!(
-            "k8s audit webhook: {}://{}/k8s-audit",
-            if config.webhook_tls { "https" } else { "http" },
-            listener.local_addr()?
-        );
-        let tls = match (&config.tls, config.webhook_tls) {
-            (Some(t), true) => {
-                let acceptor = crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca));
-                Some(acceptor.map_err(anyhow::Error::msg)?)
-            }
-            _ => None,
-        };
-        let opts = crate::http::HttpOptions {
-            max_body: config.webhook_max_body,
-            tls,
-            max_connections: config.limits.max_connections,
-            policy: std::sync::Arc::new(config.policy.clone()),
-        };
-        tokio::spawn(crate::http::serve(app.clone(), listener, opts));
+        serve_http(&app, &config, listener)?;
     }
     for bound in &listeners {
         match bound {
@@ -113,14 +95,53 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         }
     }
     tracing::info!(data_dir = %config.data_dir.display(), "server started");
-
     let signals = app.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         signals.cancel();
     });
+    let outcome = serve_grpc(&app, &config, listeners, open_files).await;
+    app.close().await.context("final flush")?;
+    outcome
+}
 
+/// Starts the HTTP surface (today: the webhook) on `listener`.
+fn serve_http(
+    app: &App,
+    config: &ServeConfig,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    println!(
+        "k8s audit webhook: {}://{}/k8s-audit",
+        if config.webhook_tls { "https" } else { "http" },
+        listener.local_addr()?
+    );
+    let tls = match (&config.tls, config.webhook_tls) {
+        (Some(t), true) => {
+            let acceptor = crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca));
+            Some(acceptor.map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    let opts = crate::http::HttpOptions {
+        max_body: config.webhook_max_body,
+        tls,
+        max_connections: config.limits.max_connections,
+        policy: std::sync::Arc::new(config.policy.clone()),
+    };
+    tokio::spawn(crate::http::serve(app.clone(), listener, opts));
+    Ok(())
+}
+
+/// Serves gRPC on every bound listener until they end, or until the grace period after
+/// shutdown began.
+async fn serve_grpc(
+    app: &App,
+    config: &ServeConfig,
+    listeners: Vec<Bound>,
+    open_files: u64,
+) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let limits = fit_connections(config.limits.clone(), open_files, listeners.len());
     let opts = server::ServerOptions {
@@ -153,15 +174,13 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         Ok::<(), anyhow::Error>(())
     };
     let grace = config.shutdown_grace;
-    let outcome = tokio::select! {
+    tokio::select! {
         result = all => result,
         _ = async { app.shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "streams still open after the grace period; closing them");
             Ok(())
         }
-    };
-    app.close().await.context("final flush")?;
-    outcome
+    }
 }
 
 /// Binds the gRPC listeners and the webhook's.

@@ -411,36 +411,7 @@ impl ServeConfig {
             )));
         }
         let hook = file.webhook.unwrap_or_default();
-        let webhook: Option<std::net::SocketAddr> = o
-            .webhook
-            .clone()
-            .or(hook.listen)
-            .map(|a| {
-                a.parse().map_err(|e| {
-                    invalid(format!(
-                        "webhook listen address '{a}': {e} (expected host:port)"
-                    ))
-                })
-            })
-            .transpose()?;
-        let webhook_tls = hook.tls.unwrap_or(false);
-        if webhook_tls && tls.is_none() {
-            return Err(invalid(
-                "webhook.tls needs tls.cert and tls.key in the boot config".into(),
-            ));
-        }
-        if let Some(addr) = webhook {
-            if !webhook_tls
-                && !addr.ip().is_loopback()
-                && !hook.allow_remote_plaintext.unwrap_or(false)
-            {
-                return Err(invalid(format!(
-                    "the HTTP listener {addr} would serve plain HTTP beyond this machine: set \
-                     webhook.tls: true (with tls.cert and tls.key), listen on loopback, or set \
-                     webhook.allow_remote_plaintext: true to accept that"
-                )));
-            }
-        }
+        let (webhook, webhook_tls) = sections::webhook(&hook, o.webhook.as_deref(), tls.is_some())?;
         let rules_files = if o.rules_files.is_empty() {
             file.rules_files.unwrap_or_default()
         } else {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{invalid, AuthSection, ConfigError, FileConfig, SocketSection};
+use super::{invalid, AuthSection, ConfigError, FileConfig, SocketSection, WebhookSection};
 use crate::auth::{Policy, Role};
 use crate::server::Limits;
 
@@ -78,4 +78,39 @@ pub fn policy(auth: AuthSection) -> Result<Policy, ConfigError> {
         socket_owner_is_admin: auth.socket_owner_is_admin.unwrap_or(true),
         own_uid: crate::server::own_uid(),
     })
+}
+
+/// The HTTP listener (`webhook` section, or `--webhook`): its address and whether it serves TLS.
+/// Plain HTTP beyond loopback needs `allow_remote_plaintext`.
+pub fn webhook(
+    hook: &WebhookSection,
+    flag: Option<&str>,
+    have_tls: bool,
+) -> Result<(Option<std::net::SocketAddr>, bool), ConfigError> {
+    let addr: Option<std::net::SocketAddr> = flag
+        .or(hook.listen.as_deref())
+        .map(|a| {
+            a.parse().map_err(|e| {
+                invalid(format!(
+                    "webhook listen address '{a}': {e} (expected host:port)"
+                ))
+            })
+        })
+        .transpose()?;
+    let tls = hook.tls.unwrap_or(false);
+    if tls && !have_tls {
+        return Err(invalid(
+            "webhook.tls needs tls.cert and tls.key in the boot config".into(),
+        ));
+    }
+    if let Some(addr) = addr {
+        if !tls && !addr.ip().is_loopback() && !hook.allow_remote_plaintext.unwrap_or(false) {
+            return Err(invalid(format!(
+                "the HTTP listener {addr} would serve plain HTTP beyond this machine: set \
+                 webhook.tls: true (with tls.cert and tls.key), listen on loopback, or set \
+                 webhook.allow_remote_plaintext: true to accept that"
+            )));
+        }
+    }
+    Ok((addr, tls))
 }
