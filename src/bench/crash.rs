@@ -271,18 +271,12 @@ async fn send_events(channel: Channel, acked: Arc<Mutex<Acked>>, round: u32) -> 
 }
 
 async fn consume(channel: Channel, acked: Arc<Mutex<Acked>>) -> anyhow::Result<()> {
-    let mut client = OutputsClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tx.send(outputs::Request {
+    let first = outputs::Request {
         consumer: "soak".into(),
         from_oldest: true,
         ..Default::default()
-    })
-    .await?;
-    let mut stream = client
-        .sub(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    };
+    let (tx, mut stream) = super::subscribe(&channel, first).await?;
     while let Some(message) = stream.message().await? {
         if message.seq == 0 {
             continue;
@@ -482,18 +476,12 @@ async fn verify(
 /// The consumer's stored position: a `sub` that names it, without acknowledging anything,
 /// resumes right after it.
 async fn consumer_position(channel: &Channel, head: u64) -> anyhow::Result<u64> {
-    let mut outputs = OutputsClient::new(channel.clone());
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(outputs::Request {
+    let first = outputs::Request {
         consumer: "soak".into(),
         from_oldest: true,
         ..Default::default()
-    })
-    .await?;
-    let mut stream = outputs
-        .sub(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    };
+    let (_tx, mut stream) = super::subscribe(channel, first).await?;
     match tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
         Ok(Ok(Some(m))) if m.seq > 0 => Ok(m.seq - 1),
         Ok(Ok(Some(m))) => Ok(m

@@ -136,19 +136,13 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
 
     // 3. Replay everything retained through `sub`, against a bare stream of the same messages.
     let replay_n = retained.len();
-    let mut outputs = ServiceClient::new(client::connect_unix(&socket).await?)
-        .max_decoding_message_size(64 << 20);
+    let channel = client::connect_unix(&socket).await?;
     let started = Instant::now();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(Request {
+    let first = Request {
         after_seq: Some(retained.oldest - 1),
         ..Default::default()
-    })
-    .await?;
-    let mut stream = outputs
-        .sub(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    };
+    let (_tx, mut stream) = subscribe(&channel, first).await?;
     let mut got = 0u64;
     while got < replay_n {
         stream
@@ -228,51 +222,76 @@ async fn concurrent_commits(
     use crate::proto::configs::{service_client::ServiceClient as ConfigsClient, SetRequest};
     use crate::proto::rules::{service_client::ServiceClient as RulesClient, PutRequest};
     let per = (n / clients).max(1);
+    let puts = clients_rate(clients, per, |c| {
+        let mut rules = RulesClient::new(channel.clone());
+        async move {
+            for i in 0..per {
+                let content = format!("- list: bench_names_{c}\n  items: [a{i}, b{i}]\n");
+                let req = PutRequest {
+                    name: format!("bench-{c}.yaml"),
+                    content,
+                    expected_revision: None,
+                    comment: String::new(),
+                };
+                rules.put(req).await?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let sets = clients_rate(clients, per, |c| {
+        let mut configs = ConfigsClient::new(channel.clone());
+        async move {
+            for i in 0..per {
+                let values = [("hostname".to_string(), format!("bench-{c}-{i}"))].into();
+                let req = SetRequest {
+                    values,
+                    expected_revision: None,
+                    comment: String::new(),
+                };
+                configs.set(req).await?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok((puts, sets))
+}
+
+/// Opens an outputs `sub` stream whose first request is `first`; the sender carries later
+/// requests (acks, polls) and keeps the stream open while it lives.
+pub(crate) async fn subscribe(
+    channel: &tonic::transport::Channel,
+    first: Request,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::Sender<Request>,
+    tonic::Streaming<crate::proto::outputs::Response>,
+)> {
+    let mut outputs = ServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(first).await?;
+    let stream = outputs
+        .sub(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, stream))
+}
+
+/// Runs `clients` tasks made by `client` (each doing `per` calls) at once; returns calls/s.
+async fn clients_rate<F, Fut>(clients: u64, per: u64, mut client: F) -> anyhow::Result<f64>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let mut rules = RulesClient::new(channel.clone());
-        tasks.spawn(async move {
-            for i in 0..per {
-                let content = format!("- list: bench_names_{c}\n  items: [a{i}, b{i}]\n");
-                rules
-                    .put(PutRequest {
-                        name: format!("bench-{c}.yaml"),
-                        content,
-                        expected_revision: None,
-                        comment: String::new(),
-                    })
-                    .await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        });
+        tasks.spawn(client(c));
     }
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    let puts = (per * clients) as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    for c in 0..clients {
-        let mut configs = ConfigsClient::new(channel.clone());
-        tasks.spawn(async move {
-            for i in 0..per {
-                let values = [("hostname".to_string(), format!("bench-{c}-{i}"))].into();
-                configs
-                    .set(SetRequest {
-                        values,
-                        expected_revision: None,
-                        comment: String::new(),
-                    })
-                    .await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    let sets = (per * clients) as f64 / started.elapsed().as_secs_f64();
-    Ok((puts, sets))
+    Ok((per * clients) as f64 / started.elapsed().as_secs_f64())
 }
 
 #[derive(Args, Debug)]
@@ -381,13 +400,7 @@ pub async fn control_bench(args: ControlBenchArgs) -> anyhow::Result<i32> {
     tokio::spawn(async move { while let Ok(Some(_)) = acks.message().await {} });
     let mut latencies = Vec::new();
     for s in 0..args.samples {
-        let mut outputs = ServiceClient::new(channel.clone());
-        let (stx, srx) = tokio::sync::mpsc::channel(1);
-        stx.send(Request::default()).await?;
-        let mut stream = outputs
-            .sub(tokio_stream::wrappers::ReceiverStream::new(srx))
-            .await?
-            .into_inner();
+        let (_stx, mut stream) = subscribe(&channel, Request::default()).await?;
         let name = format!("new rule {s}");
         let content = format!(
             "- rule: {name}\n  desc: d\n  condition: evt.type = open and fd.name = /etc/new-target\n  output: x\n  priority: WARNING\n"

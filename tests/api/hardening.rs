@@ -10,7 +10,7 @@ use falco_api::proto::rules::{self, service_client::ServiceClient as RulesClient
 use tonic::Code;
 
 use crate::common::TestServer;
-use crate::process::EXE;
+use crate::process::{cli_output, EXE};
 
 fn hostile(name: &str) -> (String, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -296,15 +296,6 @@ impl Drop for Unmount {
     }
 }
 
-fn cli_in(sock: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(EXE)
-        .args(args)
-        .arg("--server")
-        .arg(sock)
-        .output()
-        .unwrap()
-}
-
 /// The data directory on a small filesystem that fills: writes fail with RESOURCE_EXHAUSTED
 /// naming the directory, reads go on, nothing acknowledged is lost, and writes succeed again once
 /// space is freed. Needs a size-limited tmpfs (root); skipped with a message where mounting fails.
@@ -356,13 +347,13 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let send = |sock: &Path| {
-        cli_in(
+        cli_output(
             sock,
             &["send", "--source", "syscall", events.to_str().unwrap()],
         )
     };
     let count = |sock: &Path| {
-        let out = cli_in(sock, &["tail", "--after", "0", "--once", "--json"]);
+        let out = cli_output(sock, &["tail", "--after", "0", "--once", "--json"]);
         assert!(
             out.status.success(),
             "{}",
@@ -371,7 +362,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     assert!(send(&sock).status.success());
-    assert!(cli_in(&sock, &["config", "set", "hostname=before"])
+    assert!(cli_output(&sock, &["config", "set", "hostname=before"])
         .status
         .success());
     assert_eq!(count(&sock), 200);
@@ -384,7 +375,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     // The server reads the free space at most every 50 ms (the reserve absorbs that window).
     std::thread::sleep(Duration::from_millis(100));
 
-    let refused = cli_in(&sock, &["config", "set", "hostname=during"]);
+    let refused = cli_output(&sock, &["config", "set", "hostname=during"]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(err.contains("ResourceExhausted"), "{err}");
@@ -397,12 +388,12 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("ResourceExhausted"));
     // Reads go on, and what was acknowledged is all there.
     assert_eq!(count(&sock), 200);
-    let got = cli_in(&sock, &["config", "get", "hostname"]);
+    let got = cli_output(&sock, &["config", "get", "hostname"]);
     assert!(String::from_utf8_lossy(&got.stdout).contains("before"));
 
     std::fs::remove_file(&filler).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let again = cli_in(&sock, &["config", "set", "hostname=after"]);
+    let again = cli_output(&sock, &["config", "set", "hostname=after"]);
     assert!(
         again.status.success(),
         "{}",

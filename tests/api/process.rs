@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 
 pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_falco-api");
 
+/// `falco-api ARGS --server SOCK`, as an operator runs a client command.
+pub(crate) fn cli_output(sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .args(args)
+        .arg("--server")
+        .arg(sock)
+        .output()
+        .unwrap()
+}
+
 pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) lines: Vec<String>,

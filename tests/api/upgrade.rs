@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{sigterm, spawn_serve, wait_exit, EXE};
+use crate::process::{cli_output, sigterm, spawn_serve, wait_exit, EXE};
 use crate::store::copy_dir;
 
 fn fixture() -> std::path::PathBuf {
@@ -14,12 +14,7 @@ fn fixture() -> std::path::PathBuf {
 }
 
 fn cli(sock: &Path, args: &[&str]) -> String {
-    let out = Command::new(EXE)
-        .args(args)
-        .arg("--server")
-        .arg(sock)
-        .output()
-        .unwrap();
+    let out = cli_output(sock, args);
     assert!(
         out.status.success(),
         "{args:?}: {}",
