@@ -14,6 +14,7 @@ mod v3_blocks;
 mod v4_drops;
 mod v5_versioned;
 pub mod v6_redb;
+mod v7_origins;
 
 /// A step of the sled era.
 pub struct LegacyStep {
@@ -34,7 +35,11 @@ pub const REDB_VERSION: u32 = 6;
 pub const REDB_STEP_NAME: &str = "sled to redb";
 
 /// Steps after [`REDB_VERSION`].
-pub const STEPS: &[Step] = &[];
+pub const STEPS: &[Step] = &[Step {
+    version: 7,
+    name: "alert origins",
+    apply: v7_origins::apply,
+}];
 
 /// The newest schema.
 pub const SCHEMA_VERSION: u32 = REDB_VERSION + STEPS.len() as u32;

@@ -269,6 +269,7 @@ impl App {
         );
         Some(
             OutputEvent::new(d.time_ns, Priority::Debug, DROP_RULE, line, "internal")
+                .with_origin(crate::event::Origin::Internal)
                 .with_fields([
                     ("n_drops", d.n_drops.to_string()),
                     ("n_evts", d.n_evts.to_string()),

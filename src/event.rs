@@ -85,6 +85,52 @@ impl FromStr for Priority {
     }
 }
 
+/// Where an alert came from. Stored with each alert (schema 7) and sent as `origin` on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    /// Produced by falco-api's engine from an event sent through `inputs` or the webhook.
+    #[default]
+    Engine,
+    /// falco-api's own notices (drop alerts).
+    Internal,
+    /// Posted by Falco's `http_output`.
+    FalcoHttp,
+    /// Read from a file Falco's `file_output` writes (`send --alerts FILE`).
+    FalcoFile,
+    /// Read from standard input, as Falco's `program_output` writes it (`send --alerts -`).
+    FalcoProgram,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 5] = [
+        Origin::Engine,
+        Origin::Internal,
+        Origin::FalcoHttp,
+        Origin::FalcoFile,
+        Origin::FalcoProgram,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Engine => "engine",
+            Origin::Internal => "falco-api",
+            Origin::FalcoHttp => "falco-http",
+            Origin::FalcoFile => "falco-file",
+            Origin::FalcoProgram => "falco-program",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Origin> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One alert, as stored in the outputs log. The log assigns its sequence number (the key), so it
 /// is not part of the record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +152,8 @@ pub struct OutputEvent {
     pub id: [u8; 16],
     /// The rules revision that produced the event; 0 when not known.
     pub rules_revision: u64,
+    /// What produced it.
+    pub origin: Origin,
 }
 
 impl OutputEvent {
@@ -128,7 +176,13 @@ impl OutputEvent {
             source: source.into(),
             id: *uuid::Uuid::now_v7().as_bytes(),
             rules_revision: 0,
+            origin: Origin::Engine,
         }
+    }
+
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
     }
 
     pub fn with_tags<I, S>(mut self, tags: I) -> Self
@@ -176,6 +230,8 @@ pub mod stage {
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     /// A subscriber or consumer fell behind the trimmed outputs log.
     pub const SUBSCRIBER_LAGGED: &str = "subscriber_lagged";
+    /// System calls Falco itself dropped (its `Falco internal: syscall event drop` alerts).
+    pub const FALCO_SYSCALL_DROP: &str = "falco_syscall_drop";
     /// Events whose evaluation failed inside the engine (a caught panic).
     pub const EVALUATION_FAILED: &str = "evaluation_failed";
     /// Alerts throttled by `outputs.rate` / `outputs.max_burst`.

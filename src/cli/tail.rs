@@ -161,6 +161,7 @@ fn print_response(r: &Response, json: bool) {
         "tags": r.tags,
         "rules_revision": r.rules_revision,
         "lost": r.lost,
+        "origin": r.origin,
     });
     println!("{value}");
 }

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
 use crate::app::App;
-use crate::event::{stage, DropRecord, OutputEvent, OutputFilter, Priority};
+use crate::event::{stage, DropRecord, Origin, OutputEvent, OutputFilter, Priority};
 use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
 use crate::proto::outputs::{self as pb, service_server::Service};
@@ -131,6 +131,7 @@ pub fn event_response(seq: u64, ev: OutputEvent) -> pb::Response {
         seq,
         lost: 0,
         rules_revision: ev.rules_revision,
+        origin: ev.origin.name().to_string(),
     }
 }
 
@@ -162,5 +163,6 @@ fn lost_response(count: u64, next_seq: u64, hostname: &str) -> pb::Response {
         id: uuid::Uuid::now_v7().to_string(),
         lost: count,
         rules_revision: 0,
+        origin: Origin::Internal.name().to_string(),
     }
 }
