@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "falco/drops.proto",
     "falco/rules.proto",
     "falco/configs.proto",
+    "falco/sidecar.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -53,7 +53,21 @@ pub struct App {
     log_reloader: Arc<OnceLock<LogReloader>>,
     /// Rules changes take turns compiling (see `control::rules`).
     pub rules_writer: Arc<Mutex<()>>,
+    /// The Falco nodes that send alerts, and the state of what is written for them.
+    pub nodes: Arc<crate::nodes::Nodes>,
+    /// Called after every committed change (see [`App::committed`]).
+    after_commit: Arc<OnceLock<CommitHook>>,
 }
+
+/// What was committed: a rules change or a configuration change, at a revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committed {
+    Rules(u64),
+    Config(u64),
+}
+
+/// Runs after a committed change; returns problems to report to the caller (the change stays).
+pub type CommitHook = Box<dyn Fn(&App, Committed) -> Vec<String> + Send + Sync>;
 
 /// A drop being recorded: await [`Recording::done`] to know it is in the drops log (dropping
 /// it lets the recording go on).
@@ -101,7 +115,22 @@ impl App {
             boot_values: Arc::default(),
             log_reloader: Arc::default(),
             rules_writer: Arc::default(),
+            nodes: Arc::default(),
+            after_commit: Arc::default(),
         })
+    }
+
+    /// Sets what runs after every committed change (once; later calls are ignored).
+    pub fn set_commit_hook(&self, hook: CommitHook) {
+        let _ = self.after_commit.set(hook);
+    }
+
+    /// Tells the commit hook about a durable change; returns what it reports.
+    pub fn committed(&self, what: Committed) -> Vec<String> {
+        match self.after_commit.get() {
+            Some(hook) => hook(self, what),
+            None => Vec::new(),
+        }
     }
 
     /// Lets `log_level` changes reach the process's log filter.
@@ -182,11 +211,24 @@ impl App {
     /// refuses is counted as a drop. Returns the seqs of the stored alerts.
     pub async fn commit_alerts(
         &self,
-        mut events: Vec<OutputEvent>,
+        events: Vec<OutputEvent>,
         source: &str,
         client: &str,
     ) -> Result<std::ops::Range<u64>, FeedError> {
-        if events.is_empty() {
+        self.commit_alerts_marked(events, source, client, Vec::new())
+            .await
+    }
+
+    /// [`App::commit_alerts`], setting `marks` in the same durable transaction (see
+    /// [`Feed::append_marked`]); the marks are committed even when every alert is refused.
+    pub async fn commit_alerts_marked(
+        &self,
+        mut events: Vec<OutputEvent>,
+        source: &str,
+        client: &str,
+        marks: Vec<(String, u64)>,
+    ) -> Result<std::ops::Range<u64>, FeedError> {
+        if events.is_empty() && marks.is_empty() {
             return Ok(0..0);
         }
         let kept = {
@@ -211,10 +253,10 @@ impl App {
                 "alerts over outputs.rate were not stored".into(),
             ));
         }
-        if events.is_empty() {
+        if events.is_empty() && marks.is_empty() {
             return Ok(0..0);
         }
-        self.outputs.append(events).await
+        self.outputs.append_marked(events, marks).await
     }
 
     /// Records a loss in the drops log, and mirrors it into the outputs log as an internal alert

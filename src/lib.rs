@@ -17,7 +17,9 @@
 //! - [`throttle`]: token buckets and the drop-alert settings.
 //! - [`server`]: the gRPC services, one thin adapter per service, `status.rs` (the one table
 //!   from domain errors to statuses), auth, and bounded listeners.
-//! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook.
+//! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook, Falco's http_output.
+//! - [`falco`]: running beside Falco: its alerts in (JSON or text), its rules directory and
+//!   config file out; [`nodes`]: what is known about the Falco nodes that send alerts.
 //! - [`cli`]: the client commands and the gRPC client helpers; [`bench`]: the load generators,
 //!   their baselines and the crash soak.
 //! - [`proto`]: generated code.
@@ -32,9 +34,11 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod event;
+pub mod falco;
 pub mod feed;
 pub mod http;
 pub mod ingest;
+pub mod nodes;
 pub mod pipeline;
 pub mod proto;
 pub mod serve;

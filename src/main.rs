@@ -48,8 +48,17 @@ enum Command {
     /// Make certificates for mutual TLS.
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
-    /// Stream events from a file into the server (falco.inputs).
+    /// Stream events from a file into the server (falco.inputs), or with --alerts, Falco's own
+    /// alerts from its file or program output.
     Send(cli::send::SendArgs),
+    /// Beside a running Falco: the nodes seen and the rules/config written for them (status),
+    /// and the falco.yaml settings that connect Falco (setup).
+    Falco {
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::falco::FalcoCommand,
+    },
     /// Stream drop records (losses), with the same flags as tail.
     Drops(cli::tail::TailArgs),
     /// Evaluate rules files on recorded events offline (no server), or just validate them.
@@ -68,6 +77,9 @@ enum BenchCommand {
     Ingest(falco_api::bench::ingest::IngestBenchArgs),
     /// Rules and config commits per second, and reload latency (put → first alert).
     Control(falco_api::bench::ControlBenchArgs),
+    /// Falco's http_output: alerts/s posted by keep-alive clients until durable, latency at a
+    /// fixed rate, against a bare endpoint.
+    Http(falco_api::bench::http::HttpBenchArgs),
     /// Crash soak: kill -9 the server at random moments under load, restart it, and check that
     /// nothing acknowledged was lost.
     Crash(falco_api::bench::crash::CrashBenchArgs),
@@ -133,9 +145,14 @@ fn main() -> ExitCode {
             Command::Rules { connect, command } => cli::control::rules(connect, command).await,
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
+            Command::Falco { connect, command } => cli::falco::run(connect, command).await,
             Command::Bench(BenchCommand::Control(args)) => {
                 let _ = init_tracing("warn");
                 falco_api::bench::control_bench(args).await
+            }
+            Command::Bench(BenchCommand::Http(args)) => {
+                let _ = init_tracing("warn");
+                falco_api::bench::http::http_bench(args).await
             }
             Command::Bench(BenchCommand::Ingest(args)) => {
                 let _ = init_tracing("warn");

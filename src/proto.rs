@@ -25,9 +25,12 @@ pub mod falco {
     pub mod configs {
         tonic::include_proto!("falco.configs");
     }
+    pub mod sidecar {
+        tonic::include_proto!("falco.sidecar");
+    }
 }
 
-pub use falco::{configs, drops, inputs, outputs, rules, schema, version};
+pub use falco::{configs, drops, inputs, outputs, rules, schema, sidecar, version};
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

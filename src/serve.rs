@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::app::{App, LogReloader};
-use crate::config::{Listen, ServeConfig};
+use crate::config::{HttpEndpoint, HttpKind, Listen, ServeConfig};
 use crate::control;
 use crate::server;
 use crate::store::StoreOptions;
@@ -74,7 +74,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         imported,
         open_files,
     } = prepared;
-    let (listeners, webhook) = bind(&config).await?;
+    let (listeners, http) = bind(&config).await?;
     println!("falco-api {} serving", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", config.data_dir.display());
     if let Some(kept) = app.store.legacy_kept() {
@@ -85,9 +85,11 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         );
     }
     print_rules(&app, &config, imported)?;
-    if let Some(listener) = webhook {
-        serve_http(&app, &config, listener)?;
-    }
+    crate::falco::sync::start(&app, config.falco.clone());
+    print_falco(&app);
+    serve_http(&app, &config, http)?;
+    let rebuild = app.clone();
+    tokio::task::spawn_blocking(move || crate::falco::rebuild_nodes(&rebuild));
     for bound in &listeners {
         match bound {
             Bound::Tcp(addr, _) => println!("listening on: tcp://{addr} (mutual TLS)"),
@@ -106,32 +108,52 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     outcome
 }
 
-/// Starts the HTTP surface (today: the webhook) on `listener`.
-fn serve_http(
-    app: &App,
-    config: &ServeConfig,
-    listener: tokio::net::TcpListener,
-) -> anyhow::Result<()> {
-    println!(
-        "k8s audit webhook: {}://{}/k8s-audit",
-        if config.webhook_tls { "https" } else { "http" },
-        listener.local_addr()?
-    );
-    let tls = match (&config.tls, config.webhook_tls) {
-        (Some(t), true) => {
-            let acceptor = crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca));
-            Some(acceptor.map_err(anyhow::Error::msg)?)
+/// Starts the HTTP surface: one listener per address, serving the endpoints configured on it.
+fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow::Result<()> {
+    for HttpBound {
+        listener,
+        endpoints,
+    } in bound
+    {
+        let addr = listener.local_addr()?;
+        let tls_wanted = endpoints.iter().any(|e| e.tls);
+        let scheme = if tls_wanted { "https" } else { "http" };
+        for e in &endpoints {
+            match e.kind {
+                HttpKind::Webhook => println!("k8s audit webhook: {scheme}://{addr}/k8s-audit"),
+                HttpKind::Falco { mtls } => println!(
+                    "falco http_output receiver: {scheme}://{addr}/ (and /falco){}",
+                    if mtls {
+                        ", client certificates with the ingest role"
+                    } else {
+                        ""
+                    }
+                ),
+            }
         }
-        _ => None,
-    };
-    let opts = crate::http::HttpOptions {
-        max_body: config.webhook_max_body,
-        tls,
-        max_connections: config.limits.max_connections,
-        policy: std::sync::Arc::new(config.policy.clone()),
-    };
-    tokio::spawn(crate::http::serve(app.clone(), listener, opts));
+        let tls = match (&config.tls, tls_wanted) {
+            (Some(t), true) => {
+                let acceptor = crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca));
+                Some(acceptor.map_err(anyhow::Error::msg)?)
+            }
+            _ => None,
+        };
+        let opts = crate::http::HttpOptions {
+            tls,
+            max_connections: config.limits.max_connections,
+            policy: std::sync::Arc::new(config.policy.clone()),
+        };
+        let endpoints: Vec<&HttpEndpoint> = endpoints.iter().collect();
+        let router = crate::http::router(app.clone(), &endpoints);
+        tokio::spawn(crate::http::serve(app.clone(), listener, router, opts));
+    }
     Ok(())
+}
+
+/// An HTTP listener and the endpoints it serves.
+struct HttpBound {
+    listener: tokio::net::TcpListener,
+    endpoints: Vec<HttpEndpoint>,
 }
 
 /// Serves gRPC on every bound listener until they end, or until the grace period after
@@ -183,10 +205,8 @@ async fn serve_grpc(
     }
 }
 
-/// Binds the gRPC listeners and the webhook's.
-async fn bind(
-    config: &ServeConfig,
-) -> anyhow::Result<(Vec<Bound>, Option<tokio::net::TcpListener>)> {
+/// Binds the gRPC listeners and the HTTP surface's.
+async fn bind(config: &ServeConfig) -> anyhow::Result<(Vec<Bound>, Vec<HttpBound>)> {
     let mut listeners = Vec::new();
     for target in &config.listen {
         listeners.push(match target {
@@ -203,15 +223,43 @@ async fn bind(
             }
         });
     }
-    let webhook = match config.webhook {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for the webhook on {addr}"))?,
-        ),
-        None => None,
-    };
-    Ok((listeners, webhook))
+    let mut http: Vec<HttpBound> = Vec::new();
+    for e in &config.http {
+        // Endpoints on one fixed address share its listener (port 0 means a listener each).
+        if let Some(shared) = http
+            .iter_mut()
+            .find(|b| e.addr.port() != 0 && b.endpoints[0].addr == e.addr)
+        {
+            shared.endpoints.push(e.clone());
+            continue;
+        }
+        let listener = tokio::net::TcpListener::bind(e.addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", e.addr))?;
+        http.push(HttpBound {
+            listener,
+            endpoints: vec![e.clone()],
+        });
+    }
+    Ok((listeners, http))
+}
+
+/// Says where falco-api writes for Falco, and whether it could.
+fn print_falco(app: &App) {
+    for (kind, state) in app.nodes.sync_states() {
+        let what = match kind {
+            crate::falco::sync::RULES_DIR => "falco rules directory",
+            _ => "falco config file",
+        };
+        if state.error.is_empty() {
+            println!("{what}: {} (revision {})", state.path, state.written);
+        } else {
+            println!(
+                "{what}: {} NOT WRITTEN: {} (retrying)",
+                state.path, state.error
+            );
+        }
+    }
 }
 
 /// Says which rules are in force, and where they came from.

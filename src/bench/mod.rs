@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod crash;
+pub mod http;
 pub mod ingest;
 
 use std::path::PathBuf;

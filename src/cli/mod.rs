@@ -5,6 +5,7 @@ pub mod certs;
 pub mod client;
 pub mod control;
 pub mod eval;
+pub mod falco;
 pub mod send;
 pub mod tail;
 
@@ -40,6 +41,10 @@ pub struct ServeArgs {
     /// Serve the Kubernetes audit webhook (POST /k8s-audit) on host:port.
     #[arg(long)]
     pub webhook: Option<String>,
+    /// Receive Falco's http_output (POST / and /falco) on host:port (default 127.0.0.1:2801,
+    /// falcosidekick's port, so Falco's http_output.url needs no change).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2801")]
+    pub falco_http: Option<String>,
     /// Record --rules files as a change even when the store already holds rules (otherwise they
     /// are imported only on first boot).
     #[arg(long)]
@@ -56,6 +61,7 @@ impl ServeArgs {
             log_level: self.log_level.clone(),
             rules_files: self.rules.clone(),
             webhook: self.webhook.clone(),
+            falco_http: self.falco_http.clone(),
             import_rules: self.import_rules,
         })
     }

@@ -19,13 +19,25 @@ pub struct SendArgs {
     /// The events' source: k8s_audit, syscall, or a custom source name.
     #[arg(long, default_value = "k8s_audit")]
     pub source: String,
-    /// Events per request message.
-    #[arg(long, default_value_t = 500)]
-    pub batch: usize,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// JSON lines, a JSON array of events, or one EventList document.
+    /// FILE holds Falco's alerts, one per line (its file_output, or `-` for its program_output
+    /// on standard input), stored as they are, without evaluation.
+    #[arg(long)]
+    pub alerts: bool,
+    /// With --alerts: keep reading FILE as Falco appends to it, resuming after a restart where
+    /// the server says the last run stopped (follows rotation and truncation).
+    #[arg(long, requires = "alerts")]
+    pub follow: bool,
+    /// With --follow: the name the position is stored under (default: FILE's absolute path).
+    #[arg(long, requires = "follow")]
+    pub name: Option<String>,
+    /// Events (or alert lines) per request message.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// JSON lines, a JSON array of events, or one EventList document (with --alerts: alert
+    /// lines, `-` for standard input).
     pub file: PathBuf,
 }
 
@@ -50,6 +62,16 @@ pub fn payloads(text: &str) -> Vec<Vec<u8>> {
 }
 
 pub async fn send(args: SendArgs) -> anyhow::Result<i32> {
+    if args.alerts {
+        let opts = super::falco::AlertsOptions {
+            file: args.file.clone(),
+            follow: args.follow,
+            name: args.name.clone(),
+            batch: args.batch,
+            quiet: args.quiet,
+        };
+        return super::falco::send_alerts(&args.connect, opts).await;
+    }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let payloads = payloads(&text);

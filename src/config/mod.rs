@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub ingest: Option<IngestSection>,
     pub drops: Option<DropsSection>,
     pub webhook: Option<WebhookSection>,
+    /// Running beside Falco: its http_output receiver, rules directory and config file.
+    pub falco: Option<FalcoSection>,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: Option<String>,
     /// The hostname alerts carry (default: the machine's).
@@ -180,6 +182,50 @@ pub struct WebhookSection {
     pub allow_remote_plaintext: Option<bool>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FalcoSection {
+    /// `host:port` for Falco's http_output (`POST /` and `/falco`); absent: off. `--falco-http`.
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    /// Serve HTTPS with the boot config's `tls.cert` and `tls.key` (default false).
+    pub tls: Option<bool>,
+    /// Accept only posters whose client certificate has the `ingest` role (Falco's
+    /// `http_output.mtls: true`); needs `tls`.
+    pub mtls: Option<bool>,
+    /// Serve plain HTTP on a non-loopback address (default false: refused at boot).
+    pub allow_remote_plaintext: Option<bool>,
+    /// Write the effective rules here as `falco-api-*.yaml` after every rules change.
+    pub rules_dir: Option<PathBuf>,
+    /// Write the runtime keys that map to Falco settings to this file after every config change.
+    pub config_file: Option<PathBuf>,
+}
+
+/// What an HTTP endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpKind {
+    /// The Kubernetes audit webhook.
+    Webhook,
+    /// Falco's http_output receiver; `mtls`: posters need a certificate with the ingest role.
+    Falco { mtls: bool },
+}
+
+/// One HTTP endpoint group and where it listens. Groups on the same address share a listener.
+#[derive(Debug, Clone)]
+pub struct HttpEndpoint {
+    pub kind: HttpKind,
+    pub addr: std::net::SocketAddr,
+    pub tls: bool,
+    pub max_body: usize,
+}
+
+/// Where falco-api writes what a running Falco reads.
+#[derive(Debug, Clone, Default)]
+pub struct FalcoSync {
+    pub rules_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+}
+
 /// Where `serve` listens: the flags, else the file, else the data directory's socket.
 fn listeners(
     file: &FileConfig,
@@ -207,6 +253,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub rules_files: Vec<PathBuf>,
     pub webhook: Option<String>,
+    pub falco_http: Option<String>,
     /// Record the boot rules files as a change even when the store already has rules.
     pub import_rules: bool,
 }
@@ -228,9 +275,9 @@ pub struct ServeConfig {
     pub boot_values: BTreeMap<String, String>,
     /// Evaluation threads.
     pub workers: usize,
-    pub webhook: Option<std::net::SocketAddr>,
-    pub webhook_max_body: usize,
-    pub webhook_tls: bool,
+    /// The HTTP surface's endpoints (webhook, Falco receiver).
+    pub http: Vec<HttpEndpoint>,
+    pub falco: FalcoSync,
     pub history_retention: u64,
     /// Free space kept in reserve on the data directory's filesystem.
     pub min_free_bytes: u64,
@@ -240,6 +287,17 @@ impl ServeConfig {
     /// The runtime settings from defaults and boot values (the store's API values come later).
     pub fn boot_runtime(&self) -> crate::app::Runtime {
         keys::runtime(&keys::effective(&self.boot_values), self.workers)
+    }
+
+    /// The first Unix socket `serve` listens on (the default one when it listens on none).
+    pub fn listen_socket(&self) -> PathBuf {
+        self.listen
+            .iter()
+            .find_map(|l| match l {
+                Listen::Unix(p) => Some(p.clone()),
+                Listen::Tcp(_) => None,
+            })
+            .unwrap_or_else(|| self.data_dir.join(SOCKET_NAME))
     }
 
     pub fn log_level(&self) -> String {
@@ -410,8 +468,17 @@ impl ServeConfig {
                 "ingest.workers {workers} is out of range (1 to 256)"
             )));
         }
-        let hook = file.webhook.unwrap_or_default();
-        let (webhook, webhook_tls) = sections::webhook(&hook, o.webhook.as_deref(), tls.is_some())?;
+        let http = sections::http(
+            file.webhook.unwrap_or_default(),
+            file.falco.as_ref(),
+            o,
+            tls.is_some(),
+        )?;
+        let falco = file.falco.unwrap_or_default();
+        let falco = FalcoSync {
+            rules_dir: falco.rules_dir,
+            config_file: falco.config_file,
+        };
         let rules_files = if o.rules_files.is_empty() {
             file.rules_files.unwrap_or_default()
         } else {
@@ -430,9 +497,8 @@ impl ServeConfig {
             import_rules: o.import_rules,
             boot_values,
             workers,
-            webhook,
-            webhook_max_body: hook.max_body_bytes.unwrap_or(12 << 20),
-            webhook_tls,
+            http,
+            falco,
             history_retention: file.history_retention.unwrap_or(0),
             min_free_bytes: file
                 .min_free_bytes

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use super::{invalid, AuthSection, ConfigError, FileConfig, SocketSection, WebhookSection};
+use super::{
+    invalid, AuthSection, ConfigError, FalcoSection, FileConfig, HttpEndpoint, HttpKind, Overrides,
+    SocketSection, WebhookSection,
+};
 use crate::auth::{Policy, Role};
 use crate::server::Limits;
 
@@ -80,37 +83,90 @@ pub fn policy(auth: AuthSection) -> Result<Policy, ConfigError> {
     })
 }
 
-/// The HTTP listener (`webhook` section, or `--webhook`): its address and whether it serves TLS.
-/// Plain HTTP beyond loopback needs `allow_remote_plaintext`.
-pub fn webhook(
-    hook: &WebhookSection,
-    flag: Option<&str>,
+/// One HTTP listener's address and TLS flag from its section (or flag). Plain HTTP beyond
+/// loopback needs `allow_remote_plaintext`.
+fn http_listener(
+    section: &str,
+    listen: Option<&str>,
+    tls: bool,
+    allow_remote_plaintext: bool,
     have_tls: bool,
-) -> Result<(Option<std::net::SocketAddr>, bool), ConfigError> {
-    let addr: Option<std::net::SocketAddr> = flag
-        .or(hook.listen.as_deref())
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let addr: Option<std::net::SocketAddr> = listen
         .map(|a| {
             a.parse().map_err(|e| {
                 invalid(format!(
-                    "webhook listen address '{a}': {e} (expected host:port)"
+                    "{section} listen address '{a}': {e} (expected host:port)"
                 ))
             })
         })
         .transpose()?;
-    let tls = hook.tls.unwrap_or(false);
     if tls && !have_tls {
-        return Err(invalid(
-            "webhook.tls needs tls.cert and tls.key in the boot config".into(),
-        ));
+        return Err(invalid(format!(
+            "{section}.tls needs tls.cert and tls.key in the boot config"
+        )));
     }
     if let Some(addr) = addr {
-        if !tls && !addr.ip().is_loopback() && !hook.allow_remote_plaintext.unwrap_or(false) {
+        if !tls && !addr.ip().is_loopback() && !allow_remote_plaintext {
             return Err(invalid(format!(
                 "the HTTP listener {addr} would serve plain HTTP beyond this machine: set \
-                 webhook.tls: true (with tls.cert and tls.key), listen on loopback, or set \
-                 webhook.allow_remote_plaintext: true to accept that"
+                 {section}.tls: true (with tls.cert and tls.key), listen on loopback, or set \
+                 {section}.allow_remote_plaintext: true to accept that"
             )));
         }
     }
-    Ok((addr, tls))
+    Ok(addr)
+}
+
+/// The HTTP surface's endpoints: the webhook (`webhook` section or `--webhook`) and Falco's
+/// http_output receiver (`falco` section or `--falco-http`). Endpoints on one address share a
+/// listener, so they must agree on TLS.
+pub fn http(
+    hook: WebhookSection,
+    falco: Option<&FalcoSection>,
+    o: &Overrides,
+    have_tls: bool,
+) -> Result<Vec<HttpEndpoint>, ConfigError> {
+    let mut out = Vec::new();
+    let tls = hook.tls.unwrap_or(false);
+    let listen = o.webhook.as_deref().or(hook.listen.as_deref());
+    let remote = hook.allow_remote_plaintext.unwrap_or(false);
+    if let Some(addr) = http_listener("webhook", listen, tls, remote, have_tls)? {
+        out.push(HttpEndpoint {
+            kind: HttpKind::Webhook,
+            addr,
+            tls,
+            max_body: hook.max_body_bytes.unwrap_or(12 << 20),
+        });
+    }
+    let empty = FalcoSection::default();
+    let falco = falco.unwrap_or(&empty);
+    let tls = falco.tls.unwrap_or(false);
+    let mtls = falco.mtls.unwrap_or(false);
+    if mtls && !tls {
+        return Err(invalid(
+            "falco.mtls needs falco.tls: true (client certificates come with HTTPS)".into(),
+        ));
+    }
+    let listen = o.falco_http.as_deref().or(falco.listen.as_deref());
+    let remote = falco.allow_remote_plaintext.unwrap_or(false);
+    if let Some(addr) = http_listener("falco", listen, tls, remote, have_tls)? {
+        out.push(HttpEndpoint {
+            kind: HttpKind::Falco { mtls },
+            addr,
+            tls,
+            max_body: falco.max_body_bytes.unwrap_or(1 << 20),
+        });
+    }
+    for (i, a) in out.iter().enumerate() {
+        for b in &out[i + 1..] {
+            if a.addr == b.addr && a.addr.port() != 0 && a.tls != b.tls {
+                return Err(invalid(format!(
+                    "webhook and falco listen on {} but only one of them asks for TLS",
+                    a.addr
+                )));
+            }
+        }
+    }
+    Ok(out)
 }

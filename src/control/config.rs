@@ -10,6 +10,26 @@ use super::{check_global, check_retained, ControlError};
 use crate::app::App;
 use crate::store::{Change, Current, HistoryRecord};
 
+/// A committed configuration change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changed {
+    pub revision: u64,
+    /// Problems after the commit (the change stays), from [`App::committed`].
+    pub warnings: Vec<String>,
+}
+
+/// Makes the change live and durable, then tells the commit hook.
+fn finish(
+    app: &App,
+    guard: crate::store::WriteGuard<'_>,
+    revision: u64,
+) -> Result<Changed, ControlError> {
+    apply(app)?;
+    guard.durable(revision)?;
+    let warnings = app.committed(crate::app::Committed::Config(revision));
+    Ok(Changed { revision, warnings })
+}
+
 /// One key as `get` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -125,7 +145,7 @@ pub fn set(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<Changed, ControlError> {
     if values.is_empty() {
         return Err(ControlError::InvalidArgument("no keys to set".into()));
     }
@@ -142,9 +162,7 @@ pub fn set(
         })
         .collect();
     let revision = v.commit(&guard, "set", author, comment, changes)?;
-    apply(app)?;
-    guard.durable(revision)?;
-    Ok(revision)
+    finish(app, guard, revision)
 }
 
 /// Returns keys to their boot or default values.
@@ -154,7 +172,7 @@ pub fn unset(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<Changed, ControlError> {
     if wanted.is_empty() {
         return Err(ControlError::InvalidArgument("no keys to unset".into()));
     }
@@ -182,9 +200,7 @@ pub fn unset(
         )));
     }
     let revision = v.commit(&guard, "unset", author, comment, changes)?;
-    apply(app)?;
-    guard.durable(revision)?;
-    Ok(revision)
+    finish(app, guard, revision)
 }
 
 pub fn history(
@@ -219,7 +235,7 @@ pub fn rollback(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<Changed, ControlError> {
     let v = app.store.versioned();
     let guard = v.lock();
     check_global(app, expected)?;
@@ -252,7 +268,5 @@ pub fn rollback(
         comment.to_string()
     };
     let r = v.commit(&guard, "rollback", author, &comment, changes)?;
-    apply(app)?;
-    guard.durable(r)?;
-    Ok(r)
+    finish(app, guard, r)
 }

@@ -126,6 +126,51 @@ pub fn reload(app: &App) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// The rules in force as Falco should load them: the files in load order, and the rules whose
+/// enabled state a toggle decides (a toggle on a tag applies to every rule with that tag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FalcoView {
+    pub revision: u64,
+    pub files: Vec<(String, String)>,
+    pub enabled: Vec<(String, bool)>,
+}
+
+/// The rules in force, for Falco's rules directory.
+pub fn falco_view(app: &App) -> Result<FalcoView, ControlError> {
+    let set = app.pipeline.rules();
+    let state = state_now(app)?;
+    let (mut rules, mut tags) = (Vec::new(), Vec::new());
+    for target in state.toggles.keys() {
+        match target.parse::<Target>() {
+            Ok(Target {
+                kind: Kind::Rule,
+                name,
+            }) => rules.push(name),
+            Ok(Target {
+                kind: Kind::Tag,
+                name,
+            }) => tags.push(name),
+            _ => {}
+        }
+    }
+    let mut enabled: Vec<(String, bool)> = Vec::new();
+    for info in set.infos() {
+        let toggled = rules.contains(&info.name) || info.tags.iter().any(|t| tags.contains(t));
+        if toggled && !enabled.iter().any(|(n, _)| *n == info.name) {
+            enabled.push((info.name.clone(), info.enabled));
+        }
+    }
+    Ok(FalcoView {
+        revision: set.revision,
+        files: state
+            .files
+            .into_iter()
+            .map(|(name, c)| (name, c.value))
+            .collect(),
+        enabled,
+    })
+}
+
 /// Who asked for a change, and why.
 struct Meta<'a> {
     action: &'a str,
@@ -184,9 +229,19 @@ fn commit(
     }
     let revision = v.commit(&guard, meta.action, meta.author, meta.comment, changes)?;
     set.revision = revision;
-    let warnings = set.warnings.clone();
+    let mut warnings = set.warnings.clone();
     app.pipeline.set_rules(set);
     guard.durable(revision)?;
+    warnings.extend(
+        app.committed(crate::app::Committed::Rules(revision))
+            .into_iter()
+            .map(|message| Diagnostic {
+                file: "falco.rules_dir".into(),
+                pos: Default::default(),
+                item: None,
+                message,
+            }),
+    );
     Ok((revision, warnings))
 }
 

@@ -67,6 +67,7 @@ type Reply = oneshot::Sender<Result<Range<u64>, FeedError>>;
 
 struct Append<T> {
     records: Vec<T>,
+    marks: Vec<(String, u64)>,
     reply: Reply,
 }
 
@@ -166,9 +167,23 @@ impl<T: Record> Feed<T> {
 
     /// Appends `records`; returns their sequence numbers once they are durable and visible.
     pub async fn append(&self, records: Vec<T>) -> Result<Range<u64>, FeedError> {
+        self.append_marked(records, Vec::new()).await
+    }
+
+    /// [`Feed::append`], setting `marks` in the same durable transaction (see
+    /// [`RingLog::append_marked`]).
+    pub async fn append_marked(
+        &self,
+        records: Vec<T>,
+        marks: Vec<(String, u64)>,
+    ) -> Result<Range<u64>, FeedError> {
         let (reply, rx) = oneshot::channel();
         self.appends
-            .send(Msg::Append(Append { records, reply }))
+            .send(Msg::Append(Append {
+                records,
+                marks,
+                reply,
+            }))
             .await
             .map_err(|_| FeedError::Closed(self.shared.name))?;
         rx.await.map_err(|_| FeedError::Closed(self.shared.name))?
@@ -178,10 +193,19 @@ impl<T: Record> Feed<T> {
     pub fn append_blocking(&self, records: Vec<T>) -> Result<Range<u64>, FeedError> {
         let (reply, rx) = oneshot::channel();
         self.appends
-            .blocking_send(Msg::Append(Append { records, reply }))
+            .blocking_send(Msg::Append(Append {
+                records,
+                marks: Vec::new(),
+                reply,
+            }))
             .map_err(|_| FeedError::Closed(self.shared.name))?;
         rx.blocking_recv()
             .map_err(|_| FeedError::Closed(self.shared.name))?
+    }
+
+    /// A mark set with [`Feed::append_marked`].
+    pub fn mark(&self, key: &str) -> Result<Option<u64>, FeedError> {
+        Ok(self.shared.ring().mark(key)?)
     }
 
     /// Opens a subscription. `follow: false` ends it at the head as of now.
@@ -222,8 +246,10 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Msg<T>>
             .iter_mut()
             .flat_map(|a| a.records.drain(..))
             .collect();
+        let marks: Vec<(String, u64)> =
+            pending.iter_mut().flat_map(|a| a.marks.drain(..)).collect();
         // One durable write transaction for every append gathered (group commit).
-        let result = shared.ring().append(&records);
+        let result = shared.ring().append_marked(&records, &marks);
         match result {
             Ok(range) => {
                 shared.head.send_replace(range.end - 1);

@@ -8,6 +8,7 @@
 //! the listener must be on loopback unless explicitly opened (checked by the boot config). Each
 //! connection's [`Caller`] goes into the request's extensions.
 
+pub mod falco;
 pub mod webhook;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::auth::{Identity, Policy, Role};
+use crate::config::{HttpEndpoint, HttpKind};
 use crate::ingest::Ingest;
 
 /// A TLS client must finish its handshake within this; others are never held up by it.
@@ -68,8 +70,6 @@ pub async fn require(
 /// How the HTTP listener serves.
 #[derive(Clone)]
 pub struct HttpOptions {
-    /// Largest request body, in bytes.
-    pub max_body: usize,
     /// Serve HTTPS with this acceptor.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Open connections at most.
@@ -78,18 +78,37 @@ pub struct HttpOptions {
     pub policy: Arc<Policy>,
 }
 
-/// Every endpoint of the HTTP surface.
-pub fn router(app: App, opts: &HttpOptions) -> Router {
-    Router::new().merge(webhook::routes(Ingest::new(app), opts.max_body))
+/// The routes of the endpoints in `kinds` (those sharing one listener).
+pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
+    let mut router = Router::new();
+    let mut paths = Vec::new();
+    for e in endpoints {
+        match e.kind {
+            HttpKind::Webhook => {
+                router = router.merge(webhook::routes(Ingest::new(app.clone()), e.max_body));
+                paths.push(format!("POST {}", webhook::PATH));
+            }
+            HttpKind::Falco { mtls } => {
+                router = router.merge(falco::routes(app.clone(), e.max_body, mtls));
+                paths.extend(falco::PATHS.iter().map(|p| format!("POST {p}")));
+            }
+        }
+    }
+    let known = paths.join(", ");
+    router.fallback(move || async move {
+        json(
+            http::StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": format!("not found; this listener serves {known}") }),
+        )
+    })
 }
 
-/// Serves the HTTP surface on `listener` until shutdown.
-pub async fn serve(app: App, listener: TcpListener, opts: HttpOptions) {
+/// Serves `router` on `listener` until shutdown.
+pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOptions) {
     let name = listener
         .local_addr()
         .map(|a| format!("http {a}"))
         .unwrap_or_else(|_| "http".into());
-    let router = router(app.clone(), &opts);
     let mut incoming = crate::server::listen::incoming(listener, name, opts.max_connections);
     loop {
         let accepted = tokio::select! {

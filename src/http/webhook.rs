@@ -20,12 +20,6 @@ pub const PATH: &str = "/k8s-audit";
 pub fn routes(ingest: Ingest, max_body: usize) -> Router {
     Router::new()
         .route(PATH, post(k8s_audit))
-        .fallback(|| async {
-            json(
-                StatusCode::NOT_FOUND,
-                json!({"error": "not found: POST audit events to /k8s-audit"}),
-            )
-        })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(ingest)
 }

@@ -54,6 +54,10 @@ pub fn required_role(path: &str) -> Option<Role> {
             "get" | "history" => Role::Reader,
             _ => Role::Admin,
         },
+        "falco.sidecar.service" => match method {
+            "position" | "status" => Role::Reader,
+            _ => Role::Ingest,
+        },
         _ => return None,
     })
 }
@@ -172,6 +176,14 @@ mod tests {
         assert_eq!(
             required_role("/falco.configs.service/set"),
             Some(Role::Admin)
+        );
+        assert_eq!(
+            required_role("/falco.sidecar.service/alerts"),
+            Some(Role::Ingest)
+        );
+        assert_eq!(
+            required_role("/falco.sidecar.service/status"),
+            Some(Role::Reader)
         );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
     }

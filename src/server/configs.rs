@@ -76,10 +76,13 @@ impl Service for ConfigsService {
         let req = request.into_inner();
         let app = self.app.clone();
         let values: BTreeMap<String, String> = req.values.into_iter().collect();
-        let revision =
+        let changed =
             blocking(move || ctl::set(&app, &values, req.expected_revision, &req.comment, &author))
                 .await?;
-        Ok(Response::new(pb::ChangeResponse { revision }))
+        Ok(Response::new(pb::ChangeResponse {
+            revision: changed.revision,
+            warnings: changed.warnings,
+        }))
     }
 
     async fn unset(
@@ -89,7 +92,7 @@ impl Service for ConfigsService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = blocking(move || {
+        let changed = blocking(move || {
             ctl::unset(
                 &app,
                 &req.keys,
@@ -99,7 +102,10 @@ impl Service for ConfigsService {
             )
         })
         .await?;
-        Ok(Response::new(pb::ChangeResponse { revision }))
+        Ok(Response::new(pb::ChangeResponse {
+            revision: changed.revision,
+            warnings: changed.warnings,
+        }))
     }
 
     async fn history(
@@ -124,7 +130,7 @@ impl Service for ConfigsService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = blocking(move || {
+        let changed = blocking(move || {
             ctl::rollback(
                 &app,
                 req.revision,
@@ -134,6 +140,9 @@ impl Service for ConfigsService {
             )
         })
         .await?;
-        Ok(Response::new(pb::ChangeResponse { revision }))
+        Ok(Response::new(pb::ChangeResponse {
+            revision: changed.revision,
+            warnings: changed.warnings,
+        }))
     }
 }

@@ -10,6 +10,7 @@ pub mod listen;
 mod logstream;
 mod outputs;
 mod rules;
+mod sidecar;
 mod status;
 mod version;
 mod wrap;
@@ -146,6 +147,7 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         "falco.drops.service",
         "falco.rules.service",
         "falco.configs.service",
+        "falco.sidecar.service",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -187,6 +189,12 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         )
         .add_service(
             proto::configs::service_server::ServiceServer::new(configs::ConfigsService::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::sidecar::service_server::ServiceServer::new(sidecar::SidecarService::new(
                 app.clone(),
             ))
             .max_decoding_message_size(max),

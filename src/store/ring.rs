@@ -87,6 +87,11 @@ pub fn encode_block(records: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// Marks live in `meta` under their own prefix, apart from the store's own keys.
+fn mark_key(key: &str) -> String {
+    format!("mark:{key}")
+}
+
 fn oldest_key(table: Blocks) -> String {
     format!("{}.oldest", table.name())
 }
@@ -194,6 +199,13 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     /// Appends `records` and trims the log to capacity in one write transaction, durable (data
     /// and metadata fsynced) when this returns. Returns the assigned sequence numbers.
     pub fn append(&self, records: &[T]) -> Result<Range<u64>> {
+        self.append_marked(records, &[])
+    }
+
+    /// [`RingLog::append`], also setting `marks` (named positions in the `meta` table, such as
+    /// how far a followed file was read) in the same transaction: the records and the marks
+    /// are durable together or not at all.
+    pub fn append_marked(&self, records: &[T], marks: &[(String, u64)]) -> Result<Range<u64>> {
         let encoded: Vec<Vec<u8>> = records
             .iter()
             .map(|r| encode(self.name(), r))
@@ -228,9 +240,22 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         if oldest != bounds.oldest {
             trim_in(&txn, self.table, oldest)?;
         }
+        if !marks.is_empty() {
+            let mut meta = txn.open_table(META)?;
+            for (key, value) in marks {
+                meta.insert(mark_key(key).as_str(), *value)?;
+            }
+        }
         txn.commit()?;
         *bounds = Bounds { oldest, newest };
         Ok(first..newest + 1)
+    }
+
+    /// A mark set by [`RingLog::append_marked`].
+    pub fn mark(&self, key: &str) -> Result<Option<u64>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(mark_key(key).as_str())?.map(|v| v.value()))
     }
 
     /// Up to `max` retained records with `after < seq <= upto`, in order. Records trimmed

@@ -222,3 +222,25 @@ pub fn consumer(name: &str) -> outputs::Request {
         ..Default::default()
     }
 }
+
+/// Serves one endpoint group of the HTTP surface on `listener` (as `serve` does).
+pub fn spawn_http(
+    app: &falco_api::app::App,
+    listener: tokio::net::TcpListener,
+    kind: falco_api::config::HttpKind,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let endpoint = falco_api::config::HttpEndpoint {
+        kind,
+        addr: listener.local_addr().unwrap(),
+        tls: tls.is_some(),
+        max_body: 1 << 20,
+    };
+    let router = falco_api::http::router(app.clone(), &[&endpoint]);
+    let opts = falco_api::http::HttpOptions {
+        tls,
+        max_connections: 64,
+        policy: Default::default(),
+    };
+    tokio::spawn(falco_api::http::serve(app.clone(), listener, router, opts));
+}

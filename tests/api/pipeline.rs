@@ -381,16 +381,12 @@ async fn the_webhook_accepts_an_event_list_and_refuses_garbage() {
     let server = TestServer::start_with(1000, Settings::default(), &[K8S_RULES]).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(falco_api::http::serve(
-        server.app.clone(),
+    crate::common::spawn_http(
+        &server.app,
         listener,
-        falco_api::http::HttpOptions {
-            max_body: 1 << 20,
-            tls: None,
-            max_connections: 64,
-            policy: Default::default(),
-        },
-    ));
+        falco_api::config::HttpKind::Webhook,
+        None,
+    );
     let list = serde_json::json!({
         "kind": "EventList",
         "items": [audit_event("create"), audit_event("delete"), audit_event("create")]
@@ -469,16 +465,12 @@ async fn the_webhook_serves_https_when_asked() {
         falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key"), None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(falco_api::http::serve(
-        server.app.clone(),
+    crate::common::spawn_http(
+        &server.app,
         listener,
-        falco_api::http::HttpOptions {
-            max_body: 1 << 20,
-            tls: Some(acceptor),
-            max_connections: 64,
-            policy: Default::default(),
-        },
-    ));
+        falco_api::config::HttpKind::Webhook,
+        Some(acceptor),
+    );
 
     let mut roots = rustls::RootCertStore::empty();
     roots

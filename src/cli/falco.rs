@@ -1,0 +1,568 @@
+//! The client side of running beside Falco: `send --alerts FILE|-` (Falco's file or program
+//! output, optionally followed as Falco appends), `falco status` and `falco setup`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::ConnectArgs;
+use crate::config::{HttpKind, ServeConfig};
+use crate::proto::sidecar::{self as pb, service_client::ServiceClient};
+
+/// How often a followed file is looked at once its end is reached.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Options of `send --alerts`.
+pub struct AlertsOptions {
+    pub file: PathBuf,
+    pub follow: bool,
+    pub name: Option<String>,
+    pub batch: usize,
+    pub quiet: bool,
+}
+
+/// A device and inode as one number, to tell a rotated file from the one that replaced it.
+fn file_id(meta: &std::fs::Metadata) -> u64 {
+    meta.dev().rotate_left(32) ^ meta.ino()
+}
+
+type Lines = Vec<String>;
+
+/// Reads alert lines from a file (with a progress bar) or standard input (as program_output
+/// writes them, sent as they come), or follows a file; returns the exit status.
+pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::Result<i32> {
+    let mut client =
+        ServiceClient::new(connect.channel().await?).max_encoding_message_size(64 << 20);
+    if opts.follow {
+        return follow(&mut client, opts).await;
+    }
+    let stdin = opts.file == Path::new("-");
+    let origin = if stdin { "falco-program" } else { "falco-file" };
+    let (reader, total): (Box<dyn Read + Send>, u64) = if stdin {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let f = File::open(&opts.file)
+            .with_context(|| format!("cannot read {}", opts.file.display()))?;
+        let len = f.metadata()?.len();
+        (Box::new(f), len)
+    };
+    let bar = if opts.quiet || stdin {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Lines are read on a thread (a pipe blocks) and sent in batches of what is there.
+    let (lines_tx, mut lines_rx) = mpsc::channel::<(String, u64)>(opts.batch.max(1) * 4);
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            let len = line.len() as u64 + 1;
+            if lines_tx.blocking_send((line, len)).is_err() {
+                break;
+            }
+        }
+    });
+    let (tx, rx) = mpsc::channel(4);
+    let batch = opts.batch.max(1);
+    let sender = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while let Some(first) = lines_rx.recv().await {
+            let mut lines = vec![first];
+            while lines.len() < batch {
+                match lines_rx.try_recv() {
+                    Ok(l) => lines.push(l),
+                    Err(_) => break,
+                }
+            }
+            let bytes: u64 = lines.iter().map(|l| l.1).sum();
+            let lines: Lines = lines
+                .into_iter()
+                .map(|l| l.0)
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            sent += 1;
+            let req = pb::AlertsRequest {
+                lines,
+                origin: origin.into(),
+                ..Default::default()
+            };
+            if tx.send((req, bytes)).await.is_err() {
+                break;
+            }
+        }
+        sent
+    });
+    let (req_tx, req_rx) = mpsc::channel(4);
+    let (bytes_tx, mut bytes_rx) = mpsc::unbounded_channel();
+    let mut tx_rx = rx;
+    tokio::spawn(async move {
+        while let Some((req, bytes)) = tx_rx.recv().await {
+            let _ = bytes_tx.send(bytes);
+            if req_tx.send(req).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stream = client
+        .alerts(ReceiverStream::new(req_rx))
+        .await?
+        .into_inner();
+    let (mut stored, mut rejected, mut drops, mut line_base) = (0u64, 0u64, 0u64, 0u64);
+    while let Some(reply) = stream.message().await? {
+        for r in &reply.rejected {
+            bar.suspend(|| {
+                eprintln!(
+                    "alert {} rejected: {}",
+                    line_base + u64::from(r.index) + 1,
+                    r.reason
+                )
+            });
+        }
+        line_base += reply.stored + reply.rejected.len() as u64;
+        stored += reply.stored;
+        rejected += reply.rejected.len() as u64;
+        drops += reply.drops;
+        if let Ok(b) = bytes_rx.try_recv() {
+            bar.inc(b);
+        }
+    }
+    let _ = sender.await;
+    bar.finish_and_clear();
+    println!(
+        "{stored} alerts stored, {rejected} rejected, {drops} Falco drop alerts recorded as drops"
+    );
+    Ok(if rejected > 0 { 1 } else { 0 })
+}
+
+/// Follows a file Falco appends to: resumes where the stored position says, sends complete
+/// lines as they appear with the position after them (stored with the alerts in one
+/// transaction), and follows rotation (a new file at the path) and truncation.
+async fn follow(
+    client: &mut ServiceClient<tonic::transport::Channel>,
+    opts: AlertsOptions,
+) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        opts.file != Path::new("-"),
+        "--follow needs a file, not standard input"
+    );
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => std::fs::canonicalize(&opts.file)
+            .unwrap_or_else(|_| opts.file.clone())
+            .display()
+            .to_string(),
+    };
+    let known = client
+        .position(pb::PositionRequest {
+            follow: name.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut current = open_resuming(&opts.file, &known)?;
+    if !opts.quiet {
+        eprintln!(
+            "following {} from byte {} (stream '{name}')",
+            opts.file.display(),
+            current.offset
+        );
+    }
+    let (tx, rx) = mpsc::channel::<pb::AlertsRequest>(1);
+    let mut replies = client.alerts(ReceiverStream::new(rx)).await?.into_inner();
+    let mut stored = 0u64;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let (lines, end) = current.read_lines(opts.batch.max(1))?;
+        if !lines.is_empty() || end != current.offset {
+            let req = pb::AlertsRequest {
+                lines,
+                origin: "falco-file".into(),
+                follow: name.clone(),
+                follow_offset: end,
+                follow_file_id: current.id,
+            };
+            tx.send(req).await.context("the server closed the stream")?;
+            let reply = replies
+                .message()
+                .await?
+                .context("the server closed the stream")?;
+            for r in &reply.rejected {
+                eprintln!("alert rejected: {}", r.reason);
+            }
+            stored += reply.stored;
+            current.offset = end;
+            continue;
+        }
+        // At the end: has the file been rotated or truncated?
+        match std::fs::metadata(&opts.file) {
+            Ok(meta) if file_id(&meta) != current.id => {
+                // Whatever the old file still held has been read (we were at its end); a last
+                // line without a newline is read now.
+                let (tail, end) = current.read_rest()?;
+                if !tail.is_empty() {
+                    let req = pb::AlertsRequest {
+                        lines: vec![tail],
+                        origin: "falco-file".into(),
+                        follow: name.clone(),
+                        follow_offset: end,
+                        follow_file_id: current.id,
+                    };
+                    tx.send(req).await?;
+                    replies.message().await?;
+                }
+                current = Followed::open(&opts.file, 0)?;
+                continue;
+            }
+            Ok(meta) if meta.len() < current.offset => {
+                eprintln!(
+                    "{} was truncated; reading it from the start",
+                    opts.file.display()
+                );
+                current = Followed::open(&opts.file, 0)?;
+                continue;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = &mut stop => break,
+        }
+    }
+    if !opts.quiet {
+        eprintln!("{stored} alerts stored; stopped at byte {}", current.offset);
+    }
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The followed file: where reading has reached, and which file it is.
+struct Followed {
+    reader: BufReader<File>,
+    offset: u64,
+    id: u64,
+}
+
+impl Followed {
+    fn open(path: &Path, offset: u64) -> anyhow::Result<Followed> {
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_file(file, offset)
+    }
+
+    fn from_file(mut file: File, offset: u64) -> anyhow::Result<Followed> {
+        let id = file_id(&file.metadata()?);
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Followed {
+            reader: BufReader::new(file),
+            offset,
+            id,
+        })
+    }
+
+    /// Up to `max` complete lines after the offset (blank ones skipped) and the offset after
+    /// them; a last line without its newline stays for later.
+    fn read_lines(&mut self, max: usize) -> anyhow::Result<(Lines, u64)> {
+        let mut lines = Vec::new();
+        let mut end = self.offset;
+        let mut buf = Vec::new();
+        while lines.len() < max {
+            buf.clear();
+            let n = self.reader.read_until(b'\n', &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if buf.last() != Some(&b'\n') {
+                // Incomplete: read it again next time, from its start.
+                self.reader.seek(SeekFrom::Start(end))?;
+                break;
+            }
+            end += n as u64;
+            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+            if !line.is_empty() {
+                lines.push(line);
+            }
+        }
+        Ok((lines, end))
+    }
+
+    /// Everything after the offset, newline or not.
+    fn read_rest(&mut self) -> anyhow::Result<(String, u64)> {
+        let mut buf = Vec::new();
+        let n = self.reader.read_to_end(&mut buf)?;
+        let text = String::from_utf8_lossy(&buf).trim().to_string();
+        Ok((text, self.offset + n as u64))
+    }
+}
+
+/// Opens the followed file where the stored position says. When the file at the path is not
+/// the one the position belongs to (it was rotated while nobody was reading), the rotated file
+/// is looked for beside it by its inode and its rest is read first.
+fn open_resuming(path: &Path, known: &pb::PositionResponse) -> anyhow::Result<Followed> {
+    if !known.known {
+        return Followed::open(path, 0);
+    }
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if file_id(&meta) == known.file_id {
+        let offset = if meta.len() < known.offset {
+            0
+        } else {
+            known.offset
+        };
+        return Followed::open(path, offset);
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if let Ok(m) = entry.metadata() {
+            if m.is_file() && file_id(&m) == known.file_id && m.len() >= known.offset {
+                eprintln!(
+                    "{} was rotated; reading the rest of {} first",
+                    path.display(),
+                    entry.path().display()
+                );
+                return Followed::from_file(File::open(entry.path())?, known.offset);
+            }
+        }
+    }
+    eprintln!(
+        "{} was replaced and the file read before is gone; reading the new one from the start",
+        path.display()
+    );
+    Followed::open(path, 0)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FalcoCommand {
+    /// Every Falco node seen (last alert, alert and event rates, drops), and whether the rules
+    /// directory and config file written for Falco are up to date.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the falco.yaml settings that connect Falco to this falco-api's configuration.
+    Setup {
+        /// falco-api's boot config file (as given to `serve --config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// As `serve --falco-http`.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2801")]
+        falco_http: Option<String>,
+    },
+}
+
+pub async fn run(connect: ConnectArgs, command: FalcoCommand) -> anyhow::Result<i32> {
+    match command {
+        FalcoCommand::Status { json } => status(connect, json).await,
+        FalcoCommand::Setup { config, falco_http } => {
+            let config = ServeConfig::resolve(&crate::config::Overrides {
+                config_file: config,
+                falco_http,
+                ..Default::default()
+            })?;
+            print!("{}", setup(&config, &connect));
+            Ok(0)
+        }
+    }
+}
+
+fn time_text(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+async fn status(connect: ConnectArgs, json: bool) -> anyhow::Result<i32> {
+    let mut client = ServiceClient::new(connect.channel().await?);
+    let s = client.status(pb::StatusRequest {}).await?.into_inner();
+    if json {
+        let nodes: Vec<_> = s
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "hostname": n.hostname,
+                    "last_seen": time_text(n.last_seen.as_ref()),
+                    "alerts": n.alerts,
+                    "alert_rate": n.alert_rate,
+                    "event_rate": n.event_rate,
+                    "syscall_drops": n.syscall_drops,
+                    "drop_alerts": n.drop_alerts,
+                    "metrics_time": time_text(n.metrics_time.as_ref()),
+                    "metrics": n.metrics.iter().map(|m| (m.name.clone(), m.value.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                    "origins": n.origins,
+                })
+            })
+            .collect();
+        let sync: Vec<_> = s
+            .sync
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "kind": t.kind, "path": t.path, "written_revision": t.written_revision,
+                    "wanted_revision": t.wanted_revision, "error": t.error,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "nodes": nodes, "sync": sync }));
+        return Ok(0);
+    }
+    if s.nodes.is_empty() {
+        println!("no Falco node has sent alerts (see `falco-api falco setup`)");
+    } else {
+        println!(
+            "{:<24} {:<25} {:>9} {:>9} {:>11} {:>13}",
+            "HOSTNAME", "LAST SEEN", "ALERTS", "ALERTS/S", "EVENTS/S", "SYSCALL DROPS"
+        );
+        for n in &s.nodes {
+            println!(
+                "{:<24} {:<25} {:>9} {:>9.2} {:>11.1} {:>13}",
+                n.hostname,
+                time_text(n.last_seen.as_ref()),
+                n.alerts,
+                n.alert_rate,
+                n.event_rate,
+                n.syscall_drops
+            );
+        }
+    }
+    let mut behind = false;
+    for t in &s.sync {
+        let what = if t.kind == "rules_dir" {
+            "rules dir"
+        } else {
+            "config file"
+        };
+        if t.error.is_empty() && t.written_revision >= t.wanted_revision {
+            println!(
+                "{what} {}: up to date (revision {})",
+                t.path, t.written_revision
+            );
+        } else {
+            behind = true;
+            println!(
+                "{what} {}: behind by revision {} (written: {}): {}",
+                t.path, t.wanted_revision, t.written_revision, t.error
+            );
+        }
+    }
+    Ok(if behind { 1 } else { 0 })
+}
+
+/// The falco.yaml settings for `config`.
+pub fn setup(config: &ServeConfig, connect: &ConnectArgs) -> String {
+    let mut out = String::from(
+        "# falco.yaml settings that connect Falco to falco-api (printed by `falco-api falco setup`).\n\
+         # Put them in falco.yaml, or in a file of its config_files.\n\
+         json_output: true\n\
+         json_include_output_property: true\n\
+         json_include_tags_property: true\n",
+    );
+    let receiver = config.http.iter().find_map(|e| match e.kind {
+        HttpKind::Falco { mtls } => Some((e, mtls)),
+        HttpKind::Webhook => None,
+    });
+    match receiver {
+        Some((e, mtls)) => {
+            let scheme = if e.tls { "https" } else { "http" };
+            let host = if e.addr.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                e.addr.ip().to_string()
+            };
+            let addr =
+                std::net::SocketAddr::new(host.parse().unwrap_or(e.addr.ip()), e.addr.port());
+            out.push_str(&format!(
+                "http_output:\n  enabled: true\n  url: \"{scheme}://{addr}/\"\n  keep_alive: true\n"
+            ));
+            if e.tls {
+                out.push_str("  ca_cert: \"/etc/falco/certs/falco-api-ca.crt\"   # the CA of falco-api's tls.cert\n");
+            }
+            if mtls {
+                out.push_str(
+                    "  mtls: true\n  client_cert: \"/etc/falco/certs/client/client.crt\"   # a certificate with the ingest role\n  client_key: \"/etc/falco/certs/client/client.key\"\n",
+                );
+            }
+        }
+        None => {
+            let server = connect
+                .server
+                .clone()
+                .unwrap_or_else(|| format!("unix://{}", config.listen_socket().display()));
+            out.push_str(&format!(
+                "# falco-api's http_output receiver is off (serve --falco-http, or falco.listen);\n\
+                 # Falco's program output feeds it instead:\n\
+                 program_output:\n  enabled: true\n  keep_alive: true\n  program: \"falco-api send --alerts - --server {server}\"\n"
+            ));
+        }
+    }
+    let mut rules = vec![
+        "/etc/falco/falco_rules.yaml".to_string(),
+        "/etc/falco/falco_rules.local.yaml".to_string(),
+    ];
+    match &config.falco.rules_dir {
+        Some(dir) => rules.push(format!(
+            "{}   # written by falco-api (falco.rules_dir)",
+            dir.display()
+        )),
+        None => rules.push(
+            "/etc/falco/rules.d   # set falco.rules_dir to have falco-api write its rules here"
+                .into(),
+        ),
+    }
+    out.push_str("rules_files:\n");
+    for r in rules {
+        out.push_str(&format!("  - {r}\n"));
+    }
+    let config_dir = config
+        .falco
+        .config_file
+        .as_ref()
+        .and_then(|f| f.parent())
+        .map_or("/etc/falco/config.d".to_string(), |d| {
+            d.display().to_string()
+        });
+    out.push_str(&format!(
+        "config_files:\n  - {config_dir}{}\nwatch_config_files: true\n",
+        if config.falco.config_file.is_some() {
+            "   # holds falco.config_file"
+        } else {
+            ""
+        }
+    ));
+    out.push_str(
+        "# Falco's drop and metrics alerts, for `falco-api falco status` and the drops log:\n\
+         syscall_event_drops:\n  actions: [log, alert]\n\
+         metrics:\n  enabled: true\n  interval: 1m\n  output_rule: true\n",
+    );
+    out
+}

@@ -1,0 +1,415 @@
+//! What falco-api writes for a running Falco to read: the rules in force as `falco-api-*.yaml`
+//! files in a directory Falco loads (`falco.rules_dir`), and the runtime keys that are Falco
+//! settings in a file of Falco's `config_files` (`falco.config_file`). Falco's
+//! `watch_config_files` reloads when they change, so every file is replaced atomically: written
+//! beside its final name, fsynced, renamed over it, and the directory fsynced.
+//!
+//! A write follows every committed change (the commit hook, after the change is durable); a
+//! failure is reported to the caller and to `falco status`, and a retry loop catches up.
+//!
+//! File names keep the load order: Falco loads a directory's files in byte order of name, and
+//! falco-api loads its files in byte order of their stored names; each is written as
+//! `falco-api-NAME+.yaml` — `+` sorts before every character a name may hold, so the order is
+//! kept even where one name is a prefix of another — and the toggles go last, in
+//! `falco-api-~toggles.yaml`. Files falco-api wrote are listed in `falco-rules-dir.json` in the
+//! data directory; it removes only those, never a file it did not write.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::app::{App, Committed};
+use crate::config::FalcoSync;
+use crate::control;
+use crate::nodes::SyncState;
+
+/// How often a directory or file that is behind is tried again.
+const RETRY: Duration = Duration::from_secs(2);
+/// The list of files written into the rules directory, in the data directory.
+const MANIFEST: &str = "falco-rules-dir.json";
+pub const TOGGLES_FILE: &str = "falco-api-~toggles.yaml";
+
+pub const RULES_DIR: &str = "rules_dir";
+pub const CONFIG_FILE: &str = "config_file";
+
+/// The runtime keys that are Falco settings, and their place in falco.yaml.
+const FALCO_KEYS: &[(&str, &[&str])] = &[
+    ("priority", &["priority"]),
+    ("json_output", &["json_output"]),
+    (
+        "json_include_output_property",
+        &["json_include_output_property"],
+    ),
+    (
+        "json_include_tags_property",
+        &["json_include_tags_property"],
+    ),
+    ("time_format_iso_8601", &["time_format_iso_8601"]),
+    ("rule_matching", &["rule_matching"]),
+    ("outputs.rate", &["outputs", "rate"]),
+    ("outputs.max_burst", &["outputs", "max_burst"]),
+];
+
+/// The file a stored rules file is written as.
+pub fn file_name(name: &str) -> String {
+    format!("falco-api-{name}+.yaml")
+}
+
+/// Writes for Falco; one at a time.
+pub struct Syncer {
+    config: FalcoSync,
+    data_dir: PathBuf,
+    lock: Mutex<()>,
+}
+
+/// Starts writing for Falco: once now, after every commit, and again while behind.
+pub fn start(app: &App, config: FalcoSync) {
+    if config.rules_dir.is_none() && config.config_file.is_none() {
+        return;
+    }
+    let syncer = Arc::new(Syncer {
+        config,
+        data_dir: app.data_dir.clone(),
+        lock: Mutex::new(()),
+    });
+    let hook = syncer.clone();
+    app.set_commit_hook(Box::new(move |app, what| hook.committed(app, what)));
+    for problem in syncer.catch_up(app) {
+        tracing::warn!("{problem}");
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = app.shutdown.cancelled() => return,
+            }
+            let behind = app
+                .nodes
+                .sync_states()
+                .iter()
+                .any(|(_, s)| s.written < s.wanted || !s.error.is_empty());
+            if behind {
+                let (syncer, app) = (syncer.clone(), app.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    for problem in syncer.catch_up(&app) {
+                        tracing::debug!("{problem}");
+                    }
+                })
+                .await;
+            }
+        }
+    });
+}
+
+impl Syncer {
+    fn committed(&self, app: &App, what: Committed) -> Vec<String> {
+        let result = match what {
+            Committed::Rules(_) => self.rules(app),
+            Committed::Config(_) => self.config_file(app),
+        };
+        result.err().into_iter().collect()
+    }
+
+    /// Writes whatever is configured; returns what failed.
+    fn catch_up(&self, app: &App) -> Vec<String> {
+        [self.rules(app), self.config_file(app)]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
+    }
+
+    fn rules(&self, app: &App) -> Result<(), String> {
+        let Some(dir) = &self.config.rules_dir else {
+            return Ok(());
+        };
+        let _turn = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = control::rules::falco_view(app).map_err(|e| e.to_string())?;
+        let wanted = view.revision;
+        let written = app
+            .nodes
+            .sync_states()
+            .into_iter()
+            .find(|(k, _)| *k == RULES_DIR)
+            .map_or(0, |(_, s)| s.written);
+        let result = write_rules_dir(dir, &self.data_dir.join(MANIFEST), &view);
+        let (written, error) = match &result {
+            Ok(()) => (wanted, String::new()),
+            Err(e) => (written, e.clone()),
+        };
+        app.nodes.set_sync(
+            RULES_DIR,
+            SyncState {
+                path: dir.display().to_string(),
+                written,
+                wanted,
+                error: error.clone(),
+            },
+        );
+        result.map_err(|e| {
+            format!(
+                "the rules are committed, but Falco's rules directory {} was not written ({e}); \
+                 it is behind by revision {wanted}, and falco-api keeps trying",
+                dir.display()
+            )
+        })
+    }
+
+    fn config_file(&self, app: &App) -> Result<(), String> {
+        let Some(path) = &self.config.config_file else {
+            return Ok(());
+        };
+        let _turn = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (entries, revision) = control::config::get(app, &[], 0).map_err(|e| e.to_string())?;
+        let values: Vec<(String, String)> = entries
+            .into_iter()
+            .filter(|e| e.origin != "default")
+            .map(|e| (e.key, e.value))
+            .collect();
+        let text = falco_config(&values, revision);
+        let result = atomic_write(path, text.as_bytes());
+        let (written, error) = match &result {
+            Ok(()) => (revision, String::new()),
+            Err(e) => (0, e.clone()),
+        };
+        app.nodes.set_sync(
+            CONFIG_FILE,
+            SyncState {
+                path: path.display().to_string(),
+                written,
+                wanted: revision,
+                error,
+            },
+        );
+        result.map_err(|e| {
+            format!(
+                "the configuration is committed, but Falco's config file {} was not written ({e}); \
+                 falco-api keeps trying",
+                path.display()
+            )
+        })
+    }
+}
+
+/// The rules directory's files for `view`: file name → content.
+pub fn rules_files(view: &crate::control::rules::FalcoView) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = view
+        .files
+        .iter()
+        .map(|(name, content)| {
+            let header = format!(
+                "# Written by falco-api: rules file '{name}' at revision {}. Changes made here \
+                 are overwritten; use `falco-api rules put`.\n",
+                view.revision
+            );
+            (file_name(name), header + content)
+        })
+        .collect();
+    if !view.enabled.is_empty() {
+        let mut text = format!(
+            "# Written by falco-api: rules enabled or disabled through its API (revision {}).\n",
+            view.revision
+        );
+        for (rule, enabled) in &view.enabled {
+            let name = serde_json::Value::String(rule.clone()).to_string();
+            text.push_str(&format!(
+                "- rule: {name}\n  enabled: {enabled}\n  override:\n    enabled: replace\n"
+            ));
+        }
+        out.push((TOGGLES_FILE.to_string(), text));
+    }
+    out
+}
+
+/// Writes `view` into `dir`: new and changed files, then removes files an earlier write left
+/// that are no longer wanted (only those listed in `manifest`), then records the new list.
+fn write_rules_dir(
+    dir: &Path,
+    manifest: &Path,
+    view: &crate::control::rules::FalcoView,
+) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let files = rules_files(view);
+    for (name, content) in &files {
+        let path = dir.join(name);
+        if std::fs::read(&path).ok().as_deref() == Some(content.as_bytes()) {
+            continue;
+        }
+        atomic_write(&path, content.as_bytes())?;
+    }
+    let wanted: BTreeSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let before = read_manifest(manifest, dir);
+    let mut removed = false;
+    for old in before.iter().filter(|n| !wanted.contains(n.as_str())) {
+        match std::fs::remove_file(dir.join(old)) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", dir.join(old).display())),
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    let list = serde_json::json!({ "dir": dir, "files": wanted });
+    atomic_write(manifest, list.to_string().as_bytes())
+}
+
+/// The files an earlier write put into `dir` (none when the manifest names another directory).
+fn read_manifest(manifest: &Path, dir: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return Vec::new();
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    if value["dir"].as_str() != Some(&dir.display().to_string()) {
+        return Vec::new();
+    }
+    value["files"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                // Only names this module writes, whatever the manifest says.
+                .filter(|n| n.starts_with("falco-api-") && !n.contains('/'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Falco's config file for the runtime keys in `values` that are Falco settings.
+pub fn falco_config(values: &[(String, String)], revision: u64) -> String {
+    let mut top = serde_json::Map::new();
+    for (key, path) in FALCO_KEYS {
+        let Some((_, value)) = values.iter().find(|(k, _)| k == key) else {
+            continue;
+        };
+        let v = yaml_value(value);
+        match path {
+            [one] => {
+                top.insert(one.to_string(), v);
+            }
+            [section, name] => {
+                let entry = top
+                    .entry(section.to_string())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if let Some(map) = entry.as_object_mut() {
+                    map.insert(name.to_string(), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut text = format!(
+        "# Written by falco-api at configuration revision {revision}: the settings set through \
+         its boot file or API that are Falco settings. Changes made here are overwritten; use \
+         `falco-api config set`.\n"
+    );
+    for (key, value) in &top {
+        match value {
+            serde_json::Value::Object(map) => {
+                text.push_str(&format!("{key}:\n"));
+                for (k, v) in map {
+                    text.push_str(&format!("  {k}: {v}\n"));
+                }
+            }
+            v => text.push_str(&format!("{key}: {v}\n")),
+        }
+    }
+    if top.is_empty() {
+        text.push_str("{}\n");
+    }
+    text
+}
+
+/// Booleans and numbers as themselves, anything else as a quoted string (JSON scalars are YAML).
+fn yaml_value(value: &str) -> serde_json::Value {
+    if let Ok(b) = value.parse::<bool>() {
+        return serde_json::Value::Bool(b);
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return n.into();
+    }
+    if let Some(n) = value
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+    {
+        return serde_json::Value::Number(n);
+    }
+    serde_json::Value::String(value.to_string())
+}
+
+/// Replaces `path` with `content` so a reader sees the old file or the new one, never a part:
+/// a temporary file in the same directory (named so Falco does not load it), fsync, rename,
+/// fsync of the directory.
+pub fn atomic_write(path: &Path, content: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", path.display()))?;
+    let tmp = dir.join(format!(".{}.falco-api-tmp", name.to_string_lossy()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot fsync {}: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_keep_the_load_order() {
+        let mut names = ["a", "a-b", "a.yaml", "b", "B", "a_1", "a0"];
+        names.sort();
+        let mut written: Vec<String> = names.iter().map(|n| file_name(n)).collect();
+        written.push(TOGGLES_FILE.into());
+        let mut sorted = written.clone();
+        sorted.sort();
+        assert_eq!(written, sorted);
+    }
+
+    #[test]
+    fn the_config_file_holds_only_falco_settings() {
+        let text = falco_config(
+            &[
+                ("priority".into(), "warning".into()),
+                ("outputs.rate".into(), "0.5".into()),
+                ("outputs.max_burst".into(), "10".into()),
+                ("json_output".into(), "true".into()),
+                ("ingest.queue_size".into(), "9".into()),
+            ],
+            7,
+        );
+        assert!(text.contains("revision 7"));
+        assert!(text.contains("priority: \"warning\"\n"), "{text}");
+        assert!(text.contains("json_output: true\n"));
+        assert!(
+            text.contains("outputs:\n  rate: 0.5\n  max_burst: 10\n"),
+            "{text}"
+        );
+        assert!(!text.contains("queue_size"));
+    }
+}

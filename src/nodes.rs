@@ -1,0 +1,196 @@
+//! What falco-api knows about the Falco nodes that send it alerts (through the http_output
+//! receiver or `send --alerts`): when each was last heard from, its alert rate, the system calls
+//! it reported dropping, and its latest metrics snapshot; and whether the rules directory and
+//! config file falco-api writes for Falco are up to date. Kept in memory and rebuilt from the
+//! outputs log at start ([`Nodes::observe`] on every retained alert).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use crate::event::{Origin, OutputEvent};
+
+/// Falco's rule for its own dropped system calls.
+pub const SYSCALL_DROP_RULE: &str = "Falco internal: syscall event drop";
+/// Falco's rule for its periodic metrics (`metrics.output_rule: true`).
+pub const METRICS_RULE: &str = "Falco internal: metrics snapshot";
+/// Nodes remembered at most; past it, the node heard from longest ago is forgotten.
+const MAX_NODES: usize = 10_000;
+/// The alert rate is counted over windows of this many seconds.
+const RATE_WINDOW_NS: i64 = 60_000_000_000;
+
+/// One Falco node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Node {
+    pub hostname: String,
+    /// The newest alert's time, as Falco stamped it (ns since the epoch).
+    pub last_seen_ns: i64,
+    pub alerts: u64,
+    /// Alerts per second in the last complete minute.
+    pub alert_rate: f64,
+    pub syscall_drops: u64,
+    pub drop_alerts: u64,
+    pub metrics_time_ns: i64,
+    /// The latest metrics snapshot's fields.
+    pub metrics: Vec<(String, String)>,
+    pub origins: Vec<&'static str>,
+    window_start_ns: i64,
+    window_count: u64,
+}
+
+impl Node {
+    /// Falco's event rate from its latest metrics snapshot.
+    pub fn event_rate(&self) -> f64 {
+        self.metric("falco.evts_rate_sec")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn metric(&self, name: &str) -> Option<&str> {
+        self.metrics
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Whether a file or directory falco-api writes for Falco holds the newest revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub path: String,
+    pub written: u64,
+    pub wanted: u64,
+    /// Why the last write failed; empty when it succeeded.
+    pub error: String,
+}
+
+#[derive(Default)]
+pub struct Nodes {
+    nodes: Mutex<BTreeMap<String, Node>>,
+    /// `rules_dir` and `config_file`, when configured.
+    sync: Mutex<BTreeMap<&'static str, SyncState>>,
+}
+
+impl Nodes {
+    /// Counts an alert stored from a Falco node; alerts falco-api produced itself are ignored.
+    pub fn observe(&self, ev: &OutputEvent) {
+        if matches!(ev.origin, Origin::Engine | Origin::Internal) {
+            return;
+        }
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !nodes.contains_key(&ev.hostname) && nodes.len() >= MAX_NODES {
+            let oldest = nodes
+                .values()
+                .min_by_key(|n| n.last_seen_ns)
+                .map(|n| n.hostname.clone());
+            if let Some(h) = oldest {
+                nodes.remove(&h);
+            }
+        }
+        let node = nodes.entry(ev.hostname.clone()).or_insert_with(|| Node {
+            hostname: ev.hostname.clone(),
+            window_start_ns: ev.time_ns,
+            ..Node::default()
+        });
+        node.alerts += 1;
+        node.last_seen_ns = node.last_seen_ns.max(ev.time_ns);
+        if !node.origins.contains(&ev.origin.name()) {
+            node.origins.push(ev.origin.name());
+        }
+        if ev.time_ns >= node.window_start_ns + RATE_WINDOW_NS {
+            let elapsed = ev.time_ns - node.window_start_ns;
+            // A window with nothing after it means the rate has since fallen to nothing.
+            node.alert_rate = if elapsed < 2 * RATE_WINDOW_NS {
+                node.window_count as f64 / (elapsed as f64 / 1e9)
+            } else {
+                0.0
+            };
+            node.window_start_ns = ev.time_ns;
+            node.window_count = 0;
+        }
+        node.window_count += 1;
+        if ev.source == "internal" && ev.rule == SYSCALL_DROP_RULE {
+            node.drop_alerts += 1;
+            node.syscall_drops += field(ev, "n_drops").unwrap_or(0);
+        }
+        if ev.rule == METRICS_RULE && ev.time_ns >= node.metrics_time_ns {
+            node.metrics_time_ns = ev.time_ns;
+            node.metrics = ev.output_fields.clone();
+        }
+    }
+
+    /// Every node, by hostname.
+    pub fn list(&self) -> Vec<Node> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn set_sync(&self, kind: &'static str, state: SyncState) {
+        self.sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind, state);
+    }
+
+    pub fn sync_states(&self) -> Vec<(&'static str, SyncState)> {
+        self.sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+}
+
+fn field(ev: &OutputEvent, name: &str) -> Option<u64> {
+    ev.output_fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Priority;
+
+    fn alert(host: &str, t: i64, rule: &str) -> OutputEvent {
+        OutputEvent::new(t, Priority::Debug, rule, "x", "internal")
+            .with_hostname(host)
+            .with_origin(Origin::FalcoHttp)
+    }
+
+    #[test]
+    fn nodes_count_alerts_drops_and_keep_the_latest_metrics() {
+        let nodes = Nodes::default();
+        let s = 1_000_000_000;
+        for i in 0..120 {
+            nodes.observe(&alert("a", i * s / 2, "r"));
+        }
+        nodes.observe(&alert("a", 60 * s, SYSCALL_DROP_RULE).with_fields([("n_drops", "7")]));
+        nodes.observe(
+            &alert("a", 71 * s, METRICS_RULE).with_fields([("falco.evts_rate_sec", "12.5")]),
+        );
+        nodes.observe(&alert("a", 5 * s, METRICS_RULE).with_fields([("falco.evts_rate_sec", "1")]));
+        nodes.observe(
+            &OutputEvent::new(0, Priority::Debug, "r", "x", "syscall").with_hostname("engine"),
+        );
+        let list = nodes.list();
+        assert_eq!(list.len(), 1, "the engine's own alerts are no node");
+        let a = &list[0];
+        assert_eq!(a.alerts, 123);
+        assert_eq!(a.syscall_drops, 7);
+        assert_eq!(a.drop_alerts, 1);
+        assert_eq!(
+            a.event_rate(),
+            12.5,
+            "an older snapshot does not replace a newer one"
+        );
+        assert_eq!(a.last_seen_ns, 71 * s);
+        assert!((a.alert_rate - 2.0).abs() < 0.1, "{}", a.alert_rate);
+        assert_eq!(a.origins, vec!["falco-http"]);
+    }
+}
