@@ -85,7 +85,13 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         );
     }
     print_rules(&app, &config, imported)?;
-    crate::falco::sync::start(&app, config.falco.clone());
+    crate::falco::sync::start(
+        &app,
+        crate::falco::sync::Targets {
+            rules_dir: config.falco.rules_dir.clone(),
+            config_file: config.falco.config_file.clone(),
+        },
+    );
     print_falco(&app);
     serve_http(&app, &config, http)?;
     let rebuild = app.clone();

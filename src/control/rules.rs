@@ -245,6 +245,15 @@ fn commit(
     Ok((revision, warnings))
 }
 
+/// The warnings about Falco's rules directory (a delete, toggle or rollback reports only those,
+/// not the compiler's warnings about files it did not change).
+fn falco_only(warnings: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    warnings
+        .into_iter()
+        .filter(|w| w.file == "falco.rules_dir")
+        .collect()
+}
+
 /// Whether a change that compiled against revision `before` must be compiled again: when any
 /// rules change landed since (config changes do not change the rule set), or, under a global
 /// compare-and-swap, when anything did.
@@ -347,7 +356,7 @@ pub fn delete(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     retrying(app, || delete_once(app, name, expected, comment, author))
 }
 
@@ -357,7 +366,7 @@ fn delete_once(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     valid_name(name)?;
     let v = app.store.versioned();
     let guard = v.lock();
@@ -387,7 +396,7 @@ fn delete_once(
         },
         vec![change],
     )
-    .map(|(r, _)| r)
+    .map(|(r, w)| (r, falco_only(w)))
 }
 
 /// A file's content and the revision that set it, now or as of `revision` (0: now).
@@ -448,7 +457,7 @@ pub fn rollback(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     retrying(app, || {
         rollback_once(app, revision, name, expected, comment, author)
     })
@@ -461,7 +470,7 @@ fn rollback_once(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     let v = app.store.versioned();
     let guard = v.lock();
     check_global(app, expected)?;
@@ -542,7 +551,7 @@ fn rollback_once(
         },
         changes,
     )
-    .map(|(r, _)| r)
+    .map(|(r, w)| (r, falco_only(w)))
 }
 
 /// A dry run: `files` added to (or replacing) the current set.
@@ -570,7 +579,7 @@ pub fn toggle(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     retrying(app, || {
         toggle_once(app, rules, tags, enabled, expected, comment, author)
     })
@@ -584,7 +593,7 @@ fn toggle_once(
     expected: Option<u64>,
     comment: &str,
     author: &str,
-) -> Result<u64, ControlError> {
+) -> Result<(u64, Vec<Diagnostic>), ControlError> {
     if rules.is_empty() && tags.is_empty() {
         return Err(ControlError::InvalidArgument(
             "name at least one rule or tag".into(),
@@ -641,7 +650,7 @@ fn toggle_once(
         },
         changes,
     )
-    .map(|(r, _)| r)
+    .map(|(r, w)| (r, falco_only(w)))
 }
 
 /// Boot import of `--rules` files: on an empty store always; otherwise only when `force`.

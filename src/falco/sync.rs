@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::app::{App, Committed};
-use crate::config::FalcoSync;
 use crate::control;
 use crate::nodes::SyncState;
 
@@ -57,15 +56,22 @@ pub fn file_name(name: &str) -> String {
     format!("falco-api-{name}+.yaml")
 }
 
+/// Where to write for Falco (`falco.rules_dir`, `falco.config_file`).
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    pub rules_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+}
+
 /// Writes for Falco; one at a time.
 pub struct Syncer {
-    config: FalcoSync,
+    config: Targets,
     data_dir: PathBuf,
     lock: Mutex<()>,
 }
 
 /// Starts writing for Falco: once now, after every commit, and again while behind.
-pub fn start(app: &App, config: FalcoSync) {
+pub fn start(app: &App, config: Targets) {
     if config.rules_dir.is_none() && config.config_file.is_none() {
         return;
     }

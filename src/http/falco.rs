@@ -43,7 +43,11 @@ async fn receive(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    let hostname = caller.name();
+    // Text lines name no host: the poster's certificate name, else its address, stands in.
+    let hostname = match &caller.identity {
+        Some(id) => id.name.clone(),
+        None => caller.addr.ip().to_string(),
+    };
     let alert = match crate::falco::parse(&body, Origin::FalcoHttp, &hostname) {
         Ok(a) => a,
         Err(reason) => return json(StatusCode::BAD_REQUEST, json!({ "error": reason })),

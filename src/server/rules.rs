@@ -118,7 +118,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = blocking(move || {
+        let (revision, warnings) = blocking(move || {
             ctl::delete(
                 &app,
                 &req.name,
@@ -130,7 +130,7 @@ impl Service for RulesService {
         .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
-            warnings: Vec::new(),
+            warnings: warnings.iter().map(diagnostic).collect(),
         }))
     }
 
@@ -155,7 +155,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = blocking(move || {
+        let (revision, warnings) = blocking(move || {
             ctl::rollback(
                 &app,
                 req.revision,
@@ -168,7 +168,7 @@ impl Service for RulesService {
         .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
-            warnings: Vec::new(),
+            warnings: warnings.iter().map(diagnostic).collect(),
         }))
     }
 
@@ -230,7 +230,7 @@ impl Service for RulesService {
         let author = client_identity(&request);
         let req = request.into_inner();
         let app = self.app.clone();
-        let revision = blocking(move || {
+        let (revision, warnings) = blocking(move || {
             ctl::toggle(
                 &app,
                 &req.rules,
@@ -244,7 +244,7 @@ impl Service for RulesService {
         .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision,
-            warnings: Vec::new(),
+            warnings: warnings.iter().map(diagnostic).collect(),
         }))
     }
 }

@@ -244,3 +244,18 @@ pub fn spawn_http(
     };
     tokio::spawn(falco_api::http::serve(app.clone(), listener, router, opts));
 }
+
+/// Every retained drop record.
+pub async fn get_all_drops(server: &TestServer) -> Vec<falco_api::proto::drops::Response> {
+    let mut client = server.drops().await;
+    let req = falco_api::proto::drops::Request {
+        after_seq: Some(0),
+        ..Default::default()
+    };
+    let mut stream = client.get(req).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        out.push(r);
+    }
+    out
+}

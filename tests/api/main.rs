@@ -6,6 +6,7 @@ mod conformance;
 mod control;
 mod engine_cases;
 mod engine_props;
+mod falco;
 mod fuzz;
 mod hardening;
 mod http;
