@@ -173,6 +173,7 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
                 comment,
             };
             let r = c.delete(req).await?.into_inner();
+            print_warnings(&r.warnings);
             println!("{name} deleted: revision {}", r.revision);
         }
         RulesCommand::History {
@@ -201,6 +202,7 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
                 comment,
             };
             let r = c.rollback(req).await?.into_inner();
+            print_warnings(&r.warnings);
             println!(
                 "rolled back to revision {revision}: now revision {}",
                 r.revision
@@ -360,6 +362,7 @@ async fn toggle(
         comment: a.comment,
     };
     let r = c.toggle(req).await?.into_inner();
+    print_warnings(&r.warnings);
     println!(
         "{}: revision {}",
         if enabled { "enabled" } else { "disabled" },
@@ -422,7 +425,7 @@ type Configs = ConfigsClient<tonic::transport::Channel>;
 
 pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Result<i32> {
     let mut c = ConfigsClient::new(connect.channel().await?);
-    let revision = match command {
+    let changed = match command {
         ConfigCommand::Get { keys, revision } => return config_get(&mut c, keys, revision).await,
         ConfigCommand::Set {
             values,
@@ -435,7 +438,7 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
                 expected_revision: expect,
                 comment,
             };
-            c.set(req).await?.into_inner().revision
+            c.set(req).await?.into_inner()
         }
         ConfigCommand::Unset {
             keys,
@@ -447,7 +450,7 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
                 expected_revision: expect,
                 comment,
             };
-            c.unset(req).await?.into_inner().revision
+            c.unset(req).await?.into_inner()
         }
         ConfigCommand::History { key, limit, before } => {
             let req = cpb::HistoryRequest {
@@ -467,12 +470,21 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
                 expected_revision: expect,
                 comment,
             };
-            let now = c.rollback(req).await?.into_inner().revision;
-            println!("rolled back to revision {revision}: now revision {now}");
+            let r = c.rollback(req).await?.into_inner();
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "rolled back to revision {revision}: now revision {}",
+                r.revision
+            );
             return Ok(0);
         }
     };
-    println!("revision {revision}");
+    for w in &changed.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("revision {}", changed.revision);
     Ok(0)
 }
 
