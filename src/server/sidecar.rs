@@ -11,6 +11,18 @@ use crate::proto::sidecar::{self as pb, service_server::Service};
 
 /// Lines in one request at most.
 const MAX_LINES: usize = 100_000;
+/// A followed file's name is stored with its position; at most this long.
+const MAX_FOLLOW_NAME: usize = 4096;
+
+fn check_follow_name(name: &str) -> Result<(), Status> {
+    if name.len() > MAX_FOLLOW_NAME {
+        return Err(Status::invalid_argument(format!(
+            "follow name of {} bytes; at most {MAX_FOLLOW_NAME}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
 
 pub struct SidecarService {
     app: App,
@@ -41,6 +53,7 @@ async fn store(
             req.lines.len()
         )));
     }
+    check_follow_name(&req.follow)?;
     let origin = match req.origin.as_str() {
         "" | "falco-file" => Origin::FalcoFile,
         "falco-program" => Origin::FalcoProgram,

@@ -647,3 +647,61 @@ fn falco_setup_prints_what_connects_falco() {
     // The snippet is YAML.
     let _: serde_json::Value = serde_saphyr::from_str(&http).unwrap();
 }
+
+#[tokio::test]
+async fn the_sidecar_service_refuses_bad_requests_precisely() {
+    let server = TestServer::start(1000).await;
+    let sidecar = SidecarClient::new(server.channel().await);
+    let send = |req: pb::AlertsRequest| {
+        let mut sidecar = sidecar.clone();
+        async move {
+            let mut replies = sidecar
+                .alerts(tokio_stream::iter(vec![req]))
+                .await
+                .unwrap()
+                .into_inner();
+            replies.message().await
+        }
+    };
+    let status = send(pb::AlertsRequest {
+        lines: vec![sample_alert(0, 0)],
+        origin: "engine".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("falco-file or falco-program"),
+        "{status:?}"
+    );
+    let status = send(pb::AlertsRequest {
+        lines: vec![sample_alert(0, 0)],
+        follow: "x".repeat(5000),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = sidecar
+        .clone()
+        .position(pb::PositionRequest {
+            follow: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(server.app.outputs.head(), 0, "nothing was stored");
+    // A good request with one bad line stores the rest and names the bad one.
+    let reply = send(pb::AlertsRequest {
+        lines: vec![sample_alert(0, 1), "nonsense".into(), sample_alert(0, 2)],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((reply.first_seq, reply.stored), (1, 2));
+    assert_eq!(reply.rejected.len(), 1);
+    assert_eq!(reply.rejected[0].index, 1);
+    server.stop().await;
+}
