@@ -126,18 +126,26 @@ fn legacy_error(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// Opens a sled database. sled takes an exclusive file lock, and its flusher thread can hold it
+/// for a moment after the last handle is dropped, so a lock is waited for up to 2 s before it
+/// is reported as another process's.
 fn open_sled(path: &Path, dir: &Path) -> Result<sled::Db> {
-    match sled::Config::new()
-        .path(path)
-        .cache_capacity(8 << 20)
-        .open()
-    {
-        Ok(db) => Ok(db),
-        // sled takes an exclusive file lock and reports a second opener with this message.
-        Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-            Err(StoreError::Locked(dir.to_path_buf()))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(8 << 20)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(legacy_error(e)),
         }
-        Err(e) => Err(legacy_error(e)),
     }
 }
 
