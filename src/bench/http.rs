@@ -172,7 +172,7 @@ async fn paced(
 }
 
 pub async fn http_bench(args: HttpBenchArgs) -> anyhow::Result<i32> {
-    let dir = tempfile_dir("http")?;
+    let dir = super::scratch_dir("http")?;
     let opts = StoreOptions {
         outputs_capacity: (args.alerts * 2).max(100_000),
         cache_bytes: 256 << 20,
@@ -262,18 +262,4 @@ pub async fn http_bench(args: HttpBenchArgs) -> anyhow::Result<i32> {
         rate / base_rate
     );
     Ok(0)
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir(name: &str) -> anyhow::Result<TempDir> {
-    let dir = std::env::temp_dir().join(format!("falco-api-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(TempDir(dir))
 }

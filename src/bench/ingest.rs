@@ -267,9 +267,8 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
     let payloads = Arc::new(payloads);
     let set = RuleSet::load(&rules, &LoadOptions::default())
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
-    let dir = std::env::temp_dir().join(format!("falco-api-ingest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let _cleanup = scopeguard(dir.clone());
+    let scratch = super::scratch_dir("ingest")?;
+    let dir = scratch.0.clone();
     let opts = StoreOptions {
         outputs_capacity: args.events.max(1000) * 2,
         cache_bytes: 256 << 20,
@@ -361,16 +360,4 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
         rate / base_rate
     );
     Ok(0)
-}
-
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scopeguard(dir: PathBuf) -> Cleanup {
-    Cleanup(dir)
 }

@@ -443,3 +443,19 @@ pub async fn control_bench(args: ControlBenchArgs) -> anyhow::Result<i32> {
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
     Ok(0)
 }
+
+/// A directory under the system's temporary directory, removed when dropped.
+pub(crate) struct ScratchDir(pub(crate) std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh scratch directory for one benchmark run.
+pub(crate) fn scratch_dir(name: &str) -> anyhow::Result<ScratchDir> {
+    let dir = std::env::temp_dir().join(format!("falco-api-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(ScratchDir(dir))
+}

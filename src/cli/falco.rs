@@ -74,10 +74,11 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
             }
         }
     });
-    let (tx, rx) = mpsc::channel(4);
+    // Each request's byte count goes to the progress bar when its reply comes back.
+    let (req_tx, req_rx) = mpsc::channel(4);
+    let (bytes_tx, mut bytes_rx) = mpsc::unbounded_channel();
     let batch = opts.batch.max(1);
     let sender = tokio::spawn(async move {
-        let mut sent = 0u64;
         while let Some(first) = lines_rx.recv().await {
             let mut lines = vec![first];
             while lines.len() < batch {
@@ -95,23 +96,11 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
             if lines.is_empty() {
                 continue;
             }
-            sent += 1;
             let req = pb::AlertsRequest {
                 lines,
                 origin: origin.into(),
                 ..Default::default()
             };
-            if tx.send((req, bytes)).await.is_err() {
-                break;
-            }
-        }
-        sent
-    });
-    let (req_tx, req_rx) = mpsc::channel(4);
-    let (bytes_tx, mut bytes_rx) = mpsc::unbounded_channel();
-    let mut tx_rx = rx;
-    tokio::spawn(async move {
-        while let Some((req, bytes)) = tx_rx.recv().await {
             let _ = bytes_tx.send(bytes);
             if req_tx.send(req).await.is_err() {
                 break;

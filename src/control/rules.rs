@@ -83,6 +83,16 @@ pub fn build(
         error: e.error,
         warnings: e.warnings,
     })?;
+    let (by_rule, by_tag) = split_toggles(toggles);
+    set.apply_toggles(&by_tag, &by_rule);
+    set.revision = revision;
+    Ok(set)
+}
+
+/// Toggles (`rule:`/`tag:` targets) as rule name → enabled and tag → enabled.
+fn split_toggles(
+    toggles: &BTreeMap<String, Current>,
+) -> (HashMap<String, bool>, HashMap<String, bool>) {
     let (mut by_rule, mut by_tag) = (HashMap::new(), HashMap::new());
     for (target, c) in toggles {
         let enabled = target::is_enabled(&c.value);
@@ -102,9 +112,7 @@ pub fn build(
             _ => {}
         }
     }
-    set.apply_toggles(&by_tag, &by_rule);
-    set.revision = revision;
-    Ok(set)
+    (by_rule, by_tag)
 }
 
 fn contents(files: &BTreeMap<String, Current>) -> BTreeMap<String, String> {
@@ -139,23 +147,11 @@ pub struct FalcoView {
 pub fn falco_view(app: &App) -> Result<FalcoView, ControlError> {
     let set = app.pipeline.rules();
     let state = state_now(app)?;
-    let (mut rules, mut tags) = (Vec::new(), Vec::new());
-    for target in state.toggles.keys() {
-        match target.parse::<Target>() {
-            Ok(Target {
-                kind: Kind::Rule,
-                name,
-            }) => rules.push(name),
-            Ok(Target {
-                kind: Kind::Tag,
-                name,
-            }) => tags.push(name),
-            _ => {}
-        }
-    }
+    let (rules, tags) = split_toggles(&state.toggles);
     let mut enabled: Vec<(String, bool)> = Vec::new();
     for info in set.infos() {
-        let toggled = rules.contains(&info.name) || info.tags.iter().any(|t| tags.contains(t));
+        let toggled =
+            rules.contains_key(&info.name) || info.tags.iter().any(|t| tags.contains_key(t));
         if toggled && !enabled.iter().any(|(n, _)| *n == info.name) {
             enabled.push((info.name.clone(), info.enabled));
         }

@@ -15,7 +15,7 @@ use falco_api::proto::sidecar::{self as pb, service_client::ServiceClient as Sid
 use tokio_stream::StreamExt;
 
 use crate::common::{spawn_http, TestServer};
-use crate::process::{cli_output, sigterm, spawn_serve, wait_exit, EXE};
+use crate::process::{cli_output, serve_args, sigterm, spawn_serve, wait_exit, EXE};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -270,14 +270,7 @@ fn every_alert_answered_200_survives_kill_9() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let sock = home.path().join("s.sock");
-    let args = [
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        sock.to_str().unwrap(),
-        "--falco-http",
-        "127.0.0.1:0",
-    ];
+    let args = serve_args(&data, &sock, &["--falco-http", "127.0.0.1:0"]);
     let mut running = spawn_serve(home.path(), &args);
     let addr = receiver_addr(&running.lines);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -390,12 +383,7 @@ fn send_alerts_follows_a_file_through_restarts_and_rotation() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let sock = home.path().join("s.sock");
-    let args = [
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        sock.to_str().unwrap(),
-    ];
+    let args = serve_args(&data, &sock, &[]);
     let mut running = spawn_serve(home.path(), &args);
     let file = home.path().join("falco-events.json");
     append(&file, &(line(0) + &line(1) + &line(2)));

@@ -18,6 +18,18 @@ pub(crate) fn cli_output(sock: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `serve`'s arguments for a data directory and a socket, then `extra`.
+pub(crate) fn serve_args<'a>(data: &'a Path, sock: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        sock.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) lines: Vec<String>,
@@ -208,12 +220,7 @@ fn a_restart_on_the_same_data_directory_serves_again() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let sock = home.path().join("s.sock");
-    let args = [
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        sock.to_str().unwrap(),
-    ];
+    let args = serve_args(&data, &sock, &[]);
     let mut running = spawn_serve(home.path(), &args);
     // Nothing is in the log yet; a consumer that drains it records its position.
     let drain = Command::new(EXE)
