@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "falco/rules.proto",
     "falco/configs.proto",
     "falco/sidecar.proto",
+    "falco/metrics.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

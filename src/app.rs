@@ -11,6 +11,7 @@ use crate::event::{stage, DropRecord, OutputEvent, Priority};
 use crate::feed::{Feed, FeedError};
 use crate::pipeline::{Pipeline, Settings};
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::telemetry::Telemetry;
 use crate::throttle::{DropAlertSettings, TokenBucket};
 
 /// Everything the running server derives from the effective configuration.
@@ -57,7 +58,15 @@ pub struct App {
     pub nodes: Arc<crate::nodes::Nodes>,
     /// Called after every committed change (see [`App::committed`]).
     after_commit: Arc<OnceLock<CommitHook>>,
+    /// Counters and histograms, and `falco_events`.
+    pub telemetry: Arc<Telemetry>,
+    /// The outputs log's head when opened: alerts up to it were stored before this process and
+    /// are counted by [`App::rebuild_counts`], later ones as they are stored.
+    opened_at: u64,
 }
+
+/// Where `falco_events` counts are saved.
+const SAVED_EVENTS: &str = "falco_events";
 
 /// What was committed: a rules change or a configuration change, at a revision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,20 +94,39 @@ impl App {
     /// Opens the store in `data_dir` (creating the directory) and starts the log writers and the
     /// pipeline workers.
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<App, StoreError> {
-        Self::open_with(data_dir, opts, Settings::default())
+        Self::open_with(data_dir, opts, Settings::default(), Telemetry::default())
     }
 
     pub fn open_with(
         data_dir: &Path,
         opts: &StoreOptions,
         settings: Settings,
+        telemetry: Telemetry,
     ) -> Result<App, StoreError> {
         let store = Arc::new(Store::open(data_dir, opts)?);
-        let outputs = Feed::start("outputs", store.clone(), Store::outputs);
-        let drops = Feed::start("drops", store.clone(), Store::drops);
+        let telemetry = Arc::new(telemetry);
+        let t = telemetry.clone();
+        let outputs = Feed::start_observed(
+            "outputs",
+            store.clone(),
+            Store::outputs,
+            Some(Box::new(move |alerts, last, took| {
+                t.outputs_committed(alerts, last, took)
+            })),
+        );
+        let t = telemetry.clone();
+        let drops = Feed::start_observed(
+            "drops",
+            store.clone(),
+            Store::drops,
+            Some(Box::new(move |drops, _, took| {
+                t.drops_committed(drops, took)
+            })),
+        );
+        let opened_at = outputs.head();
         let hostname = hostname();
         let alerts = settings.drop_alerts;
-        let pipeline = Pipeline::start(settings, hostname.clone());
+        let pipeline = Pipeline::start(settings, hostname.clone(), telemetry.eval_seconds.clone());
         Ok(App {
             store,
             outputs,
@@ -117,7 +145,66 @@ impl App {
             rules_writer: Arc::default(),
             nodes: Arc::default(),
             after_commit: Arc::default(),
+            telemetry,
+            opened_at,
         })
+    }
+
+    /// Counts the alerts stored before this process into `falco_events` (from the saved counts
+    /// and the alerts after them) and into [`App::nodes`]; then `falco_events` is ready. Blocks
+    /// (reads the log): run it off the async runtime.
+    pub fn rebuild_counts(&self) {
+        let events = &self.telemetry.events;
+        let ring = self.store.outputs();
+        let saved = match self.store.saved(SAVED_EVENTS) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the saved falco_events counts; counting the log");
+                None
+            }
+        };
+        // Saved counts past the head (a log restored from an older copy) cannot be used.
+        let counted_to = match saved {
+            Some(bytes) => match crate::telemetry::saved_upto(&bytes) {
+                Some(upto) if upto <= self.opened_at => events.restore(&bytes).unwrap_or(0),
+                _ => 0,
+            },
+            None => 0,
+        };
+        let mut after = 0;
+        loop {
+            let batch = match ring.read(after, self.opened_at, 4096) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outputs log to rebuild its counts");
+                    break;
+                }
+            };
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            after = *last;
+            let fresh: Vec<OutputEvent> = batch
+                .into_iter()
+                .map(|(seq, ev)| {
+                    self.nodes.observe(&ev);
+                    (seq, ev)
+                })
+                .filter(|(seq, _)| *seq > counted_to)
+                .map(|(_, ev)| ev)
+                .collect();
+            events.count(&fresh);
+        }
+        events.set_ready();
+    }
+
+    /// Saves the `falco_events` counts when they changed (blocks; off the runtime).
+    pub fn save_counts(&self) {
+        if let Some(bytes) = self.telemetry.events.save() {
+            if let Err(e) = self.store.save(SAVED_EVENTS, &bytes) {
+                tracing::warn!(error = %e, "cannot save the falco_events counts");
+            }
+        }
     }
 
     /// Sets what runs after every committed change (once; later calls are ignored).
@@ -147,6 +234,8 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || pipeline.close()).await;
         self.outputs.close().await;
         self.drops.close().await;
+        let app = self.clone();
+        let _ = tokio::task::spawn_blocking(move || app.save_counts()).await;
         self.store.flush()
     }
 

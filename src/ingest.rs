@@ -99,6 +99,7 @@ impl Ingest {
     }
 
     fn refuse(&self, at: &'static str, source: &str, client: &str, n: u64, why: String) -> Queued {
+        self.app.telemetry.inputs(source, "dropped", n);
         self.app
             .record_drop(DropRecord::now(at, source, client, n, n, why));
         Queued::Dropped {
@@ -117,6 +118,10 @@ impl Ingest {
             events,
         } = ticket;
         let mut result = results.await.map_err(|_| IngestError::Closed)?;
+        let rejected = result.rejected.len() as u64;
+        let telemetry = &self.app.telemetry;
+        telemetry.inputs(&source, "accepted", events.saturating_sub(rejected));
+        telemetry.inputs(&source, "rejected", rejected);
         let record = |at: &'static str, count: u64, why: &str| {
             if count > 0 {
                 self.app.record_drop(DropRecord::now(

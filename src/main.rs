@@ -80,6 +80,9 @@ enum BenchCommand {
     /// Falco's http_output: alerts/s posted by keep-alive clients until durable, latency at a
     /// fixed rate, against a bare endpoint.
     Http(falco_api::bench::http::HttpBenchArgs),
+    /// What metrics cost ingest (on vs off, interleaved) and how long a scrape of 10,000
+    /// falco_events series takes.
+    Metrics(falco_api::bench::metrics::MetricsBenchArgs),
     /// Crash soak: kill -9 the server at random moments under load, restart it, and check that
     /// nothing acknowledged was lost.
     Crash(falco_api::bench::crash::CrashBenchArgs),
@@ -153,6 +156,10 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Http(args)) => {
                 let _ = init_tracing("warn");
                 falco_api::bench::http::http_bench(args).await
+            }
+            Command::Bench(BenchCommand::Metrics(args)) => {
+                let _ = init_tracing("warn");
+                falco_api::bench::metrics::metrics_bench(args).await
             }
             Command::Bench(BenchCommand::Ingest(args)) => {
                 let _ = init_tracing("warn");

@@ -28,9 +28,12 @@ pub mod falco {
     pub mod sidecar {
         tonic::include_proto!("falco.sidecar");
     }
+    pub mod metrics {
+        tonic::include_proto!("falco.metrics");
+    }
 }
 
-pub use falco::{configs, drops, inputs, outputs, rules, schema, sidecar, version};
+pub use falco::{configs, drops, inputs, metrics, outputs, rules, schema, sidecar, version};
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

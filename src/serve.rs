@@ -35,6 +35,7 @@ pub fn prepare(
     let open_files = server::listen::raise_open_files_limit();
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
+    let telemetry = crate::telemetry::Telemetry::new(config.max_series, true);
     let opts = StoreOptions {
         outputs_capacity: runtime.outputs_capacity,
         drops_capacity: runtime.drops_capacity,
@@ -42,8 +43,8 @@ pub fn prepare(
         min_free_bytes: config.min_free_bytes,
         ..Default::default()
     };
-    let app =
-        App::open_with(&config.data_dir, &opts, runtime.pipeline.clone()).with_context(|| {
+    let app = App::open_with(&config.data_dir, &opts, runtime.pipeline.clone(), telemetry)
+        .with_context(|| {
             format!(
                 "cannot open the data directory {}",
                 config.data_dir.display()
@@ -95,7 +96,8 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     print_falco(&app);
     serve_http(&app, &config, http)?;
     let rebuild = app.clone();
-    tokio::task::spawn_blocking(move || crate::falco::rebuild_nodes(&rebuild));
+    tokio::task::spawn_blocking(move || rebuild.rebuild_counts());
+    tokio::spawn(save_counts(app.clone()));
     for bound in &listeners {
         match bound {
             Bound::Tcp(addr, _) => println!("listening on: tcp://{addr} (mutual TLS)"),
@@ -114,6 +116,21 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     outcome
 }
 
+/// How often changed `falco_events` counts are saved (and at shutdown), so a restart does not
+/// count the whole log again.
+const SAVE_COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn save_counts(app: App) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SAVE_COUNTS_EVERY) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        let saver = app.clone();
+        let _ = tokio::task::spawn_blocking(move || saver.save_counts()).await;
+    }
+}
+
 /// Starts the HTTP surface: one listener per address, serving the endpoints configured on it.
 fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow::Result<()> {
     for HttpBound {
@@ -127,6 +144,14 @@ fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow:
         for e in &endpoints {
             match e.kind {
                 HttpKind::Webhook => println!("k8s audit webhook: {scheme}://{addr}/k8s-audit"),
+                HttpKind::Metrics { mtls } => println!(
+                    "prometheus metrics: {scheme}://{addr}/metrics{}",
+                    if mtls {
+                        ", client certificates with the reader role"
+                    } else {
+                        ""
+                    }
+                ),
                 HttpKind::Falco { mtls } => println!(
                     "falco http_output receiver: {scheme}://{addr}/ (and /falco){}",
                     if mtls {

@@ -61,6 +61,39 @@ impl Poster {
     }
 }
 
+impl Poster {
+    /// GETs `path` (with an `Accept` header when given); returns the status, the content type
+    /// and the body.
+    pub async fn get(
+        &mut self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> anyhow::Result<(u16, String, String)> {
+        self.sender.ready().await?;
+        let mut request = http::Request::get(path).header(http::header::HOST, "falco-api");
+        if let Some(accept) = accept {
+            request = request.header(http::header::ACCEPT, accept);
+        }
+        let response = self
+            .sender
+            .send_request(request.body(Full::default())?)
+            .await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct HttpBenchArgs {
     /// Alerts to post in the throughput run.

@@ -85,7 +85,7 @@ fn corpus_dir() -> PathBuf {
 }
 
 /// The payloads to cycle through, and the rules to load.
-fn workload(args: &IngestBenchArgs) -> anyhow::Result<(Vec<Vec<u8>>, Vec<RulesFile>)> {
+pub(super) fn workload(args: &IngestBenchArgs) -> anyhow::Result<(Vec<Vec<u8>>, Vec<RulesFile>)> {
     match args.kind {
         Kind::Syscall => {
             let every = if args.match_rate > 0.0 {
@@ -166,7 +166,7 @@ fn source(kind: Kind) -> &'static str {
 }
 
 /// Sends `total` events over `streams` streams to `socket`; returns (events/s, acks' alert count, drops).
-async fn drive(
+pub(super) async fn drive(
     socket: &std::path::Path,
     payloads: Arc<Vec<Vec<u8>>>,
     args: &IngestBenchArgs,
@@ -274,7 +274,12 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
         cache_bytes: 256 << 20,
         ..Default::default()
     };
-    let app = App::open_with(&dir, &opts, Settings::default())?;
+    let app = App::open_with(
+        &dir,
+        &opts,
+        Settings::default(),
+        crate::telemetry::Telemetry::default(),
+    )?;
     app.pipeline.set_rules(set);
     let socket = dir.join("bench.sock");
     let serving = tokio::spawn(server::serve_unix(app.clone(), server::bind_unix(&socket)?));

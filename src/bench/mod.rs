@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod crash;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

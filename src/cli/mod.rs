@@ -7,6 +7,7 @@ pub mod control;
 pub mod eval;
 pub mod falco;
 pub mod send;
+pub mod stats;
 pub mod tail;
 
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub struct ServeArgs {
     /// falcosidekick's port, so Falco's http_output.url needs no change).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2801")]
     pub falco_http: Option<String>,
+    /// Serve Prometheus metrics (GET /metrics) on host:port (default 127.0.0.1:9376,
+    /// falco-exporter's port).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9376")]
+    pub metrics: Option<String>,
     /// Record --rules files as a change even when the store already holds rules (otherwise they
     /// are imported only on first boot).
     #[arg(long)]
@@ -62,6 +67,7 @@ impl ServeArgs {
             rules_files: self.rules.clone(),
             webhook: self.webhook.clone(),
             falco_http: self.falco_http.clone(),
+            metrics: self.metrics.clone(),
             import_rules: self.import_rules,
         })
     }

@@ -39,9 +39,16 @@ pub struct TailArgs {
     /// Only events of these sources (repeatable).
     #[arg(long = "source")]
     pub sources: Vec<String>,
+    /// Show the server's vital signs (logs, rates, queue, commits, rules, consumers, Falco
+    /// nodes) instead of alerts, refreshed every second (`--once`: print them once).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
+    if args.stats {
+        return super::stats::run(&args.connect, args.once).await;
+    }
     let mut client = ServiceClient::new(args.connect.channel().await?);
     let request = Request {
         after_seq: args.after,

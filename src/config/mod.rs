@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub webhook: Option<WebhookSection>,
     /// Running beside Falco: its http_output receiver, rules directory and config file.
     pub falco: Option<FalcoSection>,
+    /// `GET /metrics` for Prometheus.
+    pub metrics: Option<MetricsSection>,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: Option<String>,
     /// The hostname alerts carry (default: the machine's).
@@ -201,6 +203,21 @@ pub struct FalcoSection {
     pub config_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `host:port` for `GET /metrics`; absent: off. `--metrics`.
+    pub listen: Option<String>,
+    /// Serve HTTPS with the boot config's `tls.cert` and `tls.key` (default false).
+    pub tls: Option<bool>,
+    /// Answer only scrapers whose client certificate has the `reader` role; needs `tls`.
+    pub mtls: Option<bool>,
+    /// Serve plain HTTP on a non-loopback address (default false: refused at boot).
+    pub allow_remote_plaintext: Option<bool>,
+    /// `falco_events` label sets at most (default 10,000); later ones share one series.
+    pub max_series: Option<usize>,
+}
+
 /// What an HTTP endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpKind {
@@ -208,6 +225,19 @@ pub enum HttpKind {
     Webhook,
     /// Falco's http_output receiver; `mtls`: posters need a certificate with the ingest role.
     Falco { mtls: bool },
+    /// `GET /metrics`; `mtls`: scrapers need a certificate with the reader role.
+    Metrics { mtls: bool },
+}
+
+impl HttpKind {
+    /// The boot file's section that configures it.
+    pub fn section(self) -> &'static str {
+        match self {
+            HttpKind::Webhook => "webhook",
+            HttpKind::Falco { .. } => "falco",
+            HttpKind::Metrics { .. } => "metrics",
+        }
+    }
 }
 
 /// One HTTP endpoint group and where it listens. Groups on the same address share a listener.
@@ -254,6 +284,7 @@ pub struct Overrides {
     pub rules_files: Vec<PathBuf>,
     pub webhook: Option<String>,
     pub falco_http: Option<String>,
+    pub metrics: Option<String>,
     /// Record the boot rules files as a change even when the store already has rules.
     pub import_rules: bool,
 }
@@ -278,6 +309,8 @@ pub struct ServeConfig {
     /// The HTTP surface's endpoints (webhook, Falco receiver).
     pub http: Vec<HttpEndpoint>,
     pub falco: FalcoSync,
+    /// `metrics.max_series`.
+    pub max_series: usize,
     pub history_retention: u64,
     /// Free space kept in reserve on the data directory's filesystem.
     pub min_free_bytes: u64,
@@ -468,9 +501,19 @@ impl ServeConfig {
                 "ingest.workers {workers} is out of range (1 to 256)"
             )));
         }
+        let metrics = file.metrics.unwrap_or_default();
+        let max_series = metrics
+            .max_series
+            .unwrap_or(crate::telemetry::DEFAULT_MAX_SERIES);
+        if max_series == 0 || max_series > 1_000_000 {
+            return Err(invalid(format!(
+                "metrics.max_series {max_series} is out of range (1 to 1000000)"
+            )));
+        }
         let http = sections::http(
             file.webhook.unwrap_or_default(),
             file.falco.as_ref(),
+            &metrics,
             o,
             tls.is_some(),
         )?;
@@ -499,6 +542,7 @@ impl ServeConfig {
             workers,
             http,
             falco,
+            max_series,
             history_retention: file.history_retention.unwrap_or(0),
             min_free_bytes: file
                 .min_free_bytes

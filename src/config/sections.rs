@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    invalid, AuthSection, ConfigError, FalcoSection, FileConfig, HttpEndpoint, HttpKind, Overrides,
-    SocketSection, WebhookSection,
+    invalid, AuthSection, ConfigError, FalcoSection, FileConfig, HttpEndpoint, HttpKind,
+    MetricsSection, Overrides, SocketSection, WebhookSection,
 };
 use crate::auth::{Policy, Role};
 use crate::server::Limits;
@@ -119,11 +119,12 @@ fn http_listener(
 }
 
 /// The HTTP surface's endpoints: the webhook (`webhook` section or `--webhook`) and Falco's
-/// http_output receiver (`falco` section or `--falco-http`). Endpoints on one address share a
-/// listener, so they must agree on TLS.
+/// http_output receiver (`falco` section or `--falco-http`), and `/metrics` (`metrics` section or
+/// `--metrics`). Endpoints on one address share a listener, so they must agree on TLS.
 pub fn http(
     hook: WebhookSection,
     falco: Option<&FalcoSection>,
+    metrics: &MetricsSection,
     o: &Overrides,
     have_tls: bool,
 ) -> Result<Vec<HttpEndpoint>, ConfigError> {
@@ -158,11 +159,30 @@ pub fn http(
             max_body: falco.max_body_bytes.unwrap_or(1 << 20),
         });
     }
+    let tls = metrics.tls.unwrap_or(false);
+    let mtls = metrics.mtls.unwrap_or(false);
+    if mtls && !tls {
+        return Err(invalid(
+            "metrics.mtls needs metrics.tls: true (client certificates come with HTTPS)".into(),
+        ));
+    }
+    let listen = o.metrics.as_deref().or(metrics.listen.as_deref());
+    let remote = metrics.allow_remote_plaintext.unwrap_or(false);
+    if let Some(addr) = http_listener("metrics", listen, tls, remote, have_tls)? {
+        out.push(HttpEndpoint {
+            kind: HttpKind::Metrics { mtls },
+            addr,
+            tls,
+            max_body: 0,
+        });
+    }
     for (i, a) in out.iter().enumerate() {
         for b in &out[i + 1..] {
             if a.addr == b.addr && a.addr.port() != 0 && a.tls != b.tls {
                 return Err(invalid(format!(
-                    "webhook and falco listen on {} but only one of them asks for TLS",
+                    "{} and {} listen on {} but only one of them asks for TLS",
+                    a.kind.section(),
+                    b.kind.section(),
                     a.addr
                 )));
             }

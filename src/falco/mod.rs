@@ -52,27 +52,3 @@ pub async fn store(
         drops: n_drops,
     })
 }
-
-/// Counts every retained alert from a Falco node into [`App::nodes`], so `falco status` knows
-/// the nodes after a restart. Runs off the async runtime; a long log takes a moment.
-pub fn rebuild_nodes(app: &App) {
-    let ring = app.store.outputs();
-    let mut after = 0;
-    let head = ring.bounds().newest;
-    loop {
-        let batch = match ring.read(after, head, 4096) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the outputs log to rebuild the Falco node list");
-                return;
-            }
-        };
-        let Some((last, _)) = batch.last() else {
-            return;
-        };
-        after = *last;
-        for (_, ev) in &batch {
-            app.nodes.observe(ev);
-        }
-    }
-}

@@ -78,8 +78,14 @@ enum Msg<T> {
     Close(oneshot::Sender<()>),
 }
 
+/// Told of every durable commit: the records, the seq of the last, and how long the commit took.
+pub type Observer<T> = Box<dyn Fn(&[T], u64, std::time::Duration) + Send + Sync>;
+
 pub(crate) struct Shared<T> {
     pub(crate) name: &'static str,
+    /// Open subscriptions.
+    pub(crate) live: std::sync::atomic::AtomicUsize,
+    observer: Option<Observer<T>>,
     pub(crate) store: Arc<Store>,
     pub(crate) log: fn(&Store) -> &RingLog<T>,
     pub(crate) head: watch::Sender<u64>,
@@ -111,10 +117,22 @@ impl<T: Record> Feed<T> {
     /// Starts the group-commit writer thread for the log `log` of `store`. The thread ends at
     /// [`Feed::close`], or when every handle is dropped, after committing what it was given.
     pub fn start(name: &'static str, store: Arc<Store>, log: fn(&Store) -> &RingLog<T>) -> Self {
+        Self::start_observed(name, store, log, None)
+    }
+
+    /// [`Feed::start`], telling `observer` of every commit before its records become visible.
+    pub fn start_observed(
+        name: &'static str,
+        store: Arc<Store>,
+        log: fn(&Store) -> &RingLog<T>,
+        observer: Option<Observer<T>>,
+    ) -> Self {
         let newest = log(&store).bounds().newest;
         let (head, _) = watch::channel(newest);
         let shared = Arc::new(Shared {
             name,
+            live: std::sync::atomic::AtomicUsize::new(0),
+            observer,
             store,
             log,
             head,
@@ -158,6 +176,11 @@ impl<T: Record> Feed<T> {
     /// The newest durable (visible) seq.
     pub fn head(&self) -> u64 {
         *self.shared.head.borrow()
+    }
+
+    /// Subscriptions open now.
+    pub fn subscribers(&self) -> usize {
+        self.shared.live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The oldest retained seq (the head + 1 when the log is empty).
@@ -249,9 +272,13 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Msg<T>>
         let marks: Vec<(String, u64)> =
             pending.iter_mut().flat_map(|a| a.marks.drain(..)).collect();
         // One durable write transaction for every append gathered (group commit).
+        let began = std::time::Instant::now();
         let result = shared.ring().append_marked(&records, &marks);
         match result {
             Ok(range) => {
+                if let Some(observe) = &shared.observer {
+                    observe(&records, range.end - 1, began.elapsed());
+                }
                 shared.head.send_replace(range.end - 1);
                 let mut next = range.start;
                 for (append, n) in pending.drain(..).zip(counts) {

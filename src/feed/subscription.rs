@@ -62,6 +62,14 @@ pub struct Subscription<T> {
     filter: Option<Filter<T>>,
 }
 
+impl<T> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        self.shared
+            .live
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl<T: Record> Subscription<T> {
     pub(super) fn open(
         shared: Arc<Shared<T>>,
@@ -100,6 +108,9 @@ impl<T: Record> Subscription<T> {
             }
             Start::After(requested) => requested,
         };
+        shared
+            .live
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Subscription {
             shared,
             head,

@@ -9,10 +9,12 @@
 //! connection's [`Caller`] goes into the request's extensions.
 
 pub mod falco;
+pub mod metrics;
 pub mod webhook;
 
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -92,15 +94,46 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
                 router = router.merge(falco::routes(app.clone(), e.max_body, mtls));
                 paths.extend(falco::PATHS.iter().map(|p| format!("POST {p}")));
             }
+            HttpKind::Metrics { mtls } => {
+                router = router.merge(metrics::routes(app.clone(), mtls));
+                paths.push(format!("GET {}", metrics::PATH));
+            }
         }
     }
     let known = paths.join(", ");
-    router.fallback(move || async move {
-        json(
-            http::StatusCode::NOT_FOUND,
-            serde_json::json!({ "error": format!("not found; this listener serves {known}") }),
-        )
-    })
+    router
+        .fallback(move || async move {
+            json(
+                http::StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": format!("not found; this listener serves {known}") }),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            app.telemetry.clone(),
+            count,
+        ))
+}
+
+/// Counts each answered request by route (`unmatched` for any other path) and status.
+async fn count(
+    State(telemetry): State<Arc<crate::telemetry::Telemetry>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let endpoint = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if telemetry.enabled() {
+        let endpoint = telemetry.bounded("endpoint", &format!("{method} {endpoint}"));
+        telemetry
+            .http_requests
+            .with_label_values(&[endpoint.as_str(), response.status().as_str()])
+            .inc();
+    }
+    response
 }
 
 /// Serves `router` on `listener` until shutdown.

@@ -136,17 +136,19 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(settings: Settings, hostname: String) -> Pipeline {
+    /// Starts the evaluation threads; each batch's evaluation time goes into `took`.
+    pub fn start(settings: Settings, hostname: String, took: prometheus::Histogram) -> Pipeline {
         let (jobs, rx) = mpsc::channel::<Work>();
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::new();
         for i in 0..settings.workers.max(1) {
             let rx = rx.clone();
             let hostname = hostname.clone();
+            let took = took.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("eval-{i}"))
                 .stack_size(crate::engine::isolate::STACK_BYTES)
-                .spawn(move || worker::run(rx, hostname))
+                .spawn(move || worker::run(rx, hostname, took))
                 .expect("cannot spawn an evaluation thread");
             workers.push(handle);
         }
@@ -202,6 +204,12 @@ impl Pipeline {
                 });
             }
         }
+    }
+
+    /// Events queued or being evaluated, and the queue's size.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        let size = self.settings().queue_size.max(1);
+        (size.saturating_sub(self.capacity.available_permits()), size)
     }
 
     pub fn settings(&self) -> Settings {

@@ -30,9 +30,9 @@ pub struct BatchResult {
 
 /// The thread's body: evaluates jobs until the queue closes. A panic that escapes an event's
 /// own guard (see [`evaluate`]) is logged and the loop starts again, so the thread never dies.
-pub(super) fn run(rx: Arc<Mutex<Receiver<Work>>>, hostname: String) {
+pub(super) fn run(rx: Arc<Mutex<Receiver<Work>>>, hostname: String, took: prometheus::Histogram) {
     loop {
-        match catch_unwind(AssertUnwindSafe(|| serve_jobs(&rx, &hostname))) {
+        match catch_unwind(AssertUnwindSafe(|| serve_jobs(&rx, &hostname, &took))) {
             Ok(()) => return,
             Err(payload) => tracing::error!(
                 message = panic_message(payload.as_ref()),
@@ -42,7 +42,7 @@ pub(super) fn run(rx: Arc<Mutex<Receiver<Work>>>, hostname: String) {
     }
 }
 
-fn serve_jobs(rx: &Mutex<Receiver<Work>>, hostname: &str) {
+fn serve_jobs(rx: &Mutex<Receiver<Work>>, hostname: &str, took: &prometheus::Histogram) {
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -56,7 +56,9 @@ fn serve_jobs(rx: &Mutex<Receiver<Work>>, hostname: &str) {
         } else {
             &job.output.hostname
         };
+        let began = std::time::Instant::now();
         let result = evaluate(&job, host, job.max_payload);
+        took.observe(began.elapsed().as_secs_f64());
         let _ = job.reply.send(result);
     }
 }

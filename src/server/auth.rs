@@ -44,7 +44,10 @@ pub fn required_role(path: &str) -> Option<Role> {
         .split_once('/')
         .unwrap_or((path, ""));
     Some(match service {
-        "falco.version.service" | "falco.outputs.service" | "falco.drops.service" => Role::Reader,
+        "falco.version.service"
+        | "falco.outputs.service"
+        | "falco.drops.service"
+        | "falco.metrics.service" => Role::Reader,
         "falco.inputs.service" => Role::Ingest,
         "falco.rules.service" => match method {
             "list" | "get" | "history" | "validate" | "effective" => Role::Reader,
@@ -183,6 +186,10 @@ mod tests {
         );
         assert_eq!(
             required_role("/falco.sidecar.service/status"),
+            Some(Role::Reader)
+        );
+        assert_eq!(
+            required_role("/falco.metrics.service/get"),
             Some(Role::Reader)
         );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);

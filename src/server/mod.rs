@@ -4,10 +4,12 @@
 pub mod auth;
 pub mod authority;
 mod configs;
+mod counting;
 mod drops;
 mod inputs;
 pub mod listen;
 mod logstream;
+mod metrics;
 mod outputs;
 mod rules;
 mod sidecar;
@@ -148,6 +150,7 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         "falco.rules.service",
         "falco.configs.service",
         "falco.sidecar.service",
+        "falco.metrics.service",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -198,6 +201,12 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
                 app.clone(),
             ))
             .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::metrics::service_server::ServiceServer::new(metrics::MetricsService::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max),
         ))
 }
 
@@ -229,6 +238,7 @@ where
         .http2_keepalive_interval(Some(opts.limits.keepalive_interval))
         .http2_keepalive_timeout(Some(opts.limits.keepalive_timeout))
         .max_concurrent_streams(opts.limits.max_concurrent_streams)
+        .layer(counting::CountLayer::new(app.telemetry.clone()))
         .layer(auth::AuthLayer::new(opts.policy.clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -150,6 +150,7 @@ pub struct Space {
 
 /// The open database. Cheap to share behind an `Arc`; every method is thread-safe.
 pub struct Store {
+    reserve: Arc<Reserve>,
     db: Arc<Database>,
     path: PathBuf,
     outputs: RingLog<OutputEvent>,
@@ -188,8 +189,9 @@ impl Store {
             opts.drops_capacity,
         )?;
         let consumers = Consumers::open(db.clone(), reserve.clone())?;
-        let versioned = Versioned::open(db.clone(), reserve, opts.history_retention)?;
+        let versioned = Versioned::open(db.clone(), reserve.clone(), opts.history_retention)?;
         Ok(Store {
+            reserve,
             db,
             path: opened.path,
             outputs,
@@ -252,6 +254,27 @@ impl Store {
     /// Where the sled database converted at this start was kept, if one was.
     pub fn legacy_kept(&self) -> Option<&Path> {
         self.legacy_kept.as_deref()
+    }
+
+    /// Saves a component's derived state under `name`, durably (refused like any write when the
+    /// disk reserve is reached).
+    pub fn save(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.reserve.check()?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(tables::SAVED)?.insert(name, bytes)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// What [`Store::save`] saved under `name`.
+    pub fn saved(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(tables::SAVED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
     }
 
     /// The schema version recorded in the database.

@@ -11,6 +11,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const CONSUMERS: TableDefinition<&str, u64> = TableDefinition::new("consumers");
 /// Versioned target → postcard [`super::Current`].
 pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// Derived state a component saves so a restart need not rebuild it (`falco_events` counts):
+/// name → the component's own bytes. Never the only copy of anything.
+pub const SAVED: TableDefinition<&str, &[u8]> = TableDefinition::new("saved");
 /// Revision → postcard [`super::HistoryRecord`].
 pub const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 /// (target, revision) for every history entry that changed the target.

@@ -74,7 +74,12 @@ impl TestServer {
         // (its commit thread finishes after the final streams end), so retry briefly.
         let mut attempts = 0;
         let app = loop {
-            match App::open_with(dir, &opts, settings.clone()) {
+            match App::open_with(
+                dir,
+                &opts,
+                settings.clone(),
+                falco_api::telemetry::Telemetry::default(),
+            ) {
                 Ok(app) => break app,
                 Err(falco_api::store::StoreError::Locked(_)) if attempts < 500 => {
                     attempts += 1;
@@ -83,6 +88,7 @@ impl TestServer {
                 Err(e) => panic!("open app: {e}"),
             }
         };
+        app.rebuild_counts();
         let socket = dir.join("test.sock");
         let listener = server::bind_unix(&socket).expect("bind socket");
         let serving = app.clone();

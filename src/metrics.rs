@@ -1,0 +1,332 @@
+//! Everything `GET /metrics` and the metrics service expose, gathered from the running server at
+//! scrape time: the instruments of [`crate::telemetry`], `falco_events`, what can be read off
+//! the state (log bounds, subscribers, consumer lag, the ingest queue, rules and config
+//! revisions), and the Falco nodes' own metrics from their latest snapshots.
+
+use prometheus::proto::{Gauge, Metric, MetricFamily, MetricType};
+
+use crate::app::App;
+use crate::control::target::Kind;
+use crate::nodes::Node;
+use crate::telemetry::{encode, label};
+
+/// Consumer-lag series at most per log (consumer names are chosen by clients).
+const MAX_CONSUMER_SERIES: usize = 1_000;
+
+/// The whole exposition as text (format 0.0.4).
+pub fn render(app: &App) -> String {
+    encode(&gather(app))
+}
+
+/// Every family, sorted by name.
+pub fn gather(app: &App) -> Vec<MetricFamily> {
+    let mut out = app.telemetry.gather();
+    out.push(app.telemetry.events.family());
+    let mut g = Gauges::default();
+    logs(app, &mut g);
+    state(app, &mut g);
+    falco_nodes(&app.nodes.list(), &mut g);
+    out.extend(g.families);
+    out.retain(|f| !f.get_metric().is_empty());
+    out.sort_by(|a, b| a.name().cmp(b.name()));
+    out
+}
+
+/// Families built by hand, one sample at a time.
+#[derive(Default)]
+struct Gauges {
+    families: Vec<MetricFamily>,
+}
+
+impl Gauges {
+    /// Adds a sample to the family `name` (created with `help` and `kind` on first use).
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let i = match self.families.iter().position(|f| f.name() == name) {
+            Some(i) => i,
+            None => {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_string());
+                f.set_help(help.to_string());
+                f.set_field_type(kind);
+                self.families.push(f);
+                self.families.len() - 1
+            }
+        };
+        let mut m = Metric::from_label(labels.iter().map(|(k, v)| label(k, v)).collect());
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = prometheus::proto::Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut gauge = Gauge::default();
+                gauge.set_value(value);
+                m.set_gauge(gauge);
+            }
+        }
+        let family = &mut self.families[i];
+        let mut metrics = family.take_metric();
+        metrics.push(m);
+        family.set_metric(metrics);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample(name, help, MetricType::GAUGE, labels, value);
+    }
+}
+
+fn logs(app: &App, g: &mut Gauges) {
+    let bounds = [
+        (
+            "outputs",
+            app.store.outputs().bounds(),
+            app.outputs.subscribers(),
+        ),
+        ("drops", app.store.drops().bounds(), app.drops.subscribers()),
+    ];
+    for (log, b, subscribers) in bounds {
+        let l = [("log", log)];
+        g.gauge(
+            "falco_api_log_head_seq",
+            "The newest durable seq of a log.",
+            &l,
+            b.newest as f64,
+        );
+        g.gauge(
+            "falco_api_log_oldest_seq",
+            "The oldest retained seq of a log (the head + 1 when empty).",
+            &l,
+            b.oldest as f64,
+        );
+        g.gauge(
+            "falco_api_log_records",
+            "Records a log retains.",
+            &l,
+            b.len() as f64,
+        );
+        g.gauge(
+            "falco_api_log_subscribers",
+            "Open subscriptions (sub, get, consumers) on a log.",
+            &l,
+            subscribers as f64,
+        );
+        let consumers = app.store.consumers().list(log).unwrap_or_default();
+        for (name, acked) in consumers.iter().take(MAX_CONSUMER_SERIES) {
+            g.gauge(
+                "falco_api_consumer_lag_records",
+                "Records a named consumer has not acknowledged (head - acknowledged seq).",
+                &[("log", log), ("consumer", name)],
+                b.newest.saturating_sub(*acked) as f64,
+            );
+        }
+    }
+    if let Ok(bytes) = app.store.size_on_disk() {
+        g.gauge(
+            "falco_api_store_size_bytes",
+            "Bytes the database file (both logs, rules, config, history) occupies on disk.",
+            &[],
+            bytes as f64,
+        );
+    }
+}
+
+fn state(app: &App, g: &mut Gauges) {
+    let (depth, capacity) = app.pipeline.queue_depth();
+    g.gauge(
+        "falco_api_ingest_queue_depth",
+        "Events queued for evaluation or being evaluated.",
+        &[],
+        depth as f64,
+    );
+    g.gauge(
+        "falco_api_ingest_queue_capacity",
+        "Events the ingest queue holds at most (ingest.queue_size).",
+        &[],
+        capacity as f64,
+    );
+    let rules = app.pipeline.rules();
+    g.gauge(
+        "falco_api_rules_revision",
+        "The revision the rules in force were built from.",
+        &[],
+        rules.revision as f64,
+    );
+    let infos = rules.infos();
+    g.gauge(
+        "falco_api_rules_loaded",
+        "Rules in the effective set.",
+        &[],
+        infos.len() as f64,
+    );
+    g.gauge(
+        "falco_api_rules_enabled",
+        "Rules enabled (and compiled for a source this server runs).",
+        &[],
+        infos.iter().filter(|r| r.enabled && r.compiled).count() as f64,
+    );
+    let v = app.store.versioned();
+    if let Ok(files) = v.current(Kind::File.prefix()) {
+        g.gauge(
+            "falco_api_rules_files",
+            "Rules files stored.",
+            &[],
+            files.len() as f64,
+        );
+    }
+    if let Ok(config) = v.current(Kind::Config.prefix()) {
+        let newest = config.values().map(|c| c.revision).max().unwrap_or(0);
+        g.gauge(
+            "falco_api_config_revision",
+            "The newest revision that changed a configuration value (0: none ever did).",
+            &[],
+            newest as f64,
+        );
+    }
+    g.gauge(
+        "falco_api_build_info",
+        "Always 1; the labels name the build.",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("engine_version", &crate::engine::engine_version_string()),
+        ],
+        1.0,
+    );
+}
+
+/// How a field of Falco's metrics snapshot is exposed, after Falco's own Prometheus naming
+/// (libs' metrics collector: `falcosecurity_<subsystem>_<name>_<unit>`, counters `_total`).
+struct Mapped {
+    name: String,
+    kind: MetricType,
+    value: f64,
+    extra: Option<(&'static str, String)>,
+}
+
+/// Maps one snapshot field; `None` for fields with no Prometheus counterpart (rates, which
+/// Prometheus computes itself, text values, and names the rule cannot place).
+fn map_falco_metric(field: &str, value: &str) -> Option<Mapped> {
+    let value: f64 = value.trim().parse().ok()?;
+    let (subsystem, name) = field.split_once('.')?;
+    if !["falco", "scap", "plugins"].contains(&subsystem) {
+        return None;
+    }
+    if let Some(rule) = name.strip_prefix("rules.") {
+        return Some(Mapped {
+            name: "falcosecurity_falco_rules_matches_total".into(),
+            kind: MetricType::COUNTER,
+            value,
+            extra: Some(("rule_name", rule.to_string())),
+        });
+    }
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    let (stem, suffix, kind, value) = if let Some(stem) = name.strip_suffix("_mb") {
+        (stem, "_bytes", MetricType::GAUGE, value * 1024.0 * 1024.0)
+    } else if let Some(stem) = name.strip_suffix("_perc") {
+        (stem, "_ratio", MetricType::GAUGE, value / 100.0)
+    } else if name.ends_with("_sec") || name.ends_with("_rate") {
+        return None;
+    } else if let Some(stem) = name.strip_suffix("_ts") {
+        (stem, "_timestamp_nanoseconds", MetricType::GAUGE, value)
+    } else if name.starts_with("n_") || name.starts_with("num_") {
+        (name, "_total", MetricType::COUNTER, value)
+    } else {
+        (name, "", MetricType::GAUGE, value)
+    };
+    Some(Mapped {
+        name: format!("falcosecurity_{subsystem}_{}{suffix}", clean(stem)),
+        kind,
+        value,
+        extra: None,
+    })
+}
+
+fn falco_nodes(nodes: &[Node], g: &mut Gauges) {
+    for n in nodes {
+        let host = [("hostname", n.hostname.as_str())];
+        g.gauge(
+            "falco_api_falco_node_last_seen_seconds",
+            "When a Falco node's newest alert was stamped (seconds since the epoch).",
+            &host,
+            n.last_seen_ns as f64 / 1e9,
+        );
+        g.sample(
+            "falco_api_falco_node_syscall_drops_total",
+            "System calls a Falco node reported dropping (its syscall event drop alerts).",
+            MetricType::COUNTER,
+            &host,
+            n.syscall_drops as f64,
+        );
+        for (field, value) in &n.metrics {
+            let Some(m) = map_falco_metric(field, value) else {
+                continue;
+            };
+            let mut labels = vec![("hostname", n.hostname.as_str())];
+            if let Some((k, v)) = &m.extra {
+                labels.push((k, v.as_str()));
+            }
+            g.sample(
+                &m.name,
+                "From the Falco node's latest metrics snapshot alert (https://falco.org/docs/metrics/).",
+                m.kind,
+                &labels,
+                m.value,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falco_snapshot_fields_map_to_falcos_prometheus_names() {
+        let m = |f: &str, v: &str| map_falco_metric(f, v).map(|m| (m.name, m.kind, m.value));
+        assert_eq!(
+            m("scap.n_evts", "100"),
+            Some((
+                "falcosecurity_scap_n_evts_total".into(),
+                MetricType::COUNTER,
+                100.0
+            ))
+        );
+        assert_eq!(
+            m("falco.memory_rss_mb", "2"),
+            Some((
+                "falcosecurity_falco_memory_rss_bytes".into(),
+                MetricType::GAUGE,
+                2.0 * 1024.0 * 1024.0
+            ))
+        );
+        assert_eq!(
+            m("falco.cpu_usage_perc", "50"),
+            Some((
+                "falcosecurity_falco_cpu_usage_ratio".into(),
+                MetricType::GAUGE,
+                0.5
+            ))
+        );
+        assert_eq!(
+            m("falco.evts_rate_sec", "5"),
+            None,
+            "rates are computed by Prometheus"
+        );
+        assert_eq!(m("falco.version", "0.44.0"), None);
+        assert_eq!(m("evt.time", "1"), None);
+        let rule = map_falco_metric("falco.rules.Terminal shell", "3").expect("mapped");
+        assert_eq!(rule.name, "falcosecurity_falco_rules_matches_total");
+        assert_eq!(rule.extra, Some(("rule_name", "Terminal shell".into())));
+    }
+}
