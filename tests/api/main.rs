@@ -10,6 +10,7 @@ mod falco;
 mod fuzz;
 mod hardening;
 mod http;
+mod metrics;
 mod outputs;
 mod pipeline;
 mod process;
