@@ -105,14 +105,11 @@ impl App {
     ) -> Result<App, StoreError> {
         let store = Arc::new(Store::open(data_dir, opts)?);
         let telemetry = Arc::new(telemetry);
-        let t = telemetry.clone();
         let outputs = Feed::start_observed(
             "outputs",
             store.clone(),
             Store::outputs,
-            Some(Box::new(move |alerts, last, took| {
-                t.outputs_committed(alerts, last, took)
-            })),
+            Some(telemetry.outputs_observer()),
         );
         let t = telemetry.clone();
         let drops = Feed::start_observed(
@@ -195,7 +192,7 @@ impl App {
                 .collect();
             events.count(&fresh);
         }
-        events.set_ready();
+        events.set_ready(self.opened_at);
     }
 
     /// Saves the `falco_events` counts when they changed (blocks; off the runtime).

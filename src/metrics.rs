@@ -13,6 +13,20 @@ use crate::telemetry::{encode, label};
 /// Consumer-lag series at most per log (consumer names are chosen by clients).
 const MAX_CONSUMER_SERIES: usize = 1_000;
 
+/// Waits (at most `within`) until every alert stored before the call is counted: alerts are
+/// counted on a thread of their own just after their commit, so a scrape that follows an
+/// acknowledgement sees it.
+pub async fn settle(app: &App, within: std::time::Duration) {
+    let head = app.outputs.head();
+    let deadline = std::time::Instant::now() + within;
+    while app.telemetry.enabled()
+        && app.telemetry.events.counted_to() < head
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
 /// The whole exposition as text (format 0.0.4).
 pub fn render(app: &App) -> String {
     encode(&gather(app))

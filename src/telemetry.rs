@@ -8,8 +8,7 @@
 //! `…_total`, and every dashboard built for falco-exporter queries the old name).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
@@ -34,6 +33,12 @@ pub const EVENT_LABELS: [&str; 7] = [
     "k8s_pod_name",
     "tags",
 ];
+/// Commits queued for the counting thread at most (then the commit thread waits for it).
+const COUNT_QUEUE: usize = 256;
+
+/// Told of each durable commit to the outputs log: its alerts, the last seq, the commit's time.
+pub type OutputsObserver = Box<dyn Fn(Vec<OutputEvent>, u64, Duration) + Send + Sync>;
+
 /// Distinct values a label that clients choose (a source name, a gRPC path) may take before the
 /// rest are counted as `other`.
 const MAX_FREE_LABEL_VALUES: usize = 256;
@@ -173,12 +178,36 @@ impl Telemetry {
         value.to_string()
     }
 
-    /// A durable commit of `alerts` to the outputs log.
-    pub fn outputs_committed(&self, alerts: &[OutputEvent], last_seq: u64, took: Duration) {
-        if !self.enabled {
-            return;
+    /// What the outputs log's commit thread calls after each durable commit: the timings are
+    /// recorded there; the alerts go to a thread of their own that counts them (and frees them),
+    /// so counting never lengthens the commit path. The thread ends when the returned closure
+    /// is dropped.
+    pub fn outputs_observer(self: &Arc<Self>) -> OutputsObserver {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<OutputEvent>, u64)>(COUNT_QUEUE);
+        let telemetry = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-count".into())
+            .spawn(move || {
+                for (alerts, last) in rx {
+                    telemetry.count_alerts(&alerts, last);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the metrics counting thread; alerts are counted on the commit thread");
         }
-        self.committed("outputs", alerts.len(), took);
+        let telemetry = self.clone();
+        Box::new(move |alerts, last, took| {
+            if !telemetry.enabled {
+                return;
+            }
+            telemetry.committed("outputs", alerts.len(), took);
+            if let Err(std::sync::mpsc::SendError((alerts, last))) = tx.send((alerts, last)) {
+                telemetry.count_alerts(&alerts, last);
+            }
+        })
+    }
+
+    fn count_alerts(&self, alerts: &[OutputEvent], last_seq: u64) {
         self.events.count_stored(alerts, last_seq);
         let mut run: Option<(crate::event::Origin, u64)> = None;
         for a in alerts {
@@ -202,12 +231,12 @@ impl Telemetry {
     }
 
     /// A durable commit of `drops` to the drops log.
-    pub fn drops_committed(&self, drops: &[DropRecord], took: Duration) {
+    pub fn drops_committed(&self, drops: Vec<DropRecord>, took: Duration) {
         if !self.enabled {
             return;
         }
         self.committed("drops", drops.len(), took);
-        for d in drops {
+        for d in &drops {
             let stage = self.bounded("stage", &d.stage);
             self.dropped_events
                 .with_label_values(&[stage.as_str()])
@@ -250,9 +279,7 @@ pub struct EventLabels {
 
 impl EventLabels {
     pub fn of(e: &OutputEvent) -> EventLabels {
-        let mut key = String::new();
-        key_into(&mut key, e);
-        decode_key(&key).expect("a key just encoded decodes")
+        Series::of(e, 0).labels()
     }
 
     fn values(&self) -> [&str; 7] {
@@ -283,51 +310,109 @@ fn output_field<'a>(e: &'a OutputEvent, name: &str) -> &'a str {
     }
 }
 
-/// One alert's label set as one string (each value length-prefixed, so any bytes round-trip);
-/// written into a reused buffer so counting an alert whose series exists allocates nothing.
-fn key_into(key: &mut String, e: &OutputEvent) {
-    fn field(key: &mut String, v: &str) {
-        let _ = write!(key, "{}:", v.len());
-        key.push_str(v);
-    }
-    key.clear();
-    field(key, &e.rule);
-    let _ = write!(key, "1:{}", e.priority as u8);
-    field(key, &e.hostname);
-    field(key, &e.source);
-    field(key, output_field(e, "k8s.ns.name"));
-    field(key, output_field(e, "k8s.pod.name"));
-    // ",a,b,": both commas, the tags, and one comma between each two.
-    let tags_len = 2 + e.tags.iter().map(|t| t.len() + 1).sum::<usize>() - e.tags.len().min(1);
-    let _ = write!(key, "{tags_len}:,");
-    for (i, t) in e.tags.iter().enumerate() {
-        if i > 0 {
-            key.push(',');
-        }
-        key.push_str(t);
-    }
-    key.push(',');
+/// The parts of one label set, borrowed from an alert or from a stored series; hashed and
+/// compared part by part, so counting an alert whose series exists allocates nothing.
+struct Parts<'a> {
+    rule: &'a str,
+    priority: u8,
+    hostname: &'a str,
+    source: &'a str,
+    ns: &'a str,
+    pod: &'a str,
+    tags: &'a [String],
 }
 
-fn decode_key(mut key: &str) -> Option<EventLabels> {
-    let mut values = Vec::with_capacity(7);
-    while !key.is_empty() {
-        let (len, rest) = key.split_once(':')?;
-        let len: usize = len.parse().ok()?;
-        values.push(rest.get(..len)?.to_string());
-        key = rest.get(len..)?;
+impl<'a> Parts<'a> {
+    fn of(e: &'a OutputEvent) -> Parts<'a> {
+        Parts {
+            rule: &e.rule,
+            priority: e.priority as u8,
+            hostname: &e.hostname,
+            source: &e.source,
+            ns: output_field(e, "k8s.ns.name"),
+            pod: output_field(e, "k8s.pod.name"),
+            tags: &e.tags,
+        }
     }
-    let [rule, priority, hostname, source, k8s_ns_name, k8s_pod_name, tags]: [String; 7] =
-        values.try_into().ok()?;
-    Some(EventLabels {
-        rule,
-        priority,
-        hostname,
-        source,
-        k8s_ns_name,
-        k8s_pod_name,
-        tags,
-    })
+
+    fn hash(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(0x5eed_fa1c).build_hasher();
+        for part in [self.rule, self.hostname, self.source, self.ns, self.pod] {
+            h.write(part.as_bytes());
+            h.write_u8(0xff);
+        }
+        h.write_u8(self.priority);
+        for t in self.tags {
+            h.write(t.as_bytes());
+            h.write_u8(0xfe);
+        }
+        h.finish()
+    }
+
+    fn is(&self, s: &Series) -> bool {
+        self.priority == s.priority
+            && self.rule == s.rule
+            && self.hostname == s.hostname
+            && self.source == s.source
+            && self.ns == s.ns
+            && self.pod == s.pod
+            && self.tags == s.tags.as_slice()
+    }
+}
+
+/// One `falco_events` series.
+#[derive(Clone, Serialize, Deserialize)]
+struct Series {
+    rule: String,
+    priority: u8,
+    hostname: String,
+    source: String,
+    ns: String,
+    pod: String,
+    tags: Vec<String>,
+    count: u64,
+}
+
+impl Series {
+    fn of(e: &OutputEvent, count: u64) -> Series {
+        let p = Parts::of(e);
+        Series {
+            rule: p.rule.to_string(),
+            priority: p.priority,
+            hostname: p.hostname.to_string(),
+            source: p.source.to_string(),
+            ns: p.ns.to_string(),
+            pod: p.pod.to_string(),
+            tags: p.tags.to_vec(),
+            count,
+        }
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            rule: &self.rule,
+            priority: self.priority,
+            hostname: &self.hostname,
+            source: &self.source,
+            ns: &self.ns,
+            pod: &self.pod,
+            tags: &self.tags,
+        }
+    }
+
+    fn labels(&self) -> EventLabels {
+        EventLabels {
+            rule: self.rule.clone(),
+            priority: self.priority.to_string(),
+            hostname: self.hostname.clone(),
+            source: self.source.clone(),
+            k8s_ns_name: self.ns.clone(),
+            k8s_pod_name: self.pod.clone(),
+            // falco-exporter: the tags joined by ',' between a leading and a trailing ','.
+            tags: format!(",{},", self.tags.join(",")),
+        }
+    }
 }
 
 /// `falco_events`: alerts stored in the outputs log, per falco-exporter label set, at most
@@ -338,7 +423,7 @@ pub struct FalcoEvents {
 
 #[derive(Default)]
 struct EventTable {
-    series: HashMap<String, u64>,
+    series: hashbrown::HashTable<Series>,
     overflow: u64,
     max: usize,
     /// The newest seq counted as it was stored.
@@ -347,14 +432,13 @@ struct EventTable {
     dirty: bool,
     /// The log's older alerts are counted too.
     ready: bool,
-    scratch: String,
 }
 
 /// What is saved so a restart does not count the log again: the counts as of outputs seq `upto`.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Saved {
     upto: u64,
-    series: HashMap<String, u64>,
+    series: Vec<Series>,
     overflow: u64,
 }
 
@@ -375,14 +459,19 @@ impl FalcoEvents {
     /// Counts alerts just stored at seqs up to `last_seq`.
     pub fn count_stored(&self, alerts: &[OutputEvent], last_seq: u64) {
         let mut t = self.lock();
-        t.add(alerts);
+        for a in alerts {
+            t.add(&Parts::of(a), 1, || Series::of(a, 0));
+        }
         t.upto = t.upto.max(last_seq);
         t.dirty = true;
     }
 
     /// Counts alerts read back from the log at start (they were stored before this process).
     pub fn count(&self, alerts: &[OutputEvent]) {
-        self.lock().add(alerts);
+        let mut t = self.lock();
+        for a in alerts {
+            t.add(&Parts::of(a), 1, || Series::of(a, 0));
+        }
     }
 
     /// Whether the counts cover the log yet (see [`FalcoEvents::set_ready`]).
@@ -390,11 +479,17 @@ impl FalcoEvents {
         self.lock().ready
     }
 
-    /// The counts now cover every alert in the log: they may be served and saved.
-    pub fn set_ready(&self) {
+    /// The counts now cover every alert in the log up to `seq`: they may be served and saved.
+    pub fn set_ready(&self, seq: u64) {
         let mut t = self.lock();
         t.ready = true;
         t.dirty = true;
+        t.upto = t.upto.max(seq);
+    }
+
+    /// Every alert up to this seq is counted (once [`FalcoEvents::ready`]).
+    pub fn counted_to(&self) -> u64 {
+        self.lock().upto
     }
 
     /// Label sets counted (the overflow series excluded).
@@ -405,21 +500,20 @@ impl FalcoEvents {
     /// The sum over every series.
     pub fn total(&self) -> u64 {
         let t = self.lock();
-        t.series.values().sum::<u64>() + t.overflow
+        t.series.iter().map(|s| s.count).sum::<u64>() + t.overflow
     }
 
     /// The family, sorted by label values.
     pub fn family(&self) -> MetricFamily {
-        let (mut rows, overflow) = {
+        let (rows, overflow) = {
             let t = self.lock();
-            let rows: Vec<(String, u64)> = t.series.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let rows: Vec<(EventLabels, u64)> =
+                t.series.iter().map(|s| (s.labels(), s.count)).collect();
             (rows, t.overflow)
         };
-        rows.sort_unstable();
-        let mut metrics: Vec<Metric> = rows
-            .iter()
-            .filter_map(|(k, v)| Some(event_metric(&decode_key(k)?, *v)))
-            .collect();
+        let mut rows = rows;
+        rows.sort_unstable_by(|a, b| a.0.values().cmp(&b.0.values()));
+        let mut metrics: Vec<Metric> = rows.iter().map(|(l, v)| event_metric(l, *v)).collect();
         if overflow > 0 {
             let labels = EventLabels {
                 rule: OVERFLOW_RULE.into(),
@@ -451,9 +545,9 @@ impl FalcoEvents {
             return None;
         }
         t.dirty = false;
-        let saved = SavedRef {
+        let saved = Saved {
             upto: t.upto,
-            series: &t.series,
+            series: t.series.iter().cloned().collect(),
             overflow: t.overflow,
         };
         postcard::to_stdvec(&saved).ok()
@@ -462,12 +556,15 @@ impl FalcoEvents {
     /// Adds saved counts to what is counted; returns the last seq they include, or `None`
     /// (nothing added) when `bytes` is not a saved table.
     pub fn restore(&self, bytes: &[u8]) -> Option<u64> {
-        let saved: Saved = postcard::from_bytes(bytes).ok()?;
+        let mut saved: Saved = postcard::from_bytes(bytes).ok()?;
+        saved
+            .series
+            .sort_unstable_by(|a, b| a.labels().values().cmp(&b.labels().values()));
         let mut t = self.lock();
-        let mut keys: Vec<(String, u64)> = saved.series.into_iter().collect();
-        keys.sort_unstable();
-        for (k, n) in keys {
-            t.add_key(k, n);
+        for s in saved.series {
+            let n = s.count;
+            let key = s.clone();
+            t.add(&key.parts(), n, move || s);
         }
         t.overflow += saved.overflow;
         Some(saved.upto)
@@ -475,26 +572,16 @@ impl FalcoEvents {
 }
 
 impl EventTable {
-    fn add(&mut self, alerts: &[OutputEvent]) {
-        let mut key = std::mem::take(&mut self.scratch);
-        for a in alerts {
-            key_into(&mut key, a);
-            if let Some(n) = self.series.get_mut(key.as_str()) {
-                *n += 1;
-            } else {
-                self.add_key(key.clone(), 1);
-            }
-        }
-        self.scratch = key;
-    }
-
-    /// `n` more for the series `key`, or for the overflow series when `key` is new and there
-    /// are `max` series already.
-    fn add_key(&mut self, key: String, n: u64) {
-        if let Some(have) = self.series.get_mut(&key) {
-            *have += n;
+    /// `n` more for the series `parts`, made by `new` when it is not there; the overflow series
+    /// takes it when there are `max` series already.
+    fn add(&mut self, parts: &Parts<'_>, n: u64, new: impl FnOnce() -> Series) {
+        let hash = parts.hash();
+        if let Some(s) = self.series.find_mut(hash, |s| parts.is(s)) {
+            s.count += n;
         } else if self.series.len() < self.max {
-            self.series.insert(key, n);
+            let mut s = new();
+            s.count = n;
+            self.series.insert_unique(hash, s, |s| s.parts().hash());
         } else {
             if self.overflow == 0 {
                 tracing::warn!(
@@ -511,14 +598,6 @@ impl EventTable {
 /// The last seq saved counts include, if `bytes` are saved counts.
 pub fn saved_upto(bytes: &[u8]) -> Option<u64> {
     postcard::from_bytes::<Saved>(bytes).ok().map(|s| s.upto)
-}
-
-/// [`Saved`] borrowed, for writing.
-#[derive(Serialize)]
-struct SavedRef<'a> {
-    upto: u64,
-    series: &'a HashMap<String, u64>,
-    overflow: u64,
 }
 
 fn event_metric(labels: &EventLabels, value: u64) -> Metric {
@@ -592,7 +671,7 @@ mod tests {
             }
         );
         let bare = EventLabels::of(&alert("r:1:2", &[], &[]));
-        assert_eq!(bare.rule, "r:1:2", "colons in values survive the key");
+        assert_eq!(bare.rule, "r:1:2");
         assert_eq!(
             (bare.k8s_ns_name.as_str(), bare.k8s_pod_name.as_str()),
             ("", "")
@@ -623,7 +702,7 @@ mod tests {
             t.events.save().is_none(),
             "not saved before the log is counted"
         );
-        t.events.set_ready();
+        t.events.set_ready(0);
         t.events.count_stored(&alerts[..1], 77);
         let saved = t.events.save().expect("changed");
         assert!(t.events.save().is_none(), "unchanged since");

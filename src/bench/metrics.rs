@@ -19,9 +19,13 @@ use super::ingest::{drive, workload, IngestBenchArgs, Kind};
 
 #[derive(Args, Debug)]
 pub struct MetricsBenchArgs {
-    /// Events per ingest run (every one matches a rule, so every one is counted).
-    #[arg(long, default_value_t = 200_000)]
+    /// Events per ingest run.
+    #[arg(long, default_value_t = 400_000)]
     pub events: u64,
+    /// Fraction of events that match a rule, as in `bench ingest` (1.0: every event is an
+    /// alert to count).
+    #[arg(long, default_value_t = 0.1)]
+    pub match_rate: f64,
     /// Ingest runs with metrics on, and as many off.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -33,14 +37,14 @@ pub struct MetricsBenchArgs {
     pub scrapes: usize,
 }
 
-fn ingest_args(events: u64) -> IngestBenchArgs {
+fn ingest_args(events: u64, match_rate: f64) -> IngestBenchArgs {
     IngestBenchArgs {
         kind: Kind::Syscall,
         events,
         streams: 4,
         subscribers: 0,
         batch: 500,
-        match_rate: 1.0,
+        match_rate,
         rate: 0,
         k8s_events: None,
         rules: Vec::new(),
@@ -91,6 +95,7 @@ async fn ingest_once(
         s.abort();
     }
     if metrics {
+        crate::metrics::settle(&app, Duration::from_secs(5)).await;
         anyhow::ensure!(
             app.telemetry.events.total() == alerts,
             "falco_events counted {} of {alerts} alerts",
@@ -127,12 +132,14 @@ fn distinct_alert(i: usize) -> OutputEvent {
 }
 
 pub async fn metrics_bench(args: MetricsBenchArgs) -> anyhow::Result<i32> {
-    let ingest = ingest_args(args.events);
+    let ingest = ingest_args(args.events, args.match_rate);
     let (payloads, rules) = workload(&ingest)?;
     let payloads = Arc::new(payloads);
     println!(
-        "metrics bench: {} rounds of {} syscall events (every one an alert), metrics on and off, interleaved",
-        args.rounds, args.events
+        "metrics bench: {} rounds of {} syscall events ({:.0}% match a rule), metrics on and off, interleaved",
+        args.rounds,
+        args.events,
+        args.match_rate * 100.0
     );
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for round in 0..args.rounds.max(1) {
@@ -154,6 +161,20 @@ pub async fn metrics_bench(args: MetricsBenchArgs) -> anyhow::Result<i32> {
     println!(
         "ingest median: metrics on {on_m:.0} events/s, off {off_m:.0} events/s; on/off ratio {:.3}",
         on_m / off_m
+    );
+
+    // The counting itself: alerts of 100 label sets, counted one commit of 1,000 at a time.
+    let counter = Telemetry::new(crate::telemetry::DEFAULT_MAX_SERIES, true);
+    let batch: Vec<OutputEvent> = (0..1000).map(|i| distinct_alert(i % 100)).collect();
+    let t = Instant::now();
+    let commits = 1000;
+    for c in 0..commits {
+        counter.events.count_stored(&batch, c as u64);
+    }
+    println!(
+        "counting falco_events: {:.0} ns an alert ({} alerts, 100 label sets)",
+        t.elapsed().as_nanos() as f64 / (commits * batch.len()) as f64,
+        commits * batch.len()
     );
 
     // One scrape of `series` label sets: rendering alone, and a GET over HTTP.

@@ -79,7 +79,8 @@ enum Msg<T> {
 }
 
 /// Told of every durable commit: the records, the seq of the last, and how long the commit took.
-pub type Observer<T> = Box<dyn Fn(&[T], u64, std::time::Duration) + Send + Sync>;
+/// The records are the observer's (the commit thread no longer needs them).
+pub type Observer<T> = Box<dyn Fn(Vec<T>, u64, std::time::Duration) + Send + Sync>;
 
 pub(crate) struct Shared<T> {
     pub(crate) name: &'static str,
@@ -277,7 +278,7 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Msg<T>>
         match result {
             Ok(range) => {
                 if let Some(observe) = &shared.observer {
-                    observe(&records, range.end - 1, began.elapsed());
+                    observe(records, range.end - 1, began.elapsed());
                 }
                 shared.head.send_replace(range.end - 1);
                 let mut next = range.start;

@@ -35,6 +35,7 @@ async fn scrape(State(app): State<App>) -> Response {
         )
             .into_response();
     }
+    crate::metrics::settle(&app, std::time::Duration::from_secs(1)).await;
     // Reading the log bounds and consumers touches the database: off the runtime threads.
     let text = match tokio::task::spawn_blocking(move || crate::metrics::render(&app)).await {
         Ok(text) => text,
