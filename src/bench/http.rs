@@ -94,6 +94,26 @@ impl Poster {
     }
 }
 
+/// Serves one plain-HTTP endpoint group of `app` on a loopback port; returns its address.
+pub(crate) async fn serve_endpoint(app: &App, kind: HttpKind) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let endpoint = HttpEndpoint {
+        kind,
+        addr,
+        tls: false,
+        max_body: 1 << 20,
+    };
+    let router = crate::http::router(app.clone(), &[&endpoint]);
+    let opts = crate::http::HttpOptions {
+        tls: None,
+        max_connections: 1024,
+        policy: Default::default(),
+    };
+    tokio::spawn(crate::http::serve(app.clone(), listener, router, opts));
+    Ok(addr)
+}
+
 #[derive(Args, Debug)]
 pub struct HttpBenchArgs {
     /// Alerts to post in the throughput run.
@@ -217,21 +237,7 @@ pub async fn http_bench(args: HttpBenchArgs) -> anyhow::Result<i32> {
         app.clone(),
         crate::server::bind_unix(&socket)?,
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let endpoint = HttpEndpoint {
-        kind: HttpKind::Falco { mtls: false },
-        addr,
-        tls: false,
-        max_body: 1 << 20,
-    };
-    let router = crate::http::router(app.clone(), &[&endpoint]);
-    let http_opts = crate::http::HttpOptions {
-        tls: None,
-        max_connections: 1024,
-        policy: Default::default(),
-    };
-    tokio::spawn(crate::http::serve(app.clone(), listener, router, http_opts));
+    let addr = serve_endpoint(&app, HttpKind::Falco { mtls: false }).await?;
     println!(
         "http bench: {} alerts posted by {} keep-alive clients (one alert per POST), {} subscribers",
         args.alerts, args.clients, args.subscribers

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::app::App;
-use crate::config::{HttpEndpoint, HttpKind};
+use crate::config::HttpKind;
 use crate::engine::{LoadOptions, RuleSet};
 use crate::event::{OutputEvent, Priority};
 use crate::pipeline::Settings;
@@ -196,21 +196,7 @@ pub async fn metrics_bench(args: MetricsBenchArgs) -> anyhow::Result<i32> {
         bytes = crate::metrics::render(&app).len();
         render_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let endpoint = HttpEndpoint {
-        kind: HttpKind::Metrics { mtls: false },
-        addr,
-        tls: false,
-        max_body: 0,
-    };
-    let router = crate::http::router(app.clone(), &[&endpoint]);
-    let opts = crate::http::HttpOptions {
-        tls: None,
-        max_connections: 16,
-        policy: Default::default(),
-    };
-    tokio::spawn(crate::http::serve(app.clone(), listener, router, opts));
+    let addr = super::http::serve_endpoint(&app, HttpKind::Metrics { mtls: false }).await?;
     let mut client = super::http::Poster::connect(addr).await?;
     let mut get_ms = Vec::new();
     for _ in 0..args.scrapes.max(1) {

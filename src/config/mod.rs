@@ -694,4 +694,39 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn the_metrics_section_is_checked() {
+        let err = |text: &str| {
+            ServeConfig::merge(parse(text).unwrap(), &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("metrics:\n  listen: 127.0.0.1:9376\n  max_series: 0\n");
+        assert!(e.contains("metrics.max_series 0"), "{e}");
+        let e = err("metrics:\n  listen: 127.0.0.1:9376\n  mtls: true\n");
+        assert!(e.contains("metrics.mtls needs metrics.tls"), "{e}");
+        let e = err("metrics:\n  listen: 0.0.0.0:9376\n");
+        assert!(e.contains("metrics.allow_remote_plaintext"), "{e}");
+        let e = err("metrics:\n  listen: 127.0.0.1:9376\n  tls: true\n");
+        assert!(e.contains("metrics.tls needs tls.cert"), "{e}");
+        let c = ServeConfig::merge(
+            parse("metrics:\n  max_series: 5\n").unwrap(),
+            &Overrides {
+                metrics: Some("127.0.0.1:9376".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.max_series, 5);
+        assert_eq!(c.http.len(), 1);
+        assert_eq!(c.http[0].kind, HttpKind::Metrics { mtls: false });
+        assert!(
+            ServeConfig::merge(FileConfig::default(), &Overrides::default())
+                .unwrap()
+                .http
+                .is_empty(),
+            "metrics are off by default"
+        );
+    }
 }

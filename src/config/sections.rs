@@ -118,6 +118,24 @@ fn http_listener(
     Ok(addr)
 }
 
+/// An endpoint section's address, with its `tls` and `mtls` flags (`mtls` needs `tls`), from
+/// `(tls, mtls, allow_remote_plaintext)`.
+fn guarded(
+    section: &str,
+    listen: Option<&str>,
+    (tls, mtls, remote): (Option<bool>, Option<bool>, Option<bool>),
+    have_tls: bool,
+) -> Result<Option<(std::net::SocketAddr, bool, bool)>, ConfigError> {
+    let (tls, mtls) = (tls.unwrap_or(false), mtls.unwrap_or(false));
+    if mtls && !tls {
+        return Err(invalid(format!(
+            "{section}.mtls needs {section}.tls: true (client certificates come with HTTPS)"
+        )));
+    }
+    let addr = http_listener(section, listen, tls, remote.unwrap_or(false), have_tls)?;
+    Ok(addr.map(|a| (a, tls, mtls)))
+}
+
 /// The HTTP surface's endpoints: the webhook (`webhook` section or `--webhook`) and Falco's
 /// http_output receiver (`falco` section or `--falco-http`), and `/metrics` (`metrics` section or
 /// `--metrics`). Endpoints on one address share a listener, so they must agree on TLS.
@@ -142,16 +160,9 @@ pub fn http(
     }
     let empty = FalcoSection::default();
     let falco = falco.unwrap_or(&empty);
-    let tls = falco.tls.unwrap_or(false);
-    let mtls = falco.mtls.unwrap_or(false);
-    if mtls && !tls {
-        return Err(invalid(
-            "falco.mtls needs falco.tls: true (client certificates come with HTTPS)".into(),
-        ));
-    }
-    let listen = o.falco_http.as_deref().or(falco.listen.as_deref());
-    let remote = falco.allow_remote_plaintext.unwrap_or(false);
-    if let Some(addr) = http_listener("falco", listen, tls, remote, have_tls)? {
+    let falco_listen = o.falco_http.as_deref().or(falco.listen.as_deref());
+    let options = (falco.tls, falco.mtls, falco.allow_remote_plaintext);
+    if let Some((addr, tls, mtls)) = guarded("falco", falco_listen, options, have_tls)? {
         out.push(HttpEndpoint {
             kind: HttpKind::Falco { mtls },
             addr,
@@ -159,16 +170,9 @@ pub fn http(
             max_body: falco.max_body_bytes.unwrap_or(1 << 20),
         });
     }
-    let tls = metrics.tls.unwrap_or(false);
-    let mtls = metrics.mtls.unwrap_or(false);
-    if mtls && !tls {
-        return Err(invalid(
-            "metrics.mtls needs metrics.tls: true (client certificates come with HTTPS)".into(),
-        ));
-    }
-    let listen = o.metrics.as_deref().or(metrics.listen.as_deref());
-    let remote = metrics.allow_remote_plaintext.unwrap_or(false);
-    if let Some(addr) = http_listener("metrics", listen, tls, remote, have_tls)? {
+    let metrics_listen = o.metrics.as_deref().or(metrics.listen.as_deref());
+    let options = (metrics.tls, metrics.mtls, metrics.allow_remote_plaintext);
+    if let Some((addr, tls, mtls)) = guarded("metrics", metrics_listen, options, have_tls)? {
         out.push(HttpEndpoint {
             kind: HttpKind::Metrics { mtls },
             addr,

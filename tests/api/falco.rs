@@ -238,17 +238,8 @@ async fn many_falcos_posting_at_once_lose_and_double_nothing() {
 }
 
 /// The receiver's address, from what `serve` printed.
-fn receiver_addr(lines: &[String]) -> std::net::SocketAddr {
-    let line = lines
-        .iter()
-        .find(|l| l.starts_with("falco http_output receiver: http://"))
-        .unwrap_or_else(|| panic!("no receiver line in {lines:?}"));
-    line["falco http_output receiver: http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+pub(crate) fn receiver_addr(lines: &[String]) -> std::net::SocketAddr {
+    crate::process::printed_addr(lines, "falco http_output receiver: http://")
 }
 
 fn tail_json(sock: &Path) -> Vec<serde_json::Value> {

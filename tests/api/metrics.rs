@@ -13,6 +13,7 @@ use falco_api::config::HttpKind;
 use falco_api::pipeline::Settings;
 
 use crate::common::{spawn_http, TestServer};
+use crate::falco::receiver_addr;
 use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
 use crate::process::{cli_output, serve_args, sigterm, spawn_serve, wait_exit};
 
@@ -39,16 +40,7 @@ fn family_sum(samples: &BTreeMap<String, f64>, name: &str) -> f64 {
 }
 
 fn events_series(labels: [&str; 7]) -> String {
-    let names = [
-        "rule",
-        "priority",
-        "hostname",
-        "source",
-        "k8s_ns_name",
-        "k8s_pod_name",
-        "tags",
-    ];
-    let pairs: Vec<String> = names
+    let pairs: Vec<String> = falco_api::telemetry::EVENT_LABELS
         .iter()
         .zip(labels)
         .map(|(n, v)| format!("{n}=\"{v}\""))
@@ -242,34 +234,18 @@ async fn the_exposition_has_falco_exporters_series_and_the_servers_own() {
         1.0
     );
     assert!(s["falco_api_http_requests_total{endpoint=\"GET /metrics\",status=\"200\"}"] >= 1.0);
+    // With mtls, a scraper without a client certificate is refused.
+    let (l, guarded) = listener().await;
+    spawn_http(&server.app, l, HttpKind::Metrics { mtls: true }, None);
+    let (status, _, body) = scrape(guarded).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("falco_events"));
     server.stop().await;
 }
 
 /// The metrics address `serve` printed.
 fn metrics_addr(lines: &[String]) -> SocketAddr {
-    let line = lines
-        .iter()
-        .find(|l| l.starts_with("prometheus metrics: http://"))
-        .unwrap_or_else(|| panic!("no metrics line in {lines:?}"));
-    line["prometheus metrics: http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn receiver_addr(lines: &[String]) -> SocketAddr {
-    let line = lines
-        .iter()
-        .find(|l| l.starts_with("falco http_output receiver: http://"))
-        .unwrap();
-    line["falco http_output receiver: http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    crate::process::printed_addr(lines, "prometheus metrics: http://")
 }
 
 /// Scrapes until the counts are ready (503 while the log is counted at start).

@@ -66,6 +66,20 @@ fn spawn_serve_until(home: &Path, args: &[&str], marker: &str) -> Running {
     Running { child, lines }
 }
 
+/// The address in the line `serve` printed that starts with `prefix` (`… http://ADDR/…`).
+pub(crate) fn printed_addr(lines: &[String], prefix: &str) -> std::net::SocketAddr {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in {lines:?}"));
+    line[prefix.len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
