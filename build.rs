@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "falco/configs.proto",
     "falco/sidecar.proto",
     "falco/metrics.proto",
+    "falco/tokens.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

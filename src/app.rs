@@ -60,6 +60,8 @@ pub struct App {
     after_commit: Arc<OnceLock<CommitHook>>,
     /// Counters and histograms, and `falco_events`.
     pub telemetry: Arc<Telemetry>,
+    /// Console tokens and sessions.
+    pub tokens: Arc<crate::tokens::Tokens>,
     /// The outputs log's head when opened: alerts up to it were stored before this process and
     /// are counted by [`App::rebuild_counts`], later ones as they are stored.
     opened_at: u64,
@@ -104,6 +106,7 @@ impl App {
         telemetry: Telemetry,
     ) -> Result<App, StoreError> {
         let store = Arc::new(Store::open(data_dir, opts)?);
+        let tokens = Arc::new(crate::tokens::Tokens::open(store.clone())?);
         let telemetry = Arc::new(telemetry);
         let outputs = Feed::start_observed(
             "outputs",
@@ -143,6 +146,7 @@ impl App {
             nodes: Arc::default(),
             after_commit: Arc::default(),
             telemetry,
+            tokens,
             opened_at,
         })
     }

@@ -47,3 +47,4 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
+pub mod tokens;

@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::falco::FalcoCommand,
     },
+    /// Tokens for the web console: create (printed once), list, revoke.
+    Token {
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::token::TokenCommand,
+    },
     /// Stream drop records (losses), with the same flags as tail.
     Drops(cli::tail::TailArgs),
     /// Evaluate rules files on recorded events offline (no server), or just validate them.
@@ -149,6 +156,7 @@ fn main() -> ExitCode {
             Command::Config { connect, command } => cli::control::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
             Command::Falco { connect, command } => cli::falco::run(connect, command).await,
+            Command::Token { connect, command } => cli::token::run(connect, command).await,
             Command::Bench(BenchCommand::Control(args)) => {
                 let _ = init_tracing("warn");
                 falco_api::bench::control_bench(args).await

@@ -31,9 +31,14 @@ pub mod falco {
     pub mod metrics {
         tonic::include_proto!("falco.metrics");
     }
+    pub mod tokens {
+        tonic::include_proto!("falco.tokens");
+    }
 }
 
-pub use falco::{configs, drops, inputs, metrics, outputs, rules, schema, sidecar, version};
+pub use falco::{
+    configs, drops, inputs, metrics, outputs, rules, schema, sidecar, tokens, version,
+};
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

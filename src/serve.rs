@@ -144,6 +144,7 @@ fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow:
         for e in &endpoints {
             match e.kind {
                 HttpKind::Webhook => println!("k8s audit webhook: {scheme}://{addr}/k8s-audit"),
+                HttpKind::Console => println!("web console: {scheme}://{addr}/console/"),
                 HttpKind::Metrics { mtls } => println!(
                     "prometheus metrics: {scheme}://{addr}/metrics{}",
                     if mtls {

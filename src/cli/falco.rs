@@ -478,7 +478,7 @@ pub fn setup(config: &ServeConfig, connect: &ConnectArgs) -> String {
     );
     let receiver = config.http.iter().find_map(|e| match e.kind {
         HttpKind::Falco { mtls } => Some((e, mtls)),
-        HttpKind::Webhook | HttpKind::Metrics { .. } => None,
+        HttpKind::Webhook | HttpKind::Metrics { .. } | HttpKind::Console => None,
     });
     match receiver {
         Some((e, mtls)) => {

@@ -9,6 +9,7 @@ pub mod falco;
 pub mod send;
 pub mod stats;
 pub mod tail;
+pub mod token;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,9 @@ pub struct ServeArgs {
     /// falco-exporter's port).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9376")]
     pub metrics: Option<String>,
+    /// Serve the web console (/console/) on host:port (default 127.0.0.1:2802).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2802")]
+    pub console: Option<String>,
     /// Record --rules files as a change even when the store already holds rules (otherwise they
     /// are imported only on first boot).
     #[arg(long)]
@@ -68,6 +72,7 @@ impl ServeArgs {
             webhook: self.webhook.clone(),
             falco_http: self.falco_http.clone(),
             metrics: self.metrics.clone(),
+            console: self.console.clone(),
             import_rules: self.import_rules,
         })
     }

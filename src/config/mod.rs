@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub falco: Option<FalcoSection>,
     /// `GET /metrics` for Prometheus.
     pub metrics: Option<MetricsSection>,
+    /// The web console.
+    pub console: Option<ConsoleSection>,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: Option<String>,
     /// The hostname alerts carry (default: the machine's).
@@ -218,6 +220,19 @@ pub struct MetricsSection {
     pub max_series: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// `host:port` for the web console (`/console/`); absent: off. `--console`.
+    pub listen: Option<String>,
+    /// Serve HTTPS with the boot config's `tls.cert` and `tls.key` (default false); client
+    /// certificates that chain to `tls.client_ca` sign in with their roles, as on gRPC.
+    pub tls: Option<bool>,
+    /// Serve plain HTTP on a non-loopback address (default false: refused at boot; tokens and
+    /// session cookies would cross the network in clear).
+    pub allow_remote_plaintext: Option<bool>,
+}
+
 /// What an HTTP endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpKind {
@@ -227,6 +242,8 @@ pub enum HttpKind {
     Falco { mtls: bool },
     /// `GET /metrics`; `mtls`: scrapers need a certificate with the reader role.
     Metrics { mtls: bool },
+    /// The web console and its JSON API.
+    Console,
 }
 
 impl HttpKind {
@@ -236,6 +253,7 @@ impl HttpKind {
             HttpKind::Webhook => "webhook",
             HttpKind::Falco { .. } => "falco",
             HttpKind::Metrics { .. } => "metrics",
+            HttpKind::Console => "console",
         }
     }
 }
@@ -285,6 +303,7 @@ pub struct Overrides {
     pub webhook: Option<String>,
     pub falco_http: Option<String>,
     pub metrics: Option<String>,
+    pub console: Option<String>,
     /// Record the boot rules files as a change even when the store already has rules.
     pub import_rules: bool,
 }
@@ -514,6 +533,7 @@ impl ServeConfig {
             file.webhook.unwrap_or_default(),
             file.falco.as_ref(),
             &metrics,
+            &file.console.unwrap_or_default(),
             o,
             tls.is_some(),
         )?;
@@ -728,5 +748,31 @@ mod tests {
                 .is_empty(),
             "metrics are off by default"
         );
+    }
+
+    #[test]
+    fn the_console_listens_on_loopback_unless_told_otherwise() {
+        let err = ServeConfig::merge(
+            parse("console:\n  listen: 0.0.0.0:2802\n").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("console.allow_remote_plaintext"), "{err}");
+        let c = ServeConfig::merge(
+            parse("console:\n  listen: 0.0.0.0:2802\n  allow_remote_plaintext: true\n").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.http[0].kind, HttpKind::Console);
+        let c = ServeConfig::merge(
+            FileConfig::default(),
+            &Overrides {
+                console: Some("127.0.0.1:2802".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.http[0].addr.port(), 2802);
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    invalid, AuthSection, ConfigError, FalcoSection, FileConfig, HttpEndpoint, HttpKind,
-    MetricsSection, Overrides, SocketSection, WebhookSection,
+    invalid, AuthSection, ConfigError, ConsoleSection, FalcoSection, FileConfig, HttpEndpoint,
+    HttpKind, MetricsSection, Overrides, SocketSection, WebhookSection,
 };
 use crate::auth::{Policy, Role};
 use crate::server::Limits;
@@ -143,6 +143,7 @@ pub fn http(
     hook: WebhookSection,
     falco: Option<&FalcoSection>,
     metrics: &MetricsSection,
+    console: &ConsoleSection,
     o: &Overrides,
     have_tls: bool,
 ) -> Result<Vec<HttpEndpoint>, ConfigError> {
@@ -178,6 +179,22 @@ pub fn http(
             addr,
             tls,
             max_body: 0,
+        });
+    }
+    let console_listen = o.console.as_deref().or(console.listen.as_deref());
+    let options = (console.tls, None, console.allow_remote_plaintext);
+    if let Some((addr, tls, _)) = guarded("console", console_listen, options, have_tls)? {
+        if !tls && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "the console serves plain HTTP beyond this machine (console.allow_remote_plaintext): tokens and session cookies cross the network in clear"
+            );
+        }
+        out.push(HttpEndpoint {
+            kind: HttpKind::Console,
+            addr,
+            tls,
+            max_body: 4 << 20,
         });
     }
     for (i, a) in out.iter().enumerate() {

@@ -278,6 +278,7 @@ fn landed_since(app: &App, before: u64, global_cas: bool) -> Result<bool, Contro
 }
 
 fn check_expected(
+    app: &App,
     name: &str,
     current: Option<&Current>,
     expected: Option<u64>,
@@ -291,10 +292,20 @@ fn check_expected(
         (Some(e), None) if e > 0 => Err(ControlError::NotFound(format!(
             "rules file '{name}' does not exist; expected revision {e}"
         ))),
-        (Some(e), Some(c)) if c.revision != e => Err(ControlError::Conflict(format!(
-            "rules file '{name}' is at revision {}, not the expected {e}",
-            c.revision
-        ))),
+        (Some(e), Some(c)) if c.revision != e => {
+            let by = app
+                .store
+                .versioned()
+                .record(c.revision)
+                .ok()
+                .flatten()
+                .map(|r| format!(" (changed by {})", r.author))
+                .unwrap_or_default();
+            Err(ControlError::Conflict(format!(
+                "rules file '{name}' is at revision {}{by}, not the expected {e}",
+                c.revision
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -324,7 +335,7 @@ fn put_once(
     let v = app.store.versioned();
     let guard = v.lock();
     let state = state_now(app)?;
-    check_expected(name, state.files.get(name), expected)?;
+    check_expected(app, name, state.files.get(name), expected)?;
     let mut files = contents(&state.files);
     files.insert(name.to_string(), content.to_string());
     let change = Change {
@@ -372,7 +383,7 @@ fn delete_once(
             "rules file '{name}' does not exist"
         )));
     }
-    check_expected(name, state.files.get(name), expected)?;
+    check_expected(app, name, state.files.get(name), expected)?;
     let mut files = contents(&state.files);
     files.remove(name);
     let change = Change {

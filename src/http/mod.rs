@@ -8,6 +8,7 @@
 //! the listener must be on loopback unless explicitly opened (checked by the boot config). Each
 //! connection's [`Caller`] goes into the request's extensions.
 
+pub mod console;
 pub mod falco;
 pub mod metrics;
 pub mod webhook;
@@ -93,6 +94,10 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
             HttpKind::Falco { mtls } => {
                 router = router.merge(falco::routes(app.clone(), e.max_body, mtls));
                 paths.extend(falco::PATHS.iter().map(|p| format!("POST {p}")));
+            }
+            HttpKind::Console => {
+                router = router.merge(console::routes(app.clone(), e.tls));
+                paths.push("GET /console/".to_string());
             }
             HttpKind::Metrics { mtls } => {
                 router = router.merge(metrics::routes(app.clone(), mtls));

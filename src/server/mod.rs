@@ -14,6 +14,7 @@ mod outputs;
 mod rules;
 mod sidecar;
 mod status;
+mod tokens;
 mod version;
 mod wrap;
 
@@ -151,6 +152,7 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         "falco.configs.service",
         "falco.sidecar.service",
         "falco.metrics.service",
+        "falco.tokens.service",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -204,6 +206,12 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         )
         .add_service(
             proto::metrics::service_server::ServiceServer::new(metrics::MetricsService::new(
+                app.clone(),
+            ))
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::tokens::service_server::ServiceServer::new(tokens::TokensService::new(
                 app.clone(),
             ))
             .max_decoding_message_size(max),

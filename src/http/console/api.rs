@@ -1,0 +1,753 @@
+//! The console's JSON API: the same operations as the gRPC services (`crate::control`, the logs),
+//! shaped for a page. Reads need the reader role, changes the admin role and the CSRF value
+//! (checked before any handler runs); changes are recorded with the user's identity as author.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::User;
+use crate::app::App;
+use crate::control::{self, ControlError};
+use crate::engine::Diagnostic;
+use crate::event::{OutputEvent, OutputFilter, Priority};
+use crate::http::json;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/session", get(session))
+        .route("/alerts", get(alerts))
+        .route("/overview", get(overview))
+        .route("/rules", get(rules))
+        .route("/rules/file", get(rules_file).put(put_file))
+        .route("/rules/history", get(rules_history))
+        .route("/rules/diff", get(rules_diff))
+        .route("/rules/validate", post(validate))
+        .route("/rules/rollback", post(rollback))
+        .route("/rules/toggle", post(toggle))
+        .route("/config", get(config))
+        .route("/config/history", get(config_history))
+        .route("/config/set", post(config_set))
+        .route("/config/unset", post(config_unset))
+        .route("/drops", get(drops))
+}
+
+/// Runs a blocking operation (the store, the compiler) off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        )
+    })
+}
+
+fn diagnostic(d: &Diagnostic) -> Value {
+    json!({
+        "file": d.file, "line": d.pos.line, "column": d.pos.col,
+        "item": d.item, "message": d.message, "text": d.to_string(),
+    })
+}
+
+/// A control error as a status and a JSON body (with the position for rules that do not load).
+fn failed(e: ControlError) -> Response {
+    let (status, extra) = match &e {
+        ControlError::NotFound(_) => (StatusCode::NOT_FOUND, Value::Null),
+        ControlError::AlreadyExists(_) | ControlError::Conflict(_) => {
+            (StatusCode::CONFLICT, Value::Null)
+        }
+        ControlError::InvalidArgument(_) | ControlError::Compacted(_) => {
+            (StatusCode::BAD_REQUEST, Value::Null)
+        }
+        ControlError::Invalid { error, warnings } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "diagnostic": diagnostic(error),
+                "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
+            }),
+        ),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, Value::Null),
+    };
+    let mut body = json!({"error": e.to_string()});
+    if let Value::Object(extra) = extra {
+        body.as_object_mut().unwrap().extend(extra);
+    }
+    json(status, body)
+}
+
+fn ok(body: Value) -> Response {
+    json(StatusCode::OK, body)
+}
+
+fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn session(Extension(user): Extension<User>) -> Response {
+    ok(json!({"identity": user.identity, "admin": user.admin, "csrf": user.csrf}))
+}
+
+// ---- alerts ----
+
+/// The alert filters a page's URL holds; the outputs service's semantics, plus hostname and
+/// free text (case-insensitive, on the output).
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct AlertQuery {
+    /// Priority at least this severe: a name (`warning`) or number (0-7).
+    pub priority: Option<String>,
+    pub rule: Option<String>,
+    pub tag: Option<String>,
+    pub source: Option<String>,
+    pub hostname: Option<String>,
+    pub q: Option<String>,
+    /// Alerts before this seq (history pages), newest first.
+    pub before: Option<u64>,
+    /// The stream starts after this seq (without a Last-Event-ID).
+    pub after: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_priority(text: &str) -> Option<Priority> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Priority::from_number(n);
+    }
+    Priority::ALL.into_iter().find(|p| {
+        p.name().eq_ignore_ascii_case(text)
+            || (text.eq_ignore_ascii_case("info") && *p == Priority::Informational)
+    })
+}
+
+impl AlertQuery {
+    /// The filter, or why the query is wrong.
+    pub fn filter(&self) -> Result<impl Fn(&OutputEvent) -> bool + Send + Sync + 'static, String> {
+        let min_priority = match nonempty(&self.priority) {
+            Some(p) => Some(parse_priority(&p).ok_or_else(|| {
+                format!("priority '{p}' is not a priority (emergency … debug or 0-7)")
+            })?),
+            None => None,
+        };
+        let base = OutputFilter {
+            tags: nonempty(&self.tag).into_iter().collect(),
+            rules: nonempty(&self.rule).into_iter().collect(),
+            min_priority,
+            sources: nonempty(&self.source).into_iter().collect(),
+        };
+        let hostname = nonempty(&self.hostname);
+        let text = nonempty(&self.q).map(|q| q.to_lowercase());
+        Ok(move |ev: &OutputEvent| {
+            (base.is_empty() || base.matches(ev))
+                && hostname.as_ref().is_none_or(|h| &ev.hostname == h)
+                && text
+                    .as_ref()
+                    .is_none_or(|t| ev.output.to_lowercase().contains(t))
+        })
+    }
+}
+
+/// An alert as the page shows it.
+pub fn alert_json(seq: u64, ev: &OutputEvent) -> Value {
+    json!({
+        "seq": seq,
+        "time": rfc3339(ev.time_ns),
+        "priority": ev.priority.name(),
+        "priority_num": ev.priority as u8,
+        "rule": ev.rule,
+        "output": ev.output,
+        "hostname": ev.hostname,
+        "source": ev.source,
+        "tags": ev.tags,
+        "fields": ev.output_fields.iter().cloned().collect::<BTreeMap<String, String>>(),
+        "rules_revision": ev.rules_revision,
+        "origin": ev.origin.name(),
+    })
+}
+
+/// Reads the outputs log backwards from `before` (exclusive), newest first, `limit` matches at
+/// most, scanning at most `scan` records.
+fn newest_matching<F: Fn(&OutputEvent) -> bool>(
+    app: &App,
+    before: u64,
+    limit: usize,
+    scan: u64,
+    keep: F,
+) -> Result<Vec<(u64, OutputEvent)>, crate::store::StoreError> {
+    let ring = app.store.outputs();
+    let oldest = ring.bounds().oldest;
+    let mut end = before.saturating_sub(1);
+    let mut out = Vec::new();
+    let mut scanned = 0;
+    const STEP: u64 = 2048;
+    while end >= oldest && end > 0 && out.len() < limit && scanned < scan {
+        let start = end.saturating_sub(STEP).max(oldest.saturating_sub(1));
+        let mut batch = ring.read(start, end, STEP as usize)?;
+        scanned += batch.len() as u64;
+        batch.reverse();
+        for (seq, ev) in batch {
+            if keep(&ev) {
+                out.push((seq, ev));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        if start == 0 || start < oldest {
+            break;
+        }
+        end = start;
+    }
+    Ok(out)
+}
+
+async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response {
+    let keep = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return json(StatusCode::BAD_REQUEST, json!({"error": e})),
+    };
+    let head = app.outputs.head();
+    let before = q.before.unwrap_or(head + 1).min(head + 1);
+    let limit = q.limit.unwrap_or(200).clamp(1, 2000);
+    let a = app.clone();
+    let read = blocking(move || newest_matching(&a, before, limit, 200_000, keep)).await;
+    match read {
+        Ok(Ok(found)) => ok(json!({
+            "alerts": found.iter().map(|(s, e)| alert_json(*s, e)).collect::<Vec<_>>(),
+            "head": head,
+            "oldest": app.outputs.oldest(),
+        })),
+        Ok(Err(e)) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+        Err(r) => r,
+    }
+}
+
+// ---- overview ----
+
+async fn overview(State(app): State<App>) -> Response {
+    let a = app.clone();
+    let computed = blocking(move || overview_of(&a)).await;
+    match computed {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+        Err(r) => r,
+    }
+}
+
+fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
+    const MINUTE: i64 = 60_000_000_000;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let hour_start = now - 60 * MINUTE;
+    let day_start = now - 24 * 60 * MINUTE;
+    let mut hour = vec![[0u64; 8]; 60];
+    let mut day = vec![[0u64; 8]; 24];
+    let mut rules: HashMap<String, u64> = HashMap::new();
+    let mut hosts: HashMap<String, u64> = HashMap::new();
+    // The last day, newest first; at most the newest 200,000 alerts are read.
+    let head = app.outputs.head();
+    let mut scanned = 0u64;
+    let recent = newest_matching(app, head + 1, 200_000, 200_000, |ev| {
+        ev.time_ns >= day_start
+    })?;
+    for (_, ev) in &recent {
+        scanned += 1;
+        let p = ev.priority as usize;
+        if ev.time_ns >= hour_start {
+            let i = ((ev.time_ns - hour_start) / MINUTE).clamp(0, 59) as usize;
+            hour[i][p] += 1;
+        }
+        let i = ((ev.time_ns - day_start) / (60 * MINUTE)).clamp(0, 23) as usize;
+        day[i][p] += 1;
+        *rules.entry(ev.rule.clone()).or_default() += 1;
+        *hosts.entry(ev.hostname.clone()).or_default() += 1;
+    }
+    let top = |m: HashMap<String, u64>| {
+        let mut v: Vec<(String, u64)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(10);
+        v.into_iter()
+            .map(|(name, count)| json!({"name": name, "count": count}))
+            .collect::<Vec<_>>()
+    };
+    let drops = app.store.drops();
+    let drop_bounds = drops.bounds();
+    let mut drop_stages: BTreeMap<String, u64> = BTreeMap::new();
+    let from = drop_bounds.newest.saturating_sub(10_000);
+    for (_, d) in drops.read(from, drop_bounds.newest, 10_000)? {
+        if d.time_ns >= day_start {
+            *drop_stages.entry(d.stage.clone()).or_default() += d.n_drops;
+        }
+    }
+    let nodes: Vec<Value> = app
+        .nodes
+        .list()
+        .into_iter()
+        .map(|n| {
+            json!({
+                "hostname": n.hostname, "last_seen": rfc3339(n.last_seen_ns),
+                "alerts": n.alerts, "alert_rate": n.alert_rate, "event_rate": n.event_rate(),
+                "syscall_drops": n.syscall_drops,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "now": rfc3339(now),
+        "priorities": Priority::ALL.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "hour": hour, "day": day,
+        "top_rules": top(rules), "top_hosts": top(hosts),
+        "alerts_last_day": scanned,
+        "drops_last_day": drop_stages,
+        "nodes": nodes,
+        "head": head, "oldest": app.outputs.oldest(),
+    }))
+}
+
+// ---- rules ----
+
+#[derive(Deserialize)]
+struct FileQuery {
+    name: String,
+    #[serde(default)]
+    revision: u64,
+}
+
+async fn rules(State(app): State<App>) -> Response {
+    let a = app.clone();
+    let listed = blocking(move || -> Result<Value, ControlError> {
+        let (files, revision) = control::rules::list(&a, 0)?;
+        let mut out = Vec::new();
+        for (name, current) in files {
+            let record = a.store.versioned().record(current.revision)?;
+            out.push(json!({
+                "name": name, "revision": current.revision,
+                "author": record.as_ref().map(|r| r.author.clone()),
+                "time": record.as_ref().map(|r| rfc3339(r.time_ns)),
+                "comment": record.as_ref().map(|r| r.comment.clone()),
+                "bytes": current.value.len(),
+            }));
+        }
+        let (infos, in_force) = control::rules::effective(&a);
+        let rules: Vec<Value> = infos
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name, "source": r.source, "priority": r.priority.name(),
+                    "tags": r.tags, "enabled": r.enabled, "file": r.file, "compiled": r.compiled,
+                })
+            })
+            .collect();
+        Ok(json!({"files": out, "revision": revision, "in_force": in_force, "rules": rules}))
+    })
+    .await;
+    match listed {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+async fn rules_file(State(app): State<App>, Query(q): Query<FileQuery>) -> Response {
+    match blocking(move || control::rules::get(&app, &q.name, q.revision).map(|c| (q.name, c)))
+        .await
+    {
+        Ok(Ok((name, c))) => ok(json!({"name": name, "content": c.value, "revision": c.revision})),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    before: u64,
+}
+
+fn history_json(r: &crate::store::HistoryRecord) -> Value {
+    json!({
+        "revision": r.revision, "time": rfc3339(r.time_ns), "author": r.author,
+        "comment": r.comment, "action": r.action,
+        "changes": r.changes.iter().map(|c| json!({"target": c.target, "removed": c.value.is_none()})).collect::<Vec<_>>(),
+    })
+}
+
+async fn rules_history(State(app): State<App>, Query(q): Query<HistoryQuery>) -> Response {
+    match blocking(move || control::rules::history(&app, &q.name, q.before, 200)).await {
+        Ok(Ok(records)) => {
+            ok(json!({"entries": records.iter().map(history_json).collect::<Vec<_>>()}))
+        }
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    name: String,
+    from: u64,
+    to: u64,
+}
+
+/// Side by side: rows of (left line number and text, right line number and text, kind).
+pub fn side_by_side(old: &str, new: &str) -> Vec<Value> {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(old, new);
+    let mut rows = Vec::new();
+    for op in diff.ops() {
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        for change in diff.iter_changes(op) {
+            let line = change.value().trim_end_matches('\n').to_string();
+            match change.tag() {
+                ChangeTag::Equal => rows.push(json!({
+                    "kind": "same",
+                    "left_no": change.old_index().map(|i| i + 1), "left": line.clone(),
+                    "right_no": change.new_index().map(|i| i + 1), "right": line,
+                })),
+                ChangeTag::Delete => left.push((change.old_index().map(|i| i + 1), line)),
+                ChangeTag::Insert => right.push((change.new_index().map(|i| i + 1), line)),
+            }
+        }
+        for i in 0..left.len().max(right.len()) {
+            let (ln, l) = left.get(i).cloned().unwrap_or((None, String::new()));
+            let (rn, r) = right.get(i).cloned().unwrap_or((None, String::new()));
+            let kind = match (ln.is_some(), rn.is_some()) {
+                (true, true) => "changed",
+                (true, false) => "removed",
+                _ => "added",
+            };
+            rows.push(json!({"kind": kind, "left_no": ln, "left": l, "right_no": rn, "right": r}));
+        }
+    }
+    rows
+}
+
+async fn rules_diff(State(app): State<App>, Query(q): Query<DiffQuery>) -> Response {
+    let computed = blocking(move || -> Result<Value, ControlError> {
+        let content = |revision: u64| -> Result<String, ControlError> {
+            if revision == 0 {
+                return Ok(String::new());
+            }
+            match control::rules::get(&app, &q.name, revision) {
+                Ok(c) => Ok(c.value),
+                // Deleted as of that revision: an empty side.
+                Err(ControlError::NotFound(_)) => Ok(String::new()),
+                Err(e) => Err(e),
+            }
+        };
+        let (old, new) = (content(q.from)?, content(q.to)?);
+        Ok(json!({"name": q.name, "from": q.from, "to": q.to, "rows": side_by_side(&old, &new)}))
+    })
+    .await;
+    match computed {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct ValidateBody {
+    name: String,
+    content: String,
+}
+
+async fn validate(State(app): State<App>, Json(b): Json<ValidateBody>) -> Response {
+    match blocking(move || control::rules::validate(&app, &[(b.name, b.content)])).await {
+        Ok(Ok(warnings)) => {
+            ok(json!({"ok": true, "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>()}))
+        }
+        Ok(Err(ControlError::Invalid { error, warnings })) => ok(json!({
+            "ok": false, "error": diagnostic(&error),
+            "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
+        })),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct PutBody {
+    name: String,
+    content: String,
+    /// The revision the editor started from (0: a new file); the save fails if it moved.
+    expected_revision: u64,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn put_file(
+    State(app): State<App>,
+    Extension(user): Extension<User>,
+    Json(b): Json<PutBody>,
+) -> Response {
+    let saved = blocking(move || {
+        control::rules::put(
+            &app,
+            &b.name,
+            &b.content,
+            Some(b.expected_revision),
+            &b.comment,
+            &user.identity,
+        )
+    })
+    .await;
+    match saved {
+        Ok(Ok((revision, warnings))) => ok(json!({
+            "revision": revision,
+            "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
+        })),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    #[serde(default)]
+    name: String,
+    revision: u64,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn rollback(
+    State(app): State<App>,
+    Extension(user): Extension<User>,
+    Json(b): Json<RollbackBody>,
+) -> Response {
+    let done = blocking(move || {
+        control::rules::rollback(&app, b.revision, &b.name, None, &b.comment, &user.identity)
+    })
+    .await;
+    match done {
+        Ok(Ok((revision, _))) => ok(json!({"revision": revision})),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct ToggleBody {
+    #[serde(default)]
+    rules: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    enabled: bool,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn toggle(
+    State(app): State<App>,
+    Extension(user): Extension<User>,
+    Json(b): Json<ToggleBody>,
+) -> Response {
+    let done = blocking(move || {
+        control::rules::toggle(
+            &app,
+            &b.rules,
+            &b.tags,
+            b.enabled,
+            None,
+            &b.comment,
+            &user.identity,
+        )
+    })
+    .await;
+    match done {
+        Ok(Ok((revision, _))) => ok(json!({"revision": revision})),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+// ---- configuration ----
+
+async fn config(State(app): State<App>) -> Response {
+    match blocking(move || control::config::get(&app, &[], 0)).await {
+        Ok(Ok((entries, revision))) => ok(json!({
+            "revision": revision,
+            "entries": entries.iter().map(|e| json!({
+                "key": e.key, "value": e.value, "origin": e.origin, "accepts": e.accepts,
+                "description": e.description, "revision": e.revision,
+            })).collect::<Vec<_>>(),
+        })),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    #[serde(default)]
+    key: String,
+}
+
+async fn config_history(State(app): State<App>, Query(q): Query<KeyQuery>) -> Response {
+    match blocking(move || control::config::history(&app, &q.key, 0, 200)).await {
+        Ok(Ok(records)) => {
+            ok(json!({"entries": records.iter().map(history_json).collect::<Vec<_>>()}))
+        }
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct SetBody {
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn config_set(
+    State(app): State<App>,
+    Extension(user): Extension<User>,
+    Json(b): Json<SetBody>,
+) -> Response {
+    let values = BTreeMap::from([(b.key, b.value)]);
+    match blocking(move || control::config::set(&app, &values, None, &b.comment, &user.identity))
+        .await
+    {
+        Ok(Ok(changed)) => ok(json!({"revision": changed.revision, "warnings": changed.warnings})),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+async fn config_unset(
+    State(app): State<App>,
+    Extension(user): Extension<User>,
+    Json(b): Json<SetBody>,
+) -> Response {
+    let keys = vec![b.key];
+    match blocking(move || control::config::unset(&app, &keys, None, &b.comment, &user.identity))
+        .await
+    {
+        Ok(Ok(changed)) => ok(json!({"revision": changed.revision, "warnings": changed.warnings})),
+        Ok(Err(e)) => failed(e),
+        Err(r) => r,
+    }
+}
+
+// ---- drops ----
+
+#[derive(Deserialize)]
+struct DropsQuery {
+    stage: Option<String>,
+    source: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn drops(State(app): State<App>, Query(q): Query<DropsQuery>) -> Response {
+    let a = app.clone();
+    let read = blocking(move || -> Result<Value, crate::store::StoreError> {
+        let ring = a.store.drops();
+        let b = ring.bounds();
+        let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+        let stage = nonempty(&q.stage);
+        let source = nonempty(&q.source);
+        let records = ring.read(b.newest.saturating_sub(20_000), b.newest, 20_000)?;
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let hour_ago = now - 3_600_000_000_000;
+        let mut per_stage: BTreeMap<String, u64> = BTreeMap::new();
+        let mut shown = Vec::new();
+        for (seq, d) in records.into_iter().rev() {
+            if d.time_ns >= hour_ago {
+                *per_stage.entry(d.stage.clone()).or_default() += d.n_drops;
+            }
+            let keep = stage.as_ref().is_none_or(|s| &d.stage == s)
+                && source.as_ref().is_none_or(|s| &d.source == s);
+            if keep && shown.len() < limit {
+                shown.push(json!({
+                    "seq": seq, "time": rfc3339(d.time_ns), "stage": d.stage, "source": d.source,
+                    "client": d.client, "n_drops": d.n_drops, "n_evts": d.n_evts, "message": d.message,
+                }));
+            }
+        }
+        let rates: BTreeMap<String, f64> = per_stage
+            .into_iter()
+            .map(|(k, n)| (k, n as f64 / 60.0))
+            .collect();
+        Ok(json!({"drops": shown, "per_minute_last_hour": rates, "head": b.newest}))
+    })
+    .await;
+    match read {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_by_side_pairs_changed_lines() {
+        let rows = side_by_side("a\nb\nc\n", "a\nB\nc\nd\n");
+        let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["same", "changed", "same", "added"]);
+        assert_eq!(rows[1]["left"], "b");
+        assert_eq!(rows[1]["right"], "B");
+        assert_eq!(rows[3]["right_no"], 4);
+    }
+
+    #[test]
+    fn alert_queries_filter_like_the_outputs_service() {
+        let ev = OutputEvent::new(0, Priority::Warning, "r", "Shell In Pod", "syscall")
+            .with_hostname("h1");
+        let q = |f: AlertQuery| f.filter().unwrap()(&ev);
+        assert!(q(AlertQuery::default()));
+        assert!(q(AlertQuery {
+            priority: Some("warning".into()),
+            ..Default::default()
+        }));
+        assert!(!q(AlertQuery {
+            priority: Some("error".into()),
+            ..Default::default()
+        }));
+        assert!(q(AlertQuery {
+            q: Some("shell in".into()),
+            ..Default::default()
+        }));
+        assert!(!q(AlertQuery {
+            hostname: Some("h2".into()),
+            ..Default::default()
+        }));
+        assert!(!q(AlertQuery {
+            rule: Some("x".into()),
+            ..Default::default()
+        }));
+        assert!(AlertQuery {
+            priority: Some("loud".into()),
+            ..Default::default()
+        }
+        .filter()
+        .is_err());
+    }
+}
