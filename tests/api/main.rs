@@ -3,6 +3,7 @@
 mod authority;
 mod common;
 mod conformance;
+mod console;
 mod control;
 mod engine_cases;
 mod engine_props;
