@@ -907,3 +907,65 @@ async fn the_page_keeps_up_with_2000_alerts_a_second() {
     browser.close().await;
     server.stop().await;
 }
+
+/// On TLS a client certificate signs in with its roles (the identity the HTTP listener took
+/// from the handshake, as for the other endpoints); changes still need the CSRF value.
+#[tokio::test]
+async fn a_client_certificate_signs_in_with_its_roles() {
+    use tower::ServiceExt;
+    let server = TestServer::start(1000).await;
+    let endpoint = falco_api::config::HttpEndpoint {
+        kind: HttpKind::Console,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        tls: true,
+        max_body: 1 << 20,
+    };
+    let router = falco_api::http::router(server.app.clone(), &[&endpoint]);
+    let call = |roles: &[falco_api::auth::Role], method: &str, path: &str, csrf: Option<&str>| {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(c) = csrf {
+            request = request.header("x-csrf-token", c);
+        }
+        let body = if method == "POST" {
+            "{\"key\":\"outputs.rate\",\"value\":\"9\"}"
+        } else {
+            ""
+        };
+        let mut request = request.body(axum::body::Body::from(body)).unwrap();
+        request.extensions_mut().insert(falco_api::http::Caller {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            identity: Some(falco_api::auth::Identity {
+                name: "cn:ops".into(),
+                names: vec!["cn:ops".into()],
+                roles: roles.iter().copied().collect(),
+            }),
+        });
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+        }
+    };
+    use falco_api::auth::Role;
+    let (status, session) = call(&[Role::Admin], "GET", "/console/api/session", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(session["identity"], "cn:ops");
+    assert_eq!(session["admin"], true);
+    let csrf = session["csrf"].as_str().unwrap().to_string();
+    let (status, _) = call(&[Role::Admin], "POST", "/console/api/config/set", None).await;
+    assert_eq!(status, 403, "no CSRF value");
+    let (status, body) = call(&[Role::Admin], "POST", "/console/api/config/set", Some(&csrf)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(&[Role::Reader], "POST", "/console/api/config/set", Some(&csrf)).await;
+    assert_eq!(status, 403, "a reader certificate changes nothing");
+    let (status, _) = call(&[Role::Ingest], "GET", "/console/api/rules", None).await;
+    assert_eq!(status, 403, "ingest alone does not read");
+    let history = falco_api::control::config::history(&server.app, "outputs.rate", 0, 5).unwrap();
+    assert_eq!(history[0].author, "cn:ops");
+    server.stop().await;
+}
