@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests start for real when it is missing (Debian's
 # prometheus for the metrics tests, chromium and chromium-driver for the console's browser
-# tests), then runs `cargo test` with any arguments given.
+# tests, nats-server for the fleet tests), then runs `cargo test` with any arguments given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,7 @@ need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing ${need[*]} (Debian packages)"
   sudo=""

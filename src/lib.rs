@@ -36,6 +36,7 @@ pub mod engine;
 pub mod event;
 pub mod falco;
 pub mod feed;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

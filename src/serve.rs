@@ -95,6 +95,24 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     );
     print_falco(&app);
     serve_http(&app, &config, http)?;
+    crate::fleet::start(&app, &config.fleet);
+    if !config.fleet.url.is_empty() {
+        println!(
+            "fleet: NATS {} stream {}{}{}",
+            config.fleet.url,
+            config.fleet.stream,
+            if config.fleet.forward {
+                ", forwarding this node's alerts and drops"
+            } else {
+                ""
+            },
+            if config.fleet.collect {
+                ", collecting the fleet"
+            } else {
+                ""
+            }
+        );
+    }
     let rebuild = app.clone();
     tokio::task::spawn_blocking(move || rebuild.rebuild_counts());
     tokio::spawn(save_counts(app.clone()));

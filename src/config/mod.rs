@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub metrics: Option<MetricsSection>,
     /// The web console.
     pub console: Option<ConsoleSection>,
+    /// Forwarding to and collecting from NATS JetStream.
+    pub fleet: Option<FleetSection>,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: Option<String>,
     /// The hostname alerts carry (default: the machine's).
@@ -233,6 +235,134 @@ pub struct ConsoleSection {
     pub allow_remote_plaintext: Option<bool>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    pub nats: Option<NatsSection>,
+    /// Forward this node's alerts and drops (default true once `nats.url` is set).
+    pub forward: Option<bool>,
+    /// Publishes awaiting their acknowledgement at most (default 512).
+    pub window: Option<usize>,
+    /// Collect the fleet's records into this server's logs (default false).
+    pub collect: Option<bool>,
+    /// The collector's subject filter (default every subject of the stream).
+    pub collect_filter: Option<String>,
+    /// The collector's durable consumer name (default `falco-api-collector`).
+    pub consumer: Option<String>,
+    pub stream: Option<StreamSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// `nats://host:4222` (several, comma-separated, for a cluster).
+    pub url: Option<String>,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// Trust this CA (PEM) for `tls://` servers.
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate and key (PEM), for servers that verify clients.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    /// Default `FALCO`.
+    pub name: Option<String>,
+    /// Default 1.
+    pub replicas: Option<usize>,
+    /// 0 (default): no limit.
+    pub max_age_secs: Option<u64>,
+    /// 0 (default): no limit.
+    pub max_bytes: Option<u64>,
+    /// JetStream's de-duplication window for `Nats-Msg-Id` (default 120 s).
+    pub duplicate_window_secs: Option<u64>,
+}
+
+/// Where and how this server joins a fleet (see `crate::fleet`).
+#[derive(Debug, Clone, Default)]
+pub struct FleetConfig {
+    /// Empty: no fleet.
+    pub url: String,
+    pub creds_file: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    pub forward: bool,
+    pub window: usize,
+    pub collect: bool,
+    pub collect_filter: Option<String>,
+    pub consumer: String,
+    pub stream: String,
+    pub replicas: usize,
+    pub max_age_secs: u64,
+    pub max_bytes: u64,
+    pub duplicate_window_secs: u64,
+}
+
+impl FleetConfig {
+    fn from_section(f: FleetSection) -> Result<FleetConfig, ConfigError> {
+        let nats = f.nats.unwrap_or_default();
+        let stream = f.stream.unwrap_or_default();
+        let url = nats.url.unwrap_or_default();
+        let c = FleetConfig {
+            forward: f.forward.unwrap_or(!url.is_empty()),
+            collect: f.collect.unwrap_or(false),
+            url,
+            creds_file: nats.creds_file,
+            tls_ca: nats.tls_ca,
+            tls_client: match (nats.tls_cert, nats.tls_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(
+                        "fleet.nats.tls_cert and tls_key go together".into(),
+                    ))
+                }
+            },
+            window: f.window.unwrap_or(512),
+            collect_filter: f.collect_filter,
+            consumer: f.consumer.unwrap_or_else(|| "falco-api-collector".into()),
+            stream: stream.name.unwrap_or_else(|| "FALCO".into()),
+            replicas: stream.replicas.unwrap_or(1),
+            max_age_secs: stream.max_age_secs.unwrap_or(0),
+            max_bytes: stream.max_bytes.unwrap_or(0),
+            duplicate_window_secs: stream.duplicate_window_secs.unwrap_or(120),
+        };
+        if (c.forward || c.collect) && c.url.is_empty() {
+            return Err(invalid(
+                "fleet.forward and fleet.collect need fleet.nats.url".into(),
+            ));
+        }
+        if c.window == 0 || c.window > 65_536 {
+            return Err(invalid(format!(
+                "fleet.window {} is out of range (1 to 65536)",
+                c.window
+            )));
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !name_ok(&c.stream) || !name_ok(&c.consumer) {
+            return Err(invalid(format!(
+                "fleet.stream.name '{}' and fleet.consumer '{}' must be 1-64 characters of A-Z a-z 0-9 _ -",
+                c.stream, c.consumer
+            )));
+        }
+        if c.replicas == 0 || c.replicas > 5 {
+            return Err(invalid(format!(
+                "fleet.stream.replicas {} is out of range (1 to 5)",
+                c.replicas
+            )));
+        }
+        Ok(c)
+    }
+}
+
 /// What an HTTP endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpKind {
@@ -330,6 +460,7 @@ pub struct ServeConfig {
     pub falco: FalcoSync,
     /// `metrics.max_series`.
     pub max_series: usize,
+    pub fleet: FleetConfig,
     pub history_retention: u64,
     /// Free space kept in reserve on the data directory's filesystem.
     pub min_free_bytes: u64,
@@ -537,6 +668,7 @@ impl ServeConfig {
             o,
             tls.is_some(),
         )?;
+        let fleet = FleetConfig::from_section(file.fleet.unwrap_or_default())?;
         let falco = file.falco.unwrap_or_default();
         let falco = FalcoSync {
             rules_dir: falco.rules_dir,
@@ -563,6 +695,7 @@ impl ServeConfig {
             http,
             falco,
             max_series,
+            fleet,
             history_retention: file.history_retention.unwrap_or(0),
             min_free_bytes: file
                 .min_free_bytes

@@ -947,8 +947,13 @@ async fn a_client_certificate_signs_in_with_its_roles() {
         async move {
             let response = router.oneshot(request).await.unwrap();
             let status = response.status().as_u16();
-            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-            (status, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            )
         }
     };
     use falco_api::auth::Role;
@@ -959,9 +964,21 @@ async fn a_client_certificate_signs_in_with_its_roles() {
     let csrf = session["csrf"].as_str().unwrap().to_string();
     let (status, _) = call(&[Role::Admin], "POST", "/console/api/config/set", None).await;
     assert_eq!(status, 403, "no CSRF value");
-    let (status, body) = call(&[Role::Admin], "POST", "/console/api/config/set", Some(&csrf)).await;
+    let (status, body) = call(
+        &[Role::Admin],
+        "POST",
+        "/console/api/config/set",
+        Some(&csrf),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = call(&[Role::Reader], "POST", "/console/api/config/set", Some(&csrf)).await;
+    let (status, _) = call(
+        &[Role::Reader],
+        "POST",
+        "/console/api/config/set",
+        Some(&csrf),
+    )
+    .await;
     assert_eq!(status, 403, "a reader certificate changes nothing");
     let (status, _) = call(&[Role::Ingest], "GET", "/console/api/rules", None).await;
     assert_eq!(status, 403, "ingest alone does not read");

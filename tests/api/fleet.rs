@@ -1,0 +1,420 @@
+//! The fleet over real NATS servers (Debian's nats-server, JetStream on, loopback, temp dirs):
+//! a node forwards, a collector collects; NATS outages, a kill -9 of the forwarder, and the
+//! leader of a replicated stream killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use falco_api::config::FleetConfig;
+use falco_api::event::{DropRecord, OutputEvent};
+use falco_api::pipeline::Settings;
+
+use crate::common::TestServer;
+use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
+use crate::process::{cli_output, serve_args, spawn_serve, wait_exit};
+
+fn nats_binary() -> PathBuf {
+    let path = PathBuf::from(
+        std::env::var("NATS_SERVER").unwrap_or_else(|_| "/usr/sbin/nats-server".into()),
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh (the README's test command), which installs \
+         Debian's nats-server",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One nats-server with JetStream, optionally in a cluster.
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+    pub name: String,
+    dir: PathBuf,
+    cluster: Option<(u16, Vec<u16>)>,
+}
+
+impl Nats {
+    pub fn start(dir: &Path, name: &str) -> Nats {
+        let mut n = Nats {
+            child: None,
+            port: free_port(),
+            name: name.to_string(),
+            dir: dir.join(name),
+            cluster: None,
+        };
+        n.run();
+        n
+    }
+
+    /// Three servers in one JetStream cluster.
+    pub fn cluster(dir: &Path) -> Vec<Nats> {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut all: Vec<Nats> = (0..3)
+            .map(|i| Nats {
+                child: None,
+                port: free_port(),
+                name: format!("n{i}"),
+                dir: dir.join(format!("n{i}")),
+                cluster: Some((routes[i], routes.clone())),
+            })
+            .collect();
+        for n in &mut all {
+            n.run();
+        }
+        all
+    }
+
+    fn run(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let mut cmd = Command::new(nats_binary());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["--server_name", &self.name])
+            .arg("-sd")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((own, routes)) = &self.cluster {
+            let routes: Vec<String> = routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            cmd.args(["--cluster_name", "falco-test"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{own}")])
+                .args(["--routes", &routes.join(",")]);
+        }
+        self.child = Some(cmd.spawn().expect("start nats-server"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn fleet(url: &str, forward: bool, collect: bool) -> FleetConfig {
+    FleetConfig {
+        url: url.to_string(),
+        forward,
+        collect,
+        window: 256,
+        consumer: "central".into(),
+        stream: "FALCO".into(),
+        replicas: 1,
+        duplicate_window_secs: 120,
+        ..Default::default()
+    }
+}
+
+/// Every alert in a server's outputs log.
+pub fn alerts(server: &TestServer) -> Vec<OutputEvent> {
+    let ring = server.app.store.outputs();
+    ring.read(0, ring.bounds().newest, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+pub fn drops(server: &TestServer) -> Vec<DropRecord> {
+    let ring = server.app.store.drops();
+    ring.read(0, ring.bounds().newest, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect()
+}
+
+pub async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn batch(first: u64, n: u64) -> Vec<falco_api::proto::inputs::Event> {
+    (first..first + n)
+        .map(|i| syscall_event(i, "open", "/etc/shadow"))
+        .collect()
+}
+
+fn ids(events: &[OutputEvent]) -> Vec<[u8; 16]> {
+    events.iter().map(|e| e.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_forwards_and_the_collector_holds_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), "solo");
+    let node = TestServer::start_with(10_000, Settings::default(), &[SYSCALL_RULES]).await;
+    let central = TestServer::start(10_000).await;
+    falco_api::fleet::start(&node.app, &fleet(&nats.url(), true, false));
+    falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
+    send_all(&node, vec![batch(1, 50), batch(51, 50)]).await;
+    node.app
+        .drops
+        .append(vec![DropRecord::now(
+            "ingest_queue_full",
+            "syscall",
+            "uid:7",
+            3,
+            9,
+            "full".into(),
+        )])
+        .await
+        .unwrap();
+    wait_for("collection", Duration::from_secs(20), || {
+        central.app.outputs.head() == 100 && central.app.drops.head() == 1
+    })
+    .await;
+    let (mine, theirs) = (alerts(&node), alerts(&central));
+    assert_eq!(theirs, mine, "the same records, in the same order");
+    assert_eq!(drops(&central), drops(&node));
+    // Hostname filters work on the collector (it is the node's hostname, kept).
+    let host = node.app.current_hostname();
+    assert!(theirs.iter().all(|e| e.hostname == host));
+    node.stop().await;
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path(), "solo");
+    let node = TestServer::start_with(100_000, Settings::default(), &[SYSCALL_RULES]).await;
+    let central = TestServer::start(100_000).await;
+    falco_api::fleet::start(&node.app, &fleet(&nats.url(), true, false));
+    falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
+    let mut next = 1;
+    let mut flow = |n: u64| {
+        let b = batch(next, n);
+        next += n;
+        b
+    };
+    send_all(&node, vec![flow(200)]).await;
+    wait_for("the first alerts", Duration::from_secs(20), || {
+        central.app.outputs.head() == 200
+    })
+    .await;
+    nats.kill();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(10) {
+        send_all(&node, vec![flow(100)]).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    nats.restart();
+    send_all(&node, vec![flow(100)]).await;
+    let total = node.app.outputs.head();
+    assert!(total > 1000, "{total}");
+    wait_for(
+        "everything after the outage",
+        Duration::from_secs(60),
+        || central.app.outputs.head() >= total,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        central.app.outputs.head(),
+        total,
+        "no duplicate arrived late"
+    );
+    assert_eq!(
+        ids(&alerts(&central)),
+        ids(&alerts(&node)),
+        "every alert once, in order"
+    );
+    node.stop().await;
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), "solo");
+    let central = TestServer::start(100_000).await;
+    falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let sock = home.path().join("s.sock");
+    let rules = home.path().join("rules.yaml");
+    std::fs::write(&rules, SYSCALL_RULES).unwrap();
+    let config = home.path().join("falco-api.yaml");
+    std::fs::write(
+        &config,
+        format!("fleet:\n  nats:\n    url: {}\n  window: 64\n", nats.url()),
+    )
+    .unwrap();
+    let args = serve_args(
+        &data,
+        &sock,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let events = home.path().join("events.jsonl");
+    let lines: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"evt.type\":\"open\",\"fd.name\":\"/etc/shadow\",\"proc.name\":\"p{i}\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&events, lines).unwrap();
+    let mut running = spawn_serve(home.path(), &args);
+    assert!(
+        running.lines.iter().any(|l| l.starts_with("fleet: NATS")),
+        "{:?}",
+        running.lines
+    );
+    let out = cli_output(
+        &sock,
+        &["send", "--source", "syscall", events.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // Forwarding is under way, not finished: kill -9 now.
+    wait_for("some forwarding", Duration::from_secs(20), || {
+        central.app.outputs.head() > 0
+    })
+    .await;
+    running.child.kill().unwrap();
+    let _ = running.child.wait();
+    let at_kill = central.app.outputs.head();
+    let mut running = spawn_serve(home.path(), &args);
+    wait_for(
+        "the rest after the restart",
+        Duration::from_secs(60),
+        || central.app.outputs.head() >= 20_000,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let collected = alerts(&central);
+    assert_eq!(
+        collected.len(),
+        20_000,
+        "every alert once (killed at {at_kill})"
+    );
+    let mut names: Vec<&str> = collected
+        .iter()
+        .map(|e| {
+            e.output_fields
+                .iter()
+                .find(|(k, _)| k == "proc.name")
+                .unwrap()
+                .1
+                .as_str()
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 20_000, "no duplicates");
+    println!("fleet: forwarder killed with {at_kill} of 20000 alerts collected; all 20000 once after restart");
+    crate::process::sigterm(&running.child);
+    wait_exit(&mut running.child, Duration::from_secs(20));
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Nats::cluster(dir.path());
+    let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
+    let mut cfg = fleet(&urls, true, false);
+    cfg.replicas = 3;
+    let node = TestServer::start_with(100_000, Settings::default(), &[SYSCALL_RULES]).await;
+    let central = TestServer::start(100_000).await;
+    falco_api::fleet::start(&node.app, &cfg);
+    let mut central_cfg = cfg.clone();
+    central_cfg.forward = false;
+    central_cfg.collect = true;
+    falco_api::fleet::start(&central.app, &central_cfg);
+    let mut next = 1;
+    let mut flow = |n: u64| {
+        let b = batch(next, n);
+        next += n;
+        b
+    };
+    send_all(&node, vec![flow(300)]).await;
+    wait_for(
+        "the first alerts through the cluster",
+        Duration::from_secs(60),
+        || central.app.outputs.head() == 300,
+    )
+    .await;
+    // Who leads the stream now?
+    let addrs: Vec<async_nats::ServerAddr> =
+        servers.iter().map(|s| s.url().parse().unwrap()).collect();
+    let client = async_nats::connect(addrs).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("FALCO").await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    let leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("a stream leader");
+    let victim = servers.iter_mut().find(|s| s.name == leader).unwrap();
+    for round in 0..10 {
+        send_all(&node, vec![flow(100)]).await;
+        if round == 3 {
+            victim.kill();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total = node.app.outputs.head();
+    wait_for(
+        "everything through the new leader",
+        Duration::from_secs(60),
+        || central.app.outputs.head() >= total,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(central.app.outputs.head(), total);
+    assert_eq!(
+        ids(&alerts(&central)),
+        ids(&alerts(&node)),
+        "every alert once, in order"
+    );
+    println!("fleet: stream leader {leader} killed; {total} alerts collected once each");
+    node.stop().await;
+    central.stop().await;
+}
