@@ -87,6 +87,8 @@ enum BenchCommand {
     /// Falco's http_output: alerts/s posted by keep-alive clients until durable, latency at a
     /// fixed rate, against a bare endpoint.
     Http(falco_api::bench::http::HttpBenchArgs),
+    /// Forwarding to a local nats-server beside bare JetStream publishes, and collecting.
+    Fleet(falco_api::bench::fleet::FleetBenchArgs),
     /// What metrics cost ingest (on vs off, interleaved) and how long a scrape of 10,000
     /// falco_events series takes.
     Metrics(falco_api::bench::metrics::MetricsBenchArgs),
@@ -164,6 +166,10 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Http(args)) => {
                 let _ = init_tracing("warn");
                 falco_api::bench::http::http_bench(args).await
+            }
+            Command::Bench(BenchCommand::Fleet(args)) => {
+                let _ = init_tracing("warn");
+                falco_api::bench::fleet::fleet_bench(args).await
             }
             Command::Bench(BenchCommand::Metrics(args)) => {
                 let _ = init_tracing("warn");

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod crash;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
