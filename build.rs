@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "falco/sidecar.proto",
     "falco/metrics.proto",
     "falco/tokens.proto",
+    "falco/fleet.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -57,11 +57,13 @@ pub struct App {
     /// The Falco nodes that send alerts, and the state of what is written for them.
     pub nodes: Arc<crate::nodes::Nodes>,
     /// Called after every committed change (see [`App::committed`]).
-    after_commit: Arc<OnceLock<CommitHook>>,
+    after_commit: Arc<RwLock<Vec<CommitHook>>>,
     /// Counters and histograms, and `falco_events`.
     pub telemetry: Arc<Telemetry>,
     /// Console tokens and sessions.
     pub tokens: Arc<crate::tokens::Tokens>,
+    /// Set when this node's rules follow a fleet publisher (then local rules writes are refused).
+    rules_publisher: Arc<RwLock<Option<String>>>,
     /// The outputs log's head when opened: alerts up to it were stored before this process and
     /// are counted by [`App::rebuild_counts`], later ones as they are stored.
     opened_at: u64,
@@ -147,6 +149,7 @@ impl App {
             after_commit: Arc::default(),
             telemetry,
             tokens,
+            rules_publisher: Arc::default(),
             opened_at,
         })
     }
@@ -208,17 +211,37 @@ impl App {
         }
     }
 
-    /// Sets what runs after every committed change (once; later calls are ignored).
+    /// Who publishes this node's rules, when they follow a fleet.
+    pub fn rules_publisher(&self) -> Option<String> {
+        self.rules_publisher
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_rules_publisher(&self, publisher: Option<String>) {
+        *self
+            .rules_publisher
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = publisher;
+    }
+
+    /// Adds to what runs after every committed change.
     pub fn set_commit_hook(&self, hook: CommitHook) {
-        let _ = self.after_commit.set(hook);
+        self.after_commit
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
     }
 
     /// Tells the commit hook about a durable change; returns what it reports.
     pub fn committed(&self, what: Committed) -> Vec<String> {
-        match self.after_commit.get() {
-            Some(hook) => hook(self, what),
-            None => Vec::new(),
-        }
+        self.after_commit
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .flat_map(|hook| hook(self, what))
+            .collect()
     }
 
     /// Lets `log_level` changes reach the process's log filter.

@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::falco::FalcoCommand,
     },
+    /// The fleet: which nodes follow this server's rules, at what revision, and what they refused.
+    Fleet {
+        #[command(flatten)]
+        connect: cli::ConnectArgs,
+        #[command(subcommand)]
+        command: cli::fleet::FleetCommand,
+    },
     /// Tokens for the web console: create (printed once), list, revoke.
     Token {
         #[command(flatten)]
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
             Command::Drops(args) => cli::drops(args).await,
             Command::Falco { connect, command } => cli::falco::run(connect, command).await,
             Command::Token { connect, command } => cli::token::run(connect, command).await,
+            Command::Fleet { connect, command } => cli::fleet::run(connect, command).await,
             Command::Bench(BenchCommand::Control(args)) => {
                 let _ = init_tracing("warn");
                 falco_api::bench::control_bench(args).await

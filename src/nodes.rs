@@ -63,8 +63,65 @@ pub struct SyncState {
     pub error: String,
 }
 
+/// A fleet node's report on the rules it follows (see `crate::fleet::rules`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct FleetNode {
+    pub hostname: String,
+    /// The publisher's revision this node's rules are at (0: none applied yet).
+    pub applied_revision: u64,
+    /// The newest publisher revision the node has seen.
+    pub seen_revision: u64,
+    /// Why the newest one was not applied; empty when it was.
+    pub error: String,
+    /// The node's own revision after applying.
+    pub local_revision: u64,
+    pub time: String,
+}
+
+/// What a rules publisher knows about its followers.
+#[derive(Default)]
+pub struct Fleet {
+    nodes: Mutex<BTreeMap<String, FleetNode>>,
+    published: Mutex<u64>,
+}
+
+impl Fleet {
+    pub fn report(&self, node: FleetNode) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        if nodes.len() < MAX_NODES || nodes.contains_key(&node.hostname) {
+            nodes.insert(node.hostname.clone(), node);
+        }
+    }
+
+    pub fn list(&self) -> Vec<FleetNode> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn set_published(&self, revision: u64) {
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = revision;
+    }
+
+    /// The revision last published (0: not a publisher, or nothing published yet).
+    pub fn published(&self) -> u64 {
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[derive(Default)]
 pub struct Nodes {
+    /// Rules followers, on a fleet rules publisher.
+    pub fleet: Fleet,
     nodes: Mutex<BTreeMap<String, Node>>,
     /// `rules_dir` and `config_file`, when configured.
     sync: Mutex<BTreeMap<&'static str, SyncState>>,

@@ -34,10 +34,13 @@ pub mod falco {
     pub mod tokens {
         tonic::include_proto!("falco.tokens");
     }
+    pub mod fleet {
+        tonic::include_proto!("falco.fleet");
+    }
 }
 
 pub use falco::{
-    configs, drops, inputs, metrics, outputs, rules, schema, sidecar, tokens, version,
+    configs, drops, fleet, inputs, metrics, outputs, rules, schema, sidecar, tokens, version,
 };
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.

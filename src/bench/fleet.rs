@@ -38,7 +38,9 @@ impl Drop for Server {
 }
 
 fn start_nats(dir: &std::path::Path) -> anyhow::Result<(Server, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
     let child = Command::new(&binary)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -46,7 +48,9 @@ fn start_nats(dir: &std::path::Path) -> anyhow::Result<(Server, String)> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| anyhow::anyhow!("{binary}: {e} (install Debian's nats-server, or pass --nats)"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("{binary}: {e} (install Debian's nats-server, or pass --nats)")
+        })?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         anyhow::ensure!(Instant::now() < deadline, "nats-server did not start");
@@ -170,7 +174,11 @@ pub async fn fleet_bench(args: FleetBenchArgs) -> anyhow::Result<i32> {
         |seq, ev: &OutputEvent| crate::fleet::wire::alert(seq, ev),
     ));
     let consumers = node.store.consumers();
-    while consumers.get("outputs", crate::fleet::FORWARDER)?.unwrap_or(0) < n {
+    while consumers
+        .get("outputs", crate::fleet::FORWARDER)?
+        .unwrap_or(0)
+        < n
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let forward_rate = n as f64 / started.elapsed().as_secs_f64();

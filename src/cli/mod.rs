@@ -6,6 +6,7 @@ pub mod client;
 pub mod control;
 pub mod eval;
 pub mod falco;
+pub mod fleet;
 pub mod send;
 pub mod stats;
 pub mod tail;

@@ -250,6 +250,10 @@ pub struct FleetSection {
     /// The collector's durable consumer name (default `falco-api-collector`).
     pub consumer: Option<String>,
     pub stream: Option<StreamSection>,
+    /// `publish` (this server's rules go to the bucket) or `follow` (they come from it).
+    pub rules: Option<String>,
+    /// The rules key-value bucket (default `falco-rules`).
+    pub rules_bucket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +303,17 @@ pub struct FleetConfig {
     pub max_age_secs: u64,
     pub max_bytes: u64,
     pub duplicate_window_secs: u64,
+    pub rules: FleetRules,
+    pub rules_bucket: String,
+}
+
+/// This server's part in the fleet's rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FleetRules {
+    #[default]
+    Own,
+    Publish,
+    Follow,
 }
 
 impl FleetConfig {
@@ -329,11 +344,33 @@ impl FleetConfig {
             max_age_secs: stream.max_age_secs.unwrap_or(0),
             max_bytes: stream.max_bytes.unwrap_or(0),
             duplicate_window_secs: stream.duplicate_window_secs.unwrap_or(120),
+            rules: match f.rules.as_deref() {
+                None => FleetRules::Own,
+                Some("publish") => FleetRules::Publish,
+                Some("follow") => FleetRules::Follow,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "fleet.rules '{other}' is not publish or follow"
+                    )))
+                }
+            },
+            rules_bucket: f.rules_bucket.unwrap_or_else(|| "falco-rules".into()),
         };
-        if (c.forward || c.collect) && c.url.is_empty() {
+        if (c.forward || c.collect || c.rules != FleetRules::Own) && c.url.is_empty() {
             return Err(invalid(
-                "fleet.forward and fleet.collect need fleet.nats.url".into(),
+                "fleet.forward, fleet.collect and fleet.rules need fleet.nats.url".into(),
             ));
+        }
+        if !c
+            .rules_bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || c.rules_bucket.is_empty()
+        {
+            return Err(invalid(format!(
+                "fleet.rules_bucket '{}' must be A-Z a-z 0-9 _ -",
+                c.rules_bucket
+            )));
         }
         if c.window == 0 || c.window > 65_536 {
             return Err(invalid(format!(

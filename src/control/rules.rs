@@ -28,6 +28,142 @@ fn valid_name(name: &str) -> Result<(), ControlError> {
     }
 }
 
+/// Refuses a local rules change on a node whose rules follow a fleet publisher.
+fn followed(app: &App) -> Result<(), ControlError> {
+    match app.rules_publisher() {
+        Some(publisher) => Err(ControlError::Conflict(format!(
+            "this node's rules follow the fleet (published by {publisher}): change them on the publisher"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Replaces every rules file and toggle with `files` and `toggles` (a fleet publisher's state)
+/// in one revision, through the same checks as any change: a set that does not compile is
+/// refused and the rules in force stay. Returns `None` when nothing differs.
+pub fn replace_all(
+    app: &App,
+    files: &BTreeMap<String, String>,
+    toggles: &BTreeMap<String, String>,
+    comment: &str,
+    author: &str,
+) -> Result<Option<(u64, Vec<Diagnostic>)>, ControlError> {
+    for name in files.keys() {
+        valid_name(name)?;
+    }
+    for target in toggles.keys() {
+        if !(target.starts_with(Kind::Rule.prefix()) || target.starts_with(Kind::Tag.prefix())) {
+            return Err(ControlError::InvalidArgument(format!(
+                "toggle target '{target}' is neither rule:NAME nor tag:NAME"
+            )));
+        }
+    }
+    retrying(app, || {
+        let v = app.store.versioned();
+        let guard = v.lock();
+        let state = state_now(app)?;
+        let mut changes = Vec::new();
+        for (name, current) in &state.files {
+            if !files.contains_key(name) {
+                changes.push(Change {
+                    target: Kind::File.of(name).to_string(),
+                    value: None,
+                });
+            } else if files[name] != current.value {
+                changes.push(Change {
+                    target: Kind::File.of(name).to_string(),
+                    value: Some(files[name].clone()),
+                });
+            }
+        }
+        for (name, content) in files {
+            if !state.files.contains_key(name) {
+                changes.push(Change {
+                    target: Kind::File.of(name).to_string(),
+                    value: Some(content.clone()),
+                });
+            }
+        }
+        for (target, current) in &state.toggles {
+            match toggles.get(target) {
+                None => changes.push(Change {
+                    target: target.clone(),
+                    value: None,
+                }),
+                Some(v) if *v != current.value => changes.push(Change {
+                    target: target.clone(),
+                    value: Some(v.clone()),
+                }),
+                _ => {}
+            }
+        }
+        for (target, value) in toggles {
+            if !state.toggles.contains_key(target) {
+                changes.push(Change {
+                    target: target.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let new_toggles: BTreeMap<String, Current> = toggles
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Current {
+                        value: v.clone(),
+                        revision: 0,
+                    },
+                )
+            })
+            .collect();
+        commit(
+            app,
+            guard,
+            files.clone(),
+            new_toggles,
+            Meta {
+                action: "fleet",
+                author,
+                comment,
+                global_cas: false,
+            },
+            changes,
+        )
+        .map(Some)
+    })
+}
+
+/// The stored rules: files (name → content and revision), toggles (target → value), and the
+/// global revision.
+pub type Snapshot = (
+    BTreeMap<String, (String, u64)>,
+    BTreeMap<String, String>,
+    u64,
+);
+
+/// The rules files and toggles stored now.
+pub fn snapshot(app: &App) -> Result<Snapshot, ControlError> {
+    let state = state_now(app)?;
+    let revision = app.store.versioned().revision()?;
+    Ok((
+        state
+            .files
+            .into_iter()
+            .map(|(k, c)| (k, (c.value, c.revision)))
+            .collect(),
+        state
+            .toggles
+            .into_iter()
+            .map(|(k, c)| (k, c.value))
+            .collect(),
+        revision,
+    ))
+}
+
 /// Files (name → content) and toggles (`rule:`/`tag:` target → enabled) of a state.
 pub struct RulesState {
     pub files: BTreeMap<String, Current>,
@@ -318,6 +454,7 @@ pub fn put(
     comment: &str,
     author: &str,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    followed(app)?;
     retrying(app, || {
         put_once(app, name, content, expected, comment, author)
     })
@@ -364,6 +501,7 @@ pub fn delete(
     comment: &str,
     author: &str,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    followed(app)?;
     retrying(app, || delete_once(app, name, expected, comment, author))
 }
 
@@ -465,6 +603,7 @@ pub fn rollback(
     comment: &str,
     author: &str,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    followed(app)?;
     retrying(app, || {
         rollback_once(app, revision, name, expected, comment, author)
     })
@@ -587,6 +726,7 @@ pub fn toggle(
     comment: &str,
     author: &str,
 ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+    followed(app)?;
     retrying(app, || {
         toggle_once(app, rules, tags, enabled, expected, comment, author)
     })

@@ -10,6 +10,7 @@
 //! is durable, and keeps the stream sequence it reached in the same transaction, so a
 //! redelivery is recognised exactly.
 
+pub mod rules;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
@@ -19,7 +20,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use tokio_stream::StreamExt;
 
 use crate::app::App;
-use crate::config::FleetConfig;
+use crate::config::{FleetConfig, FleetRules};
 use crate::event::{DropRecord, OutputEvent};
 use crate::feed::{Feed, Item, Record as LogRecord, Start, TrimPolicy};
 
@@ -115,8 +116,12 @@ async fn stream_of(
 
 /// Starts the forwarders and the collector the config asks for.
 pub fn start(app: &App, cfg: &FleetConfig) {
-    if cfg.url.is_empty() || !(cfg.forward || cfg.collect) {
+    if cfg.url.is_empty() || !(cfg.forward || cfg.collect || cfg.rules != FleetRules::Own) {
         return;
+    }
+    if cfg.rules == FleetRules::Follow {
+        // Refuse local rules writes from the start, before the bucket is reached.
+        app.set_rules_publisher(Some(format!("the fleet bucket {}", cfg.rules_bucket)));
     }
     let app = app.clone();
     let cfg = cfg.clone();
@@ -126,7 +131,16 @@ pub fn start(app: &App, cfg: &FleetConfig) {
             Err(e) => return tracing::error!(error = %e, "the fleet is off"),
         };
         let js = jetstream::new(client);
-        if stream_of(&app, &js, &cfg).await.is_none() {
+        match cfg.rules {
+            FleetRules::Publish => {
+                tokio::spawn(rules::publish(app.clone(), js.clone(), cfg.clone()));
+            }
+            FleetRules::Follow => {
+                tokio::spawn(rules::follow(app.clone(), js.clone(), cfg.clone()));
+            }
+            FleetRules::Own => {}
+        }
+        if !(cfg.forward || cfg.collect) || stream_of(&app, &js, &cfg).await.is_none() {
             return;
         }
         if cfg.forward {

@@ -47,7 +47,8 @@ pub fn required_role(path: &str) -> Option<Role> {
         "falco.version.service"
         | "falco.outputs.service"
         | "falco.drops.service"
-        | "falco.metrics.service" => Role::Reader,
+        | "falco.metrics.service"
+        | "falco.fleet.service" => Role::Reader,
         "falco.inputs.service" => Role::Ingest,
         "falco.rules.service" => match method {
             "list" | "get" | "history" | "validate" | "effective" => Role::Reader,

@@ -6,6 +6,7 @@ pub mod authority;
 mod configs;
 mod counting;
 mod drops;
+mod fleet;
 mod inputs;
 pub mod listen;
 mod logstream;
@@ -153,6 +154,7 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         "falco.sidecar.service",
         "falco.metrics.service",
         "falco.tokens.service",
+        "falco.fleet.service",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -215,6 +217,10 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
                 app.clone(),
             ))
             .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::fleet::service_server::ServiceServer::new(fleet::FleetService::new(app.clone()))
+                .max_decoding_message_size(max),
         ))
 }
 

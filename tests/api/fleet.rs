@@ -134,6 +134,7 @@ pub fn fleet(url: &str, forward: bool, collect: bool) -> FleetConfig {
         stream: "FALCO".into(),
         replicas: 1,
         duplicate_window_secs: 120,
+        rules_bucket: "falco-rules".into(),
         ..Default::default()
     }
 }
@@ -417,4 +418,170 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
     println!("fleet: stream leader {leader} killed; {total} alerts collected once each");
     node.stop().await;
     central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and_reported() {
+    use falco_api::config::FleetRules;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), "solo");
+    let named = |host: &str| {
+        let mut s = Settings::default();
+        s.output.hostname = host.to_string();
+        s
+    };
+    let publisher = TestServer::start_with(1000, named("publisher"), &[]).await;
+    let followers = [
+        TestServer::start_with(1000, named("follower-1"), &[]).await,
+        TestServer::start_with(1000, named("follower-2"), &[]).await,
+    ];
+    let mut cfg = fleet(&nats.url(), false, false);
+    cfg.rules = FleetRules::Publish;
+    falco_api::fleet::start(&publisher.app, &cfg);
+    cfg.rules = FleetRules::Follow;
+    for f in &followers {
+        falco_api::fleet::start(&f.app, &cfg);
+    }
+    let rule = |name: &str, field: &str| {
+        format!("- rule: {name}\n  desc: d\n  condition: evt.type = open and {field} = /etc/shadow\n  output: \"{name} %proc.name\"\n  priority: WARNING\n")
+    };
+    let app = publisher.app.clone();
+    let r1 = tokio::task::spawn_blocking(move || {
+        falco_api::control::rules::put(
+            &app,
+            "fleet.yaml",
+            &rule("Shadow", "fd.name"),
+            Some(0),
+            "first",
+            "cn:ops",
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .0;
+    let reports = |want: u64| {
+        let publisher = publisher.app.clone();
+        move || {
+            let nodes = publisher.nodes.fleet.list();
+            nodes.len() == 2
+                && nodes
+                    .iter()
+                    .all(|n| n.applied_revision == want && n.error.is_empty())
+        }
+    };
+    wait_for(
+        "both followers at the first revision",
+        Duration::from_secs(20),
+        reports(r1),
+    )
+    .await;
+    for f in &followers {
+        let (files, _) = falco_api::control::rules::list(&f.app, 0).unwrap();
+        assert_eq!(files["fleet.yaml"].value, rule("Shadow", "fd.name"));
+        let h = falco_api::control::rules::history(&f.app, "fleet.yaml", 0, 1).unwrap();
+        assert_eq!(h[0].author, "fleet:publisher");
+        // Local writes are refused, naming the publisher.
+        let e = falco_api::control::rules::put(
+            &f.app,
+            "local.yaml",
+            &rule("L", "fd.name"),
+            Some(0),
+            "",
+            "uid:0",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("follow the fleet"), "{e}");
+    }
+
+    // A newer publisher's change using a field this engine lacks: refused, reported, and the
+    // followers keep their rules. (Written to the bucket directly, as a newer engine would.)
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("falco-rules")
+        .await
+        .unwrap();
+    let bad = serde_json::json!({"name": "fleet.yaml", "content": rule("Shadow", "proc.field_from_the_future"), "revision": 99});
+    kv.put(
+        format!("files.{}", hex::encode("fleet.yaml")),
+        bad.to_string().into(),
+    )
+    .await
+    .unwrap();
+    kv.put("head", serde_json::json!({"revision": 99, "publisher": "newer-node", "author": "cn:x", "comment": ""}).to_string().into()).await.unwrap();
+    wait_for("both refusals reported", Duration::from_secs(20), || {
+        let nodes = publisher.app.nodes.fleet.list();
+        nodes.len() == 2
+            && nodes
+                .iter()
+                .all(|n| n.seen_revision == 99 && !n.error.is_empty())
+    })
+    .await;
+    for n in publisher.app.nodes.fleet.list() {
+        assert_eq!(n.applied_revision, r1, "still at the last good revision");
+        assert!(
+            n.error.contains("proc.field_from_the_future"),
+            "{}",
+            n.error
+        );
+    }
+    for f in &followers {
+        let (files, _) = falco_api::control::rules::list(&f.app, 0).unwrap();
+        assert_eq!(
+            files["fleet.yaml"].value,
+            rule("Shadow", "fd.name"),
+            "previous rules kept"
+        );
+        assert!(falco_api::control::rules::effective(&f.app)
+            .0
+            .iter()
+            .any(|r| r.name == "Shadow"));
+    }
+    // fleet status on the publisher shows the refusals (exit 1: nodes behind or refusing).
+    let out = crate::process::cli_output(&publisher.socket, &["fleet", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("REFUSED revision 99"), "{text}");
+
+    // The real publisher's next change (valid) brings them back.
+    let app = publisher.app.clone();
+    let r2 = tokio::task::spawn_blocking(move || {
+        falco_api::control::rules::put(
+            &app,
+            "more.yaml",
+            &rule("Passwd", "fd.name"),
+            Some(0),
+            "second",
+            "cn:ops",
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .0;
+    wait_for(
+        "both followers at the second revision",
+        Duration::from_secs(20),
+        reports(r2),
+    )
+    .await;
+    for f in &followers {
+        let (files, _) = falco_api::control::rules::list(&f.app, 0).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            files["fleet.yaml"].value,
+            rule("Shadow", "fd.name"),
+            "the publisher's state, not the newer node's"
+        );
+    }
+    let out = crate::process::cli_output(&publisher.socket, &["fleet", "status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    publisher.stop().await;
+    for f in followers {
+        f.stop().await;
+    }
 }
