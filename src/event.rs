@@ -288,6 +288,8 @@ pub struct OutputFilter {
     pub min_priority: Option<Priority>,
     /// One of these source names.
     pub sources: Vec<String>,
+    /// One of these hostnames (a falco-api extension: a fleet collector holds many hosts).
+    pub hostnames: Vec<String>,
 }
 
 impl OutputFilter {
@@ -296,6 +298,7 @@ impl OutputFilter {
             && self.rules.is_empty()
             && self.min_priority.is_none()
             && self.sources.is_empty()
+            && self.hostnames.is_empty()
     }
 
     pub fn matches(&self, event: &OutputEvent) -> bool {
@@ -305,6 +308,7 @@ impl OutputFilter {
                 .min_priority
                 .is_none_or(|min| event.priority.at_least(min))
             && (self.sources.is_empty() || self.sources.contains(&event.source))
+            && (self.hostnames.is_empty() || self.hostnames.contains(&event.hostname))
     }
 }
 
@@ -345,5 +349,11 @@ mod tests {
             ..by_tag
         };
         assert!(!other_source.matches(&ev));
+        let host = |h: &str| OutputFilter {
+            hostnames: vec![h.into()],
+            ..Default::default()
+        };
+        assert!(host("node-1").matches(&ev.clone().with_hostname("node-1")));
+        assert!(!host("node-2").matches(&ev.with_hostname("node-1")));
     }
 }

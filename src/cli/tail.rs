@@ -39,6 +39,9 @@ pub struct TailArgs {
     /// Only events of these sources (repeatable).
     #[arg(long = "source")]
     pub sources: Vec<String>,
+    /// Only events from these hosts (repeatable; a fleet collector holds many).
+    #[arg(long = "hostname")]
+    pub hostnames: Vec<String>,
     /// Show the server's vital signs (logs, rates, queue, commits, rules, consumers, Falco
     /// nodes) instead of alerts, refreshed every second (`--once`: print them once).
     #[arg(long)]
@@ -59,6 +62,7 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
         rules: args.rules.clone(),
         min_priority: args.min_priority.map(|p| p as i32),
         sources: args.sources.clone(),
+        hostnames: args.hostnames.clone(),
     };
     if args.once {
         let mut stream = client.get(request).await?.into_inner();

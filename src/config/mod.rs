@@ -945,4 +945,37 @@ mod tests {
         .unwrap();
         assert_eq!(c.http[0].addr.port(), 2802);
     }
+
+    #[test]
+    fn the_fleet_section_is_checked() {
+        let err = |text: &str| {
+            ServeConfig::merge(parse(text).unwrap(), &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("fleet:\n  collect: true\n").contains("need fleet.nats.url"));
+        assert!(
+            err("fleet:\n  nats: {url: nats://a:4222}\n  rules: sometimes\n")
+                .contains("not publish or follow")
+        );
+        assert!(
+            err("fleet:\n  nats: {url: nats://a:4222}\n  stream: {replicas: 7}\n")
+                .contains("replicas 7")
+        );
+        assert!(
+            err("fleet:\n  nats: {url: nats://a:4222}\n  stream: {name: a.b}\n")
+                .contains("fleet.stream.name")
+        );
+        let c = ServeConfig::merge(
+            parse("fleet:\n  nats: {url: nats://a:4222}\n  rules: follow\n").unwrap(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.fleet.forward, "forwarding is on once a URL is set");
+        assert!(!c.fleet.collect);
+        assert_eq!(c.fleet.rules, FleetRules::Follow);
+        assert_eq!((c.fleet.stream.as_str(), c.fleet.window), ("FALCO", 512));
+        let off = ServeConfig::merge(FileConfig::default(), &Overrides::default()).unwrap();
+        assert!(off.fleet.url.is_empty() && !off.fleet.forward);
+    }
 }

@@ -119,6 +119,21 @@ pub fn start(app: &App, cfg: &FleetConfig) {
     if cfg.url.is_empty() || !(cfg.forward || cfg.collect || cfg.rules != FleetRules::Own) {
         return;
     }
+    if cfg.forward {
+        // From the moment forwarding is configured, every record is forwarded or reported lost:
+        // a forwarder that never ran starts at the oldest record kept now.
+        let consumers = app.store.consumers();
+        for (log, oldest) in [
+            ("outputs", app.outputs.oldest()),
+            ("drops", app.drops.oldest()),
+        ] {
+            if let Ok(None) = consumers.get(log, FORWARDER) {
+                if let Err(e) = consumers.advance(log, FORWARDER, oldest.saturating_sub(1)) {
+                    tracing::warn!(log, error = %e, "cannot record the fleet forwarder's start");
+                }
+            }
+        }
+    }
     if cfg.rules == FleetRules::Follow {
         // Refuse local rules writes from the start, before the bucket is reached.
         app.set_rules_publisher(Some(format!("the fleet bucket {}", cfg.rules_bucket)));
@@ -216,13 +231,13 @@ where
 {
     let consumers = app.store.consumers();
     let position = consumers.get(log, FORWARDER).map_err(|e| e.to_string())?;
-    // A forwarder never run before starts at the oldest record kept, with no loss to report.
-    let start = position.map_or(Start::Oldest, Start::After);
+    let start = Start::After(position.unwrap_or(0));
     let mut sub = feed
         .subscribe(start, TrimPolicy::Report, true)
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) =
         tokio::sync::mpsc::channel::<(u64, jetstream::context::PublishAckFuture)>(window);
+    let client = js.client();
     let publisher = async {
         loop {
             let item = tokio::select! {
@@ -232,6 +247,11 @@ where
             match item {
                 None => return Ok(()),
                 Some(Item::Record { seq, record }) => {
+                    // The local log is the buffer: nothing is handed to a disconnected client
+                    // (which would hold it in memory and send it late).
+                    if client.connection_state() != async_nats::connection::State::Connected {
+                        return Err("NATS is not connected".into());
+                    }
                     let (subject, headers, body) = message(seq, &record);
                     let ack = js
                         .publish_with_headers(subject, headers, body.into())

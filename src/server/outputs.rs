@@ -59,6 +59,7 @@ impl WireLog for OutputsLog {
             rules: req.rules,
             min_priority,
             sources: req.sources,
+            hostnames: req.hostnames,
         };
         Ok((!filter.is_empty())
             .then(|| Box::new(move |ev: &OutputEvent| filter.matches(ev)) as Filter<_>))

@@ -210,6 +210,16 @@ async fn a_node_forwards_and_the_collector_holds_the_same_records() {
     // Hostname filters work on the collector (it is the node's hostname, kept).
     let host = node.app.current_hostname();
     assert!(theirs.iter().all(|e| e.hostname == host));
+    let tail = |h: &str| {
+        let out = cli_output(
+            &central.socket,
+            &["tail", "--after", "0", "--once", "--json", "--hostname", h],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    assert_eq!(tail(&host), 100);
+    assert_eq!(tail("some-other-node"), 0);
     node.stop().await;
     central.stop().await;
 }
@@ -584,4 +594,56 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     for f in followers {
         f.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path(), "solo");
+    let node = TestServer::start_with(100, Settings::default(), &[SYSCALL_RULES]).await;
+    let central = TestServer::start(10_000).await;
+    falco_api::fleet::start(&node.app, &fleet(&nats.url(), true, false));
+    falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
+    send_all(&node, vec![batch(1, 50)]).await;
+    wait_for("the first 50", Duration::from_secs(20), || {
+        central.app.outputs.head() == 50
+    })
+    .await;
+    nats.kill();
+    // 300 more while NATS is away: the node's log keeps 100, so 200 are never forwarded.
+    for i in 0..3 {
+        send_all(&node, vec![batch(51 + i * 100, 100)]).await;
+    }
+    nats.restart();
+    wait_for("the retained alerts", Duration::from_secs(60), || {
+        central.app.outputs.head() >= 150
+    })
+    .await;
+    wait_for("the drop record", Duration::from_secs(20), || {
+        drops(&node)
+            .iter()
+            .any(|d| d.stage == falco_api::fleet::LAGGED_STAGE)
+    })
+    .await;
+    let lagged: Vec<DropRecord> = drops(&node)
+        .into_iter()
+        .filter(|d| d.stage == falco_api::fleet::LAGGED_STAGE)
+        .collect();
+    let lost: u64 = lagged.iter().map(|d| d.n_drops).sum();
+    assert_eq!(lost, 200, "{lagged:?}");
+    // What arrived: the first 50 and the 100 the node kept, once each.
+    let got = alerts(&central);
+    let mut seen: Vec<[u8; 16]> = got.iter().map(|e| e.id).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), got.len());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The loss itself is also an internal alert on the node, forwarded like any other.
+    let notices = alerts(&node)
+        .iter()
+        .filter(|e| e.rule == falco_api::app::DROP_RULE)
+        .count() as u64;
+    assert_eq!(central.app.outputs.head(), 150 + notices);
+    node.stop().await;
+    central.stop().await;
 }

@@ -145,12 +145,11 @@ impl AlertQuery {
             rules: nonempty(&self.rule).into_iter().collect(),
             min_priority,
             sources: nonempty(&self.source).into_iter().collect(),
+            hostnames: nonempty(&self.hostname).into_iter().collect(),
         };
-        let hostname = nonempty(&self.hostname);
         let text = nonempty(&self.q).map(|q| q.to_lowercase());
         Ok(move |ev: &OutputEvent| {
             (base.is_empty() || base.matches(ev))
-                && hostname.as_ref().is_none_or(|h| &ev.hostname == h)
                 && text
                     .as_ref()
                     .is_none_or(|t| ev.output.to_lowercase().contains(t))
