@@ -265,3 +265,25 @@ pub async fn get_all_drops(server: &TestServer) -> Vec<falco_api::proto::drops::
     }
     out
 }
+
+/// A free loopback port (bound, then released for the caller to use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A program the tests start from one of Debian's packages: `$VAR`, else `default`; fails with
+/// how to get it when it is missing.
+pub fn packaged(var: &str, default: &str, package: &str) -> PathBuf {
+    let path = PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.into()));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh (the README's test command), which installs \
+         Debian's {package}",
+        path.display()
+    );
+    path
+}

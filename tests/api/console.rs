@@ -3,7 +3,7 @@
 //! `target/tmp/console-screenshots/`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,30 +12,9 @@ use falco_api::pipeline::Settings;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::common::{spawn_http, TestServer};
+use crate::common::{free_port, packaged, spawn_http, TestServer};
 use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
 use crate::process::{printed_addr, serve_args, spawn_serve, wait_exit, EXE};
-
-fn chromedriver() -> PathBuf {
-    let path = PathBuf::from(
-        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test.sh (the README's test command), which installs \
-         Debian's chromium and chromium-driver",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A headless Chromium session; ChromeDriver (and the browser under it) end with it.
 struct Browser {
@@ -48,13 +27,17 @@ impl Browser {
     async fn start(width: u32, height: u32) -> Browser {
         use std::os::unix::process::CommandExt;
         let port = free_port();
-        let driver = Command::new(chromedriver())
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start chromedriver");
+        let driver = Command::new(packaged(
+            "CHROMEDRIVER",
+            "/usr/bin/chromedriver",
+            "chromium-driver",
+        ))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start chromedriver");
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert(

@@ -10,30 +10,9 @@ use falco_api::config::FleetConfig;
 use falco_api::event::{DropRecord, OutputEvent};
 use falco_api::pipeline::Settings;
 
-use crate::common::TestServer;
+use crate::common::{free_port, packaged, TestServer};
 use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
 use crate::process::{cli_output, serve_args, spawn_serve, wait_exit};
-
-fn nats_binary() -> PathBuf {
-    let path = PathBuf::from(
-        std::env::var("NATS_SERVER").unwrap_or_else(|_| "/usr/sbin/nats-server".into()),
-    );
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test.sh (the README's test command), which installs \
-         Debian's nats-server",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One nats-server with JetStream, optionally in a cluster.
 pub struct Nats {
@@ -77,7 +56,11 @@ impl Nats {
 
     fn run(&mut self) {
         std::fs::create_dir_all(&self.dir).unwrap();
-        let mut cmd = Command::new(nats_binary());
+        let mut cmd = Command::new(packaged(
+            "NATS_SERVER",
+            "/usr/sbin/nats-server",
+            "nats-server",
+        ));
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["--server_name", &self.name])
             .arg("-sd")

@@ -12,7 +12,7 @@ use falco_api::bench::http::{sample_alert, Poster};
 use falco_api::config::HttpKind;
 use falco_api::pipeline::Settings;
 
-use crate::common::{spawn_http, TestServer};
+use crate::common::{free_port, packaged, spawn_http, TestServer};
 use crate::falco::receiver_addr;
 use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
 use crate::process::{cli_output, serve_args, sigterm, spawn_serve, wait_exit};
@@ -349,17 +349,6 @@ fn falco_events_survive_restarts_and_kill_9_and_fold_past_max_series() {
 
 // ---- a real Prometheus ----
 
-fn prometheus_binary() -> PathBuf {
-    let path = PathBuf::from(std::env::var("PROMETHEUS").unwrap_or("/usr/bin/prometheus".into()));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test.sh (the README's test command), which installs \
-         Debian's prometheus package",
-        path.display()
-    );
-    path
-}
-
 fn corpus_dir() -> PathBuf {
     std::env::var("FALCO_API_CORPUS").map_or_else(
         |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"),
@@ -412,14 +401,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_prometheus(target: SocketAddr) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
@@ -432,7 +413,7 @@ fn start_prometheus(target: SocketAddr) -> Prometheus {
     .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new(prometheus_binary())
+    let child = Command::new(packaged("PROMETHEUS", "/usr/bin/prometheus", "prometheus"))
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -561,13 +542,15 @@ async fn a_real_prometheus_answers_the_falco_exporter_dashboard() {
     // promtool's lint of the scraped text: the one problem it reports is falco_events' name,
     // which must stay falco-exporter's (and the names Falco itself gives its own metrics).
     let (_, _, text) = scrape(metrics).await;
-    let mut promtool = Command::new(prometheus_binary().with_file_name("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
+    let mut promtool = Command::new(
+        packaged("PROMETHEUS", "/usr/bin/prometheus", "prometheus").with_file_name("promtool"),
+    )
+    .args(["check", "metrics"])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("promtool");
     use std::io::Write;
     promtool
         .stdin
