@@ -28,7 +28,12 @@ const STATUS: &str = "status.";
 struct FileValue {
     name: String,
     content: String,
+    /// The publisher's revision that last changed the file, its author and comment.
     revision: u64,
+    #[serde(default)]
+    author: String,
+    #[serde(default)]
+    comment: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -164,12 +169,18 @@ async fn publish_once(app: &App, store: &kv::Store, publisher: &str) -> Result<(
     }
     let mut wanted: BTreeMap<String, FileValue> = BTreeMap::new();
     for (name, (content, rev)) in files {
+        let record = app.store.versioned().record(rev).ok().flatten();
         wanted.insert(
             format!("{FILES}{}", hex::encode(&name)),
             FileValue {
                 name,
                 content,
                 revision: rev,
+                author: record
+                    .as_ref()
+                    .map(|r| r.author.clone())
+                    .unwrap_or_default(),
+                comment: record.map(|r| r.comment).unwrap_or_default(),
             },
         );
     }

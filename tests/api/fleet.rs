@@ -475,6 +475,10 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
         let h = falco_api::control::rules::history(&f.app, "fleet.yaml", 0, 1).unwrap();
         assert_eq!(h[0].author, "fleet:publisher");
         // Local writes are refused, naming the publisher.
+        assert_eq!(
+            falco_api::app::App::rules_publisher(&f.app).as_deref(),
+            Some("publisher")
+        );
         let e = falco_api::control::rules::put(
             &f.app,
             "local.yaml",
