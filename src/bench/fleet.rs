@@ -108,7 +108,7 @@ pub async fn fleet_bench(args: FleetBenchArgs) -> anyhow::Result<i32> {
     let messages: Arc<Vec<_>> = Arc::new(
         (1..=n)
             .map(|i| {
-                let (subject, headers, body) = crate::fleet::wire::alert(i, &sample(i));
+                let (subject, headers, body) = crate::fleet::wire::alert(i, &sample(i), false);
                 (subject.replacen("falco.alerts", "base", 1), headers, body)
             })
             .collect(),
@@ -171,7 +171,7 @@ pub async fn fleet_bench(args: FleetBenchArgs) -> anyhow::Result<i32> {
         node.outputs.clone(),
         "outputs",
         args.window,
-        |seq, ev: &OutputEvent| crate::fleet::wire::alert(seq, ev),
+        |seq, ev: &OutputEvent| crate::fleet::wire::alert(seq, ev, false),
     ));
     let consumers = node.store.consumers();
     while consumers

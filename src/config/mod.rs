@@ -254,6 +254,8 @@ pub struct FleetSection {
     pub rules: Option<String>,
     /// The rules key-value bucket (default `falco-rules`).
     pub rules_bucket: Option<String>,
+    /// Alert bodies: `json` (default: Falco's alert JSON) or `protobuf` (falco.outputs.response).
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -305,6 +307,8 @@ pub struct FleetConfig {
     pub duplicate_window_secs: u64,
     pub rules: FleetRules,
     pub rules_bucket: String,
+    /// Alert bodies as `falco.outputs.response` protobuf instead of JSON.
+    pub protobuf: bool,
 }
 
 /// This server's part in the fleet's rules.
@@ -355,6 +359,15 @@ impl FleetConfig {
                 }
             },
             rules_bucket: f.rules_bucket.unwrap_or_else(|| "falco-rules".into()),
+            protobuf: match f.format.as_deref() {
+                None | Some("json") => false,
+                Some("protobuf") => true,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "fleet.format '{other}' is not json or protobuf"
+                    )))
+                }
+            },
         };
         if (c.forward || c.collect || c.rules != FleetRules::Own) && c.url.is_empty() {
             return Err(invalid(

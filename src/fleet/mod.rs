@@ -160,13 +160,14 @@ pub fn start(app: &App, cfg: &FleetConfig) {
         }
         if cfg.forward {
             let host = app.current_hostname();
+            let protobuf = cfg.protobuf;
             tokio::spawn(forward(
                 app.clone(),
                 js.clone(),
                 app.outputs.clone(),
                 "outputs",
                 cfg.window,
-                move |seq, ev: &OutputEvent| wire::alert(seq, ev),
+                move |seq, ev: &OutputEvent| wire::alert(seq, ev, protobuf),
             ));
             tokio::spawn(forward(
                 app.clone(),

@@ -18,6 +18,9 @@ pub const SEQ: &str = "Falco-Api-Seq";
 pub const RULES_REVISION: &str = "Falco-Api-Rules-Revision";
 pub const ORIGIN: &str = "Falco-Api-Origin";
 pub const HOSTNAME: &str = "Falco-Api-Hostname";
+/// Set on protobuf bodies (`fleet.format: protobuf`): a `falco.outputs.response`.
+pub const CONTENT_TYPE: &str = "Content-Type";
+pub const PROTOBUF: &str = "application/x-protobuf; proto=falco.outputs.response";
 
 /// A subject token: what NATS allows in one (no `.`, `*`, `>` or white space), never empty.
 pub fn token(text: &str) -> String {
@@ -43,8 +46,9 @@ fn uuid(id: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*id).to_string()
 }
 
-/// An alert's subject, headers and body.
-pub fn alert(seq: u64, ev: &OutputEvent) -> (String, HeaderMap, Vec<u8>) {
+/// An alert's subject, headers and body: Falco's alert JSON, or with `protobuf` the
+/// `falco.outputs.response` a gRPC subscriber would get.
+pub fn alert(seq: u64, ev: &OutputEvent, protobuf: bool) -> (String, HeaderMap, Vec<u8>) {
     let subject = format!(
         "{ALERTS_PREFIX}.{}.{}.{}",
         token(&ev.hostname),
@@ -56,6 +60,12 @@ pub fn alert(seq: u64, ev: &OutputEvent) -> (String, HeaderMap, Vec<u8>) {
     headers.insert(SEQ, seq.to_string().as_str());
     headers.insert(RULES_REVISION, ev.rules_revision.to_string().as_str());
     headers.insert(ORIGIN, ev.origin.name());
+    if protobuf {
+        use prost::Message;
+        headers.insert(CONTENT_TYPE, PROTOBUF);
+        let body = crate::server::event_response(seq, ev.clone()).encode_to_vec();
+        return (subject, headers, body);
+    }
     // Falco writes an absent field as null; the stored "<NA>" goes back to null.
     let fields: Vec<(String, Option<String>)> = ev
         .output_fields
@@ -132,6 +142,9 @@ pub fn decode(subject: &str, headers: Option<&HeaderMap>, body: &[u8]) -> Result
     let origin = header(headers, ORIGIN)
         .and_then(|o| Origin::ALL.into_iter().find(|x| x.name() == o))
         .unwrap_or(Origin::FalcoHttp);
+    if header(headers, CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-protobuf")) {
+        return from_protobuf(body, id, origin).map(Record::Alert);
+    }
     let parsed = crate::falco::parse(body, origin, "")?;
     let mut ev = parsed.event;
     ev.id = id;
@@ -140,6 +153,27 @@ pub fn decode(subject: &str, headers: Option<&HeaderMap>, body: &[u8]) -> Result
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
     Ok(Record::Alert(ev))
+}
+
+fn from_protobuf(body: &[u8], id: [u8; 16], origin: Origin) -> Result<OutputEvent, String> {
+    use prost::Message;
+    let r = crate::proto::outputs::Response::decode(body)
+        .map_err(|e| format!("not a falco.outputs.response: {e}"))?;
+    let time_ns = r.time.map_or(0, |t| {
+        t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos)
+    });
+    let priority = Priority::from_number(r.priority)
+        .ok_or_else(|| format!("priority {} is not a priority", r.priority))?;
+    let mut ev = OutputEvent::new(time_ns, priority, r.rule, r.output, r.source)
+        .with_hostname(r.hostname)
+        .with_fields(r.output_fields)
+        .with_origin(origin);
+    ev.tags = r.tags;
+    ev.tags.sort();
+    ev.tags.dedup();
+    ev.id = id;
+    ev.rules_revision = r.rules_revision;
+    Ok(ev)
 }
 
 /// A priority's subject token, for subject filters.
@@ -165,11 +199,15 @@ mod tests {
         .with_fields([("proc.name", "bash"), ("k8s.ns.name", "<NA>")]);
         ev.tags = vec!["container".into(), "shell".into()];
         ev.rules_revision = 7;
-        let (subject, headers, body) = alert(42, &ev);
+        let (subject, headers, body) = alert(42, &ev, false);
         assert_eq!(subject, "falco.alerts.node_a_b.syscall.critical");
         assert_eq!(headers.get(SEQ).unwrap().as_str(), "42");
         let back = decode(&subject, Some(&headers), &body).unwrap();
-        assert_eq!(back, Record::Alert(ev));
+        assert_eq!(back, Record::Alert(ev.clone()));
+        let (subject, headers, body) = alert(42, &ev, true);
+        assert_eq!(headers.get(CONTENT_TYPE).unwrap().as_str(), PROTOBUF);
+        let back = decode(&subject, Some(&headers), &body).unwrap();
+        assert_eq!(back, Record::Alert(ev), "the protobuf body round-trips too");
     }
 
     #[test]

@@ -168,7 +168,10 @@ async fn a_node_forwards_and_the_collector_holds_the_same_records() {
     let nats = Nats::start(dir.path(), "solo");
     let node = TestServer::start_with(10_000, Settings::default(), &[SYSCALL_RULES]).await;
     let central = TestServer::start(10_000).await;
-    falco_api::fleet::start(&node.app, &fleet(&nats.url(), true, false));
+    // This node sends protobuf bodies (the other tests: Falco's JSON); the collector reads both.
+    let mut node_cfg = fleet(&nats.url(), true, false);
+    node_cfg.protobuf = true;
+    falco_api::fleet::start(&node.app, &node_cfg);
     falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
     send_all(&node, vec![batch(1, 50), batch(51, 50)]).await;
     node.app
