@@ -265,6 +265,10 @@ pub struct NatsSection {
     pub url: Option<String>,
     /// A NATS credentials file (JWT and NKey seed).
     pub creds_file: Option<PathBuf>,
+    /// User and password, or a token, for servers that ask for them.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
     /// Trust this CA (PEM) for `tls://` servers.
     pub tls_ca: Option<PathBuf>,
     /// This client's certificate and key (PEM), for servers that verify clients.
@@ -293,6 +297,8 @@ pub struct FleetConfig {
     /// Empty: no fleet.
     pub url: String,
     pub creds_file: Option<PathBuf>,
+    pub user_password: Option<(String, String)>,
+    pub token: Option<String>,
     pub tls_ca: Option<PathBuf>,
     pub tls_client: Option<(PathBuf, PathBuf)>,
     pub forward: bool,
@@ -330,6 +336,12 @@ impl FleetConfig {
             collect: f.collect.unwrap_or(false),
             url,
             creds_file: nats.creds_file,
+            user_password: match (nats.user, nats.password) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (None, None) => None,
+                _ => return Err(invalid("fleet.nats.user and password go together".into())),
+            },
+            token: nats.token,
             tls_ca: nats.tls_ca,
             tls_client: match (nats.tls_cert, nats.tls_key) {
                 (Some(c), Some(k)) => Some((c, k)),

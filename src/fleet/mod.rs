@@ -48,6 +48,12 @@ pub async fn connect(cfg: &FleetConfig, name: &str) -> Result<async_nats::Client
             .await
             .map_err(|e| format!("fleet.nats.creds_file {}: {e}", f.display()))?;
     }
+    if let Some((user, password)) = &cfg.user_password {
+        opts = opts.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &cfg.token {
+        opts = opts.token(token.clone());
+    }
     if let Some(ca) = &cfg.tls_ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }

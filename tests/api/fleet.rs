@@ -21,6 +21,7 @@ pub struct Nats {
     pub name: String,
     dir: PathBuf,
     cluster: Option<(u16, Vec<u16>)>,
+    extra: Vec<String>,
 }
 
 impl Nats {
@@ -31,6 +32,7 @@ impl Nats {
             name: name.to_string(),
             dir: dir.join(name),
             cluster: None,
+            extra: Vec::new(),
         };
         n.run();
         n
@@ -46,12 +48,38 @@ impl Nats {
                 name: format!("n{i}"),
                 dir: dir.join(format!("n{i}")),
                 cluster: Some((routes[i], routes.clone())),
+                extra: Vec::new(),
             })
             .collect();
         for n in &mut all {
             n.run();
         }
         all
+    }
+
+    /// A server with TLS (a certificate for localhost from `certs`) that asks for a password.
+    pub fn start_guarded(dir: &Path, certs: &Path) -> Nats {
+        let mut n = Nats {
+            child: None,
+            port: free_port(),
+            name: "guarded".into(),
+            dir: dir.join("guarded"),
+            cluster: None,
+            extra: Vec::new(),
+        };
+        n.extra = vec![
+            "--tls".into(),
+            "--tlscert".into(),
+            certs.join("server.crt").display().to_string(),
+            "--tlskey".into(),
+            certs.join("server.key").display().to_string(),
+            "--user".into(),
+            "falco".into(),
+            "--pass".into(),
+            "s3cret".into(),
+        ];
+        n.run();
+        n
     }
 
     fn run(&mut self) {
@@ -65,6 +93,7 @@ impl Nats {
             .args(["--server_name", &self.name])
             .arg("-sd")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some((own, routes)) = &self.cluster {
@@ -636,4 +665,47 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
     assert_eq!(central.app.outputs.head(), 150 + notices);
     node.stop().await;
     central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_over_tls_with_a_password_and_refused_with_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    falco_api::cli::certs::generate(&falco_api::cli::certs::GenerateArgs {
+        out: certs.path().to_path_buf(),
+        name: "localhost".into(),
+        sans: vec![],
+        client_name: "c".into(),
+        days: 2,
+    })
+    .unwrap();
+    let nats = Nats::start_guarded(dir.path(), certs.path());
+    let url = format!("tls://localhost:{}", nats.port);
+    let with = |password: &str, forward: bool| {
+        let mut c = fleet(&url, forward, !forward);
+        c.tls_ca = Some(certs.path().join("ca.crt"));
+        c.user_password = Some(("falco".into(), password.into()));
+        c
+    };
+    let node = TestServer::start_with(10_000, Settings::default(), &[SYSCALL_RULES]).await;
+    let central = TestServer::start(10_000).await;
+    let intruder = TestServer::start(10_000).await;
+    falco_api::fleet::start(&node.app, &with("s3cret", true));
+    falco_api::fleet::start(&central.app, &with("s3cret", false));
+    falco_api::fleet::start(&intruder.app, &with("wrong", false));
+    send_all(&node, vec![batch(1, 40)]).await;
+    wait_for("collection over TLS", Duration::from_secs(20), || {
+        central.app.outputs.head() == 40
+    })
+    .await;
+    assert_eq!(ids(&alerts(&central)), ids(&alerts(&node)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        intruder.app.outputs.head(),
+        0,
+        "a wrong password collects nothing"
+    );
+    node.stop().await;
+    central.stop().await;
+    intruder.stop().await;
 }
