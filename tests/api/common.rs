@@ -287,3 +287,17 @@ pub fn packaged(var: &str, default: &str, package: &str) -> PathBuf {
     );
     path
 }
+
+/// A CA, a server certificate for localhost and one client certificate, in a temp dir.
+pub fn localhost_certs() -> tempfile::TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    falco_api::cli::certs::generate(&falco_api::cli::certs::GenerateArgs {
+        out: certs.path().to_path_buf(),
+        name: "localhost".into(),
+        sans: vec![],
+        client_name: "c".into(),
+        days: 2,
+    })
+    .unwrap();
+    certs
+}

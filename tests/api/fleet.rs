@@ -670,15 +670,7 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_over_tls_with_a_password_and_refused_with_a_wrong_one() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    falco_api::cli::certs::generate(&falco_api::cli::certs::GenerateArgs {
-        out: certs.path().to_path_buf(),
-        name: "localhost".into(),
-        sans: vec![],
-        client_name: "c".into(),
-        days: 2,
-    })
-    .unwrap();
+    let certs = crate::common::localhost_certs();
     let nats = Nats::start_guarded(dir.path(), certs.path());
     let url = format!("tls://localhost:{}", nats.port);
     let with = |password: &str, forward: bool| {

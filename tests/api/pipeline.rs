@@ -451,15 +451,7 @@ async fn the_webhook_serves_https_when_asked() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let server = TestServer::start_with(1000, Settings::default(), &[K8S_RULES]).await;
-    let certs = tempfile::tempdir().unwrap();
-    falco_api::cli::certs::generate(&falco_api::cli::certs::GenerateArgs {
-        out: certs.path().to_path_buf(),
-        name: "localhost".into(),
-        sans: vec![],
-        client_name: "c".into(),
-        days: 2,
-    })
-    .unwrap();
+    let certs = crate::common::localhost_certs();
     let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
     let acceptor =
         falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key"), None).unwrap();
