@@ -94,12 +94,7 @@ impl Fleet {
     }
 
     pub fn list(&self) -> Vec<FleetNode> {
-        self.nodes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        values(&self.nodes)
     }
 
     pub fn set_published(&self, revision: u64) {
@@ -177,12 +172,7 @@ impl Nodes {
 
     /// Every node, by hostname.
     pub fn list(&self) -> Vec<Node> {
-        self.nodes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        values(&self.nodes)
     }
 
     pub fn set_sync(&self, kind: &'static str, state: SyncState) {
@@ -200,6 +190,15 @@ impl Nodes {
             .map(|(k, v)| (*k, v.clone()))
             .collect()
     }
+}
+
+/// A locked map's values, in key order.
+fn values<T: Clone>(map: &Mutex<BTreeMap<String, T>>) -> Vec<T> {
+    map.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect()
 }
 
 fn field(ev: &OutputEvent, name: &str) -> Option<u64> {

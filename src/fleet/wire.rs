@@ -176,11 +176,6 @@ fn from_protobuf(body: &[u8], id: [u8; 16], origin: Origin) -> Result<OutputEven
     Ok(ev)
 }
 
-/// A priority's subject token, for subject filters.
-pub fn priority_token(p: Priority) -> String {
-    p.name().to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,6 +108,17 @@ impl Browser {
         serde_json::from_value(v).unwrap()
     }
 
+    /// Clicks the first element `css` finds.
+    async fn click(&self, css: &str) {
+        self.c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
     async fn text(&self, css: &str) -> String {
         self.c()
             .find(Locator::Css(css))
@@ -140,13 +151,7 @@ impl Browser {
         )
         .await;
         field.send_keys(token).await.unwrap();
-        self.c()
-            .find(Locator::Css("#login-form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.click("#login-form button[type=submit]").await;
         self.until(
             "return document.querySelector('#who').textContent.startsWith('token:');",
             Duration::from_secs(5),
@@ -359,14 +364,7 @@ async fn live_alerts_resume_after_reload_and_kill_9_and_filters_narrow_the_table
         .select_by_value("warning")
         .await
         .unwrap();
-    browser
-        .c()
-        .find(Locator::Css("#filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#filters button[type=submit]").await;
     browser
         .until("return location.search.includes('priority=warning') && document.querySelectorAll('#alerts tr').length === 10;", Duration::from_secs(5))
         .await;
@@ -381,14 +379,7 @@ async fn live_alerts_resume_after_reload_and_kill_9_and_filters_narrow_the_table
             .all(|p| p == "Warning"),
         "{priorities}"
     );
-    browser
-        .c()
-        .find(Locator::Css("#alerts tr"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#alerts tr").await;
     browser
         .until(
             "return !document.querySelector('#detail').hidden;",
@@ -461,15 +452,8 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
 
     // Roll back to r1 from the page: a new revision, with the old content.
     browser
-        .c()
-        .find(Locator::Css(&format!(
-            "button.rollback[data-revision='{r1}']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click(&format!("button.rollback[data-revision='{r1}']"))
+        .await;
     browser
         .until("return document.querySelector('#save-result').textContent.startsWith('Rolled back as revision');", Duration::from_secs(5))
         .await;
@@ -485,13 +469,8 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
 
     // Disable the rule from the table.
     browser
-        .c()
-        .find(Locator::Css("#rules-table input[data-rule='Shadow']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click("#rules-table input[data-rule='Shadow']")
+        .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while falco_api::control::rules::effective(&server.app)
         .0
@@ -525,14 +504,7 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
         .await;
     assert_eq!(bad_line, "3");
     browser.screenshot("rules-editor-error").await;
-    browser
-        .c()
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#save").await;
     browser
         .until(
             "return document.querySelector('#save-result').textContent.startsWith('Not saved');",
@@ -548,14 +520,7 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
         .js(&format!("const e = document.querySelector('#editor'); e.value = {}; e.dispatchEvent(new Event('input')); return true;", serde_json::to_string(&v1.replace("open %proc.name", "opened %proc.name")).unwrap()))
         .await;
     put(v1.replace("desc: d", "desc: changed elsewhere"), current).await;
-    browser
-        .c()
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#save").await;
     browser
         .until(
             "return document.querySelector('#save-result').textContent.includes('cn:ops');",

@@ -38,16 +38,20 @@ pub fn routes() -> Router<App> {
         .route("/drops", get(drops))
 }
 
-/// Runs a blocking operation (the store, the compiler) off the runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        json(
+/// Runs `f` (the store, the compiler) off the runtime; answers 200 with the JSON it returns, or
+/// with the status its error maps to.
+async fn answer<E>(f: impl FnOnce() -> Result<Value, E> + Send + 'static) -> Response
+where
+    E: Into<ControlError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || f().map_err(Into::into)).await {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => failed(e),
+        Err(e) => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"error": e.to_string()}),
-        )
-    })
+        ),
+    }
 }
 
 fn diagnostic(d: &Diagnostic) -> Value {
@@ -219,35 +223,21 @@ async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response
     let head = app.outputs.head();
     let before = q.before.unwrap_or(head + 1).min(head + 1);
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
-    let a = app.clone();
-    let read = blocking(move || newest_matching(&a, before, limit, 200_000, keep)).await;
-    match read {
-        Ok(Ok(found)) => ok(json!({
+    answer(move || -> Result<Value, crate::store::StoreError> {
+        let found = newest_matching(&app, before, limit, 200_000, keep)?;
+        Ok(json!({
             "alerts": found.iter().map(|(s, e)| alert_json(*s, e)).collect::<Vec<_>>(),
             "head": head,
             "oldest": app.outputs.oldest(),
-        })),
-        Ok(Err(e)) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
-        Err(r) => r,
-    }
+        }))
+    })
+    .await
 }
 
 // ---- overview ----
 
 async fn overview(State(app): State<App>) -> Response {
-    let a = app.clone();
-    let computed = blocking(move || overview_of(&a)).await;
-    match computed {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(e)) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
-        Err(r) => r,
-    }
+    answer(move || overview_of(&app)).await
 }
 
 fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
@@ -261,12 +251,10 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
     let mut hosts: HashMap<String, u64> = HashMap::new();
     // The last day, newest first; at most the newest 200,000 alerts are read.
     let head = app.outputs.head();
-    let mut scanned = 0u64;
     let recent = newest_matching(app, head + 1, 200_000, 200_000, |ev| {
         ev.time_ns >= day_start
     })?;
     for (_, ev) in &recent {
-        scanned += 1;
         let p = ev.priority as usize;
         if ev.time_ns >= hour_start {
             let i = ((ev.time_ns - hour_start) / MINUTE).clamp(0, 59) as usize;
@@ -311,7 +299,7 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
         "priorities": Priority::ALL.iter().map(|p| p.name()).collect::<Vec<_>>(),
         "hour": hour, "day": day,
         "top_rules": top(rules), "top_hosts": top(hosts),
-        "alerts_last_day": scanned,
+        "alerts_last_day": recent.len(),
         "drops_last_day": drop_stages,
         "nodes": nodes,
         "head": head, "oldest": app.outputs.oldest(),
@@ -328,12 +316,11 @@ struct FileQuery {
 }
 
 async fn rules(State(app): State<App>) -> Response {
-    let a = app.clone();
-    let listed = blocking(move || -> Result<Value, ControlError> {
-        let (files, revision) = control::rules::list(&a, 0)?;
+    answer(move || -> Result<Value, ControlError> {
+        let (files, revision) = control::rules::list(&app, 0)?;
         let mut out = Vec::new();
         for (name, current) in files {
-            let record = a.store.versioned().record(current.revision)?;
+            let record = app.store.versioned().record(current.revision)?;
             out.push(json!({
                 "name": name, "revision": current.revision,
                 "author": record.as_ref().map(|r| r.author.clone()),
@@ -342,7 +329,7 @@ async fn rules(State(app): State<App>) -> Response {
                 "bytes": current.value.len(),
             }));
         }
-        let (infos, in_force) = control::rules::effective(&a);
+        let (infos, in_force) = control::rules::effective(&app);
         let rules: Vec<Value> = infos
             .iter()
             .map(|r| {
@@ -354,22 +341,15 @@ async fn rules(State(app): State<App>) -> Response {
             .collect();
         Ok(json!({"files": out, "revision": revision, "in_force": in_force, "rules": rules}))
     })
-    .await;
-    match listed {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    .await
 }
 
 async fn rules_file(State(app): State<App>, Query(q): Query<FileQuery>) -> Response {
-    match blocking(move || control::rules::get(&app, &q.name, q.revision).map(|c| (q.name, c)))
-        .await
-    {
-        Ok(Ok((name, c))) => ok(json!({"name": name, "content": c.value, "revision": c.revision})),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    answer(move || {
+        control::rules::get(&app, &q.name, q.revision)
+            .map(|c| json!({"name": q.name, "content": c.value, "revision": c.revision}))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -378,6 +358,10 @@ struct HistoryQuery {
     name: String,
     #[serde(default)]
     before: u64,
+}
+
+fn history_page(records: &[crate::store::HistoryRecord]) -> Value {
+    json!({"entries": records.iter().map(history_json).collect::<Vec<_>>()})
 }
 
 fn history_json(r: &crate::store::HistoryRecord) -> Value {
@@ -389,13 +373,8 @@ fn history_json(r: &crate::store::HistoryRecord) -> Value {
 }
 
 async fn rules_history(State(app): State<App>, Query(q): Query<HistoryQuery>) -> Response {
-    match blocking(move || control::rules::history(&app, &q.name, q.before, 200)).await {
-        Ok(Ok(records)) => {
-            ok(json!({"entries": records.iter().map(history_json).collect::<Vec<_>>()}))
-        }
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    answer(move || control::rules::history(&app, &q.name, q.before, 200).map(|r| history_page(&r)))
+        .await
 }
 
 #[derive(Deserialize)]
@@ -440,7 +419,7 @@ pub fn side_by_side(old: &str, new: &str) -> Vec<Value> {
 }
 
 async fn rules_diff(State(app): State<App>, Query(q): Query<DiffQuery>) -> Response {
-    let computed = blocking(move || -> Result<Value, ControlError> {
+    answer(move || -> Result<Value, ControlError> {
         let content = |revision: u64| -> Result<String, ControlError> {
             if revision == 0 {
                 return Ok(String::new());
@@ -455,12 +434,7 @@ async fn rules_diff(State(app): State<App>, Query(q): Query<DiffQuery>) -> Respo
         let (old, new) = (content(q.from)?, content(q.to)?);
         Ok(json!({"name": q.name, "from": q.from, "to": q.to, "rows": side_by_side(&old, &new)}))
     })
-    .await;
-    match computed {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    .await
 }
 
 #[derive(Deserialize)]
@@ -470,17 +444,18 @@ struct ValidateBody {
 }
 
 async fn validate(State(app): State<App>, Json(b): Json<ValidateBody>) -> Response {
-    match blocking(move || control::rules::validate(&app, &[(b.name, b.content)])).await {
-        Ok(Ok(warnings)) => {
-            ok(json!({"ok": true, "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>()}))
+    // A file that does not load is an answer here, not a failure.
+    answer(move || match control::rules::validate(&app, &[(b.name, b.content)]) {
+        Ok(warnings) => {
+            Ok(json!({"ok": true, "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>()}))
         }
-        Ok(Err(ControlError::Invalid { error, warnings })) => ok(json!({
+        Err(ControlError::Invalid { error, warnings }) => Ok(json!({
             "ok": false, "error": diagnostic(&error),
             "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
         })),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+        Err(e) => Err(e),
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -498,7 +473,7 @@ async fn put_file(
     Extension(user): Extension<User>,
     Json(b): Json<PutBody>,
 ) -> Response {
-    let saved = blocking(move || {
+    answer(move || {
         control::rules::put(
             &app,
             &b.name,
@@ -507,16 +482,14 @@ async fn put_file(
             &b.comment,
             &user.identity,
         )
+        .map(|(revision, warnings)| {
+            json!({
+                "revision": revision,
+                "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
+            })
+        })
     })
-    .await;
-    match saved {
-        Ok(Ok((revision, warnings))) => ok(json!({
-            "revision": revision,
-            "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
-        })),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    .await
 }
 
 #[derive(Deserialize)]
@@ -533,15 +506,11 @@ async fn rollback(
     Extension(user): Extension<User>,
     Json(b): Json<RollbackBody>,
 ) -> Response {
-    let done = blocking(move || {
+    answer(move || {
         control::rules::rollback(&app, b.revision, &b.name, None, &b.comment, &user.identity)
+            .map(|(revision, _)| json!({"revision": revision}))
     })
-    .await;
-    match done {
-        Ok(Ok((revision, _))) => ok(json!({"revision": revision})),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    .await
 }
 
 #[derive(Deserialize)]
@@ -560,7 +529,7 @@ async fn toggle(
     Extension(user): Extension<User>,
     Json(b): Json<ToggleBody>,
 ) -> Response {
-    let done = blocking(move || {
+    answer(move || {
         control::rules::toggle(
             &app,
             &b.rules,
@@ -570,29 +539,26 @@ async fn toggle(
             &b.comment,
             &user.identity,
         )
+        .map(|(revision, _)| json!({"revision": revision}))
     })
-    .await;
-    match done {
-        Ok(Ok((revision, _))) => ok(json!({"revision": revision})),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    .await
 }
 
 // ---- configuration ----
 
 async fn config(State(app): State<App>) -> Response {
-    match blocking(move || control::config::get(&app, &[], 0)).await {
-        Ok(Ok((entries, revision))) => ok(json!({
-            "revision": revision,
-            "entries": entries.iter().map(|e| json!({
-                "key": e.key, "value": e.value, "origin": e.origin, "accepts": e.accepts,
-                "description": e.description, "revision": e.revision,
-            })).collect::<Vec<_>>(),
-        })),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    answer(move || {
+        control::config::get(&app, &[], 0).map(|(entries, revision)| {
+            json!({
+                "revision": revision,
+                "entries": entries.iter().map(|e| json!({
+                    "key": e.key, "value": e.value, "origin": e.origin, "accepts": e.accepts,
+                    "description": e.description, "revision": e.revision,
+                })).collect::<Vec<_>>(),
+            })
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -602,13 +568,7 @@ struct KeyQuery {
 }
 
 async fn config_history(State(app): State<App>, Query(q): Query<KeyQuery>) -> Response {
-    match blocking(move || control::config::history(&app, &q.key, 0, 200)).await {
-        Ok(Ok(records)) => {
-            ok(json!({"entries": records.iter().map(history_json).collect::<Vec<_>>()}))
-        }
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    answer(move || control::config::history(&app, &q.key, 0, 200).map(|r| history_page(&r))).await
 }
 
 #[derive(Deserialize)]
@@ -626,13 +586,11 @@ async fn config_set(
     Json(b): Json<SetBody>,
 ) -> Response {
     let values = BTreeMap::from([(b.key, b.value)]);
-    match blocking(move || control::config::set(&app, &values, None, &b.comment, &user.identity))
-        .await
-    {
-        Ok(Ok(changed)) => ok(json!({"revision": changed.revision, "warnings": changed.warnings})),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    answer(move || {
+        control::config::set(&app, &values, None, &b.comment, &user.identity)
+            .map(|c| json!({"revision": c.revision, "warnings": c.warnings}))
+    })
+    .await
 }
 
 async fn config_unset(
@@ -641,13 +599,11 @@ async fn config_unset(
     Json(b): Json<SetBody>,
 ) -> Response {
     let keys = vec![b.key];
-    match blocking(move || control::config::unset(&app, &keys, None, &b.comment, &user.identity))
-        .await
-    {
-        Ok(Ok(changed)) => ok(json!({"revision": changed.revision, "warnings": changed.warnings})),
-        Ok(Err(e)) => failed(e),
-        Err(r) => r,
-    }
+    answer(move || {
+        control::config::unset(&app, &keys, None, &b.comment, &user.identity)
+            .map(|c| json!({"revision": c.revision, "warnings": c.warnings}))
+    })
+    .await
 }
 
 // ---- drops ----
@@ -660,9 +616,8 @@ struct DropsQuery {
 }
 
 async fn drops(State(app): State<App>, Query(q): Query<DropsQuery>) -> Response {
-    let a = app.clone();
-    let read = blocking(move || -> Result<Value, crate::store::StoreError> {
-        let ring = a.store.drops();
+    answer(move || -> Result<Value, crate::store::StoreError> {
+        let ring = app.store.drops();
         let b = ring.bounds();
         let limit = q.limit.unwrap_or(500).clamp(1, 5000);
         let stage = nonempty(&q.stage);
@@ -691,15 +646,7 @@ async fn drops(State(app): State<App>, Query(q): Query<DropsQuery>) -> Response 
             .collect();
         Ok(json!({"drops": shown, "per_minute_last_hour": rates, "head": b.newest}))
     })
-    .await;
-    match read {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(e)) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
-        Err(r) => r,
-    }
+    .await
 }
 
 #[cfg(test)]
