@@ -20,6 +20,9 @@ pub struct Runtime {
     pub pipeline: Settings,
     pub outputs_capacity: u64,
     pub drops_capacity: u64,
+    /// Bytes each log retains at most.
+    pub outputs_max_bytes: u64,
+    pub drops_max_bytes: u64,
     /// Alerts per second stored (0: unlimited), and burst.
     pub outputs_rate: f64,
     pub outputs_max_burst: f64,
@@ -292,6 +295,8 @@ impl App {
         self.pipeline.update(r.pipeline.clone());
         self.store.outputs().set_capacity(r.outputs_capacity);
         self.store.drops().set_capacity(r.drops_capacity);
+        self.store.outputs().set_max_bytes(r.outputs_max_bytes);
+        self.store.drops().set_max_bytes(r.drops_max_bytes);
         {
             let mut guard = self
                 .drop_alerts

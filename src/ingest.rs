@@ -66,6 +66,11 @@ impl Ingest {
         }
     }
 
+    /// The largest event payload evaluation accepts.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.app.pipeline.settings().max_payload_bytes
+    }
+
     /// Rate-limits and queues one batch from `client`.
     pub async fn queue(&self, client: &str, events: Vec<InEvent>) -> Result<Queued, IngestError> {
         let source = events.first().map(|e| e.source.clone()).unwrap_or_default();

@@ -15,6 +15,7 @@
 //!   old data directories): ring logs, consumer positions, versioned state, migrations.
 //! - [`event`]: the domain records (output events, drop records, priorities, filters).
 //! - [`throttle`]: token buckets and the drop-alert settings.
+//! - [`files`]: reading only regular files within a size, creating files without following links.
 //! - [`server`]: the gRPC services, one thin adapter per service, `status.rs` (the one table
 //!   from domain errors to statuses), auth, and bounded listeners.
 //! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook, Falco's http_output.
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod event;
 pub mod falco;
 pub mod feed;
+pub mod files;
 pub mod fleet;
 pub mod http;
 pub mod ingest;

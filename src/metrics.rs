@@ -46,10 +46,11 @@ pub fn gather(app: &App) -> Vec<MetricFamily> {
     out
 }
 
-/// Families built by hand, one sample at a time.
+/// Families built by hand, one sample at a time (found by name: a scrape may hold many).
 #[derive(Default)]
 struct Gauges {
     families: Vec<MetricFamily>,
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl Gauges {
@@ -62,14 +63,15 @@ impl Gauges {
         labels: &[(&str, &str)],
         value: f64,
     ) {
-        let i = match self.families.iter().position(|f| f.name() == name) {
-            Some(i) => i,
+        let i = match self.index.get(name) {
+            Some(i) => *i,
             None => {
                 let mut f = MetricFamily::default();
                 f.set_name(name.to_string());
                 f.set_help(help.to_string());
                 f.set_field_type(kind);
                 self.families.push(f);
+                self.index.insert(name.to_string(), self.families.len() - 1);
                 self.families.len() - 1
             }
         };
@@ -86,10 +88,7 @@ impl Gauges {
                 m.set_gauge(gauge);
             }
         }
-        let family = &mut self.families[i];
-        let mut metrics = family.take_metric();
-        metrics.push(m);
-        family.set_metric(metrics);
+        self.families[i].mut_metric().push(m);
     }
 
     fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
@@ -266,7 +265,15 @@ fn map_falco_metric(field: &str, value: &str) -> Option<Mapped> {
     })
 }
 
+/// Samples from Falco nodes' snapshots in one scrape at most, and distinct metric names among
+/// them (Falco's own snapshot maps to about a hundred; a poster may name any), whatever the
+/// nodes post.
+const SNAPSHOT_SAMPLES: usize = 10_000;
+const SNAPSHOT_FAMILIES: usize = 1_000;
+
 fn falco_nodes(nodes: &[Node], g: &mut Gauges) {
+    let mut samples = 0;
+    let mut families = std::collections::HashSet::new();
     for n in nodes {
         let host = [("hostname", n.hostname.as_str())];
         g.gauge(
@@ -286,6 +293,16 @@ fn falco_nodes(nodes: &[Node], g: &mut Gauges) {
             let Some(m) = map_falco_metric(field, value) else {
                 continue;
             };
+            if !families.contains(&m.name) {
+                if families.len() >= SNAPSHOT_FAMILIES {
+                    continue;
+                }
+                families.insert(m.name.clone());
+            }
+            samples += 1;
+            if samples > SNAPSHOT_SAMPLES {
+                return;
+            }
             let mut labels = vec![("hostname", n.hostname.as_str())];
             if let Some((k, v)) = &m.extra {
                 labels.push((k, v.as_str()));

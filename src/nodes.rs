@@ -15,6 +15,16 @@ pub const SYSCALL_DROP_RULE: &str = "Falco internal: syscall event drop";
 pub const METRICS_RULE: &str = "Falco internal: metrics snapshot";
 /// Nodes remembered at most; past it, the node heard from longest ago is forgotten.
 const MAX_NODES: usize = 10_000;
+/// A node is known by at most this many bytes of its hostname.
+const MAX_HOSTNAME: usize = 256;
+/// A snapshot keeps at most this many fields, with names of at most [`MAX_FIELD_NAME`] bytes
+/// and values of at most [`MAX_FIELD_VALUE`] (Falco's has ~100 short ones).
+const MAX_SNAPSHOT_FIELDS: usize = 512;
+const MAX_FIELD_NAME: usize = 128;
+const MAX_FIELD_VALUE: usize = 128;
+/// Bytes of snapshots kept across all nodes; a node's newer snapshot that would pass it is
+/// not kept (its older one, if any, stays).
+const MAX_SNAPSHOT_BYTES: usize = 16 << 20;
 /// The alert rate is counted over windows of this many seconds.
 const RATE_WINDOW_NS: i64 = 60_000_000_000;
 
@@ -113,11 +123,28 @@ impl Fleet {
     }
 }
 
+/// The fields of a snapshot worth keeping: short names and values, at most
+/// [`MAX_SNAPSHOT_FIELDS`] of them.
+fn snapshot_fields(fields: &[(String, String)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .filter(|(k, v)| k.len() <= MAX_FIELD_NAME && v.len() <= MAX_FIELD_VALUE)
+        .take(MAX_SNAPSHOT_FIELDS)
+        .cloned()
+        .collect()
+}
+
+fn snapshot_bytes(fields: &[(String, String)]) -> usize {
+    fields.iter().map(|(k, v)| k.len() + v.len() + 48).sum()
+}
+
 #[derive(Default)]
 pub struct Nodes {
     /// Rules followers, on a fleet rules publisher.
     pub fleet: Fleet,
     nodes: Mutex<BTreeMap<String, Node>>,
+    /// Bytes of every node's kept snapshot.
+    snapshots: Mutex<usize>,
     /// `rules_dir` and `config_file`, when configured.
     sync: Mutex<BTreeMap<&'static str, SyncState>>,
 }
@@ -128,18 +155,23 @@ impl Nodes {
         if matches!(ev.origin, Origin::Engine | Origin::Internal) {
             return;
         }
+        let hostname = crate::event::clip(&ev.hostname, MAX_HOSTNAME);
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        if !nodes.contains_key(&ev.hostname) && nodes.len() >= MAX_NODES {
+        let mut snapshots = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !nodes.contains_key(hostname) && nodes.len() >= MAX_NODES {
             let oldest = nodes
                 .values()
                 .min_by_key(|n| n.last_seen_ns)
                 .map(|n| n.hostname.clone());
-            if let Some(h) = oldest {
-                nodes.remove(&h);
+            if let Some(gone) = oldest.and_then(|h| nodes.remove(&h)) {
+                *snapshots = snapshots.saturating_sub(snapshot_bytes(&gone.metrics));
             }
         }
-        let node = nodes.entry(ev.hostname.clone()).or_insert_with(|| Node {
-            hostname: ev.hostname.clone(),
+        let node = nodes.entry(hostname.to_string()).or_insert_with(|| Node {
+            hostname: hostname.to_string(),
             window_start_ns: ev.time_ns,
             ..Node::default()
         });
@@ -165,8 +197,13 @@ impl Nodes {
             node.syscall_drops += field(ev, "n_drops").unwrap_or(0);
         }
         if ev.rule == METRICS_RULE && ev.time_ns >= node.metrics_time_ns {
-            node.metrics_time_ns = ev.time_ns;
-            node.metrics = ev.output_fields.clone();
+            let fields = snapshot_fields(&ev.output_fields);
+            let (old, new) = (snapshot_bytes(&node.metrics), snapshot_bytes(&fields));
+            if *snapshots - old + new <= MAX_SNAPSHOT_BYTES {
+                *snapshots = *snapshots - old + new;
+                node.metrics_time_ns = ev.time_ns;
+                node.metrics = fields;
+            }
         }
     }
 

@@ -32,6 +32,8 @@ pub fn prepare(
     config: &ServeConfig,
     log_reloader: Option<LogReloader>,
 ) -> anyhow::Result<Prepared> {
+    // Whatever this process creates (database, temporaries, files for Falco) is its user's alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let open_files = server::listen::raise_open_files_limit();
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
@@ -39,8 +41,17 @@ pub fn prepare(
     let opts = StoreOptions {
         outputs_capacity: runtime.outputs_capacity,
         drops_capacity: runtime.drops_capacity,
+        outputs_max_bytes: runtime.outputs_max_bytes,
+        drops_max_bytes: runtime.drops_max_bytes,
         history_retention: config.history_retention,
         min_free_bytes: config.min_free_bytes,
+        // The socket's group must be able to reach the socket inside the data directory.
+        dir_mode: if config.socket_gid.is_some() {
+            0o750
+        } else {
+            0o700
+        },
+        dir_gid: config.socket_gid,
         ..Default::default()
     };
     let app = App::open_with(&config.data_dir, &opts, runtime.pipeline.clone(), telemetry)
@@ -181,17 +192,26 @@ fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow:
                 ),
             }
         }
+        // Where every endpoint on the listener needs a certificate, the handshake asks for one.
+        let require_cert = endpoints.iter().all(|e| {
+            matches!(
+                e.kind,
+                HttpKind::Falco { mtls: true } | HttpKind::Metrics { mtls: true }
+            )
+        });
         let tls = match (&config.tls, tls_wanted) {
             (Some(t), true) => {
-                let acceptor = crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca));
+                let acceptor =
+                    crate::http::tls_acceptor(&t.cert, &t.key, Some(&t.client_ca), require_cert);
                 Some(acceptor.map_err(anyhow::Error::msg)?)
             }
             _ => None,
         };
         let opts = crate::http::HttpOptions {
             tls,
-            max_connections: config.limits.max_connections,
+            limits: config.limits.clone(),
             policy: std::sync::Arc::new(config.policy.clone()),
+            allowed_hosts: std::sync::Arc::new(config.allowed_hosts.clone()),
         };
         let endpoints: Vec<&HttpEndpoint> = endpoints.iter().collect();
         let router = crate::http::router(app.clone(), &endpoints);

@@ -17,7 +17,7 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::event::{DropRecord, OutputEvent};
+use crate::event::{clip, DropRecord, OutputEvent};
 
 /// `metrics.max_series` when unset.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
@@ -322,17 +322,47 @@ struct Parts<'a> {
     tags: &'a [String],
 }
 
+/// A `falco_events` label value is cut to this many bytes; tags are kept while they fit in
+/// [`MAX_TAGS_BYTES`] together (a poster names them, and a scrape carries them all).
+pub const MAX_LABEL_BYTES: usize = 256;
+const MAX_TAGS_BYTES: usize = 1024;
+/// The label bytes `falco_events` holds at most, per `metrics.max_series`: label sets past this
+/// budget go to the overflow series too, so a scrape stays small whatever the names' sizes.
+const LABEL_BYTES_PER_SERIES: usize = 256;
+
+/// The leading tags that fit the tags budget.
+fn clip_tags(tags: &[String]) -> &[String] {
+    let mut bytes = 0;
+    for (i, t) in tags.iter().enumerate() {
+        bytes += t.len() + 1;
+        if t.len() > MAX_LABEL_BYTES || bytes > MAX_TAGS_BYTES {
+            return &tags[..i];
+        }
+    }
+    tags
+}
+
 impl<'a> Parts<'a> {
     fn of(e: &'a OutputEvent) -> Parts<'a> {
         Parts {
-            rule: &e.rule,
+            rule: clip(&e.rule, MAX_LABEL_BYTES),
             priority: e.priority as u8,
-            hostname: &e.hostname,
-            source: &e.source,
-            ns: output_field(e, "k8s.ns.name"),
-            pod: output_field(e, "k8s.pod.name"),
-            tags: &e.tags,
+            hostname: clip(&e.hostname, MAX_LABEL_BYTES),
+            source: clip(&e.source, MAX_LABEL_BYTES),
+            ns: clip(output_field(e, "k8s.ns.name"), MAX_LABEL_BYTES),
+            pod: clip(output_field(e, "k8s.pod.name"), MAX_LABEL_BYTES),
+            tags: clip_tags(&e.tags),
         }
+    }
+
+    /// The label bytes this set adds to a scrape.
+    fn bytes(&self) -> usize {
+        self.rule.len()
+            + self.hostname.len()
+            + self.source.len()
+            + self.ns.len()
+            + self.pod.len()
+            + self.tags.iter().map(|t| t.len() + 1).sum::<usize>()
     }
 
     fn hash(&self) -> u64 {
@@ -389,6 +419,20 @@ impl Series {
         }
     }
 
+    fn clipped(self) -> Series {
+        let c = |v: &str| clip(v, MAX_LABEL_BYTES).to_string();
+        Series {
+            rule: c(&self.rule),
+            priority: self.priority,
+            hostname: c(&self.hostname),
+            source: c(&self.source),
+            ns: c(&self.ns),
+            pod: c(&self.pod),
+            tags: clip_tags(&self.tags).to_vec(),
+            count: self.count,
+        }
+    }
+
     fn parts(&self) -> Parts<'_> {
         Parts {
             rule: &self.rule,
@@ -426,6 +470,8 @@ struct EventTable {
     series: hashbrown::HashTable<Series>,
     overflow: u64,
     max: usize,
+    /// Label bytes of the series held.
+    bytes: usize,
     /// The newest seq counted as it was stored.
     upto: u64,
     /// Changed since last saved.
@@ -562,6 +608,8 @@ impl FalcoEvents {
             .sort_unstable_by(|a, b| a.labels().values().cmp(&b.labels().values()));
         let mut t = self.lock();
         for s in saved.series {
+            // Counts saved by an earlier version may carry longer labels than are kept now.
+            let s = s.clipped();
             let n = s.count;
             let key = s.clone();
             t.add(&key.parts(), n, move || s);
@@ -578,16 +626,20 @@ impl EventTable {
         let hash = parts.hash();
         if let Some(s) = self.series.find_mut(hash, |s| parts.is(s)) {
             s.count += n;
-        } else if self.series.len() < self.max {
+        } else if self.series.len() < self.max
+            && self.bytes + parts.bytes() <= self.max.saturating_mul(LABEL_BYTES_PER_SERIES)
+        {
             let mut s = new();
             s.count = n;
+            self.bytes += parts.bytes();
             self.series.insert_unique(hash, s, |s| s.parts().hash());
         } else {
             if self.overflow == 0 {
                 tracing::warn!(
                     max_series = self.max,
-                    "falco_events reached metrics.max_series label sets; alerts with new label \
-                     sets are counted in the series whose rule is '{OVERFLOW_RULE}'"
+                    "falco_events reached metrics.max_series label sets (or their label bytes); \
+                     alerts with new label sets are counted in the series whose rule is \
+                     '{OVERFLOW_RULE}'"
                 );
             }
             self.overflow += n;

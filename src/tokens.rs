@@ -16,6 +16,10 @@ use crate::store::{Store, StoreError};
 
 const SAVED_TOKENS: &str = "console.tokens";
 const SAVED_KEY: &str = "console.key";
+const SAVED_ENDED: &str = "console.ended";
+/// Sessions ended by logout remembered at most (until they would have expired anyway); past
+/// that, a logout rotates the key, which ends every session.
+const MAX_ENDED: usize = 10_000;
 /// What every token starts with, so one is easy to recognise in a file or a leak scanner.
 pub const PREFIX: &str = "fapi_";
 /// Tokens at most (revoked ones included until removed).
@@ -73,7 +77,14 @@ pub struct Session {
 pub struct Tokens {
     store: Arc<Store>,
     tokens: Mutex<Vec<Token>>,
+    keys: Mutex<Keys>,
+}
+
+/// The session-signing key and the sessions ended before their time.
+struct Keys {
     key: [u8; 32],
+    /// A session's nonce → when it would have expired (ns).
+    ended: Vec<(String, i64)>,
 }
 
 fn now_ns() -> i64 {
@@ -90,6 +101,21 @@ fn random_hex() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+fn new_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&hex::decode(&random_hex()[..64]).unwrap_or(vec![0; 32]));
+    key
+}
+
+/// A cookie's signed parts: `NAME.HASH16.EXPIRES.NONCE` (the name may hold dots).
+struct CookieParts<'a> {
+    payload: &'a str,
+    name: &'a str,
+    hash: &'a str,
+    expires: i64,
+    nonce: &'a str,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -109,7 +135,7 @@ fn parse_role(role: &str) -> Option<Role> {
 }
 
 /// Compares in time independent of where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
@@ -127,8 +153,7 @@ impl Tokens {
                 key
             }
             _ => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&hex::decode(&random_hex()[..64]).unwrap_or(vec![0; 32]));
+                let key = new_key();
                 // A full disk must not stop the server: sessions then last until a restart.
                 if let Err(e) = store.save(SAVED_KEY, &key) {
                     tracing::warn!(error = %e, "cannot store the console session key; console sessions end at restart");
@@ -136,11 +161,62 @@ impl Tokens {
                 key
             }
         };
+        let ended: Vec<(String, i64)> = store
+            .saved(SAVED_ENDED)?
+            .and_then(|b| postcard::from_bytes(&b).ok())
+            .unwrap_or_default();
         Ok(Tokens {
             store,
             tokens: Mutex::new(tokens),
-            key,
+            keys: Mutex::new(Keys { key, ended }),
         })
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the session-signing key: every console session ends at once (tokens stay valid
+    /// and sign in again). For a key that may have been read by someone else.
+    pub fn rotate_key(&self) -> Result<(), TokenError> {
+        let key = new_key();
+        let mut keys = self.keys();
+        self.store.save(SAVED_KEY, &key)?;
+        self.store.save(SAVED_ENDED, &[0])?;
+        keys.key = key;
+        keys.ended.clear();
+        Ok(())
+    }
+
+    /// Ends the session `cookie` opened, on the server: the cookie is refused from now on, even
+    /// if a copy of it is presented again.
+    pub fn end_session(&self, cookie: &str) -> Result<(), TokenError> {
+        let Some(parts) = self.genuine(cookie) else {
+            return Ok(());
+        };
+        let now = now_ns();
+        let mut keys = self.keys();
+        let mut ended: Vec<(String, i64)> = keys
+            .ended
+            .iter()
+            .filter(|(_, expires)| *expires > now)
+            .cloned()
+            .collect();
+        if ended.len() >= MAX_ENDED {
+            drop(keys);
+            tracing::warn!(
+                "{MAX_ENDED} ended console sessions are remembered already; rotating the session key (every session ends)"
+            );
+            return self.rotate_key();
+        }
+        ended.push((parts.nonce.to_string(), parts.expires));
+        let bytes = postcard::to_stdvec(&ended).map_err(|e| StoreError::Corrupt {
+            tree: "saved".into(),
+            message: e.to_string(),
+        })?;
+        self.store.save(SAVED_ENDED, &bytes)?;
+        keys.ended = ended;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Token>> {
@@ -228,8 +304,9 @@ impl Tokens {
     }
 
     fn sign(&self, what: &str) -> String {
+        let key = self.keys().key;
         let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
         mac.update(what.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -252,27 +329,42 @@ impl Tokens {
         format!("{payload}.{}", self.sign(&payload))
     }
 
-    /// The session a cookie value opens, if it is genuine, unexpired and its token still live.
-    pub fn session(&self, cookie: &str) -> Option<Session> {
+    /// A cookie's parts, if this server signed it and it has not expired or been ended.
+    fn genuine<'a>(&self, cookie: &'a str) -> Option<CookieParts<'a>> {
         let (payload, sig) = cookie.rsplit_once('.')?;
         if !same(self.sign(payload).as_bytes(), sig.as_bytes()) {
             return None;
         }
-        let mut parts = payload.split('.');
-        let (name, hash, expires) = (parts.next()?, parts.next()?, parts.next()?);
-        if now_ns() >= expires.parse::<i64>().ok()? {
+        let mut parts = payload.rsplitn(4, '.');
+        let (nonce, expires, hash, name) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let expires = expires.parse::<i64>().ok()?;
+        if now_ns() >= expires || self.keys().ended.iter().any(|(n, _)| n == nonce) {
             return None;
         }
+        Some(CookieParts {
+            payload,
+            name,
+            hash,
+            expires,
+            nonce,
+        })
+    }
+
+    /// The session a cookie value opens, if it is genuine, unexpired, not ended, and its token
+    /// still live.
+    pub fn session(&self, cookie: &str) -> Option<Session> {
+        let parts = self.genuine(cookie)?;
         let now = now_ns();
         let token = self
             .lock()
             .iter()
-            .find(|t| t.name == name && t.hash.starts_with(hash) && t.live(now))
+            .find(|t| t.name == parts.name && t.hash.starts_with(parts.hash) && t.live(now))
             .cloned()?;
         Some(Session {
             identity: format!("token:{}", token.name),
             role: parse_role(&token.role)?,
-            csrf: self.csrf(payload),
+            csrf: self.csrf(parts.payload),
         })
     }
 
@@ -334,5 +426,46 @@ mod tests {
         // Re-created under the same name: old sessions stay dead.
         tokens.create("alice", "reader", 60, "uid:0").unwrap();
         assert!(tokens.session(&cookie).is_none());
+    }
+
+    #[test]
+    fn dotted_names_sign_in_and_logout_and_rotation_end_sessions_on_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+        let tokens = Tokens::open(store.clone()).unwrap();
+        let (secret, _) = tokens.create("ops.team.lead", "admin", 0, "uid:0").unwrap();
+        let token = tokens.verify(&secret).unwrap();
+        let first = tokens.open_session(&token);
+        let second = tokens.open_session(&token);
+        let session = tokens
+            .session(&first)
+            .expect("a name with dots opens a session");
+        assert_eq!(session.identity, "token:ops.team.lead");
+
+        tokens.end_session(&first).unwrap();
+        assert!(
+            tokens.session(&first).is_none(),
+            "a copied cookie is dead after logout"
+        );
+        assert!(tokens.session(&second).is_some(), "other sessions go on");
+        drop(tokens);
+        let tokens = Tokens::open(store.clone()).unwrap();
+        assert!(
+            tokens.session(&first).is_none(),
+            "logout survives a restart"
+        );
+        assert!(tokens.session(&second).is_some());
+
+        tokens.rotate_key().unwrap();
+        assert!(
+            tokens.session(&second).is_none(),
+            "rotation ends every session"
+        );
+        let fresh = tokens.open_session(&tokens.verify(&secret).unwrap());
+        assert!(tokens.session(&fresh).is_some(), "tokens still sign in");
+        drop(tokens);
+        let tokens = Tokens::open(store).unwrap();
+        assert!(tokens.session(&second).is_none(), "the new key is stored");
+        assert!(tokens.session(&fresh).is_some());
     }
 }

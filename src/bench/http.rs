@@ -18,6 +18,8 @@ use crate::store::StoreOptions;
 /// One keep-alive HTTP/1.1 connection that posts requests one after another.
 pub struct Poster {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// The `Host` header: the address, as libcurl sends it for Falco's `http_output.url`.
+    host: String,
 }
 
 impl Poster {
@@ -25,11 +27,11 @@ impl Poster {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Poster> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        Self::over(tcp).await
+        Self::over(tcp, &addr.to_string()).await
     }
 
-    /// Speaks HTTP/1.1 over an established stream (TLS or not).
-    pub async fn over<IO>(io: IO) -> anyhow::Result<Poster>
+    /// Speaks HTTP/1.1 over an established stream (TLS or not) to `host`.
+    pub async fn over<IO>(io: IO, host: &str) -> anyhow::Result<Poster>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -38,7 +40,10 @@ impl Poster {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Poster { sender })
+        Ok(Poster {
+            sender,
+            host: host.to_string(),
+        })
     }
 
     /// POSTs `body` to `path`; returns the status and the response body.
@@ -50,7 +55,7 @@ impl Poster {
     ) -> anyhow::Result<(u16, String)> {
         self.sender.ready().await?;
         let request = http::Request::post(path)
-            .header(http::header::HOST, "falco-api")
+            .header(http::header::HOST, self.host.as_str())
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::USER_AGENT, "falcosecurity/falco")
             .body(Full::new(body.into()))?;
@@ -70,7 +75,7 @@ impl Poster {
         accept: Option<&str>,
     ) -> anyhow::Result<(u16, String, String)> {
         self.sender.ready().await?;
-        let mut request = http::Request::get(path).header(http::header::HOST, "falco-api");
+        let mut request = http::Request::get(path).header(http::header::HOST, self.host.as_str());
         if let Some(accept) = accept {
             request = request.header(http::header::ACCEPT, accept);
         }
@@ -98,18 +103,9 @@ impl Poster {
 pub(crate) async fn serve_endpoint(app: &App, kind: HttpKind) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let endpoint = HttpEndpoint {
-        kind,
-        addr,
-        tls: false,
-        max_body: 1 << 20,
-    };
+    let endpoint = HttpEndpoint::new(kind, addr, false, 1 << 20);
     let router = crate::http::router(app.clone(), &[&endpoint]);
-    let opts = crate::http::HttpOptions {
-        tls: None,
-        max_connections: 1024,
-        policy: Default::default(),
-    };
+    let opts = crate::http::HttpOptions::default();
     tokio::spawn(crate::http::serve(app.clone(), listener, router, opts));
     Ok(addr)
 }

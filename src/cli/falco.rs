@@ -19,6 +19,59 @@ use crate::proto::sidecar::{self as pb, service_client::ServiceClient};
 
 /// How often a followed file is looked at once its end is reached.
 const POLL: Duration = Duration::from_millis(100);
+/// A line longer than this is not an alert Falco wrote (the receiver's and the ingest's limit):
+/// it is reported by its line number and stepped past, never held in memory.
+pub const MAX_LINE: usize = 1 << 20;
+/// A request carries lines of at most this many bytes together, well under the server's
+/// message limit (`limits.max_message_bytes`, 16 MiB by default).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// One line read with [`read_line`].
+#[derive(Debug, PartialEq)]
+enum Line {
+    /// A whole line (its newline removed; invalid UTF-8 replaced, as Falco's text is meant to be).
+    Text(String),
+    /// A line of this many bytes, over [`MAX_LINE`]: skipped.
+    TooLong(u64),
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes; returns it, the bytes consumed, and whether
+/// its newline was seen (a line at the end of the input may lack one). A longer line is
+/// consumed without being kept. `None` at the end of the input.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<(Line, u64, bool)>> {
+    let mut buf = Vec::new();
+    let mut consumed = 0u64;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            if consumed == 0 {
+                return Ok(None);
+            }
+            return Ok(Some((finish(buf, consumed), consumed, false)));
+        }
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let room = (MAX_LINE + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&available[..take.min(room)]);
+        reader.consume(take);
+        consumed += take as u64;
+        if done {
+            return Ok(Some((finish(buf, consumed), consumed, true)));
+        }
+    }
+}
+
+fn finish(mut buf: Vec<u8>, consumed: u64) -> Line {
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    if buf.len() > MAX_LINE {
+        return Line::TooLong(consumed);
+    }
+    Line::Text(String::from_utf8_lossy(&buf).trim_end().to_string())
+}
 
 /// Options of `send --alerts`.
 pub struct AlertsOptions {
@@ -63,14 +116,29 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    // Lines are read on a thread (a pipe blocks) and sent in batches of what is there.
+    // Lines are read on a thread (a pipe blocks) and sent in batches of what is there. A line
+    // over MAX_LINE is reported by its number and skipped; a read error ends the input loudly.
     let (lines_tx, mut lines_rx) = mpsc::channel::<(String, u64)>(opts.batch.max(1) * 4);
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            let len = line.len() as u64 + 1;
-            if lines_tx.blocking_send((line, len)).is_err() {
-                break;
+    let reading = std::thread::spawn(move || -> Result<u64, String> {
+        let mut reader = BufReader::new(reader);
+        let (mut number, mut skipped) = (0u64, 0u64);
+        loop {
+            let (line, len) = match read_line(&mut reader) {
+                Ok(Some((line, len, _))) => (line, len),
+                Ok(None) => return Ok(skipped),
+                Err(e) => return Err(format!("reading stopped after line {number}: {e}")),
+            };
+            number += 1;
+            let text = match line {
+                Line::Text(t) => t,
+                Line::TooLong(n) => {
+                    eprintln!("line {number} skipped: {n} bytes, over the {MAX_LINE}-byte limit");
+                    skipped += 1;
+                    String::new()
+                }
+            };
+            if lines_tx.blocking_send((text, len)).is_err() {
+                return Ok(skipped);
             }
         }
     });
@@ -80,10 +148,14 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
     let batch = opts.batch.max(1);
     let sender = tokio::spawn(async move {
         while let Some(first) = lines_rx.recv().await {
+            let mut size = first.0.len();
             let mut lines = vec![first];
-            while lines.len() < batch {
+            while lines.len() < batch && size < BATCH_BYTES {
                 match lines_rx.try_recv() {
-                    Ok(l) => lines.push(l),
+                    Ok(l) => {
+                        size += l.0.len();
+                        lines.push(l);
+                    }
                     Err(_) => break,
                 }
             }
@@ -132,10 +204,20 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
     }
     let _ = sender.await;
     bar.finish_and_clear();
+    let skipped = match reading.join() {
+        Ok(Ok(skipped)) => skipped,
+        Ok(Err(e)) => {
+            eprintln!("{e}");
+            rejected += 1;
+            0
+        }
+        Err(_) => anyhow::bail!("the reading thread failed"),
+    };
     println!(
-        "{stored} alerts stored, {rejected} rejected, {drops} Falco drop alerts recorded as drops"
+        "{stored} alerts stored, {} rejected, {drops} Falco drop alerts recorded as drops",
+        rejected + skipped
     );
-    Ok(if rejected > 0 { 1 } else { 0 })
+    Ok(if rejected + skipped > 0 { 1 } else { 0 })
 }
 
 /// Follows a file Falco appends to: resumes where the stored position says, sends complete
@@ -176,7 +258,7 @@ async fn follow(
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
-        let (lines, end) = current.read_lines(opts.batch.max(1))?;
+        let (lines, end) = current.read_lines(opts.batch.max(1), BATCH_BYTES)?;
         if !lines.is_empty() || end != current.offset {
             let req = pb::AlertsRequest {
                 lines,
@@ -257,6 +339,9 @@ struct Followed {
     reader: BufReader<File>,
     offset: u64,
     id: u64,
+    /// Inside a line over [`MAX_LINE`] that has no newline yet: its bytes are stepped past as
+    /// they come (reported once, when its end is reached).
+    skipping: Option<u64>,
 }
 
 impl Followed {
@@ -272,41 +357,75 @@ impl Followed {
             reader: BufReader::new(file),
             offset,
             id,
+            skipping: None,
         })
     }
 
-    /// Up to `max` complete lines after the offset (blank ones skipped) and the offset after
-    /// them; a last line without its newline stays for later.
-    fn read_lines(&mut self, max: usize) -> anyhow::Result<(Lines, u64)> {
+    /// Up to `max` complete lines of `max_bytes` together after the offset (blank ones
+    /// skipped) and the offset after them; a last line without its newline stays for later,
+    /// unless it is already over [`MAX_LINE`]: then it is stepped past as it grows.
+    fn read_lines(&mut self, max: usize, max_bytes: usize) -> anyhow::Result<(Lines, u64)> {
         let mut lines = Vec::new();
         let mut end = self.offset;
-        let mut buf = Vec::new();
-        while lines.len() < max {
-            buf.clear();
-            let n = self.reader.read_until(b'\n', &mut buf)?;
-            if n == 0 {
+        let mut size = 0;
+        while lines.len() < max && size < max_bytes {
+            let Some((line, n, complete)) = read_line(&mut self.reader)? else {
                 break;
-            }
-            if buf.last() != Some(&b'\n') {
-                // Incomplete: read it again next time, from its start.
-                self.reader.seek(SeekFrom::Start(end))?;
-                break;
-            }
-            end += n as u64;
-            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-            if !line.is_empty() {
-                lines.push(line);
+            };
+            match (line, complete) {
+                (Line::TooLong(_), complete) => {
+                    end += n;
+                    let so_far = self.skipping.unwrap_or(0) + n;
+                    self.skipping = Some(so_far);
+                    if complete {
+                        eprintln!(
+                            "line at byte {} skipped: {so_far} bytes, over the {MAX_LINE}-byte limit",
+                            end - so_far
+                        );
+                        self.skipping = None;
+                    }
+                }
+                (Line::Text(text), true) => {
+                    end += n;
+                    if let Some(before) = self.skipping.take() {
+                        eprintln!(
+                            "line at byte {} skipped: {} bytes, over the {MAX_LINE}-byte limit",
+                            end - n - before,
+                            before + n
+                        );
+                        continue;
+                    }
+                    size += text.len();
+                    if !text.is_empty() {
+                        lines.push(text);
+                    }
+                }
+                (Line::Text(_), false) => {
+                    if self.skipping.is_some() {
+                        // The rest of an oversized line, still without its newline.
+                        end += n;
+                        self.skipping = self.skipping.map(|s| s + n);
+                    } else {
+                        // Incomplete: read it again next time, from its start.
+                        self.reader.seek(SeekFrom::Start(end))?;
+                    }
+                    break;
+                }
             }
         }
         Ok((lines, end))
     }
 
-    /// Everything after the offset, newline or not.
+    /// The rest of the file after the offset (a last line without a newline), within
+    /// [`MAX_LINE`].
     fn read_rest(&mut self) -> anyhow::Result<(String, u64)> {
-        let mut buf = Vec::new();
-        let n = self.reader.read_to_end(&mut buf)?;
-        let text = String::from_utf8_lossy(&buf).trim().to_string();
-        Ok((text, self.offset + n as u64))
+        match read_line(&mut self.reader)? {
+            Some((Line::Text(text), n, _)) if self.skipping.is_none() => {
+                Ok((text.trim().to_string(), self.offset + n))
+            }
+            Some((_, n, _)) => Ok((String::new(), self.offset + n)),
+            None => Ok((String::new(), self.offset)),
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `falco-api token create|list|revoke`: tokens for the web console, over the socket.
+//! `falco-api token create|list|revoke|rotate-key`: tokens for the web console, over the socket.
 
 use clap::Subcommand;
 
@@ -25,7 +25,13 @@ pub enum TokenCommand {
         json: bool,
     },
     /// Revoke a token: it and its console sessions stop working at once.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name (as given to create).
+        name: String,
+    },
+    /// Replace the key console sessions are signed with: every session ends at once (tokens
+    /// stay valid and sign in again). Do this if the data directory may have been read.
+    RotateKey,
 }
 
 /// `30d`, `12h`, `90m`, `45s` or plain seconds.
@@ -114,6 +120,10 @@ pub async fn run(connect: ConnectArgs, command: TokenCommand) -> anyhow::Result<
                 .revoke(pb::RevokeRequest { name: name.clone() })
                 .await?;
             println!("revoked token:{name}");
+        }
+        TokenCommand::RotateKey => {
+            client.rotate_key(pb::RotateKeyRequest {}).await?;
+            println!("rotated the console session key: every console session has ended");
         }
     }
     Ok(0)

@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub socket: Option<SocketSection>,
     pub auth: Option<AuthSection>,
     pub limits: Option<LimitsSection>,
+    /// Host names plain-HTTP requests may carry besides IP addresses, `localhost` and this
+    /// machine's name (a DNS-rebinding page's name is refused).
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,8 +98,17 @@ pub struct LimitsSection {
     pub max_concurrent_streams: Option<u32>,
     pub keepalive_interval_secs: Option<u64>,
     pub keepalive_timeout_secs: Option<u64>,
-    /// Open connections per listener (default 1024, lowered to fit the open-files limit).
+    /// Open connections per listener (default 1024, lowered to fit the open-files limit); at
+    /// the cap the oldest idle connection is closed to make room.
     pub max_connections: Option<usize>,
+    /// Open connections per peer: a uid on the socket, an IP address over TCP (default 256).
+    pub max_connections_per_peer: Option<usize>,
+    /// A connection that sends nothing for this long after it opens is closed (default 5).
+    pub first_byte_timeout_secs: Option<u64>,
+    /// A connection with no request or stream in flight for this long is closed (default 60).
+    pub idle_timeout_secs: Option<u64>,
+    /// An HTTP client must send a whole request head within this (default 10).
+    pub header_read_timeout_secs: Option<u64>,
 }
 
 /// Where `serve` listens.
@@ -140,6 +152,8 @@ impl Scalar {
 #[serde(deny_unknown_fields)]
 pub struct OutputsSection {
     pub capacity: Option<Scalar>,
+    /// Bytes of alerts retained (`20GiB`; default 1 GiB).
+    pub max_bytes: Option<Scalar>,
     pub json_output: Option<Scalar>,
     pub json_include_output_property: Option<Scalar>,
     pub json_include_tags_property: Option<Scalar>,
@@ -170,6 +184,8 @@ pub struct IngestSection {
 #[serde(deny_unknown_fields)]
 pub struct DropsSection {
     pub capacity: Option<Scalar>,
+    /// Bytes of drop records retained (default 64 MiB).
+    pub max_bytes: Option<Scalar>,
     pub alert_threshold: Option<Scalar>,
     pub alert_rate: Option<Scalar>,
     pub alert_max_burst: Option<Scalar>,
@@ -201,6 +217,9 @@ pub struct FalcoSection {
     pub mtls: Option<bool>,
     /// Serve plain HTTP on a non-loopback address (default false: refused at boot).
     pub allow_remote_plaintext: Option<bool>,
+    /// Bytes per second one poster may send (alerts past it are answered 429 and recorded as
+    /// drops); default 16 MiB/s with bursts of four seconds' worth; 0: unlimited.
+    pub client_bytes_per_sec: Option<u64>,
     /// Write the effective rules here as `falco-api-*.yaml` after every rules change.
     pub rules_dir: Option<PathBuf>,
     /// Write the runtime keys that map to Falco settings to this file after every config change.
@@ -233,6 +252,9 @@ pub struct ConsoleSection {
     /// Serve plain HTTP on a non-loopback address (default false: refused at boot; tokens and
     /// session cookies would cross the network in clear).
     pub allow_remote_plaintext: Option<bool>,
+    /// A live-alerts reader that leaves 1 MiB of alerts unread for this long is disconnected; its
+    /// browser reconnects and resumes from its last alert (default 30).
+    pub stall_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -457,6 +479,25 @@ pub struct HttpEndpoint {
     pub addr: std::net::SocketAddr,
     pub tls: bool,
     pub max_body: usize,
+    /// The console's streams: how long a reader may leave its buffer full before it is
+    /// disconnected (it resumes by cursor).
+    pub stall_timeout: Duration,
+    /// The receiver's body bytes per second from one client (0: unlimited).
+    pub client_bytes_per_sec: u64,
+}
+
+impl HttpEndpoint {
+    /// An endpoint with the default stall timeout and no per-client byte rate.
+    pub fn new(kind: HttpKind, addr: std::net::SocketAddr, tls: bool, max_body: usize) -> Self {
+        HttpEndpoint {
+            kind,
+            addr,
+            tls,
+            max_body,
+            stall_timeout: sections::DEFAULT_STALL,
+            client_bytes_per_sec: 0,
+        }
+    }
 }
 
 /// Where falco-api writes what a running Falco reads.
@@ -526,6 +567,8 @@ pub struct ServeConfig {
     pub history_retention: u64,
     /// Free space kept in reserve on the data directory's filesystem.
     pub min_free_bytes: u64,
+    /// Extra host names the plain-HTTP listeners answer to.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServeConfig {
@@ -629,6 +672,7 @@ fn file_values(file: &FileConfig) -> BTreeMap<String, String> {
     };
     if let Some(o) = &file.outputs {
         put("outputs.capacity", &o.capacity);
+        put("outputs.max_bytes", &o.max_bytes);
         put("json_output", &o.json_output);
         put(
             "json_include_output_property",
@@ -650,6 +694,7 @@ fn file_values(file: &FileConfig) -> BTreeMap<String, String> {
     }
     if let Some(d) = &file.drops {
         put("drops.capacity", &d.capacity);
+        put("drops.max_bytes", &d.max_bytes);
         put("drops.alert_threshold", &d.alert_threshold);
         put("drops.alert_rate", &d.alert_rate);
         put("drops.alert_max_burst", &d.alert_max_burst);
@@ -736,6 +781,18 @@ impl ServeConfig {
             rules_dir: falco.rules_dir,
             config_file: falco.config_file,
         };
+        let allowed_hosts = file.allowed_hosts.clone().unwrap_or_default();
+        if let Some(bad) = allowed_hosts.iter().find(|h| {
+            h.is_empty()
+                || h.len() > 253
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }) {
+            return Err(invalid(format!(
+                "allowed_hosts: '{bad}' is not a host name (letters, digits, '.', '-')"
+            )));
+        }
         let rules_files = if o.rules_files.is_empty() {
             file.rules_files.unwrap_or_default()
         } else {
@@ -762,6 +819,7 @@ impl ServeConfig {
             min_free_bytes: file
                 .min_free_bytes
                 .unwrap_or(crate::store::StoreOptions::default().min_free_bytes),
+            allowed_hosts,
         })
     }
 }
@@ -783,8 +841,9 @@ fn listen_target(address: &str) -> Result<Listen, ConfigError> {
 }
 
 fn read_tls(t: &TlsSection) -> Result<TlsFiles, ConfigError> {
+    // A certificate or key is a small regular file: a FIFO or /dev/zero is refused at once.
     let read = |p: &PathBuf, what: &str| {
-        std::fs::read(p)
+        crate::files::read_regular(p, 1 << 20, crate::files::Links::Follow)
             .map_err(|e| invalid(format!("tls.{what}: cannot read {}: {e}", p.display())))
     };
     let (cert, key, client_ca) = (

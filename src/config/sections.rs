@@ -10,6 +10,9 @@ use super::{
 use crate::auth::{Policy, Role};
 use crate::server::Limits;
 
+/// How long a console stream's reader may stay behind, unless configured.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
+
 /// Transport limits (with `tls.handshake_timeout_secs`).
 pub fn limits(file: &FileConfig) -> Result<Limits, ConfigError> {
     let handshake = file
@@ -36,13 +39,29 @@ pub fn limits(file: &FileConfig) -> Result<Limits, ConfigError> {
         max_connections: l
             .and_then(|l| l.max_connections)
             .unwrap_or(d.max_connections),
+        max_connections_per_peer: l
+            .and_then(|l| l.max_connections_per_peer)
+            .unwrap_or(d.max_connections_per_peer),
+        first_byte_timeout: l
+            .and_then(|l| l.first_byte_timeout_secs)
+            .map_or(d.first_byte_timeout, Duration::from_secs),
+        idle_timeout: l
+            .and_then(|l| l.idle_timeout_secs)
+            .map_or(d.idle_timeout, Duration::from_secs),
+        header_read_timeout: l
+            .and_then(|l| l.header_read_timeout_secs)
+            .map_or(d.header_read_timeout, Duration::from_secs),
     };
     if limits.max_message_bytes < 1024
         || limits.max_concurrent_streams == 0
         || handshake == 0
         || limits.max_connections == 0
+        || limits.max_connections_per_peer == 0
+        || limits.first_byte_timeout.is_zero()
+        || limits.idle_timeout.is_zero()
+        || limits.header_read_timeout.is_zero()
     {
-        return Err(invalid("limits: max_message_bytes must be at least 1024, max_concurrent_streams, max_connections and tls.handshake_timeout_secs at least 1".into()));
+        return Err(invalid("limits: max_message_bytes must be at least 1024; max_concurrent_streams, max_connections, max_connections_per_peer, first_byte_timeout_secs, idle_timeout_secs, header_read_timeout_secs and tls.handshake_timeout_secs at least 1".into()));
     }
     Ok(limits)
 }
@@ -157,6 +176,8 @@ pub fn http(
             addr,
             tls,
             max_body: hook.max_body_bytes.unwrap_or(12 << 20),
+            stall_timeout: DEFAULT_STALL,
+            client_bytes_per_sec: 0,
         });
     }
     let empty = FalcoSection::default();
@@ -169,6 +190,8 @@ pub fn http(
             addr,
             tls,
             max_body: falco.max_body_bytes.unwrap_or(1 << 20),
+            stall_timeout: DEFAULT_STALL,
+            client_bytes_per_sec: falco.client_bytes_per_sec.unwrap_or(16 << 20),
         });
     }
     let metrics_listen = o.metrics.as_deref().or(metrics.listen.as_deref());
@@ -179,6 +202,8 @@ pub fn http(
             addr,
             tls,
             max_body: 0,
+            stall_timeout: DEFAULT_STALL,
+            client_bytes_per_sec: 0,
         });
     }
     let console_listen = o.console.as_deref().or(console.listen.as_deref());
@@ -195,6 +220,16 @@ pub fn http(
             addr,
             tls,
             max_body: 4 << 20,
+            stall_timeout: match console.stall_timeout_secs {
+                None => DEFAULT_STALL,
+                Some(s @ 1..=3600) => Duration::from_secs(s),
+                Some(s) => {
+                    return Err(invalid(format!(
+                        "console.stall_timeout_secs {s} is out of range (1 to 3600)"
+                    )))
+                }
+            },
+            client_bytes_per_sec: 0,
         });
     }
     for (i, a) in out.iter().enumerate() {

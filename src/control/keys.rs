@@ -21,6 +21,8 @@ pub enum Kind {
     Host,
     /// A tracing filter directive.
     LogFilter,
+    /// A size in bytes: a number with an optional unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB).
+    Bytes(u64, u64),
 }
 
 pub struct Key {
@@ -100,10 +102,22 @@ pub const KEYS: &[Key] = &[
         "output events the outputs log retains",
     ),
     key(
+        "outputs.max_bytes",
+        Kind::Bytes(1 << 20, 1 << 50),
+        "1073741824",
+        "bytes of alerts the outputs log retains (oldest trimmed first)",
+    ),
+    key(
         "drops.capacity",
         Kind::Int(1, 1_000_000_000),
         "10000",
         "drop records the drops log retains",
+    ),
+    key(
+        "drops.max_bytes",
+        Kind::Bytes(1 << 20, 1 << 50),
+        "67108864",
+        "bytes of drop records the drops log retains",
     ),
     key(
         "hostname",
@@ -182,6 +196,9 @@ impl Key {
             Kind::Priority => "a priority: emergency, alert, critical, error, warning, notice, informational (info), debug".into(),
             Kind::Host => "a host name of up to 253 printable characters (empty: the machine's)".into(),
             Kind::LogFilter => "a log filter: error, warn, info, debug, trace, or a tracing directive".into(),
+            Kind::Bytes(lo, hi) => format!(
+                "a size from {lo} to {hi} bytes, as bytes or with a unit (512MiB, 20GiB, 1TB)"
+            ),
         }
     }
 
@@ -229,8 +246,35 @@ impl Key {
                 }
                 v.to_string()
             }
+            Kind::Bytes(lo, hi) => match parse_bytes(v) {
+                Some(n) if (lo..=hi).contains(&n) => n.to_string(),
+                _ => return Err(bad()),
+            },
         })
     }
+}
+
+/// `20GiB`, `512 MiB`, `1TB`, `1048576`: a size in bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 /// Validates every key of `values`.
@@ -317,6 +361,8 @@ pub fn runtime(effective: &BTreeMap<String, String>, workers: usize) -> Runtime 
         },
         outputs_capacity: u("outputs.capacity"),
         drops_capacity: u("drops.capacity"),
+        outputs_max_bytes: u("outputs.max_bytes"),
+        drops_max_bytes: u("drops.max_bytes"),
         outputs_rate: f("outputs.rate"),
         outputs_max_burst: f("outputs.max_burst"),
         log_level: get("log_level").to_string(),
@@ -355,6 +401,11 @@ mod tests {
             find("priority").unwrap().validate("INFO").unwrap(),
             "informational"
         );
+        let size = find("outputs.max_bytes").unwrap();
+        assert_eq!(size.validate("20GiB").unwrap(), (20u64 << 30).to_string());
+        assert_eq!(size.validate("512 MB").unwrap(), "512000000");
+        assert!(size.validate("12").unwrap_err().contains("a size from"));
+        assert!(size.validate("3 parsecs").is_err());
         assert!(
             validate_all(&[("nope".to_string(), "1".to_string())].into())
                 .unwrap_err()

@@ -242,7 +242,11 @@ fn write_rules_dir(
     let files = rules_files(view);
     for (name, content) in &files {
         let path = dir.join(name);
-        if std::fs::read(&path).ok().as_deref() == Some(content.as_bytes()) {
+        // Whatever else is at the name (a link, a FIFO, another file) is replaced, never read
+        // through or waited on.
+        let limit = content.len() as u64 + 1;
+        let same = crate::files::read_regular(&path, limit, crate::files::Links::Refuse);
+        if same.ok().as_deref() == Some(content.as_bytes()) {
             continue;
         }
         atomic_write(&path, content.as_bytes())?;
@@ -266,9 +270,11 @@ fn write_rules_dir(
 
 /// The files an earlier write put into `dir` (none when the manifest names another directory).
 fn read_manifest(manifest: &Path, dir: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(manifest) else {
+    let Ok(bytes) = crate::files::read_regular(manifest, 1 << 20, crate::files::Links::Refuse)
+    else {
         return Vec::new();
     };
+    let text = String::from_utf8_lossy(&bytes);
     let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
         return Vec::new();
     };
@@ -364,7 +370,15 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> Result<(), String> {
         .ok_or_else(|| format!("{} names no file", path.display()))?;
     let tmp = dir.join(format!(".{}.falco-api-tmp", name.to_string_lossy()));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Created new, never through a link someone planted at the temporary's name; one left by
+        // a crash (or planted) is removed first (removing a link never touches its target).
+        let mut f = match crate::files::create_new_private(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                crate::files::create_new_private(&tmp)?
+            }
+            other => other?,
+        };
         f.write_all(content)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -3,7 +3,9 @@
 //! line with `json_output: false`. Stored as Falco wrote it, with origin `falco-http`. 200 only
 //! once the alert is durable (Falco discards the answer and never retries, so an answer must be
 //! true); 400 with the reason for a body that is not a Falco alert; 413 over the size limit;
-//! 503 when it cannot be stored (the disk reserve is reached, the server is stopping).
+//! 503 when it cannot be stored (the disk reserve is reached, the server is stopping); 429 when
+//! the poster sends more bytes per second than `falco.client_bytes_per_sec` (recorded as a drop,
+//! so one poster cannot fill the log's byte budget with Falco's real alerts behind it).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,19 +18,58 @@ use serde_json::json;
 use super::{json, Caller};
 use crate::app::App;
 use crate::auth::Role;
-use crate::event::Origin;
+use crate::event::{stage, DropRecord, Origin};
+use crate::throttle::TokenBucket;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub const PATHS: [&str; 2] = ["/", "/falco"];
+/// Posters whose byte rate is tracked at most; past it the table starts afresh.
+const MAX_POSTERS: usize = 10_000;
 
-/// The receiver's routes; with `mtls`, only callers whose certificate has the ingest role.
-pub fn routes(app: App, max_body: usize, mtls: bool) -> Router {
+#[derive(Clone)]
+struct Receiver {
+    app: App,
+    /// (bytes per second, burst) per poster, when limited.
+    rate: Option<(f64, f64)>,
+    buckets: Arc<Mutex<HashMap<String, TokenBucket>>>,
+}
+
+impl Receiver {
+    /// Whether `client` may post `bytes` more now.
+    fn allow(&self, client: &str, bytes: usize) -> bool {
+        let Some((rate, burst)) = self.rate else {
+            return true;
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= MAX_POSTERS && !buckets.contains_key(client) {
+            buckets.clear();
+        }
+        buckets
+            .entry(client.to_string())
+            .or_insert_with(|| TokenBucket::new(rate, burst))
+            .take(bytes as f64)
+    }
+}
+
+/// The receiver's routes; with `mtls`, only callers whose certificate has the ingest role; at
+/// most `bytes_per_sec` from one poster (0: unlimited), with bursts of four seconds' worth.
+pub fn routes(app: App, max_body: usize, mtls: bool, bytes_per_sec: u64) -> Router {
     let mut router = Router::new();
     for path in PATHS {
         router = router.route(path, post(receive));
     }
+    let rate = (bytes_per_sec > 0).then(|| {
+        let rate = bytes_per_sec as f64;
+        (rate, (rate * 4.0).max(max_body as f64))
+    });
     let router = router
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(app);
+        .with_state(Receiver {
+            app,
+            rate,
+            buckets: Arc::default(),
+        });
     if mtls {
         router.layer(axum::middleware::from_fn(|r, n| {
             super::require(Role::Ingest, r, n)
@@ -39,20 +80,36 @@ pub fn routes(app: App, max_body: usize, mtls: bool) -> Router {
 }
 
 async fn receive(
-    State(app): State<App>,
+    State(receiver): State<Receiver>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Response {
+    let app = &receiver.app;
     // Text lines name no host: the poster's certificate name, else its address, stands in.
     let hostname = match &caller.identity {
         Some(id) => id.name.clone(),
         None => caller.addr.ip().to_string(),
     };
+    if !receiver.allow(&hostname, body.len()) {
+        let why = "a poster over falco.client_bytes_per_sec".to_string();
+        app.record_drop(DropRecord::now(
+            stage::RATE_LIMITED,
+            "falco",
+            &hostname,
+            1,
+            1,
+            why,
+        ));
+        return json(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "error": "over falco.client_bytes_per_sec: this alert was not stored (recorded as a drop)" }),
+        );
+    }
     let alert = match crate::falco::parse(&body, Origin::FalcoHttp, &hostname) {
         Ok(a) => a,
         Err(reason) => return json(StatusCode::BAD_REQUEST, json!({ "error": reason })),
     };
-    match crate::falco::store(&app, vec![alert], &hostname, Vec::new()).await {
+    match crate::falco::store(app, vec![alert], &hostname, Vec::new()).await {
         Ok(stored) => json(
             StatusCode::OK,
             json!({ "seq": stored.seqs.start, "stored": stored.seqs.end - stored.seqs.start }),

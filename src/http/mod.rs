@@ -10,10 +10,9 @@
 
 pub mod console;
 pub mod falco;
+mod guard;
 pub mod metrics;
 pub mod webhook;
-
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::Router;
@@ -28,9 +27,6 @@ use crate::app::App;
 use crate::auth::{Identity, Policy, Role};
 use crate::config::{HttpEndpoint, HttpKind};
 use crate::ingest::Ingest;
-
-/// A TLS client must finish its handshake within this; others are never held up by it.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
@@ -75,10 +71,25 @@ pub async fn require(
 pub struct HttpOptions {
     /// Serve HTTPS with this acceptor.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Open connections at most.
-    pub max_connections: usize,
+    /// Connection caps and timeouts (the boot file's `limits`).
+    pub limits: crate::server::Limits,
     /// Identities to roles, as for gRPC.
     pub policy: Arc<Policy>,
+    /// Host names plain-HTTP requests may name besides IP addresses, `localhost` and this
+    /// machine's name (the boot file's `allowed_hosts`).
+    pub allowed_hosts: Arc<Vec<String>>,
+}
+
+impl Default for HttpOptions {
+    /// Plain HTTP with the default limits, no roles, and no extra host names.
+    fn default() -> Self {
+        HttpOptions {
+            tls: None,
+            limits: Default::default(),
+            policy: Default::default(),
+            allowed_hosts: Default::default(),
+        }
+    }
 }
 
 /// The routes of the endpoints in `kinds` (those sharing one listener).
@@ -92,11 +103,21 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
                 paths.push(format!("POST {}", webhook::PATH));
             }
             HttpKind::Falco { mtls } => {
-                router = router.merge(falco::routes(app.clone(), e.max_body, mtls));
+                router = router.merge(falco::routes(
+                    app.clone(),
+                    e.max_body,
+                    mtls,
+                    e.client_bytes_per_sec,
+                ));
                 paths.extend(falco::PATHS.iter().map(|p| format!("POST {p}")));
             }
             HttpKind::Console => {
-                router = router.merge(console::routes(app.clone(), e.tls));
+                router = router.merge(console::routes(
+                    app.clone(),
+                    e.tls,
+                    e.max_body,
+                    e.stall_timeout,
+                ));
                 paths.push("GET /console/".to_string());
             }
             HttpKind::Metrics { mtls } => {
@@ -147,7 +168,14 @@ pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOp
         .local_addr()
         .map(|a| format!("http {a}"))
         .unwrap_or_else(|_| "http".into());
-    let mut incoming = crate::server::listen::incoming(listener, name, opts.max_connections);
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let hosts = guard::Hosts::new(opts.allowed_hosts.clone(), opts.tls.is_some(), loopback);
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(hosts),
+        guard::same_origin,
+    ));
+    let limits = opts.limits.conn_limits();
+    let mut incoming = crate::server::listen::incoming(listener, name, limits);
     loop {
         let accepted = tokio::select! {
             a = incoming.next() => a,
@@ -164,53 +192,80 @@ pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOp
         let Ok(addr) = stream.get_ref().peer_addr() else {
             continue;
         };
-        let router = router.clone();
-        let tls = opts.tls.clone();
-        let policy = opts.policy.clone();
-        tokio::spawn(async move {
-            let http = hyper::server::conn::http1::Builder::new();
-            let with = |identity: Option<Identity>| {
-                TowerToHyperService::new(router.layer(axum::Extension(Caller { addr, identity })))
-            };
-            let result = match tls {
-                None => {
-                    http.serve_connection(TokioIo::new(stream), with(None))
+        tokio::spawn(connection(stream, addr, router.clone(), opts.clone()));
+    }
+}
+
+/// Serves one connection: its TLS handshake (bounded by `tls.handshake_timeout_secs`), then
+/// HTTP/1.1 with a header-read timeout; each request is marked in flight until its answer ends.
+async fn connection(
+    stream: crate::server::listen::Counted<tokio::net::TcpStream>,
+    addr: std::net::SocketAddr,
+    router: Router,
+    opts: HttpOptions,
+) {
+    let conn = stream.conn().clone();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.limits.header_read_timeout);
+    let with = |identity: Option<Identity>| {
+        let router = router
+            .clone()
+            .layer(axum::Extension(Caller { addr, identity }))
+            .layer(axum::Extension(conn.clone()));
+        let conn = conn.clone();
+        TowerToHyperService::new(tower::service_fn(
+            move |req: http::Request<hyper::body::Incoming>| {
+                let active = conn.begin();
+                let call = tower::ServiceExt::oneshot(router.clone(), req);
+                async move {
+                    let response = call.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(crate::server::listen::Held::new(body, active))
+                    }))
+                }
+            },
+        ))
+    };
+    let result = match opts.tls {
+        None => {
+            http.serve_connection(TokioIo::new(stream), with(None))
+                .await
+        }
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(opts.limits.handshake_timeout, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(tls)) => {
+                    let identity = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|leaf| opts.policy.identify_certificate(leaf.as_ref()));
+                    http.serve_connection(TokioIo::new(tls), with(identity))
                         .await
                 }
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(tls)) => {
-                            let identity = tls
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .and_then(|leaf| policy.identify_certificate(leaf.as_ref()));
-                            http.serve_connection(TokioIo::new(tls), with(identity))
-                                .await
-                        }
-                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!("TLS handshake timed out"),
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "http connection ended");
+                Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!("TLS handshake timed out"),
             }
-        });
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended");
     }
 }
 
 /// A TLS acceptor from a PEM certificate chain and key. With `client_ca`, a client certificate
-/// is asked for and, when presented, must chain to it; clients without one are still served
-/// (kube-apiserver's webhook backend authenticates only the server, as with Falco's embedded
-/// webserver), with no identity.
+/// is asked for and, when presented, must chain to it; unless `require_client_cert`, clients
+/// without one are still served (kube-apiserver's webhook backend authenticates only the server,
+/// as with Falco's embedded webserver), with no identity. With it, the handshake fails without
+/// one, so an anonymous client never reaches HTTP at all.
 pub fn tls_acceptor(
     cert: &[u8],
     key: &[u8],
     client_ca: Option<&[u8]>,
+    require_client_cert: bool,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -235,10 +290,15 @@ pub fn tls_acceptor(
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| format!("HTTP TLS client CA: {e}"))?;
+            );
+            let verifier = if require_client_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("HTTP TLS client CA: {e}"))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

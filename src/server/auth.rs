@@ -9,14 +9,16 @@ use std::task::{Context, Poll};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use tonic::Status;
 
+use super::listen::Tracked;
+
 pub use crate::auth::{certificate_names, Identity, Policy, Role};
 
 impl GrpcIdentify for Policy {
     /// The caller's identity from the connection information tonic attached to the request.
     fn identify(&self, ext: &http::Extensions) -> Option<Identity> {
         if let Some(uid) = ext
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred)
+            .get::<Tracked<UdsConnectInfo>>()
+            .and_then(|i| i.info.peer_cred)
             .map(|c| c.uid())
         {
             let names = vec![format!("uid:{uid}")];
@@ -27,7 +29,9 @@ impl GrpcIdentify for Policy {
                 roles,
             });
         }
-        let certs = ext.get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()?;
+        let certs = ext
+            .get::<TlsConnectInfo<Tracked<TcpConnectInfo>>>()?
+            .peer_certs()?;
         self.identify_certificate(certs.first()?.as_ref())
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC layer: the only place that knows tonic. Each service is a thin adapter over the domain
 //! (`feed`, `store`, `engine`); `status.rs` is the one table from domain errors to statuses.
 
+mod active;
 pub mod auth;
 pub mod authority;
 mod configs;
@@ -87,8 +88,29 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// A TLS client must finish its handshake within this (others are never held up by it).
     pub handshake_timeout: Duration,
-    /// Open connections per listener; past it the listener waits for one to close.
+    /// Open connections per listener; past it the oldest idle one is closed, or the listener
+    /// waits for one to close.
     pub max_connections: usize,
+    /// Open connections per peer (a uid on the socket, an IP address over TCP).
+    pub max_connections_per_peer: usize,
+    /// A connection must send its first byte (TLS hello, HTTP/2 preface, request) within this.
+    pub first_byte_timeout: Duration,
+    /// A connection with no request or stream in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// An HTTP client must send a whole request head within this.
+    pub header_read_timeout: Duration,
+}
+
+impl Limits {
+    /// What a listener holds under these limits.
+    pub fn conn_limits(&self) -> listen::ConnLimits {
+        listen::ConnLimits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            first_byte_timeout: self.first_byte_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -100,6 +122,10 @@ impl Default for Limits {
             keepalive_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_peer: 256,
+            first_byte_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -252,6 +278,7 @@ where
         .http2_keepalive_interval(Some(opts.limits.keepalive_interval))
         .http2_keepalive_timeout(Some(opts.limits.keepalive_timeout))
         .max_concurrent_streams(opts.limits.max_concurrent_streams)
+        .layer(active::ActiveLayer)
         .layer(counting::CountLayer::new(app.telemetry.clone()))
         .layer(auth::AuthLayer::new(opts.policy.clone()))
         .add_routes(routes)
@@ -275,8 +302,8 @@ pub async fn serve_unix_with(
         .ok()
         .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
         .unwrap_or_else(|| "unix socket".into());
-    let max = opts.limits.max_connections;
-    serve_with(app, opts, None, listen::incoming(listener, name, max)).await
+    let limits = opts.limits.conn_limits();
+    serve_with(app, opts, None, listen::incoming(listener, name, limits)).await
 }
 
 /// Serves every service over TCP with mutual TLS (client certificates required and verified).
@@ -290,7 +317,7 @@ pub async fn serve_tcp(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "tcp".into());
-    let incoming = listen::incoming(listener, name, opts.limits.max_connections);
+    let incoming = listen::incoming(listener, name, opts.limits.conn_limits());
     serve_with(app, opts, Some(tls), incoming).await
 }
 

@@ -81,4 +81,15 @@ impl Service for TokensService {
             .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(pb::RevokeResponse {}))
     }
+
+    async fn rotate_key(
+        &self,
+        _: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::RotateKeyResponse>, Status> {
+        let tokens = self.app.tokens.clone();
+        tokio::task::spawn_blocking(move || tokens.rotate_key())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::RotateKeyResponse {}))
+    }
 }

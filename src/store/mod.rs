@@ -20,6 +20,7 @@
 mod codec;
 mod consumers;
 mod migrate;
+mod private;
 mod ring;
 mod space;
 mod tables;
@@ -64,6 +65,9 @@ pub enum StoreError {
     /// nothing already stored was changed.
     #[error("no space left for the database: {0}")]
     NoSpace(String),
+    /// The data directory or database could be read by other users and could not be tightened.
+    #[error("the data directory must be private to falco-api's user: {path}: {message}")]
+    Exposed { path: PathBuf, message: String },
     #[error("storage error: {0}")]
     Db(redb::Error),
 }
@@ -113,12 +117,19 @@ pub struct StoreOptions {
     pub outputs_capacity: u64,
     /// How many drop records the drops log retains.
     pub drops_capacity: u64,
+    /// Bytes of records each log retains at most.
+    pub outputs_max_bytes: u64,
+    pub drops_max_bytes: u64,
     /// Keep at least this many revisions of rules/config history (0: everything).
     pub history_retention: u64,
     /// The database's page cache size in bytes.
     pub cache_bytes: u64,
     /// Writes are refused while the filesystem has less free space than this.
     pub min_free_bytes: u64,
+    /// The data directory's permission bits (0700; 0750 when the socket's group needs it).
+    pub dir_mode: u32,
+    /// The data directory's group, when the socket inside it is shared with one.
+    pub dir_gid: Option<u32>,
 }
 
 impl Default for StoreOptions {
@@ -126,9 +137,13 @@ impl Default for StoreOptions {
         StoreOptions {
             outputs_capacity: 100_000,
             drops_capacity: 10_000,
+            outputs_max_bytes: 1 << 30,
+            drops_max_bytes: 64 << 20,
             history_retention: 0,
             cache_bytes: 64 * 1024 * 1024,
             min_free_bytes: 64 << 20,
+            dir_mode: 0o700,
+            dir_gid: None,
         }
     }
 }
@@ -165,8 +180,13 @@ impl Store {
     /// earlier version first, runs pending migrations, trims the logs to their capacities and
     /// compacts the file if it holds much more free space than data.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::from(redb::Error::from(e)))?;
+        private::dir(dir, opts.dir_mode, opts.dir_gid)?;
+        private::file(&dir.join(DB_FILE))?;
         let opened = migrate::open(dir, opts.cache_bytes)?;
+        private::file(&opened.path)?;
+        if let Some(kept) = &opened.legacy_kept {
+            private::dir(kept, 0o700, None)?;
+        }
         let mut db = opened.db;
         let trimmed = ring::trim(&db, tables::RING_OUTPUTS, opts.outputs_capacity)?
             + ring::trim(&db, tables::RING_DROPS, opts.drops_capacity)?;
@@ -180,13 +200,13 @@ impl Store {
             db.clone(),
             reserve.clone(),
             tables::RING_OUTPUTS,
-            opts.outputs_capacity,
+            (opts.outputs_capacity, opts.outputs_max_bytes),
         )?;
         let drops = RingLog::open(
             db.clone(),
             reserve.clone(),
             tables::RING_DROPS,
-            opts.drops_capacity,
+            (opts.drops_capacity, opts.drops_max_bytes),
         )?;
         let consumers = Consumers::open(db.clone(), reserve.clone())?;
         let versioned = Versioned::open(db.clone(), reserve.clone(), opts.history_retention)?;

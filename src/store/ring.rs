@@ -7,7 +7,12 @@
 //! oldest seq moves) and removes a block once all of it is trimmed, so at most one partial block is
 //! kept beyond capacity. An append and the trim it causes are one durable write transaction;
 //! redb reuses the pages the trim frees, which keeps the file bounded however often the ring wraps.
+//!
+//! Besides the record count, a log is bounded in bytes: the encoded size of its blocks is kept
+//! in memory (one entry per block), and an append that takes the total past `max_bytes` trims
+//! whole blocks, oldest first, in the same transaction (the newest block always stays).
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,14 +155,73 @@ fn trim_in(txn: &redb::WriteTransaction, table: Blocks, oldest: u64) -> Result<(
     Ok(())
 }
 
+/// A stored block: its first seq, how many records it holds, and its encoded size.
+#[derive(Clone, Copy, Debug)]
+struct BlockSize {
+    first: u64,
+    records: u64,
+    bytes: u64,
+}
+
+/// The retained range and the blocks holding it.
+struct State {
+    bounds: Bounds,
+    blocks: VecDeque<BlockSize>,
+    bytes: u64,
+}
+
+/// Every block of the log in `table`, oldest first.
+fn block_sizes(db: &Database, table: Blocks) -> Result<VecDeque<BlockSize>> {
+    let txn = db.begin_read()?;
+    let blocks = txn.open_table(table)?;
+    let mut out = VecDeque::new();
+    for item in blocks.iter()? {
+        let (first, block) = item?;
+        out.push_back(BlockSize {
+            first: first.value(),
+            records: block_len(table.name(), block.value())?,
+            bytes: block.value().len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// How many of `blocks` (oldest first) go, and the oldest seq after, so that the log holds at
+/// most `capacity` records up to `newest` and at most `max_bytes` (keeping the newest block).
+fn plan_trim<'a>(
+    blocks: impl Iterator<Item = &'a BlockSize>,
+    count: usize,
+    mut total: u64,
+    (oldest, newest): (u64, u64),
+    (capacity, max_bytes): (u64, u64),
+) -> (usize, u64, u64) {
+    let mut oldest = oldest.max((newest + 1).saturating_sub(capacity));
+    let mut gone = 0;
+    for b in blocks {
+        let end = b.first + b.records;
+        if end <= oldest {
+            gone += 1;
+            total -= b.bytes;
+        } else if total > max_bytes && count - gone > 1 {
+            gone += 1;
+            total -= b.bytes;
+            oldest = end;
+        } else {
+            break;
+        }
+    }
+    (gone, oldest, total)
+}
+
 pub struct RingLog<T> {
     db: Arc<Database>,
     reserve: Arc<super::Reserve>,
     table: Blocks,
     // Held across the write transaction so sequence numbers are assigned and written in one
     // order. No `.await` ever happens under it.
-    bounds: Mutex<Bounds>,
+    state: Mutex<State>,
     capacity: AtomicU64,
+    max_bytes: AtomicU64,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -166,25 +230,81 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         db: Arc<Database>,
         reserve: Arc<super::Reserve>,
         table: Blocks,
-        capacity: u64,
+        (capacity, max_bytes): (u64, u64),
     ) -> Result<Self> {
         let bounds = read_bounds(&db, table)?;
-        Ok(RingLog {
+        let blocks = block_sizes(&db, table)?;
+        let bytes = blocks.iter().map(|b| b.bytes).sum();
+        let log = RingLog {
             db,
             reserve,
             table,
-            bounds: Mutex::new(bounds),
+            state: Mutex::new(State {
+                bounds,
+                blocks,
+                bytes,
+            }),
             capacity: AtomicU64::new(capacity.max(1)),
+            max_bytes: AtomicU64::new(max_bytes.max(1)),
             _record: PhantomData,
-        })
+        };
+        log.trim_to_limits()?;
+        Ok(log)
     }
 
     fn name(&self) -> &str {
         self.table.name()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn bounds(&self) -> Bounds {
-        *self.bounds.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock().bounds
+    }
+
+    /// The encoded bytes of the retained blocks (what `max_bytes` bounds).
+    pub fn retained_bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Changes how many bytes are retained; a smaller budget takes effect at the next append.
+    pub fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// Trims the log to its limits now (at open, when they may have shrunk).
+    fn trim_to_limits(&self) -> Result<()> {
+        let mut state = self.lock();
+        let limits = (self.capacity(), self.max_bytes());
+        let range = (state.bounds.oldest, state.bounds.newest);
+        let (gone, oldest, total) = plan_trim(
+            state.blocks.iter(),
+            state.blocks.len(),
+            state.bytes,
+            range,
+            limits,
+        );
+        if oldest == state.bounds.oldest {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        trim_in(&txn, self.table, oldest)?;
+        txn.commit()?;
+        tracing::info!(
+            log = self.name(),
+            records = oldest - state.bounds.oldest,
+            "trimmed the log to its capacity and byte budget"
+        );
+        state.blocks.drain(..gone);
+        state.bytes = total;
+        state.bounds.oldest = oldest;
+        Ok(())
     }
 
     pub fn capacity(&self) -> u64 {
@@ -210,12 +330,11 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             .iter()
             .map(|r| encode(self.name(), r))
             .collect::<Result<_>>()?;
-        let mut bounds = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
+        let bounds = state.bounds;
         let first = bounds.newest + 1;
         let newest = bounds.newest + records.len() as u64;
-        let oldest = bounds
-            .oldest
-            .max((newest + 1).saturating_sub(self.capacity()));
+        let mut added = Vec::new();
         self.reserve.check()?;
         let txn = self.db.begin_write()?;
         {
@@ -234,9 +353,22 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
                 }
                 let block = encode_block(&encoded[start..end]);
                 blocks.insert(first + start as u64, block.as_slice())?;
+                added.push(BlockSize {
+                    first: first + start as u64,
+                    records: (end - start) as u64,
+                    bytes: block.len() as u64,
+                });
                 start = end;
             }
         }
+        let total = state.bytes + added.iter().map(|b| b.bytes).sum::<u64>();
+        let (gone, oldest, total) = plan_trim(
+            state.blocks.iter().chain(added.iter()),
+            state.blocks.len() + added.len(),
+            total,
+            (bounds.oldest, newest),
+            (self.capacity(), self.max_bytes()),
+        );
         if oldest != bounds.oldest {
             trim_in(&txn, self.table, oldest)?;
         }
@@ -247,7 +379,11 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             }
         }
         txn.commit()?;
-        *bounds = Bounds { oldest, newest };
+        let from_old = gone.min(state.blocks.len());
+        state.blocks.drain(..from_old);
+        state.blocks.extend(added.into_iter().skip(gone - from_old));
+        state.bytes = total;
+        state.bounds = Bounds { oldest, newest };
         Ok(first..newest + 1)
     }
 

@@ -236,17 +236,16 @@ pub fn spawn_http(
     kind: falco_api::config::HttpKind,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let endpoint = falco_api::config::HttpEndpoint {
+    let endpoint = falco_api::config::HttpEndpoint::new(
         kind,
-        addr: listener.local_addr().unwrap(),
-        tls: tls.is_some(),
-        max_body: 1 << 20,
-    };
+        listener.local_addr().unwrap(),
+        tls.is_some(),
+        1 << 20,
+    );
     let router = falco_api::http::router(app.clone(), &[&endpoint]);
     let opts = falco_api::http::HttpOptions {
         tls,
-        max_connections: 64,
-        policy: Default::default(),
+        ..Default::default()
     };
     tokio::spawn(falco_api::http::serve(app.clone(), listener, router, opts));
 }

@@ -686,7 +686,7 @@ async fn changes_need_the_csrf_value_and_a_live_token() {
     let secret = token(&server, "alice", "admin");
     let raw = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n{body}",
             body.len(),
             headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>()
         );
@@ -862,12 +862,12 @@ async fn the_page_keeps_up_with_2000_alerts_a_second() {
 async fn a_client_certificate_signs_in_with_its_roles() {
     use tower::ServiceExt;
     let server = TestServer::start(1000).await;
-    let endpoint = falco_api::config::HttpEndpoint {
-        kind: HttpKind::Console,
-        addr: "127.0.0.1:0".parse().unwrap(),
-        tls: true,
-        max_body: 1 << 20,
-    };
+    let endpoint = falco_api::config::HttpEndpoint::new(
+        HttpKind::Console,
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+        1 << 20,
+    );
     let router = falco_api::http::router(server.app.clone(), &[&endpoint]);
     let call = |roles: &[falco_api::auth::Role], method: &str, path: &str, csrf: Option<&str>| {
         let mut request = http::Request::builder()

@@ -17,6 +17,7 @@ mod outputs;
 mod pipeline;
 mod process;
 mod security;
+mod shared_host;
 mod store;
 mod upgrade;
 mod version;

@@ -454,7 +454,8 @@ async fn the_webhook_serves_https_when_asked() {
     let certs = crate::common::localhost_certs();
     let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
     let acceptor =
-        falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key"), None).unwrap();
+        falco_api::http::tls_acceptor(&read("server.crt"), &read("server.key"), None, false)
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     crate::common::spawn_http(

@@ -359,3 +359,51 @@ async fn the_socket_takes_the_configured_mode_and_group_and_is_never_stolen() {
     assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
     drop(again);
 }
+
+/// 1,100 TCP connections that send nothing (no TLS hello) do not keep a real mTLS client
+/// waiting, and are closed within the first-byte timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_never_stop_calls_over_mutual_tls() {
+    server::listen::raise_open_files_limit();
+    let limits = Limits {
+        first_byte_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(3),
+        ..Limits::default()
+    };
+    let t = start_tls(limits).await;
+    let addr = t.url.trim_start_matches("https://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        version_via(t.client("reader").await).await
+    })
+    .await;
+    assert!(
+        matches!(answered, Ok(Ok(_))),
+        "no answer within 2 s: {answered:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let mut set = tokio::task::JoinSet::new();
+    for mut c in idle {
+        set.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 256];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return true,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+    let mut open = 0;
+    while let Some(closed) = set.join_next().await {
+        open += usize::from(!closed.unwrap());
+    }
+    assert_eq!(open, 0, "connections that sent nothing are still open");
+    t.server.stop().await;
+}

@@ -23,6 +23,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/session", get(session))
         .route("/alerts", get(alerts))
+        .route("/alert", get(alert))
         .route("/overview", get(overview))
         .route("/rules", get(rules))
         .route("/rules/file", get(rules_file).put(put_file))
@@ -161,50 +162,88 @@ impl AlertQuery {
     }
 }
 
-/// An alert as the page shows it.
-pub fn alert_json(seq: u64, ev: &OutputEvent) -> Value {
+/// List views (the table, the live stream) show at most this much of an alert's output and of
+/// each field's value; the detail panel asks for the whole alert (`/alert?seq=`).
+const SUMMARY_TEXT: usize = 2048;
+const SUMMARY_FIELD: usize = 512;
+const SUMMARY_FIELDS: usize = 64;
+/// An `/alerts` answer holds alerts up to about this many bytes (at least one).
+const ANSWER_BYTES: usize = 4 << 20;
+/// Records read from the log at once while scanning backwards (alerts may be 1 MiB each).
+const SCAN_STEP: u64 = 64;
+
+/// `text` cut to at most `max` bytes on a character boundary; whether it was cut.
+fn cut(text: &str, max: usize) -> (&str, bool) {
+    let kept = crate::event::clip(text, max);
+    (kept, kept.len() < text.len())
+}
+
+/// An alert as the page shows it: whole when `full`, else with its output and fields cut to a
+/// list view's size (`truncated` says so).
+pub fn alert_json(seq: u64, ev: &OutputEvent, full: bool) -> Value {
+    let (text_max, field_max, fields_max) = if full {
+        (usize::MAX, usize::MAX, usize::MAX)
+    } else {
+        (SUMMARY_TEXT, SUMMARY_FIELD, SUMMARY_FIELDS)
+    };
+    let (output, mut truncated) = cut(&ev.output, text_max);
+    let mut fields = BTreeMap::new();
+    for (k, v) in ev.output_fields.iter() {
+        if fields.len() == fields_max {
+            truncated = true;
+            break;
+        }
+        let (k, k_cut) = cut(k, field_max);
+        let (v, v_cut) = cut(v, field_max);
+        truncated |= k_cut || v_cut;
+        fields.insert(k, v);
+    }
+    let (rule, rule_cut) = cut(&ev.rule, text_max);
+    let (hostname, host_cut) = cut(&ev.hostname, field_max);
+    truncated |= rule_cut || host_cut || (!full && ev.tags.len() > fields_max);
+    let tags: Vec<&str> = ev
+        .tags
+        .iter()
+        .take(fields_max)
+        .map(|t| cut(t, field_max).0)
+        .collect();
     json!({
         "seq": seq,
         "time": rfc3339(ev.time_ns),
         "priority": ev.priority.name(),
         "priority_num": ev.priority as u8,
-        "rule": ev.rule,
-        "output": ev.output,
-        "hostname": ev.hostname,
-        "source": ev.source,
-        "tags": ev.tags,
-        "fields": ev.output_fields.iter().cloned().collect::<BTreeMap<String, String>>(),
+        "rule": rule,
+        "output": output,
+        "hostname": hostname,
+        "source": cut(&ev.source, field_max).0,
+        "tags": tags,
+        "fields": fields,
         "rules_revision": ev.rules_revision,
         "origin": ev.origin.name(),
+        "truncated": truncated,
     })
 }
 
-/// Reads the outputs log backwards from `before` (exclusive), newest first, `limit` matches at
-/// most, scanning at most `scan` records.
-fn newest_matching<F: Fn(&OutputEvent) -> bool>(
+/// Visits the outputs log backwards from `before` (exclusive), newest first, reading at most
+/// `scan` records a few at a time; `visit` returns false to stop.
+fn scan_newest(
     app: &App,
     before: u64,
-    limit: usize,
     scan: u64,
-    keep: F,
-) -> Result<Vec<(u64, OutputEvent)>, crate::store::StoreError> {
+    mut visit: impl FnMut(u64, OutputEvent) -> bool,
+) -> Result<(), crate::store::StoreError> {
     let ring = app.store.outputs();
     let oldest = ring.bounds().oldest;
     let mut end = before.saturating_sub(1);
-    let mut out = Vec::new();
     let mut scanned = 0;
-    const STEP: u64 = 2048;
-    while end >= oldest && end > 0 && out.len() < limit && scanned < scan {
-        let start = end.saturating_sub(STEP).max(oldest.saturating_sub(1));
-        let mut batch = ring.read(start, end, STEP as usize)?;
+    while end >= oldest && end > 0 && scanned < scan {
+        let start = end.saturating_sub(SCAN_STEP).max(oldest.saturating_sub(1));
+        let mut batch = ring.read(start, end, SCAN_STEP as usize)?;
         scanned += batch.len() as u64;
         batch.reverse();
         for (seq, ev) in batch {
-            if keep(&ev) {
-                out.push((seq, ev));
-                if out.len() == limit {
-                    break;
-                }
+            if !visit(seq, ev) {
+                return Ok(());
             }
         }
         if start == 0 || start < oldest {
@@ -212,7 +251,7 @@ fn newest_matching<F: Fn(&OutputEvent) -> bool>(
         }
         end = start;
     }
-    Ok(out)
+    Ok(())
 }
 
 async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response {
@@ -224,12 +263,50 @@ async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response
     let before = q.before.unwrap_or(head + 1).min(head + 1);
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
     answer(move || -> Result<Value, crate::store::StoreError> {
-        let found = newest_matching(&app, before, limit, 200_000, keep)?;
+        let mut found = Vec::new();
+        let mut bytes = 0;
+        let mut complete = true;
+        scan_newest(&app, before, 200_000, |seq, ev| {
+            if !keep(&ev) {
+                return true;
+            }
+            let summary = alert_json(seq, &ev, false);
+            bytes += summary.to_string().len();
+            found.push(summary);
+            if bytes >= ANSWER_BYTES && found.len() < limit {
+                complete = false;
+            }
+            found.len() < limit && bytes < ANSWER_BYTES
+        })?;
         Ok(json!({
-            "alerts": found.iter().map(|(s, e)| alert_json(*s, e)).collect::<Vec<_>>(),
+            "alerts": found,
             "head": head,
             "oldest": app.outputs.oldest(),
+            "cut_at_bytes": (!complete).then_some(ANSWER_BYTES),
         }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct OneQuery {
+    seq: u64,
+}
+
+/// One whole alert, for the detail panel.
+async fn alert(State(app): State<App>, Query(q): Query<OneQuery>) -> Response {
+    answer(move || -> Result<Value, ControlError> {
+        let found = app
+            .store
+            .outputs()
+            .read(q.seq.saturating_sub(1), q.seq, 1)?;
+        match found.into_iter().find(|(s, _)| *s == q.seq) {
+            Some((seq, ev)) => Ok(alert_json(seq, &ev, true)),
+            None => Err(ControlError::NotFound(format!(
+                "alert {} is not in the log (trimmed, or not written yet)",
+                q.seq
+            ))),
+        }
     })
     .await
 }
@@ -240,6 +317,9 @@ async fn overview(State(app): State<App>) -> Response {
     answer(move || overview_of(&app)).await
 }
 
+/// Distinct rule and host names the overview counts at most.
+const OVERVIEW_NAMES: usize = 10_000;
+
 fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
     const MINUTE: i64 = 60_000_000_000;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
@@ -249,12 +329,23 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
     let mut day = vec![[0u64; 8]; 24];
     let mut rules: HashMap<String, u64> = HashMap::new();
     let mut hosts: HashMap<String, u64> = HashMap::new();
-    // The last day, newest first; at most the newest 200,000 alerts are read.
+    let mut last_day = 0u64;
+    // The last day, newest first, counted while scanning; at most the newest 200,000 alerts are
+    // read, and at most OVERVIEW_NAMES rule and host names are counted (names are cut).
     let head = app.outputs.head();
-    let recent = newest_matching(app, head + 1, 200_000, 200_000, |ev| {
-        ev.time_ns >= day_start
-    })?;
-    for (_, ev) in &recent {
+    let count = |m: &mut HashMap<String, u64>, name: &str| {
+        let name = cut(name, SUMMARY_FIELD).0;
+        if let Some(n) = m.get_mut(name) {
+            *n += 1;
+        } else if m.len() < OVERVIEW_NAMES {
+            m.insert(name.to_string(), 1);
+        }
+    };
+    scan_newest(app, head + 1, 200_000, |_, ev| {
+        if ev.time_ns < day_start {
+            return true;
+        }
+        last_day += 1;
         let p = ev.priority as usize;
         if ev.time_ns >= hour_start {
             let i = ((ev.time_ns - hour_start) / MINUTE).clamp(0, 59) as usize;
@@ -262,9 +353,10 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
         }
         let i = ((ev.time_ns - day_start) / (60 * MINUTE)).clamp(0, 23) as usize;
         day[i][p] += 1;
-        *rules.entry(ev.rule.clone()).or_default() += 1;
-        *hosts.entry(ev.hostname.clone()).or_default() += 1;
-    }
+        count(&mut rules, &ev.rule);
+        count(&mut hosts, &ev.hostname);
+        true
+    })?;
     let top = |m: HashMap<String, u64>| {
         let mut v: Vec<(String, u64)> = m.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -299,7 +391,7 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
         "priorities": Priority::ALL.iter().map(|p| p.name()).collect::<Vec<_>>(),
         "hour": hour, "day": day,
         "top_rules": top(rules), "top_hosts": top(hosts),
-        "alerts_last_day": recent.len(),
+        "alerts_last_day": last_day,
         "drops_last_day": drop_stages,
         "nodes": nodes,
         "head": head, "oldest": app.outputs.oldest(),

@@ -43,13 +43,24 @@ pub struct User {
 struct Console {
     app: App,
     tls: bool,
+    /// Refused sign-ins since the last one logged, and when that was.
+    refused: std::sync::Arc<std::sync::Mutex<(u64, Option<std::time::Instant>)>>,
 }
 
-/// The console's routes; `tls`: cookies are marked Secure.
-pub fn routes(app: App, tls: bool) -> Router {
-    let console = Console { app, tls };
+/// Refused sign-ins are logged at most this often (with how many there were).
+const REFUSED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The console's routes; `tls`: cookies are marked Secure; request bodies of `max_body` bytes
+/// at most.
+pub fn routes(app: App, tls: bool, max_body: usize, stall: std::time::Duration) -> Router {
+    let console = Console {
+        app,
+        tls,
+        refused: Default::default(),
+    };
     let api = api::routes()
         .route("/alerts/stream", get(stream::alerts))
+        .layer(Extension(stream::StallTimeout(stall)))
         .with_state(console.app.clone())
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
@@ -63,6 +74,7 @@ pub fn routes(app: App, tls: bool) -> Router {
         .route("/console/api/login", post(login))
         .route("/console/api/logout", post(logout))
         .nest("/console/api", api)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(console)
 }
 
@@ -107,7 +119,7 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
-fn cookie_value(request: &http::HeaderMap) -> Option<&str> {
+pub(crate) fn cookie_value(request: &http::HeaderMap) -> Option<&str> {
     request
         .get_all(header::COOKIE)
         .iter()
@@ -170,7 +182,7 @@ async fn authenticate(
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if sent != user.csrf {
+        if !crate::tokens::same(sent.as_bytes(), user.csrf.as_bytes()) {
             return json(
                 StatusCode::FORBIDDEN,
                 json!({"error": "missing or wrong X-CSRF-Token (reload the console)"}),
@@ -198,18 +210,20 @@ async fn login(
         );
     };
     let Some(token) = console.app.tokens.verify(&body.token) else {
-        tracing::info!(from = %caller.addr, "console sign-in refused");
+        console.log_refused(&caller);
         return json(
             StatusCode::UNAUTHORIZED,
             json!({"error": "unknown, revoked or expired token"}),
         );
     };
     let cookie = console.app.tokens.open_session(&token);
-    let session = console
-        .app
-        .tokens
-        .session(&cookie)
-        .expect("a session just opened is valid");
+    let Some(session) = console.app.tokens.session(&cookie) else {
+        tracing::error!(token = %token.name, "a console session just opened does not verify");
+        return json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "the session could not be opened; try again"}),
+        );
+    };
     let secure = if console.tls { "; Secure" } else { "" };
     let mut r = json(
         StatusCode::OK,
@@ -228,7 +242,46 @@ async fn login(
     r
 }
 
-async fn logout() -> Response {
+impl Console {
+    /// Logs refused sign-ins at a rate: the first at once, then a count every
+    /// [`REFUSED_LOG_EVERY`], so a flood of guesses cannot flood the log.
+    fn log_refused(&self, caller: &Caller) {
+        let mut refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        refused.0 += 1;
+        let due = refused.1.is_none_or(|at| at.elapsed() >= REFUSED_LOG_EVERY);
+        if due {
+            tracing::info!(
+                from = %caller.addr,
+                refused = refused.0,
+                "console sign-in refused (count since the last such line)"
+            );
+            *refused = (0, Some(std::time::Instant::now()));
+        }
+    }
+}
+
+/// Ends the session on the server (a copy of the cookie is refused from now on) and clears it
+/// in the browser.
+async fn logout(State(console): State<Console>, headers: http::HeaderMap) -> Response {
+    if let Some(cookie) = cookie_value(&headers) {
+        let tokens = console.app.tokens.clone();
+        let cookie = cookie.to_string();
+        let ended = tokio::task::spawn_blocking(move || tokens.end_session(&cookie)).await;
+        let failure = match ended {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failure {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": format!("the session could not be ended: {e}")}),
+            );
+        }
+    }
     let mut r = json(StatusCode::OK, json!({}));
     r.headers_mut().insert(
         header::SET_COOKIE,

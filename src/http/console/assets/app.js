@@ -243,6 +243,12 @@ function showDetail(tr) {
   if (alerts.selected) alerts.selected.classList.remove("selected");
   alerts.selected = tr;
   tr.classList.add("selected");
+  renderDetail(a);
+  // The table holds a list view of long alerts; the panel shows the whole one.
+  if (a.truncated) api("/alert?seq=" + a.seq).then((full) => { if (alerts.selected === tr) renderDetail(full); }).catch(report);
+}
+
+function renderDetail(a) {
   $("#detail-title").textContent = a.rule;
   const meta = [["Seq", a.seq], ["Time", a.time], ["Priority", a.priority], ["Host", a.hostname], ["Source", a.source],
     ["Tags", a.tags.join(", ") || "none"], ["Rules revision", a.rules_revision || "unknown"], ["Origin", a.origin], ["Output", a.output]];
