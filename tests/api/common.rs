@@ -300,3 +300,29 @@ pub fn localhost_certs() -> tempfile::TempDir {
     .unwrap();
     certs
 }
+
+/// How many of `conns` the server has not closed within `within` (reading whatever comes).
+pub async fn still_open<C>(conns: Vec<C>, within: Duration) -> usize
+where
+    C: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let mut set = tokio::task::JoinSet::new();
+    for mut c in conns {
+        set.spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                match tokio::time::timeout(within, c.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return false,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return true,
+                }
+            }
+        });
+    }
+    let mut open = 0;
+    while let Some(still) = set.join_next().await {
+        open += usize::from(still.unwrap());
+    }
+    open
+}

@@ -386,24 +386,7 @@ async fn connections_that_send_nothing_never_stop_calls_over_mutual_tls() {
         "no answer within 2 s: {answered:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
-    let mut set = tokio::task::JoinSet::new();
-    for mut c in idle {
-        set.spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = [0u8; 256];
-            loop {
-                match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return true,
-                    Ok(Ok(_)) => continue,
-                    Err(_) => return false,
-                }
-            }
-        });
-    }
-    let mut open = 0;
-    while let Some(closed) = set.join_next().await {
-        open += usize::from(!closed.unwrap());
-    }
+    let open = crate::common::still_open(idle, Duration::from_secs(5)).await;
     assert_eq!(open, 0, "connections that sent nothing are still open");
     t.server.stop().await;
 }

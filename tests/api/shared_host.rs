@@ -122,28 +122,15 @@ fn falco_alert(hostname: &str, rule: &str, n: u64, size: usize) -> String {
     .to_string()
 }
 
-/// Whether every connection in `conns` has been closed by the server within `within`.
-async fn all_closed(conns: Vec<TcpStream>, within: Duration) -> usize {
-    let mut set = tokio::task::JoinSet::new();
-    for mut c in conns {
-        set.spawn(async move {
-            let mut buf = [0u8; 4096];
-            loop {
-                match tokio::time::timeout(within, c.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return true,
-                    Ok(Ok(_)) => continue,
-                    Err(_) => return false,
-                }
-            }
-        });
-    }
-    let mut open = 0;
-    while let Some(closed) = set.join_next().await {
-        if !closed.unwrap() {
-            open += 1;
-        }
-    }
-    open
+/// Falco's receiver for `server`, with the default limits.
+async fn receiver(server: &TestServer) -> std::net::SocketAddr {
+    serve_endpoint(
+        &server.app,
+        |a| HttpEndpoint::new(HttpKind::Falco { mtls: false }, a, false, 1 << 20),
+        Limits::default(),
+        None,
+    )
+    .await
 }
 
 // ---- 1. the data directory ----
@@ -322,9 +309,15 @@ async fn idle_and_slow_http_connections_never_stop_alert_intake() {
     assert_eq!(server.app.outputs.head(), 1);
 
     // Idle ones: first byte within 2 s; slow ones: the whole head within 2 s.
-    assert_eq!(all_closed(idle, Duration::from_secs(5)).await, 0);
+    assert_eq!(
+        crate::common::still_open(idle, Duration::from_secs(5)).await,
+        0
+    );
     let slow = drip.await.unwrap();
-    assert_eq!(all_closed(slow, Duration::from_secs(1)).await, 0);
+    assert_eq!(
+        crate::common::still_open(slow, Duration::from_secs(1)).await,
+        0
+    );
     server.stop().await;
 }
 
@@ -377,23 +370,7 @@ async fn connections_without_a_preface_never_stop_grpc_calls_on_the_socket() {
     assert!(!version.into_inner().version.is_empty());
     assert!(started.elapsed() < Duration::from_secs(2));
 
-    let mut set = tokio::task::JoinSet::new();
-    for mut c in idle {
-        set.spawn(async move {
-            let mut buf = [0u8; 1024];
-            loop {
-                match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return true,
-                    Ok(Ok(_)) => continue,
-                    Err(_) => return false,
-                }
-            }
-        });
-    }
-    let mut open = 0;
-    while let Some(closed) = set.join_next().await {
-        open += usize::from(!closed.unwrap());
-    }
+    let open = crate::common::still_open(idle, Duration::from_secs(5)).await;
     assert_eq!(open, 0, "connections without a preface still open");
     // A client that keeps a stream open is not idle: it outlives the idle timeout.
     let channel = falco_api::cli::client::connect_unix(&sock).await.unwrap();
@@ -510,13 +487,7 @@ fn snapshot(node: &str, fields: usize) -> String {
 #[tokio::test]
 async fn whoever_can_post_cannot_blow_up_the_scrape() {
     let server = TestServer::start(100_000).await;
-    let receiver = serve_endpoint(
-        &server.app,
-        |a| HttpEndpoint::new(HttpKind::Falco { mtls: false }, a, false, 1 << 20),
-        Limits::default(),
-        None,
-    )
-    .await;
+    let receiver = receiver(&server).await;
     let metrics = serve_endpoint(
         &server.app,
         |a| HttpEndpoint::new(HttpKind::Metrics { mtls: false }, a, false, 0),
@@ -1070,13 +1041,7 @@ async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() 
 #[tokio::test]
 async fn requests_from_other_sites_are_refused() {
     let server = TestServer::start(1000).await;
-    let receiver = serve_endpoint(
-        &server.app,
-        |a| HttpEndpoint::new(HttpKind::Falco { mtls: false }, a, false, 1 << 20),
-        Limits::default(),
-        None,
-    )
-    .await;
+    let receiver = receiver(&server).await;
     let alert = falco_alert("node-a", "R", 1, 10);
     let post = |headers: Vec<(&'static str, String)>| {
         let alert = alert.clone();
@@ -1097,6 +1062,10 @@ async fn requests_from_other_sites_are_refused() {
     assert_eq!(server.app.outputs.head(), 0, "nothing forged was stored");
     let (status, text) = post(vec![("Origin", format!("http://{receiver}"))]).await;
     assert_eq!(status, 200, "{text}");
+    assert!(
+        text.ends_with("{\"seq\":1,\"stored\":1}"),
+        "the documented answer: {text}"
+    );
     let (status, text) = post(vec![("Host", format!("localhost:{}", receiver.port()))]).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("x-content-type-options: nosniff"), "{text}");
