@@ -312,6 +312,12 @@ impl OutputFilter {
     }
 }
 
+/// `1 file`, `2 files`: a count and its noun, for messages.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `text` cut to at most `max` bytes, on a character boundary.
 pub fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {

@@ -194,11 +194,10 @@ fn state(app: &App, g: &mut Gauges) {
             files.len() as f64,
         );
     }
-    if let Ok(config) = v.current(Kind::Config.prefix()) {
-        let newest = config.values().map(|c| c.revision).max().unwrap_or(0);
+    if let Ok(newest) = crate::control::config::last_change(app, 10_000) {
         g.gauge(
             "falco_api_config_revision",
-            "The newest revision that changed a configuration value (0: none ever did).",
+            "The newest revision that changed the configuration: a set, unset or rollback (0: none ever did).",
             &[],
             newest as f64,
         );

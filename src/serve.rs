@@ -5,6 +5,7 @@ use anyhow::Context;
 use crate::app::{App, LogReloader};
 use crate::config::{HttpEndpoint, HttpKind, Listen, ServeConfig};
 use crate::control;
+use crate::event::counted;
 use crate::server;
 use crate::store::StoreOptions;
 
@@ -339,13 +340,15 @@ fn print_rules(app: &App, config: &ServeConfig, imported: Option<u64>) -> anyhow
     match (files, imported) {
         (0, _) => println!("rules: none loaded (events are accepted, and no rule can match them)"),
         (n, Some(rev)) => println!(
-            "rules: {} rules from {n} files, imported from --rules as revision {rev}",
-            set.infos().len()
+            "rules: {} from {}, imported from --rules as revision {rev}",
+            counted(set.infos().len() as u64, "rule", "rules"),
+            counted(n as u64, "file", "files")
         ),
         (n, None) => {
             println!(
-                "rules: {} rules from {n} stored files (revision {})",
-                set.infos().len(),
+                "rules: {} from {} (revision {})",
+                counted(set.infos().len() as u64, "rule", "rules"),
+                counted(n as u64, "stored file", "stored files"),
                 set.revision
             );
             if !config.rules_files.is_empty() {

@@ -13,31 +13,40 @@ use crate::proto::rules::{self as rpb, service_client::ServiceClient as RulesCli
 pub enum RulesCommand {
     /// List the rules files (names, revisions, digests).
     List {
+        /// As of this revision (0: now).
         #[arg(long, default_value_t = 0)]
         revision: u64,
     },
     /// Print a rules file, now or as of a revision.
     Get {
+        /// The file's name (as `rules list` shows it).
         name: String,
+        /// As of this revision (0: now).
         #[arg(long, default_value_t = 0)]
         revision: u64,
     },
     /// Create or replace a rules file from a local file (named after it unless --name).
     Put {
+        /// The local rules file (YAML).
         file: PathBuf,
+        /// Store it under this name instead of the file's own.
         #[arg(long)]
         name: Option<String>,
         /// Compare-and-swap: the file's current revision (0: it must not exist).
         #[arg(long)]
         expect: Option<u64>,
+        /// Why: recorded in the history with the change.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
     },
     /// Delete a rules file.
     Rm {
+        /// The file's name.
         name: String,
+        /// Compare-and-swap: the file's current revision.
         #[arg(long)]
         expect: Option<u64>,
+        /// Why: recorded in the history with the change.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
     },
@@ -45,26 +54,38 @@ pub enum RulesCommand {
     History {
         /// A file name, rule:<name>, tag:<tag>, or nothing for all.
         target: Option<String>,
+        /// Changes at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Changes before this revision (the next page; 0: the newest).
         #[arg(long, default_value_t = 0)]
         before: u64,
         /// Leave out the diffs.
         #[arg(long)]
         no_diff: bool,
+        /// Diff lines shown per change at most (0: all); a new file is summed up in one line.
+        #[arg(long, default_value_t = 40)]
+        diff_lines: usize,
     },
     /// Restore a file (or, with no name, all rules) as of a revision.
     Rollback {
+        /// The revision to restore (see `rules history`); recorded as a new revision.
         revision: u64,
+        /// Restore only this file (default: every rules file and toggle).
         #[arg(long)]
         name: Option<String>,
+        /// Compare-and-swap: the current revision.
         #[arg(long)]
         expect: Option<u64>,
+        /// Why: recorded in the history with the change.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
     },
     /// Check local files against the current set without changing anything.
-    Validate { files: Vec<PathBuf> },
+    Validate {
+        /// Local rules files, checked together with the stored ones they would replace.
+        files: Vec<PathBuf>,
+    },
     /// The effective rules: name, source, priority, tags, enabled, file.
     Effective,
     /// Enable rules by name or tag.
@@ -80,51 +101,68 @@ pub struct ToggleArgs {
     /// Tags (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Compare-and-swap: the current revision.
     #[arg(long)]
     pub expect: Option<u64>,
+    /// Why: recorded in the history with the change.
     #[arg(long, short = 'm', default_value = "")]
     pub comment: String,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Effective values with their origin (default, boot, api), now or as of a revision.
+    /// Effective values with their origin (default, boot, api) and what each accepts, now or
+    /// as of a revision.
     Get {
+        /// Keys to show (default: all).
         keys: Vec<String>,
+        /// As of this revision (0: now).
         #[arg(long, default_value_t = 0)]
         revision: u64,
     },
     /// Set keys atomically: key=value ...
     Set {
+        /// key=value pairs.
         #[arg(required = true)]
         values: Vec<String>,
+        /// Compare-and-swap: the current revision.
         #[arg(long)]
         expect: Option<u64>,
+        /// Why: recorded in the history with the change.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
     },
     /// Return keys to their boot or default values.
     Unset {
+        /// Keys to return.
         #[arg(required = true)]
         keys: Vec<String>,
+        /// Compare-and-swap: the current revision.
         #[arg(long)]
         expect: Option<u64>,
+        /// Why: recorded in the history with the change.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
     },
     /// History, newest first, with each change's old and new value.
     History {
+        /// Only changes of this key.
         key: Option<String>,
+        /// Changes at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Changes before this revision (the next page; 0: the newest).
         #[arg(long, default_value_t = 0)]
         before: u64,
     },
     /// Restore every key as of a revision.
     Rollback {
+        /// The revision to restore (see `config history`); recorded as a new revision.
         revision: u64,
+        /// Compare-and-swap: the current revision.
         #[arg(long)]
         expect: Option<u64>,
+        /// Why: recorded in the history with the change.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
     },
@@ -181,13 +219,14 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
             limit,
             before,
             no_diff,
+            diff_lines,
         } => {
             let req = rpb::HistoryRequest {
                 target: target.unwrap_or_default(),
                 before,
                 limit,
             };
-            history(&mut c, req, !no_diff).await?
+            history(&mut c, req, (!no_diff).then_some(diff_lines)).await?
         }
         RulesCommand::Rollback {
             revision,
@@ -270,7 +309,12 @@ async fn put_file(
     Ok(())
 }
 
-async fn history(c: &mut Rules, req: rpb::HistoryRequest, diffs: bool) -> anyhow::Result<()> {
+/// Prints history entries; with `diffs`, each file change's diff, at most that many lines.
+async fn history(
+    c: &mut Rules,
+    req: rpb::HistoryRequest,
+    diffs: Option<usize>,
+) -> anyhow::Result<()> {
     let h = c.history(req).await?.into_inner();
     for e in h.entries {
         print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);
@@ -278,8 +322,8 @@ async fn history(c: &mut Rules, req: rpb::HistoryRequest, diffs: bool) -> anyhow
             println!("  {} {}", ch.action, ch.target);
             let file_change =
                 (ch.action == "put" || ch.action == "delete") && !ch.target.contains(':');
-            if diffs && file_change {
-                print_diff(c, &ch.target, e.revision).await;
+            if let (Some(max), true) = (diffs, file_change) {
+                print_diff(c, &ch.target, e.revision, max).await;
             }
         }
     }
@@ -289,18 +333,41 @@ async fn history(c: &mut Rules, req: rpb::HistoryRequest, diffs: bool) -> anyhow
     Ok(())
 }
 
-/// The change `revision` made to file `name`, as a unified diff.
-async fn print_diff(c: &mut Rules, name: &str, revision: u64) {
+/// The change `revision` made to file `name`, as a unified diff of at most `max` lines (0: all);
+/// a file created or deleted whole is one line saying so.
+async fn print_diff(c: &mut Rules, name: &str, revision: u64, max: usize) {
     let old = file_at(c, name, revision - 1).await;
     let new = file_at(c, name, revision).await;
+    let get = format!("falco-api rules get {name} --revision");
+    if old.is_empty() || new.is_empty() {
+        let (what, text, at) = if old.is_empty() {
+            ("new file", &new, revision)
+        } else {
+            ("deleted file", &old, revision - 1)
+        };
+        println!("    ({what}, {} lines: {get} {at})", text.lines().count());
+        return;
+    }
     let diff = similar::TextDiff::from_lines(&old, &new);
     let text = diff
         .unified_diff()
         .context_radius(2)
         .header(&format!("rev {}", revision - 1), &format!("rev {revision}"))
         .to_string();
-    for line in text.lines() {
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = if max == 0 {
+        lines.len()
+    } else {
+        max.min(lines.len())
+    };
+    for line in &lines[..shown] {
         println!("    {line}");
+    }
+    if shown < lines.len() {
+        println!(
+            "    … {} more diff lines (--diff-lines 0 for all, or {get} {revision})",
+            lines.len() - shown
+        );
     }
 }
 
@@ -513,7 +580,13 @@ async fn config_get(c: &mut Configs, keys: Vec<String>, revision: u64) -> anyhow
         } else {
             String::new()
         };
-        println!("{:<30} {:<20} ({}{rev})", e.key, e.value, e.origin);
+        println!(
+            "{:<30} {:<20} {:<18} {}",
+            e.key,
+            e.value,
+            format!("({}{rev})", e.origin),
+            e.accepts
+        );
     }
     Ok(0)
 }

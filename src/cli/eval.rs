@@ -1,6 +1,7 @@
 //! `falco-api eval`: evaluate rules files on recorded events, offline (what `falco -r RULES -e
 //! EVENTS` was to rules authors). Alerts are printed as JSON lines, then a summary line.
 
+use crate::event::counted;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -58,11 +59,11 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     }
     if args.validate {
         println!(
-            "{} rules loaded from {} files in {:.1} ms ({} warnings)",
-            set.infos().len(),
-            files.len(),
+            "{} loaded from {} in {:.1} ms ({})",
+            counted(set.infos().len() as u64, "rule", "rules"),
+            counted(files.len() as u64, "file", "files"),
             started.elapsed().as_secs_f64() * 1e3,
-            set.warnings.len()
+            counted(set.warnings.len() as u64, "warning", "warnings")
         );
         return Ok(0);
     }

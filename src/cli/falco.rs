@@ -118,7 +118,7 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
     );
     // Lines are read on a thread (a pipe blocks) and sent in batches of what is there. A line
     // over MAX_LINE is reported by its number and skipped; a read error ends the input loudly.
-    let (lines_tx, mut lines_rx) = mpsc::channel::<(String, u64)>(opts.batch.max(1) * 4);
+    let (lines_tx, mut lines_rx) = mpsc::channel::<(String, u64, u64)>(opts.batch.max(1) * 4);
     let reading = std::thread::spawn(move || -> Result<u64, String> {
         let mut reader = BufReader::new(reader);
         let (mut number, mut skipped) = (0u64, 0u64);
@@ -137,7 +137,7 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
                     String::new()
                 }
             };
-            if lines_tx.blocking_send((text, len)).is_err() {
+            if lines_tx.blocking_send((text, len, number)).is_err() {
                 return Ok(skipped);
             }
         }
@@ -160,11 +160,11 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
                 }
             }
             let bytes: u64 = lines.iter().map(|l| l.1).sum();
-            let lines: Lines = lines
+            let (lines, numbers): (Lines, Vec<u64>) = lines
                 .into_iter()
-                .map(|l| l.0)
-                .filter(|l| !l.trim().is_empty())
-                .collect();
+                .filter(|l| !l.0.trim().is_empty())
+                .map(|l| (l.0, l.2))
+                .unzip();
             if lines.is_empty() {
                 continue;
             }
@@ -173,7 +173,7 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
                 origin: origin.into(),
                 ..Default::default()
             };
-            let _ = bytes_tx.send(bytes);
+            let _ = bytes_tx.send((bytes, numbers));
             if req_tx.send(req).await.is_err() {
                 break;
             }
@@ -183,24 +183,19 @@ pub async fn send_alerts(connect: &ConnectArgs, opts: AlertsOptions) -> anyhow::
         .alerts(ReceiverStream::new(req_rx))
         .await?
         .into_inner();
-    let (mut stored, mut rejected, mut drops, mut line_base) = (0u64, 0u64, 0u64, 0u64);
+    let (mut stored, mut rejected, mut drops) = (0u64, 0u64, 0u64);
+    let name = opts.file.display().to_string();
     while let Some(reply) = stream.message().await? {
+        // Each reply answers one request, in order: its lines' numbers in the file.
+        let (bytes, numbers) = bytes_rx.try_recv().unwrap_or_default();
         for r in &reply.rejected {
-            bar.suspend(|| {
-                eprintln!(
-                    "alert {} rejected: {}",
-                    line_base + u64::from(r.index) + 1,
-                    r.reason
-                )
-            });
+            let line = numbers.get(r.index as usize).copied().unwrap_or(0);
+            bar.suspend(|| eprintln!("{name}: line {line} rejected: {}", r.reason));
         }
-        line_base += reply.stored + reply.rejected.len() as u64;
         stored += reply.stored;
         rejected += reply.rejected.len() as u64;
         drops += reply.drops;
-        if let Ok(b) = bytes_rx.try_recv() {
-            bar.inc(b);
-        }
+        bar.inc(bytes);
     }
     let _ = sender.await;
     bar.finish_and_clear();
@@ -474,6 +469,7 @@ pub enum FalcoCommand {
     /// Every Falco node seen (last alert, alert and event rates, drops), and whether the rules
     /// directory and config file written for Falco are up to date.
     Status {
+        /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -9,6 +9,7 @@ use crate::proto::fleet::{service_client::ServiceClient, StatusRequest};
 pub enum FleetCommand {
     /// Every following node's applied revision, and any change a node refused (with why).
     Status {
+        /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },

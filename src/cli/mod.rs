@@ -14,7 +14,6 @@ pub mod token;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::config::{self, Overrides, ServeConfig};
@@ -81,9 +80,14 @@ impl ServeArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// Server address: unix:///path/to.sock (default: the default data directory's socket).
+    /// Server address: unix:///path/to.sock, or https://host:port with the --tls-* files
+    /// (default: the socket in the data directory).
     #[arg(long, short = 's', env = "FALCO_API_SERVER", global = true)]
     pub server: Option<String>,
+    /// The server's data directory, as given to `serve` (its socket is falco-api.sock there);
+    /// used when --server is not given.
+    #[arg(long, env = "FALCO_API_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// For https:// servers: the CA that signed the server's certificate (PEM).
     #[arg(long, env = "FALCO_API_TLS_CA", global = true)]
     pub tls_ca: Option<PathBuf>,
@@ -118,7 +122,27 @@ impl ConnectArgs {
                 anyhow::bail!("{url}: TCP connections use mutual TLS: https://host:port with --tls-ca, --tls-cert and --tls-key")
             }
             Some(text) => Target::parse(text).map_err(anyhow::Error::msg),
-            None => Ok(Target::Unix(config::default_socket())),
+            None => Ok(Target::Unix(match &self.data_dir {
+                Some(dir) => dir.join(config::SOCKET_NAME),
+                None => config::default_socket(),
+            })),
+        }
+    }
+
+    /// Where the target came from, for messages.
+    fn origin(&self) -> String {
+        let from_env = |var: &str, value: &str| std::env::var(var).is_ok_and(|v| v == value);
+        match (&self.server, &self.data_dir) {
+            (Some(s), _) if from_env("FALCO_API_SERVER", s) => "from FALCO_API_SERVER".into(),
+            (Some(_), _) => "from --server".into(),
+            (None, Some(d)) if from_env("FALCO_API_DATA_DIR", &d.display().to_string()) => {
+                "the socket in FALCO_API_DATA_DIR".into()
+            }
+            (None, Some(_)) => "the socket in --data-dir".into(),
+            (None, None) => format!(
+                "the default data directory's socket ({})",
+                config::default_data_dir().display()
+            ),
         }
     }
 
@@ -126,8 +150,45 @@ impl ConnectArgs {
         let target = self.target()?;
         client::connect(&target)
             .await
-            .with_context(|| format!("cannot connect to {target:?}"))
+            .map_err(|e| anyhow::anyhow!(self.connect_failure(&target, &e)))
     }
+
+    /// What went wrong connecting to `target`, what was tried, and what to do.
+    fn connect_failure(&self, target: &Target, e: &client::ConnectError) -> String {
+        let (place, io) = match target {
+            Target::Unix(path) => (format!("unix://{}", path.display()), io_cause(e)),
+            Target::Tls(t) => (t.url.clone(), io_cause(e)),
+        };
+        let why = match io.map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::NotFound) => {
+                "no socket there: is `falco-api serve` running, with this data directory?".into()
+            }
+            Some(std::io::ErrorKind::ConnectionRefused) => match target {
+                Target::Unix(_) => "a socket file is there but no server answers on it (a server that stopped?): start `falco-api serve`".into(),
+                Target::Tls(_) => "nothing listens there: is `falco-api serve` running with that tcp:// listener?".into(),
+            },
+            Some(std::io::ErrorKind::PermissionDenied) => "permission denied: the socket is for its owner and group (socket.mode, socket.group): run as a member of its group, or as its owner".into(),
+            _ => e.to_string(),
+        };
+        format!(
+            "cannot connect to falco-api at {place} ({}): {why}\n\
+             to reach another server: --server unix:///path/to.sock (or FALCO_API_SERVER), or \
+             --data-dir DIR (or FALCO_API_DATA_DIR) as given to `falco-api serve`",
+            self.origin()
+        )
+    }
+}
+
+/// The operating system's error under a connection failure, if there is one.
+fn io_cause(e: &client::ConnectError) -> Option<&std::io::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 pub async fn version(args: ConnectArgs) -> anyhow::Result<i32> {

@@ -41,23 +41,27 @@ pub struct SendArgs {
     pub file: PathBuf,
 }
 
-/// Splits a file into event payloads: a whole-file JSON array or EventList, else JSON lines.
-pub fn payloads(text: &str) -> Vec<Vec<u8>> {
+/// Splits a file into event payloads, each with where it is in the file for messages: a
+/// whole-file JSON array (`item N`) or single document (`the document`), else JSON lines
+/// (`line N`, the file's own line numbers: blank lines count, and are skipped).
+pub fn payloads(text: &str) -> Vec<(String, Vec<u8>)> {
     let trimmed = text.trim();
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(trimmed) {
         match value {
             serde_json::Value::Array(items) => {
                 return items
                     .into_iter()
-                    .map(|i| i.to_string().into_bytes())
+                    .enumerate()
+                    .map(|(i, item)| (format!("item {}", i + 1), item.to_string().into_bytes()))
                     .collect()
             }
-            other => return vec![other.to_string().into_bytes()],
+            other => return vec![("the document".into(), other.to_string().into_bytes())],
         }
     }
     text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.as_bytes().to_vec())
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (format!("line {}", i + 1), l.as_bytes().to_vec()))
         .collect()
 }
 
@@ -74,7 +78,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<i32> {
     }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let payloads = payloads(&text);
+    let (places, payloads): (Vec<String>, Vec<Vec<u8>>) = payloads(&text).into_iter().unzip();
     let total = payloads.len() as u64;
     let mut client =
         ServiceClient::new(args.connect.channel().await?).max_encoding_message_size(64 << 20);
@@ -116,7 +120,11 @@ pub async fn send(args: SendArgs) -> anyhow::Result<i32> {
     let mut last_seq = 0;
     while let Some(ack) = stream.message().await? {
         for r in &ack.rejected {
-            bar.suspend(|| eprintln!("event {} rejected: {}", r.seq, r.reason));
+            let place = usize::try_from(r.seq)
+                .ok()
+                .and_then(|n| places.get(n.checked_sub(1)?))
+                .map_or_else(|| format!("event {}", r.seq), String::clone);
+            bar.suspend(|| eprintln!("{}: {place} rejected: {}", args.file.display(), r.reason));
         }
         rejected += ack.rejected.len() as u64;
         matched += ack.matched;
@@ -130,6 +138,10 @@ pub async fn send(args: SendArgs) -> anyhow::Result<i32> {
     }
     bar.finish_and_clear();
     let accepted = acked.saturating_sub(rejected);
-    println!("{total} events: {accepted} accepted, {rejected} rejected, {dropped} dropped, {matched} matched a rule");
+    println!(
+        "{total} {}: {accepted} accepted, {rejected} rejected, {dropped} dropped, {matched} matched a rule",
+        if total == 1 { "event" } else { "events" }
+    );
+    // 0: every event accepted; 1: some were rejected or dropped (each named above).
     Ok(if rejected > 0 || dropped > 0 { 1 } else { 0 })
 }

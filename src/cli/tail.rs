@@ -66,15 +66,20 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
     };
     if args.once {
         let mut stream = client.get(request).await?.into_inner();
+        let mut printed = 0u64;
         while let Some(response) = stream.message().await? {
             print_response(&response, args.json);
+            printed += 1;
+        }
+        if printed == 0 {
+            eprintln!("{}", nothing_new("alerts", &args));
         }
         return Ok(0);
     }
     let (tx, rx) = mpsc::channel(16);
     tx.send(request).await?;
     let mut stream = client.sub(ReceiverStream::new(rx)).await?.into_inner();
-    while let Some(response) = stream.message().await? {
+    while let Some(response) = stream.message().await.map_err(went_away)? {
         print_response(&response, args.json);
         if args.consumer.is_some() && response.seq > 0 {
             let ack = Request {
@@ -86,7 +91,35 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(shut_down())
+}
+
+/// Why `--once` printed nothing, for a person who expected something.
+fn nothing_new(what: &str, args: &TailArgs) -> String {
+    match (&args.consumer, args.after) {
+        (Some(c), _) => format!(
+            "no {what}: consumer '{c}' has already seen every retained one (--after 0 prints them all)"
+        ),
+        (None, Some(n)) => format!("no {what} retained after seq {n}"),
+        (None, None) => format!(
+            "no new {what}: without --after or --consumer, --once drains the shared consumer \
+             'default', which has seen every retained one (--after 0 prints them all)"
+        ),
+    }
+}
+
+/// A live stream ended: only a server that stops ends one. Says so; the exit status.
+fn shut_down() -> i32 {
+    eprintln!("the server shut down: the stream ended (run the command again once it is back)");
+    3
+}
+
+/// A live stream that broke: the server went away.
+fn went_away(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the server went away ({}): run the command again once it is back",
+        status.message()
+    )
 }
 
 /// `falco-api drops`: the drops log, with tail's position flags (filters other than --source do
@@ -125,15 +158,20 @@ pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
     };
     if args.once {
         let mut stream = client.get(request).await?.into_inner();
+        let mut printed = 0u64;
         while let Some(d) = stream.message().await? {
             print(&d);
+            printed += 1;
+        }
+        if printed == 0 {
+            eprintln!("{}", nothing_new("drop records", &args));
         }
         return Ok(0);
     }
     let (tx, rx) = mpsc::channel(16);
     tx.send(request).await?;
     let mut stream = client.sub(ReceiverStream::new(rx)).await?.into_inner();
-    while let Some(d) = stream.message().await? {
+    while let Some(d) = stream.message().await.map_err(went_away)? {
         print(&d);
         if args.consumer.is_some() && d.seq > 0 {
             let ack = DropsRequest {
@@ -145,7 +183,7 @@ pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(shut_down())
 }
 
 fn print_response(r: &Response, json: bool) {

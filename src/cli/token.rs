@@ -21,6 +21,7 @@ pub enum TokenCommand {
     },
     /// Every token with its role, age, expiry and whether it is revoked.
     List {
+        /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -154,15 +154,55 @@ pub fn set(
     let guard = v.lock();
     let api = api_values(app, None)?;
     check_expected(&api, &normal.keys().collect::<Vec<_>>(), expected)?;
-    let changes = normal
+    // A key already set through the API to the same value is not a change.
+    let changes: Vec<Change> = normal
         .iter()
+        .filter(|(k, val)| api.get(k.as_str()).map(|c| &c.value) != Some(*val))
         .map(|(k, val)| Change {
             target: Kind::Config.of(k).to_string(),
             value: Some(val.clone()),
         })
         .collect();
+    if changes.is_empty() {
+        return Ok(Changed {
+            revision: v.revision()?,
+            warnings: vec![format!(
+                "nothing changed: {} already set to that (no revision recorded)",
+                normal.keys().cloned().collect::<Vec<_>>().join(", ")
+            )],
+        });
+    }
     let revision = v.commit(&guard, "set", author, comment, changes)?;
     finish(app, guard, revision)
+}
+
+/// The newest revision that changed the configuration (a set, unset or rollback), 0 when none
+/// did; looks back through at most `scan` history records.
+pub fn last_change(app: &App, scan: usize) -> Result<u64, ControlError> {
+    let v = app.store.versioned();
+    let mut before = 0;
+    let mut seen = 0;
+    while seen < scan {
+        let page = v.history("", before, 200)?;
+        if page.is_empty() {
+            break;
+        }
+        seen += page.len();
+        if let Some(r) = page.iter().find(|r| {
+            r.changes
+                .iter()
+                .any(|c| c.target.starts_with(Kind::Config.prefix()))
+        }) {
+            return Ok(r.revision);
+        }
+        before = page.last().map_or(0, |r| r.revision);
+        if before <= 1 {
+            break;
+        }
+    }
+    // Past the scan: the newest revision among the values still set.
+    let current = v.current(Kind::Config.prefix())?;
+    Ok(current.values().map(|c| c.revision).max().unwrap_or(0))
 }
 
 /// Returns keys to their boot or default values.

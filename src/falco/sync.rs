@@ -175,7 +175,8 @@ impl Syncer {
             .map(|e| (e.key, e.value))
             .collect();
         let text = falco_config(&values, revision);
-        let result = atomic_write(path, text.as_bytes());
+        let result = ensure_dir(path.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| atomic_write(path, text.as_bytes()));
         let (written, error) = match &result {
             Ok(()) => (revision, String::new()),
             Err(e) => (0, e.clone()),
@@ -236,9 +237,7 @@ fn write_rules_dir(
     manifest: &Path,
     view: &crate::control::rules::FalcoView,
 ) -> Result<(), String> {
-    if !dir.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
+    ensure_dir(dir)?;
     let files = rules_files(view);
     for (name, content) in &files {
         let path = dir.join(name);
@@ -266,6 +265,29 @@ fn write_rules_dir(
     }
     let list = serde_json::json!({ "dir": dir, "files": wanted });
     atomic_write(manifest, list.to_string().as_bytes())
+}
+
+/// Creates `dir` (and its parents) when it does not exist, as Falco's `rules.d` and `config.d`
+/// may not yet; says exactly what is wrong when something else is there.
+fn ensure_dir(dir: &Path) -> Result<(), String> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!("{} exists and is not a directory", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "{} does not exist and cannot be created: {e}",
+                    dir.display()
+                )
+            })?;
+            tracing::info!(dir = %dir.display(), "created the directory for Falco's files");
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot use {}: {e}", dir.display())),
+    }
 }
 
 /// The files an earlier write put into `dir` (none when the manifest names another directory).

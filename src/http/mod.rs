@@ -126,6 +126,17 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
             }
         }
     }
+    // The console's listener sends a bare visit to the console (unless `/` is Falco's).
+    let console = endpoints.iter().any(|e| e.kind == HttpKind::Console);
+    let receiver = endpoints
+        .iter()
+        .any(|e| matches!(e.kind, HttpKind::Falco { .. }));
+    if console && !receiver {
+        router = router.route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/console/") }),
+        );
+    }
     let known = paths.join(", ");
     router
         .fallback(move || async move {

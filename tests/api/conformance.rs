@@ -80,7 +80,7 @@ pub fn run_events(set: &RuleSet, events_file: &std::path::Path) -> Outcome {
 }
 
 #[test]
-#[ignore = "needs the corpus: FALCO_API_CORPUS (run by .ci/run)"]
+#[ignore = "the conformance corpus: run with `scripts/test.sh -- --ignored` (FALCO_API_CORPUS, default ../shared/corpus; .ci/run does)"]
 fn every_corpus_rules_file_loads_and_each_prefix_compiles() {
     let root = corpus();
     let sets: &[&[&str]] = &[
@@ -115,7 +115,7 @@ fn every_corpus_rules_file_loads_and_each_prefix_compiles() {
 }
 
 #[test]
-#[ignore = "needs the corpus: FALCO_API_CORPUS (run by .ci/run)"]
+#[ignore = "the conformance corpus: run with `scripts/test.sh -- --ignored` (FALCO_API_CORPUS, default ../shared/corpus; .ci/run does)"]
 fn all_132_k8s_audit_cases_give_falcos_results() {
     let root = corpus();
     let cases: Value =
@@ -239,7 +239,7 @@ pub fn check_outcome(expect: &Value, out: &Outcome) -> Result<(), String> {
 /// The corpus cases end to end: events go through falco.inputs, alerts come back from a `sub`
 /// stream, and the expectations are the same as the engine's.
 #[tokio::test]
-#[ignore = "needs the corpus: FALCO_API_CORPUS (run by .ci/run)"]
+#[ignore = "the conformance corpus: run with `scripts/test.sh -- --ignored` (FALCO_API_CORPUS, default ../shared/corpus; .ci/run does)"]
 async fn the_k8s_audit_cases_end_to_end_through_the_server() {
     use falco_api::proto::inputs::Event;
     use falco_api::proto::outputs::Request;

@@ -8,6 +8,7 @@ mod control;
 mod engine_cases;
 mod engine_props;
 mod falco;
+mod first_hour;
 mod fleet;
 mod fuzz;
 mod hardening;
