@@ -74,14 +74,14 @@ def alert(n, size=10, rule="Attack", hostname="node-a", fields=None):
 
 
 class Server:
-    def __init__(self, extra_config=""):
+    def __init__(self, extra_config="", console_config=""):
         self.dir = tempfile.mkdtemp()
         self.sock = os.path.join(self.dir, "s.sock")
         self.falco, self.console, self.metrics = free_port(), free_port(), free_port()
         config = os.path.join(self.dir, "c.yaml")
         with open(config, "w") as f:
             f.write(f"falco:\n  listen: 127.0.0.1:{self.falco}\n"
-                    f"console:\n  listen: 127.0.0.1:{self.console}\n"
+                    f"console:\n  listen: 127.0.0.1:{self.console}\n{console_config}"
                     f"metrics:\n  listen: 127.0.0.1:{self.metrics}\n" + extra_config)
         self.log = open(os.path.join(self.dir, "log"), "w")
         self.proc = subprocess.Popen(
@@ -187,14 +187,16 @@ def login_cookie(s):
     raise SystemExit(f"no cookie: {out[:300]}")
 
 
-def stalled_reader():
-    s = Server("console:\n  stall_timeout_secs: 5\n" if "--new" in sys.argv else "")
-    cookie = login_cookie(s)
-    r = socket.socket()
-    r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    r.connect(("127.0.0.1", s.console))
-    r.sendall(f"GET /console/api/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1:{s.console}\r\nCookie: {cookie}\r\n\r\n".encode())
-    r.recv(512)
+def stalled_reader(with_reader=True):
+    s = Server(console_config="  stall_timeout_secs: 5\n" if "--new" in sys.argv else "")
+    r = None
+    if with_reader:
+        cookie = login_cookie(s)
+        r = socket.socket()
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        r.connect(("127.0.0.1", s.console))
+        r.sendall(f"GET /console/api/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1:{s.console}\r\nCookie: {cookie}\r\n\r\n".encode())
+        r.recv(512)
     before = s.rss()
     path = os.path.join(s.dir, "alerts.jsonl")
     with open(path, "wb") as f:
@@ -202,18 +204,17 @@ def stalled_reader():
             f.write(alert(n, size=20 * 1024) + b"\n")
     s.cli("send", "--alerts", "--quiet", path, timeout=300)
     time.sleep(8)
-    print(f"4. a stalled live-alerts reader and 3,000 alerts of 20 KiB: RSS {before:.0f} -> {s.rss():.0f} MB")
-    r.close()
+    what = "a stalled live-alerts reader" if with_reader else "no reader (baseline)"
+    print(f"4. {what} and 3,000 alerts of 20 KiB: RSS {before:.0f} -> {s.rss():.0f} MB")
+    if r:
+        r.close()
     s.stop()
 
 
 def big_alerts_in_console():
     s = Server()
-    path = os.path.join(s.dir, "alerts.jsonl")
-    with open(path, "wb") as f:
-        for n in range(50):
-            f.write(alert(n, size=(1 << 20) - 200) + b"\n")
-    s.cli("send", "--alerts", "--quiet", path, timeout=300)
+    for n in range(50):
+        http(s.falco, "POST", "/", alert(n, size=(1 << 20) - 1000))
     cookie = login_cookie(s)
     before = s.rss()
     status, body, took = http(s.console, "GET", "/console/api/alerts?limit=2000",
@@ -241,6 +242,7 @@ if __name__ == "__main__":
     print(f"binary: {EXE}")
     idle_connections()
     hostile_metrics()
+    stalled_reader(with_reader=False)
     stalled_reader()
     big_alerts_in_console()
     disk_growth()
