@@ -1,6 +1,7 @@
 //! `falco-api serve`: open the store, bind, serve until SIGINT/SIGTERM, drain, flush.
 
 use anyhow::Context;
+use tokio_util::task::TaskTracker;
 
 use crate::app::{App, LogReloader};
 use crate::config::{HttpEndpoint, HttpKind, Listen, ServeConfig};
@@ -98,16 +99,20 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         );
     }
     print_rules(&app, &config, imported)?;
-    crate::falco::sync::start(
+    // Every task that outlives this function's setup, joined at shutdown within the grace.
+    let tasks = TaskTracker::new();
+    let sync = crate::falco::sync::start(
         &app,
         crate::falco::sync::Targets {
             rules_dir: config.falco.rules_dir.clone(),
             config_file: config.falco.config_file.clone(),
         },
     );
+    tasks.spawn(async move { sync.wait().await });
     print_falco(&app);
-    serve_http(&app, &config, http)?;
-    crate::fleet::start(&app, &config.fleet);
+    serve_http(&app, &config, http, &tasks)?;
+    let fleet = crate::fleet::start(&app, &config.fleet);
+    tasks.spawn(async move { fleet.wait().await });
     if !config.fleet.url.is_empty() {
         println!(
             "fleet: NATS {} stream {}{}{}",
@@ -127,7 +132,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     }
     let rebuild = app.clone();
     tokio::task::spawn_blocking(move || rebuild.rebuild_counts());
-    tokio::spawn(save_counts(app.clone()));
+    tasks.spawn(save_counts(app.clone()));
     for bound in &listeners {
         match bound {
             Bound::Tcp(addr, _) => println!("listening on: tcp://{addr} (mutual TLS)"),
@@ -141,9 +146,40 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         tracing::info!("shutting down");
         signals.cancel();
     });
-    let outcome = serve_grpc(&app, &config, listeners, open_files).await;
+    tasks.close();
+    let outcome = drain(
+        &app,
+        &config,
+        serve_grpc(&app, &config, listeners, open_files),
+        tasks,
+    )
+    .await;
     app.close().await.context("final flush")?;
     outcome
+}
+
+/// Runs gRPC until its listeners end, then waits for the HTTP servers (which finish the answers
+/// in progress), the fleet (after its last acknowledged record) and the rules-directory sync —
+/// all within `shutdown_grace_secs` of the signal; past it, what is still open is cut.
+async fn drain(
+    app: &App,
+    config: &ServeConfig,
+    grpc: impl std::future::Future<Output = anyhow::Result<()>>,
+    tasks: TaskTracker,
+) -> anyhow::Result<()> {
+    let everything = async {
+        let outcome = grpc.await;
+        tasks.wait().await;
+        outcome
+    };
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        outcome = everything => outcome,
+        _ = async { app.shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "connections or tasks still open after the grace period; closing them");
+            Ok(())
+        }
+    }
 }
 
 /// How often changed `falco_events` counts are saved (and at shutdown), so a restart does not
@@ -161,8 +197,14 @@ async fn save_counts(app: App) {
     }
 }
 
-/// Starts the HTTP surface: one listener per address, serving the endpoints configured on it.
-fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow::Result<()> {
+/// Starts the HTTP surface: one listener per address, serving the endpoints configured on it,
+/// each on `tasks`.
+fn serve_http(
+    app: &App,
+    config: &ServeConfig,
+    bound: Vec<HttpBound>,
+    tasks: &TaskTracker,
+) -> anyhow::Result<()> {
     for HttpBound {
         listener,
         endpoints,
@@ -216,7 +258,7 @@ fn serve_http(app: &App, config: &ServeConfig, bound: Vec<HttpBound>) -> anyhow:
         };
         let endpoints: Vec<&HttpEndpoint> = endpoints.iter().collect();
         let router = crate::http::router(app.clone(), &endpoints);
-        tokio::spawn(crate::http::serve(app.clone(), listener, router, opts));
+        tasks.spawn(crate::http::serve(app.clone(), listener, router, opts));
     }
     Ok(())
 }
@@ -227,8 +269,7 @@ struct HttpBound {
     endpoints: Vec<HttpEndpoint>,
 }
 
-/// Serves gRPC on every bound listener until they end, or until the grace period after
-/// shutdown began.
+/// Serves gRPC on every bound listener until they end (the caller bounds that with the grace).
 async fn serve_grpc(
     app: &App,
     config: &ServeConfig,
@@ -260,20 +301,10 @@ async fn serve_grpc(
             }
         };
     }
-    let all = async {
-        while let Some(result) = tasks.join_next().await {
-            result.context("server task panicked")??;
-        }
-        Ok::<(), anyhow::Error>(())
-    };
-    let grace = config.shutdown_grace;
-    tokio::select! {
-        result = all => result,
-        _ = async { app.shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "streams still open after the grace period; closing them");
-            Ok(())
-        }
+    while let Some(result) = tasks.join_next().await {
+        result.context("server task panicked")??;
     }
+    Ok(())
 }
 
 /// Binds the gRPC listeners and the HTTP surface's.

@@ -71,9 +71,11 @@ pub struct Syncer {
 }
 
 /// Starts writing for Falco: once now, after every commit, and again while behind.
-pub fn start(app: &App, config: Targets) {
+pub fn start(app: &App, config: Targets) -> tokio_util::task::TaskTracker {
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.close();
     if config.rules_dir.is_none() && config.config_file.is_none() {
-        return;
+        return tasks;
     }
     let syncer = Arc::new(Syncer {
         config,
@@ -86,7 +88,7 @@ pub fn start(app: &App, config: Targets) {
         tracing::warn!("{problem}");
     }
     let app = app.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(RETRY) => {}
@@ -108,6 +110,7 @@ pub fn start(app: &App, config: Targets) {
             }
         }
     });
+    tasks
 }
 
 impl Syncer {

@@ -16,6 +16,8 @@ pub mod wire;
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+
 use async_nats::jetstream::{self, consumer, stream};
 use tokio_stream::StreamExt;
 
@@ -120,10 +122,13 @@ async fn stream_of(
     }
 }
 
-/// Starts the forwarders and the collector the config asks for.
-pub fn start(app: &App, cfg: &FleetConfig) {
+/// Starts the forwarders and the collector the config asks for; they stop after their last
+/// acknowledged record once shutdown begins, and the returned tracker says when they all have.
+pub fn start(app: &App, cfg: &FleetConfig) -> TaskTracker {
+    let tasks = TaskTracker::new();
+    tasks.close();
     if cfg.url.is_empty() || !(cfg.forward || cfg.collect || cfg.rules != FleetRules::Own) {
-        return;
+        return tasks;
     }
     if cfg.forward {
         // From the moment forwarding is configured, every record is forwarded or reported lost:
@@ -146,7 +151,9 @@ pub fn start(app: &App, cfg: &FleetConfig) {
     }
     let app = app.clone();
     let cfg = cfg.clone();
-    tokio::spawn(async move {
+    let spawner = tasks.clone();
+    tasks.spawn(async move {
+        let tasks = spawner;
         let client = match connect(&cfg, &format!("falco-api {}", app.current_hostname())).await {
             Ok(c) => c,
             Err(e) => return tracing::error!(error = %e, "the fleet is off"),
@@ -154,10 +161,10 @@ pub fn start(app: &App, cfg: &FleetConfig) {
         let js = jetstream::new(client);
         match cfg.rules {
             FleetRules::Publish => {
-                tokio::spawn(rules::publish(app.clone(), js.clone(), cfg.clone()));
+                tasks.spawn(rules::publish(app.clone(), js.clone(), cfg.clone()));
             }
             FleetRules::Follow => {
-                tokio::spawn(rules::follow(app.clone(), js.clone(), cfg.clone()));
+                tasks.spawn(rules::follow(app.clone(), js.clone(), cfg.clone()));
             }
             FleetRules::Own => {}
         }
@@ -167,7 +174,7 @@ pub fn start(app: &App, cfg: &FleetConfig) {
         if cfg.forward {
             let host = app.current_hostname();
             let protobuf = cfg.protobuf;
-            tokio::spawn(forward(
+            tasks.spawn(forward(
                 app.clone(),
                 js.clone(),
                 app.outputs.clone(),
@@ -175,7 +182,7 @@ pub fn start(app: &App, cfg: &FleetConfig) {
                 cfg.window,
                 move |seq, ev: &OutputEvent| wire::alert(seq, ev, protobuf),
             ));
-            tokio::spawn(forward(
+            tasks.spawn(forward(
                 app.clone(),
                 js.clone(),
                 app.drops.clone(),
@@ -185,9 +192,10 @@ pub fn start(app: &App, cfg: &FleetConfig) {
             ));
         }
         if cfg.collect {
-            tokio::spawn(collect(app.clone(), js, cfg));
+            tasks.spawn(collect(app.clone(), js, cfg));
         }
     });
+    tasks
 }
 
 /// Forwards one log from the forwarder's position, with at most `window` publishes awaiting

@@ -173,7 +173,10 @@ async fn count(
     response
 }
 
-/// Serves `router` on `listener` until shutdown.
+/// Serves `router` on `listener` until shutdown, then stops accepting, lets every open
+/// connection finish the request it is answering (hyper's graceful shutdown: a keep-alive
+/// connection closes after its current answer; a live stream ends on shutdown by itself), and
+/// returns once they are all closed. The caller bounds that wait with `shutdown_grace_secs`.
 pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOptions) {
     let name = listener
         .local_addr()
@@ -187,10 +190,11 @@ pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOp
     ));
     let limits = opts.limits.conn_limits();
     let mut incoming = crate::server::listen::incoming(listener, name, limits);
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             a = incoming.next() => a,
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown.cancelled() => break,
         };
         let stream = match accepted {
             Some(Ok(stream)) => stream,
@@ -198,12 +202,50 @@ pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOp
                 tracing::warn!(error = %e, "http accept failed");
                 continue;
             }
-            None => return,
+            None => break,
         };
         let Ok(addr) = stream.get_ref().peer_addr() else {
             continue;
         };
-        tokio::spawn(connection(stream, addr, router.clone(), opts.clone()));
+        let shutdown = app.shutdown.clone();
+        connections.spawn(connection(
+            stream,
+            addr,
+            router.clone(),
+            opts.clone(),
+            shutdown,
+        ));
+    }
+    // No new connection from here on (the listener goes with `incoming`).
+    drop(incoming);
+    connections.close();
+    connections.wait().await;
+}
+
+/// Drives one HTTP/1.1 connection until it ends; at shutdown, lets it finish the answer in
+/// progress and closes it.
+async fn drive<IO, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: IO,
+    service: S,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 
@@ -214,6 +256,7 @@ async fn connection(
     addr: std::net::SocketAddr,
     router: Router,
     opts: HttpOptions,
+    shutdown: tokio_util::sync::CancellationToken,
 ) {
     let conn = stream.conn().clone();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -239,10 +282,7 @@ async fn connection(
         ))
     };
     let result = match opts.tls {
-        None => {
-            http.serve_connection(TokioIo::new(stream), with(None))
-                .await
-        }
+        None => drive(&http, TokioIo::new(stream), with(None), shutdown).await,
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(opts.limits.handshake_timeout, acceptor.accept(stream));
@@ -254,8 +294,7 @@ async fn connection(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .and_then(|leaf| opts.policy.identify_certificate(leaf.as_ref()));
-                    http.serve_connection(TokioIo::new(tls), with(identity))
-                        .await
+                    drive(&http, TokioIo::new(tls), with(identity), shutdown).await
                 }
                 Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),

@@ -684,3 +684,49 @@ async fn the_sidecar_service_refuses_bad_requests_precisely() {
     assert_eq!(reply.rejected[0].index, 1);
     server.stop().await;
 }
+
+/// SIGTERM while a Falco post is half sent: the server finishes that request (the alert is
+/// stored and answered 200), then exits 0 within the grace, and the alert is there after a
+/// restart. Before the HTTP connections were drained, the process exited under it.
+#[test]
+fn sigterm_lets_a_post_in_progress_finish() {
+    use std::io::{Read as _, Write as _};
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let sock = home.path().join("s.sock");
+    let args = serve_args(&data, &sock, &["--falco-http", "127.0.0.1:0"]);
+    let mut running = spawn_serve(home.path(), &args);
+    let addr = receiver_addr(&running.lines);
+    let body = sample_alert(7, 1);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut post = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        post,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    post.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    sigterm(&running.child);
+    std::thread::sleep(Duration::from_millis(500));
+    post.write_all(rest.as_bytes()).unwrap();
+    let mut answer = String::new();
+    post.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ = post.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let status = wait_exit(&mut running.child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "within the 10 s grace"
+    );
+    let mut running = spawn_serve(home.path(), &args);
+    let stored = tail_json(&sock);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["output_fields"]["bench.n"], "7-1");
+    sigterm(&running.child);
+    wait_exit(&mut running.child, Duration::from_secs(20));
+}
