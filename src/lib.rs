@@ -17,10 +17,17 @@
 //! - [`throttle`]: token buckets and the drop-alert settings.
 //! - [`files`]: reading only regular files within a size, creating files without following links.
 //! - [`server`]: the gRPC services, one thin adapter per service, `status.rs` (the one table
-//!   from domain errors to statuses), auth, and bounded listeners.
-//! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook, Falco's http_output.
+//!   from domain errors to statuses), auth, and the bounded listeners gRPC and HTTP share (caps
+//!   per listener and peer, idle connections evicted, first-byte and idle timeouts).
+//! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook, Falco's http_output
+//!   receiver, `/metrics`, the web console; `Host`/`Origin` checks.
 //! - [`falco`]: running beside Falco: its alerts in (JSON or text), its rules directory and
 //!   config file out; [`nodes`]: what is known about the Falco nodes that send alerts.
+//! - [`fleet`]: NATS JetStream: forwarding this node's logs, collecting a fleet's, rules for the
+//!   fleet through a key-value bucket.
+//! - [`telemetry`]: the counters, histograms and `falco_events`; [`metrics`]: every series
+//!   gathered at scrape time.
+//! - [`tokens`]: console tokens (stored hashed) and signed sessions.
 //! - [`cli`]: the client commands and the gRPC client helpers; [`bench`]: the load generators,
 //!   their baselines and the crash soak.
 //! - [`proto`]: generated code.

@@ -504,3 +504,94 @@ async fn missing_directories_for_falco_are_created() {
     server.stop().await;
     server2.stop().await;
 }
+
+/// Every `falco-api …` command the README and the guides show (in `sh` blocks, `cargo run
+/// --release --` ones included) names a real subcommand with real flags: each is parsed with
+/// `--help` appended, which clap answers only once everything before it parsed.
+#[test]
+fn every_documented_command_parses() {
+    let mut pages = vec![repo().join("README.md")];
+    for entry in std::fs::read_dir(repo().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut checked = 0;
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let mut in_sh = false;
+        let mut pending = String::new();
+        for line in text.lines() {
+            if line.starts_with("```") {
+                in_sh = line.starts_with("```sh");
+                continue;
+            }
+            if !in_sh {
+                continue;
+            }
+            // Join continued lines, drop comments and pipes.
+            if let Some(head) = line.strip_suffix('\\') {
+                pending.push_str(head);
+                continue;
+            }
+            let full = std::mem::take(&mut pending) + line;
+            let code = full.split(" #").next().unwrap().split(" |").next().unwrap();
+            let code = code.trim().trim_end_matches('&').trim();
+            let args = match (
+                code.strip_prefix("falco-api "),
+                code.strip_prefix("cargo run --release -- "),
+            ) {
+                (Some(a), _) | (_, Some(a)) => a,
+                _ => continue,
+            };
+            let words = shell_words(args);
+            let out = Command::new(EXE)
+                .args(&words)
+                .arg("--help")
+                .env_remove("FALCO_API_SERVER")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: `{code}` does not parse:\n{}",
+                page.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} commands found");
+}
+
+/// Words as a shell splits them: on blanks outside quotes, with the quotes removed (variables
+/// are left as they are written).
+fn shell_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut started = false;
+    for c in text.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                started = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (_, c) => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
