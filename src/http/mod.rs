@@ -188,7 +188,12 @@ pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOp
         Arc::new(hosts),
         guard::same_origin,
     ));
-    let limits = opts.limits.conn_limits();
+    // An HTTP client's first bytes are its first request head: `header_read_timeout` bounds both
+    // (browsers keep unused preconnected sockets up to 10 s; closing them sooner races a request).
+    let limits = crate::server::listen::ConnLimits {
+        first_byte_timeout: opts.limits.header_read_timeout,
+        ..opts.limits.conn_limits()
+    };
     let mut incoming = crate::server::listen::incoming(listener, name, limits);
     let connections = tokio_util::task::TaskTracker::new();
     loop {

@@ -411,6 +411,7 @@ async fn mtls_endpoints_need_the_certificate_in_the_handshake_and_handshakes_are
     let limits = Limits {
         first_byte_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(30),
+        header_read_timeout: Duration::from_secs(30),
         ..short_limits()
     };
     let addr = serve_endpoint(

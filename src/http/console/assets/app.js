@@ -38,7 +38,10 @@ async function api(path, options) {
     opts.headers["Content-Type"] = "application/json";
   }
   if (opts.method && opts.method !== "GET" && session) opts.headers["X-CSRF-Token"] = session.csrf;
-  const r = await fetch(API + path, opts);
+  // A keep-alive connection the server closed just as it was reused fails without an answer:
+  // reads and checks that change nothing are sent once more.
+  const again = !opts.method || opts.method === "GET" || path === "/rules/validate";
+  const r = await fetch(API + path, opts).catch((e) => { if (again) return fetch(API + path, opts); throw e; });
   let body = {};
   try { body = await r.json(); } catch (_) { /* empty body */ }
   if (r.status === 401 && path !== "/login") { showLogin(); throw new Error(body.error || "sign in"); }
