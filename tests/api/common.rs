@@ -326,3 +326,13 @@ where
     }
     open
 }
+
+/// Tests that load the machine (floods of connections or megabytes) and tests with timing
+/// bounds (the browser, the crash soak) take this in turn, so a bound is never measured while
+/// another test floods the same two cores.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes [`HEAVY`] from synchronous code.
+pub fn heavy_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.blocking_lock()
+}

@@ -216,6 +216,7 @@ fn send_cli(sock: &Path, dir: &Path, n: usize, tag: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_alerts_resume_after_reload_and_kill_9_and_filters_narrow_the_table() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let sock = home.path().join("s.sock");
@@ -400,6 +401,7 @@ async fn live_alerts_resume_after_reload_and_kill_9_and_filters_narrow_the_table
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_they_are() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(1000).await;
     let app = server.app.clone();
     let base = console(&server).await;
@@ -533,6 +535,7 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readers_session_changes_nothing_and_the_page_fits_a_narrow_window() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(1000).await;
     let base = console(&server).await;
     falco_api::control::rules::put(
@@ -774,6 +777,7 @@ async fn changes_need_the_csrf_value_and_a_live_token() {
 /// FALCO_API_CONSOLE_BENCH_SECS sets how long (default 10 s; the note's figures are from 60 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_keeps_up_with_2000_alerts_a_second() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let secs: u64 = std::env::var("FALCO_API_CONSOLE_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

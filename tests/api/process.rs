@@ -651,6 +651,7 @@ fn serve_listens_on_the_socket_and_mutual_tls_tcp_at_once() {
 /// The crash soak, short: five rounds of load, `kill -9` at a random moment, restart and check.
 #[test]
 fn a_short_crash_soak_finds_no_violation() {
+    let _heavy = crate::common::heavy_blocking();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(EXE)
         .args([

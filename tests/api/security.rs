@@ -364,6 +364,7 @@ async fn the_socket_takes_the_configured_mode_and_group_and_is_never_stolen() {
 /// waiting, and are closed within the first-byte timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_send_nothing_never_stop_calls_over_mutual_tls() {
+    let _heavy = crate::common::HEAVY.lock().await;
     server::listen::raise_open_files_limit();
     let limits = Limits {
         first_byte_timeout: Duration::from_secs(2),

@@ -266,6 +266,7 @@ fn serve_writes_nothing_another_user_can_read() {
 /// of them is closed within the configured times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_http_connections_never_stop_alert_intake() {
+    let _heavy = crate::common::HEAVY.lock().await;
     server::listen::raise_open_files_limit();
     let server = TestServer::start(10_000).await;
     let addr = serve_endpoint(
@@ -325,6 +326,7 @@ async fn idle_and_slow_http_connections_never_stop_alert_intake() {
 /// keep `version` waiting, and are closed within the first-byte timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_preface_never_stop_grpc_calls_on_the_socket() {
+    let _heavy = crate::common::HEAVY.lock().await;
     server::listen::raise_open_files_limit();
     let server = TestServer::start(100).await;
     let sock = server.dir.join("limited.sock");
@@ -487,6 +489,7 @@ fn snapshot(node: &str, fields: usize) -> String {
 /// cut, and `falco_events` holds a byte budget as well as a count of label sets.
 #[tokio::test]
 async fn whoever_can_post_cannot_blow_up_the_scrape() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(100_000).await;
     let receiver = receiver(&server).await;
     let metrics = serve_endpoint(
@@ -608,6 +611,7 @@ fn big_event(i: u64, output_bytes: usize) -> OutputEvent {
 /// most a bounded buffer sent its way, instead of pinning every alert in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_live_alerts_reader_is_disconnected_not_buffered() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(100_000).await;
     let console = console_with_stall(&server, Duration::from_secs(2)).await;
     let (cookie, _) = sign_in(&server, console, "watcher").await;
@@ -657,6 +661,7 @@ async fn a_stalled_live_alerts_reader_is_disconnected_not_buffered() {
 /// alert comes from `/alert?seq=`; the overview counts 1 MiB alerts without holding them.
 #[tokio::test]
 async fn console_answers_are_bounded_in_bytes() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(100_000).await;
     let console = console_with_stall(&server, Duration::from_secs(30)).await;
     let (cookie, _) = sign_in(&server, console, "reader").await;
@@ -841,6 +846,7 @@ async fn sessions_end_on_the_server() {
 /// poster over its byte rate is answered 429 and recorded as a drop.
 #[tokio::test]
 async fn the_logs_are_bounded_in_bytes_and_posters_in_byte_rate() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
         outputs_max_bytes: 2 << 20,
@@ -922,6 +928,7 @@ fn alert_line(n: u64, pad: usize) -> String {
 /// the input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(100_000).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.jsonl");
