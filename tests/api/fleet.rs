@@ -193,6 +193,7 @@ fn ids(events: &[OutputEvent]) -> Vec<[u8; 16]> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_forwards_and_the_collector_holds_the_same_records() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), "solo");
     let node = TestServer::start_with(10_000, Settings::default(), &[SYSCALL_RULES]).await;
@@ -241,6 +242,7 @@ async fn a_node_forwards_and_the_collector_holds_the_same_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path(), "solo");
     let node = TestServer::start_with(100_000, Settings::default(), &[SYSCALL_RULES]).await;
@@ -291,6 +293,7 @@ async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), "solo");
     let central = TestServer::start(100_000).await;
@@ -380,6 +383,7 @@ async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_nothing() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Nats::cluster(dir.path());
     let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
@@ -447,6 +451,7 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and_reported() {
+    let _heavy = crate::common::HEAVY.lock().await;
     use falco_api::config::FleetRules;
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(dir.path(), "solo");
@@ -617,6 +622,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(dir.path(), "solo");
     let node = TestServer::start_with(100, Settings::default(), &[SYSCALL_RULES]).await;
@@ -669,6 +675,7 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_over_tls_with_a_password_and_refused_with_a_wrong_one() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let certs = crate::common::localhost_certs();
     let nats = Nats::start_guarded(dir.path(), certs.path());
