@@ -490,15 +490,30 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
             Duration::from_secs(5),
         )
         .await;
-    browser
-        .js("const e = document.querySelector('#editor'); e.value = '- rule: Broken\\n  desc: d\\n  condition: evt.type = open and and\\n  output: x\\n  priority: WARNING\\n'; e.dispatchEvent(new Event('input')); return true;")
-        .await;
-    browser
-        .until(
-            "return document.querySelector('#diagnostics li.err') !== null;",
-            Duration::from_secs(5),
-        )
-        .await;
+    // The toggle above reloads the page's rules, which may reopen the file under an edit made
+    // meanwhile: the edit is made again until the check of it shows.
+    let mut shown = false;
+    for _ in 0..5 {
+        browser
+            .js("const e = document.querySelector('#editor'); e.value = '- rule: Broken\\n  desc: d\\n  condition: evt.type = open and and\\n  output: x\\n  priority: WARNING\\n'; e.dispatchEvent(new Event('input')); return true;")
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if browser
+                .js("return document.querySelector('#diagnostics li.err') !== null;")
+                .await
+                == Value::Bool(true)
+            {
+                shown = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if shown {
+            break;
+        }
+    }
+    assert!(shown, "the editor never showed the error");
     let error = browser.text("#diagnostics li.err").await;
     assert!(error.contains("line 3"), "{error}");
     let bad_line = browser

@@ -187,8 +187,11 @@ async fn a_trimmed_cursor_is_out_of_range_or_reports_the_loss() {
         .await
         .expect_err("beyond the head");
     assert_eq!(ahead.code(), Code::OutOfRange);
+    // The newest seq is 25, or one more when the lagged subscriber's drop record was mirrored
+    // into the outputs log as an internal alert meanwhile.
     assert!(
-        ahead.message().contains("beyond the newest seq 25"),
+        ahead.message().contains("beyond the newest seq 25")
+            || ahead.message().contains("beyond the newest seq 26"),
         "{}",
         ahead.message()
     );
