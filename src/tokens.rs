@@ -182,9 +182,18 @@ impl Tokens {
         let key = new_key();
         let mut keys = self.keys();
         self.store.save(SAVED_KEY, &key)?;
-        self.store.save(SAVED_ENDED, &[0])?;
+        self.save_ended(&[])?;
         keys.key = key;
         keys.ended.clear();
+        Ok(())
+    }
+
+    fn save_ended(&self, ended: &[(String, i64)]) -> Result<(), TokenError> {
+        let bytes = postcard::to_stdvec(ended).map_err(|e| StoreError::Corrupt {
+            tree: "saved".into(),
+            message: e.to_string(),
+        })?;
+        self.store.save(SAVED_ENDED, &bytes)?;
         Ok(())
     }
 
@@ -210,11 +219,7 @@ impl Tokens {
             return self.rotate_key();
         }
         ended.push((parts.nonce.to_string(), parts.expires));
-        let bytes = postcard::to_stdvec(&ended).map_err(|e| StoreError::Corrupt {
-            tree: "saved".into(),
-            message: e.to_string(),
-        })?;
-        self.store.save(SAVED_ENDED, &bytes)?;
+        self.save_ended(&ended)?;
         keys.ended = ended;
         Ok(())
     }

@@ -447,7 +447,6 @@ async fn http_post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, 
 
 #[tokio::test]
 async fn the_webhook_serves_https_when_asked() {
-    use rustls_pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let server = TestServer::start_with(1000, Settings::default(), &[K8S_RULES]).await;
@@ -465,17 +464,7 @@ async fn the_webhook_serves_https_when_asked() {
         Some(acceptor),
     );
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(&read("ca.crt")).unwrap())
-        .unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = crate::common::tls_client(&read("ca.crt"));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut tls = connector
         .connect("localhost".try_into().unwrap(), tcp)

@@ -424,18 +424,7 @@ async fn mtls_endpoints_need_the_certificate_in_the_handshake_and_handshakes_are
     )
     .await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&read("ca.crt")) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = crate::common::tls_client(&read("ca.crt"));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut answer = Vec::new();
@@ -909,6 +898,21 @@ async fn the_logs_are_bounded_in_bytes_and_posters_in_byte_rate() {
 
 // ---- 8, 9, 14. send --alerts ----
 
+/// `falco-api send --alerts --quiet FILE` against the server at `sock`.
+async fn send_alerts(sock: &Path, file: &Path) -> std::process::Output {
+    let (sock, file) = (sock.to_path_buf(), file.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        Command::new(EXE)
+            .args(["send", "--alerts", "--quiet", "--server"])
+            .arg(&sock)
+            .arg(&file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn alert_line(n: u64, pad: usize) -> String {
     serde_json::json!({
         "hostname": "node-f",
@@ -938,17 +942,7 @@ async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() 
         text.push('\n');
     }
     std::fs::write(&file, &text).unwrap();
-    let sock = server.socket.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(EXE)
-            .args(["send", "--alerts", "--quiet", "--server"])
-            .arg(&sock)
-            .arg(&file)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = send_alerts(&server.socket, &file).await;
     assert!(
         out.status.success(),
         "{}",
@@ -971,17 +965,7 @@ async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() 
     bytes.extend_from_slice(alert_line(4, 10).as_bytes());
     bytes.push(b'\n');
     std::fs::write(&mixed, &bytes).unwrap();
-    let sock = server.socket.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(EXE)
-            .args(["send", "--alerts", "--quiet", "--server"])
-            .arg(&sock)
-            .arg(&mixed)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = send_alerts(&server.socket, &mixed).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stderr.contains("line 3 skipped"), "{stderr}");
