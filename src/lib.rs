@@ -35,26 +35,18 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod auth;
+pub mod base;
 pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod engine;
-pub mod event;
 pub mod falco;
 pub mod feed;
-pub mod files;
 pub mod fleet;
+pub mod grpc;
 pub mod http;
-pub mod ingest;
-pub mod metrics;
-pub mod nodes;
+pub mod net;
 pub mod pipeline;
 pub mod proto;
-pub mod serve;
-pub mod server;
+pub mod services;
 pub mod store;
-pub mod telemetry;
-pub mod throttle;
-pub mod tokens;

@@ -152,7 +152,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => {
                 let config = args.resolve()?;
                 let reloader = init_tracing(&config.log_level());
-                falco_api::serve::serve(config, Some(reloader))
+                falco_api::app::serve::serve(config, Some(reloader))
                     .await
                     .map(|()| 0)
             }
@@ -211,7 +211,7 @@ fn main() -> ExitCode {
 }
 
 /// Sets up logging to stderr; returns what changes the filter later (for `log_level`).
-fn init_tracing(filter: &str) -> falco_api::app::LogReloader {
+fn init_tracing(filter: &str) -> falco_api::services::control::LogReloader {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

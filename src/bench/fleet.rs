@@ -11,8 +11,8 @@ use async_nats::jetstream;
 use clap::Args;
 
 use crate::app::App;
+use crate::base::event::{OutputEvent, Priority};
 use crate::config::FleetConfig;
-use crate::event::{OutputEvent, Priority};
 use crate::store::StoreOptions;
 
 #[derive(Args, Debug)]
@@ -150,7 +150,7 @@ pub async fn fleet_bench(args: FleetBenchArgs) -> anyhow::Result<i32> {
     while next <= n {
         let chunk: Vec<OutputEvent> = (next..=(next + 9_999).min(n)).map(sample).collect();
         next += chunk.len() as u64;
-        node.outputs.append(chunk).await?;
+        node.logs.outputs.append(chunk).await?;
     }
     let cfg = FleetConfig {
         url: url.clone(),
@@ -168,7 +168,7 @@ pub async fn fleet_bench(args: FleetBenchArgs) -> anyhow::Result<i32> {
     let forwarding = tokio::spawn(crate::fleet::forward(
         node.clone(),
         js.clone(),
-        node.outputs.clone(),
+        node.logs.outputs.clone(),
         "outputs",
         args.window,
         |seq, ev: &OutputEvent| crate::fleet::wire::alert(seq, ev, false),
@@ -194,7 +194,7 @@ pub async fn fleet_bench(args: FleetBenchArgs) -> anyhow::Result<i32> {
     let central = App::open(&scratch.0.join("central"), &opts)?;
     let started = Instant::now();
     let collecting = tokio::spawn(crate::fleet::collect(central.clone(), js.clone(), cfg));
-    while central.outputs.head() < n {
+    while central.logs.outputs.head() < n {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let collect_rate = n as f64 / started.elapsed().as_secs_f64();

@@ -229,9 +229,9 @@ pub async fn http_bench(args: HttpBenchArgs) -> anyhow::Result<i32> {
     };
     let app = App::open(&dir.0, &opts)?;
     let socket = dir.0.join("bench.sock");
-    let serving = tokio::spawn(crate::server::serve_unix(
+    let serving = tokio::spawn(crate::grpc::serve_unix(
         app.clone(),
-        crate::server::bind_unix(&socket)?,
+        crate::grpc::bind_unix(&socket)?,
     ));
     let addr = serve_endpoint(&app, HttpKind::Falco { mtls: false }).await?;
     println!(

@@ -13,10 +13,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::app::App;
 use crate::cli::client;
 use crate::engine::{LoadOptions, RuleSet, RulesFile};
+use crate::grpc;
 use crate::pipeline::Settings;
 use crate::proto::inputs::{self, service_client::ServiceClient as InputsClient, Event};
 use crate::proto::outputs::{service_client::ServiceClient as OutputsClient, Request};
-use crate::server;
 use crate::store::StoreOptions;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -189,7 +189,7 @@ pub(super) async fn drive(
                 let mut next = tokio::time::Instant::now();
                 while seq < per_stream {
                     let n = batch.min(per_stream - seq);
-                    let time = crate::server::logstream_timestamp(now_ns());
+                    let time = crate::grpc::logstream_timestamp(now_ns());
                     let events = (0..n)
                         .map(|i| {
                             let k = (s as u64 * 7919 + seq + i) as usize % payloads.len();
@@ -278,11 +278,11 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
         &dir,
         &opts,
         Settings::default(),
-        crate::telemetry::Telemetry::default(),
+        crate::services::telemetry::Telemetry::default(),
     )?;
     app.pipeline.set_rules(set);
     let socket = dir.join("bench.sock");
-    let serving = tokio::spawn(server::serve_unix(app.clone(), server::bind_unix(&socket)?));
+    let serving = tokio::spawn(grpc::serve_unix(app.clone(), grpc::bind_unix(&socket)?));
     println!(
         "ingest bench: {} {} events, {} streams x {} per batch, {} subscribers, offered rate {}",
         args.events,
@@ -335,7 +335,7 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
         all_latencies.extend(lat);
     }
     all_latencies.sort_unstable();
-    let drops = app.drops.head();
+    let drops = app.logs.drops.head();
     println!("ingest: {rate:.0} events/s end to end ({alerts} alerts, {dropped} events dropped, {drops} drop records)");
     for (i, (n, per_s)) in per_sub.iter().enumerate() {
         println!("subscriber {i}: {n} alerts, {per_s:.0} alerts/s");
@@ -354,7 +354,7 @@ pub async fn ingest_bench(args: IngestBenchArgs) -> anyhow::Result<i32> {
     let base_socket = dir.join("baseline.sock");
     let stop = tokio_util::sync::CancellationToken::new();
     let base = tokio::spawn(super::baseline::serve_baseline_inputs(
-        server::bind_unix(&base_socket)?,
+        grpc::bind_unix(&base_socket)?,
         stop.clone(),
     ));
     let (base_rate, _, _) = drive(&base_socket, payloads, &args).await?;

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::app::App;
+use crate::base::event::{OutputEvent, Priority};
 use crate::config::HttpKind;
 use crate::engine::{LoadOptions, RuleSet};
-use crate::event::{OutputEvent, Priority};
 use crate::pipeline::Settings;
+use crate::services::telemetry::Telemetry;
 use crate::store::StoreOptions;
-use crate::telemetry::Telemetry;
 
 use super::ingest::{drive, workload, IngestBenchArgs, Kind};
 
@@ -69,15 +69,15 @@ async fn ingest_once(
         &scratch.0,
         &opts,
         Settings::default(),
-        Telemetry::new(crate::telemetry::DEFAULT_MAX_SERIES, metrics),
+        Telemetry::new(crate::services::telemetry::DEFAULT_MAX_SERIES, metrics),
     )?;
-    app.rebuild_counts();
+    app.logs.rebuild_counts();
     let set = RuleSet::load(rules, &LoadOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     app.pipeline.set_rules(set);
     let socket = scratch.0.join("bench.sock");
-    let serving = tokio::spawn(crate::server::serve_unix(
+    let serving = tokio::spawn(crate::grpc::serve_unix(
         app.clone(),
-        crate::server::bind_unix(&socket)?,
+        crate::grpc::bind_unix(&socket)?,
     ));
     // With metrics on, a scraper renders the exposition every second, as Prometheus would.
     let scraper = metrics.then(|| {
@@ -86,7 +86,8 @@ async fn ingest_once(
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let a = app.clone();
-                let _ = tokio::task::spawn_blocking(move || crate::metrics::render(&a)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || crate::services::metrics::render(&a)).await;
             }
         })
     });
@@ -95,7 +96,7 @@ async fn ingest_once(
         s.abort();
     }
     if metrics {
-        crate::metrics::settle(&app, Duration::from_secs(5)).await;
+        crate::services::metrics::settle(&app, Duration::from_secs(5)).await;
         anyhow::ensure!(
             app.telemetry.events.total() == alerts,
             "falco_events counted {} of {alerts} alerts",
@@ -164,7 +165,7 @@ pub async fn metrics_bench(args: MetricsBenchArgs) -> anyhow::Result<i32> {
     );
 
     // The counting itself: alerts of 100 label sets, counted one commit of 1,000 at a time.
-    let counter = Telemetry::new(crate::telemetry::DEFAULT_MAX_SERIES, true);
+    let counter = Telemetry::new(crate::services::telemetry::DEFAULT_MAX_SERIES, true);
     let batch: Vec<OutputEvent> = (0..1000).map(|i| distinct_alert(i % 100)).collect();
     let t = Instant::now();
     let commits = 1000;
@@ -185,7 +186,7 @@ pub async fn metrics_bench(args: MetricsBenchArgs) -> anyhow::Result<i32> {
         Settings::default(),
         Telemetry::new(args.series, true),
     )?;
-    app.rebuild_counts();
+    app.logs.rebuild_counts();
     let alerts: Vec<OutputEvent> = (0..args.series).map(distinct_alert).collect();
     app.telemetry.events.count(&alerts);
     anyhow::ensure!(app.telemetry.events.series() == args.series);
@@ -193,7 +194,7 @@ pub async fn metrics_bench(args: MetricsBenchArgs) -> anyhow::Result<i32> {
     let mut bytes = 0;
     for _ in 0..args.scrapes.max(1) {
         let t = Instant::now();
-        bytes = crate::metrics::render(&app).len();
+        bytes = crate::services::metrics::render(&app).len();
         render_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let addr = super::http::serve_endpoint(&app, HttpKind::Metrics { mtls: false }).await?;

@@ -15,10 +15,10 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::app::App;
+use crate::base::event::{OutputEvent, Priority};
 use crate::cli::client;
-use crate::event::{OutputEvent, Priority};
+use crate::grpc;
 use crate::proto::outputs::{service_client::ServiceClient, Request};
-use crate::server;
 use crate::store::StoreOptions;
 
 #[derive(Args, Debug)]
@@ -75,8 +75,8 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     };
     let app = App::open(&dir, &opts).context("open store")?;
     let socket = dir.join("bench.sock");
-    let listener = server::bind_unix(&socket)?;
-    let serving = tokio::spawn(server::serve_unix(app.clone(), listener));
+    let listener = grpc::bind_unix(&socket)?;
+    let serving = tokio::spawn(grpc::serve_unix(app.clone(), listener));
 
     // 1. Append throughput (group commit: every append waits for its fsync'd batch).
     let total = args.capacity * (args.wraps + 1);
@@ -88,7 +88,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let per = total / args.appenders as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for a in 0..args.appenders as u64 {
-        let feed = app.outputs.clone();
+        let feed = app.logs.outputs.clone();
         let (batch, bytes) = (args.batch as u64, args.event_bytes);
         tasks.spawn(async move {
             let mut i = a * per;
@@ -156,9 +156,9 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     }
     let replay_secs = started.elapsed().as_secs_f64();
     drop(stream);
-    let template = server::event_response(1, sample_event(1, args.event_bytes));
+    let template = grpc::event_response(1, sample_event(1, args.event_bytes));
     let base_socket = dir.join("baseline.sock");
-    let base_listener = server::bind_unix(&base_socket)?;
+    let base_listener = grpc::bind_unix(&base_socket)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let base = tokio::spawn(baseline::serve_baseline(
         base_listener,
@@ -322,7 +322,7 @@ pub async fn control_bench(args: ControlBenchArgs) -> anyhow::Result<i32> {
     let temp = tempfile_dir(&None)?;
     let app = App::open(&temp.path, &StoreOptions::default())?;
     let socket = temp.path.join("bench.sock");
-    let serving = tokio::spawn(server::serve_unix(app.clone(), server::bind_unix(&socket)?));
+    let serving = tokio::spawn(grpc::serve_unix(app.clone(), grpc::bind_unix(&socket)?));
     let channel = client::connect_unix(&socket).await?;
     let n = args.commits;
 

@@ -397,7 +397,8 @@ async fn effective(c: &mut Rules) -> anyhow::Result<()> {
     let r = c.effective(rpb::EffectiveRequest {}).await?.into_inner();
     println!("revision {}", r.revision);
     for rule in r.rules {
-        let priority = crate::event::Priority::from_number(rule.priority).map_or("?", |p| p.name());
+        let priority =
+            crate::base::event::Priority::from_number(rule.priority).map_or("?", |p| p.name());
         let state = match (rule.compiled, rule.enabled) {
             (false, _) => "not run",
             (true, true) => "enabled",

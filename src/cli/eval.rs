@@ -1,16 +1,16 @@
 //! `falco-api eval`: evaluate rules files on recorded events, offline (what `falco -r RULES -e
 //! EVENTS` was to rules authors). Alerts are printed as JSON lines, then a summary line.
 
-use crate::event::counted;
+use crate::base::event::counted;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
+use crate::base::event::Priority;
 use crate::engine::format::{alert_json, JsonAlert};
 use crate::engine::{input, EvalOptions, EventData, LoadOptions, Matching, RuleSet};
-use crate::event::Priority;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum MatchingArg {
@@ -79,7 +79,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
         },
         min_priority: args.min_priority,
     };
-    let hostname = crate::app::hostname();
+    let hostname = crate::base::hostname();
     let (mut events, mut alerts, mut rejected) = (0u64, 0u64, 0u64);
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {

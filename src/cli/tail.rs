@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ConnectArgs;
-use crate::event::Priority;
+use crate::base::event::Priority;
 use crate::proto::outputs::{service_client::ServiceClient, Request, Response};
 
 #[derive(Args, Debug)]

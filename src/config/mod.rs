@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{Policy, Role};
-use crate::control::keys;
-use crate::server::Limits;
+use crate::net::identity::{Policy, Role};
+use crate::net::Limits;
+use crate::services::control::keys;
 
 mod sections;
 
@@ -573,7 +573,7 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The runtime settings from defaults and boot values (the store's API values come later).
-    pub fn boot_runtime(&self) -> crate::app::Runtime {
+    pub fn boot_runtime(&self) -> crate::services::control::Runtime {
         keys::runtime(&keys::effective(&self.boot_values), self.workers)
     }
 
@@ -761,7 +761,7 @@ impl ServeConfig {
         let metrics = file.metrics.unwrap_or_default();
         let max_series = metrics
             .max_series
-            .unwrap_or(crate::telemetry::DEFAULT_MAX_SERIES);
+            .unwrap_or(crate::services::telemetry::DEFAULT_MAX_SERIES);
         if max_series == 0 || max_series > 1_000_000 {
             return Err(invalid(format!(
                 "metrics.max_series {max_series} is out of range (1 to 1000000)"
@@ -843,7 +843,7 @@ fn listen_target(address: &str) -> Result<Listen, ConfigError> {
 fn read_tls(t: &TlsSection) -> Result<TlsFiles, ConfigError> {
     // A certificate or key is a small regular file: a FIFO or /dev/zero is refused at once.
     let read = |p: &PathBuf, what: &str| {
-        crate::files::read_regular(p, 1 << 20, crate::files::Links::Follow)
+        crate::base::files::read_regular(p, 1 << 20, crate::base::files::Links::Follow)
             .map_err(|e| invalid(format!("tls.{what}: cannot read {}: {e}", p.display())))
     };
     let (cert, key, client_ca) = (

@@ -7,8 +7,8 @@ use super::{
     invalid, AuthSection, ConfigError, ConsoleSection, FalcoSection, FileConfig, HttpEndpoint,
     HttpKind, MetricsSection, Overrides, SocketSection, WebhookSection,
 };
-use crate::auth::{Policy, Role};
-use crate::server::Limits;
+use crate::net::identity::{Policy, Role};
+use crate::net::Limits;
 
 /// How long a console stream's reader may stay behind, unless configured.
 pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
@@ -98,7 +98,7 @@ pub fn policy(auth: AuthSection) -> Result<Policy, ConfigError> {
     Ok(Policy {
         roles,
         socket_owner_is_admin: auth.socket_owner_is_admin.unwrap_or(true),
-        own_uid: crate::server::own_uid(),
+        own_uid: crate::net::own_uid(),
     })
 }
 

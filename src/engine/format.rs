@@ -6,7 +6,7 @@ use super::eval::Getter;
 use super::extract::{EventData, Extracted};
 use super::parser::parse_field_prefix;
 use super::time::{clock_time, iso_time};
-use crate::event::Priority;
+use crate::base::event::Priority;
 
 enum Segment {
     Text(String),

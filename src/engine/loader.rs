@@ -7,7 +7,7 @@ use std::fmt;
 
 use super::yaml::{self, Node, Pos};
 use super::ENGINE_VERSION;
-use crate::event::Priority;
+use crate::base::event::Priority;
 
 /// An error or warning about a rules file, with its position.
 #[derive(Clone, Debug, PartialEq, Eq)]

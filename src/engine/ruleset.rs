@@ -12,7 +12,7 @@ use super::loader::{Collection, Diagnostic, ListDef, MacroDef, RuleDef, Slot};
 use super::parser;
 use super::text::{apply_exceptions, expand_lists, substitute_lists};
 use super::yaml::Pos;
-use crate::event::Priority;
+use crate::base::event::Priority;
 
 /// A named rules document.
 #[derive(Clone, Debug, PartialEq, Eq)]

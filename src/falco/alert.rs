@@ -2,8 +2,8 @@
 //! plain text line (`json_output: false`). Parsed into an [`OutputEvent`] with Falco's own time,
 //! rule, priority, source, hostname, tags, output and output fields — never re-evaluated.
 
-use crate::event::{stage, DropRecord, Origin, OutputEvent, Priority};
-use crate::nodes::SYSCALL_DROP_RULE;
+use crate::base::event::{stage, DropRecord, Origin, OutputEvent, Priority};
+use crate::services::nodes::SYSCALL_DROP_RULE;
 
 /// Output fields kept per alert at most (Falco's own alerts have a few dozen).
 const MAX_FIELDS: usize = 4096;

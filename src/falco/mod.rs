@@ -6,49 +6,29 @@
 pub mod alert;
 pub mod sync;
 
-use std::ops::Range;
-
-use crate::app::App;
 use crate::feed::FeedError;
+use crate::services::logs::{Batch, Logs, Writer, Written};
 
 pub use alert::{parse, FalcoAlert};
 
 /// What [`store`] stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    /// The outputs-log seqs of the alerts.
-    pub seqs: Range<u64>,
-    /// Drop records written for Falco's internal drop alerts.
-    pub drops: u64,
-}
+pub type Stored = Written;
 
 /// Stores Falco's alerts, durable when this returns: the drop records their internal drop alerts
-/// imply first, then the alerts and `marks` in one transaction. Every node they came from is
-/// counted in [`App::nodes`].
+/// imply first, then the alerts and `marks` in one transaction (under [`Writer::Falco`]'s policy).
 pub async fn store(
-    app: &App,
+    logs: &Logs,
     alerts: Vec<FalcoAlert>,
     client: &str,
     marks: Vec<(String, u64)>,
 ) -> Result<Stored, FeedError> {
-    let mut drops = Vec::new();
-    let mut events = Vec::with_capacity(alerts.len());
+    let mut batch = Batch {
+        alert_marks: marks,
+        ..Batch::default()
+    };
     for a in alerts {
-        drops.extend(a.drop);
-        events.push(a.event);
+        batch.drops.extend(a.drop);
+        batch.alerts.push(a.event);
     }
-    let n_drops = drops.len() as u64;
-    if !drops.is_empty() {
-        app.drops.append(drops).await?;
-    }
-    for e in &events {
-        app.nodes.observe(e);
-    }
-    let seqs = app
-        .commit_alerts_marked(events, "falco", client, marks)
-        .await?;
-    Ok(Stored {
-        seqs,
-        drops: n_drops,
-    })
+    logs.write(Writer::Falco, batch, "falco", client).await
 }

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::app::{App, Committed};
-use crate::control;
-use crate::nodes::SyncState;
+use crate::app::App;
+use crate::services::control::Committed;
+use crate::services::nodes::SyncState;
 
 /// How often a directory or file that is behind is tried again.
 const RETRY: Duration = Duration::from_secs(2);
@@ -83,7 +83,9 @@ pub fn start(app: &App, config: Targets) -> tokio_util::task::TaskTracker {
         lock: Mutex::new(()),
     });
     let hook = syncer.clone();
-    app.set_commit_hook(Box::new(move |app, what| hook.committed(app, what)));
+    let hook_app = app.clone();
+    app.hooks
+        .add(Box::new(move |what| hook.committed(&hook_app, what)));
     for problem in syncer.catch_up(app) {
         tracing::warn!("{problem}");
     }
@@ -135,7 +137,7 @@ impl Syncer {
             return Ok(());
         };
         let _turn = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let view = control::rules::falco_view(app).map_err(|e| e.to_string())?;
+        let view = app.rules.falco_view().map_err(|e| e.to_string())?;
         let wanted = view.revision;
         let written = app
             .nodes
@@ -171,7 +173,7 @@ impl Syncer {
             return Ok(());
         };
         let _turn = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let (entries, revision) = control::config::get(app, &[], 0).map_err(|e| e.to_string())?;
+        let (entries, revision) = app.config.get(&[], 0).map_err(|e| e.to_string())?;
         let values: Vec<(String, String)> = entries
             .into_iter()
             .filter(|e| e.origin != "default")
@@ -204,7 +206,7 @@ impl Syncer {
 }
 
 /// The rules directory's files for `view`: file name → content.
-pub fn rules_files(view: &crate::control::rules::FalcoView) -> Vec<(String, String)> {
+pub fn rules_files(view: &crate::services::control::rules::FalcoView) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = view
         .files
         .iter()
@@ -238,7 +240,7 @@ pub fn rules_files(view: &crate::control::rules::FalcoView) -> Vec<(String, Stri
 fn write_rules_dir(
     dir: &Path,
     manifest: &Path,
-    view: &crate::control::rules::FalcoView,
+    view: &crate::services::control::rules::FalcoView,
 ) -> Result<(), String> {
     ensure_dir(dir)?;
     let files = rules_files(view);
@@ -247,7 +249,8 @@ fn write_rules_dir(
         // Whatever else is at the name (a link, a FIFO, another file) is replaced, never read
         // through or waited on.
         let limit = content.len() as u64 + 1;
-        let same = crate::files::read_regular(&path, limit, crate::files::Links::Refuse);
+        let same =
+            crate::base::files::read_regular(&path, limit, crate::base::files::Links::Refuse);
         if same.ok().as_deref() == Some(content.as_bytes()) {
             continue;
         }
@@ -295,7 +298,8 @@ fn ensure_dir(dir: &Path) -> Result<(), String> {
 
 /// The files an earlier write put into `dir` (none when the manifest names another directory).
 fn read_manifest(manifest: &Path, dir: &Path) -> Vec<String> {
-    let Ok(bytes) = crate::files::read_regular(manifest, 1 << 20, crate::files::Links::Refuse)
+    let Ok(bytes) =
+        crate::base::files::read_regular(manifest, 1 << 20, crate::base::files::Links::Refuse)
     else {
         return Vec::new();
     };
@@ -397,10 +401,10 @@ pub fn atomic_write(path: &Path, content: &[u8]) -> Result<(), String> {
     let write = || -> std::io::Result<()> {
         // Created new, never through a link someone planted at the temporary's name; one left by
         // a crash (or planted) is removed first (removing a link never touches its target).
-        let mut f = match crate::files::create_new_private(&tmp) {
+        let mut f = match crate::base::files::create_new_private(&tmp) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 std::fs::remove_file(&tmp)?;
-                crate::files::create_new_private(&tmp)?
+                crate::base::files::create_new_private(&tmp)?
             }
             other => other?,
         };

@@ -22,9 +22,10 @@ use async_nats::jetstream::{self, consumer, stream};
 use tokio_stream::StreamExt;
 
 use crate::app::App;
+use crate::base::event::{DropRecord, OutputEvent};
 use crate::config::{FleetConfig, FleetRules};
-use crate::event::{DropRecord, OutputEvent};
 use crate::feed::{Feed, Item, Record as LogRecord, Start, TrimPolicy};
+use crate::services::logs::{Batch, Writer};
 
 /// The forwarders' consumer names (in each log's consumer table).
 pub const FORWARDER: &str = "fleet-forward";
@@ -135,8 +136,8 @@ pub fn start(app: &App, cfg: &FleetConfig) -> TaskTracker {
         // a forwarder that never ran starts at the oldest record kept now.
         let consumers = app.store.consumers();
         for (log, oldest) in [
-            ("outputs", app.outputs.oldest()),
-            ("drops", app.drops.oldest()),
+            ("outputs", app.logs.outputs.oldest()),
+            ("drops", app.logs.drops.oldest()),
         ] {
             if let Ok(None) = consumers.get(log, FORWARDER) {
                 if let Err(e) = consumers.advance(log, FORWARDER, oldest.saturating_sub(1)) {
@@ -147,7 +148,8 @@ pub fn start(app: &App, cfg: &FleetConfig) -> TaskTracker {
     }
     if cfg.rules == FleetRules::Follow {
         // Refuse local rules writes from the start, before the bucket is reached.
-        app.set_rules_publisher(Some(format!("the fleet bucket {}", cfg.rules_bucket)));
+        app.rules
+            .set_publisher(Some(format!("the fleet bucket {}", cfg.rules_bucket)));
     }
     let app = app.clone();
     let cfg = cfg.clone();
@@ -177,7 +179,7 @@ pub fn start(app: &App, cfg: &FleetConfig) -> TaskTracker {
             tasks.spawn(forward(
                 app.clone(),
                 js.clone(),
-                app.outputs.clone(),
+                app.logs.outputs.clone(),
                 "outputs",
                 cfg.window,
                 move |seq, ev: &OutputEvent| wire::alert(seq, ev, protobuf),
@@ -185,7 +187,7 @@ pub fn start(app: &App, cfg: &FleetConfig) -> TaskTracker {
             tasks.spawn(forward(
                 app.clone(),
                 js.clone(),
-                app.drops.clone(),
+                app.logs.drops.clone(),
                 "drops",
                 cfg.window,
                 move |seq, d: &DropRecord| wire::drop_record(seq, d, &host),
@@ -277,7 +279,7 @@ where
                     }
                 }
                 Some(Item::Lost { count, next_seq }) => {
-                    app.record_drop(DropRecord::now(
+                    app.logs.record_drop(DropRecord::now(
                         LAGGED_STAGE,
                         "internal",
                         FORWARDER,
@@ -424,11 +426,13 @@ async fn collect_once(
             }
         }
         let outputs_mark = app
+            .logs
             .outputs
             .mark(&mark)
             .map_err(|e| e.to_string())?
             .unwrap_or(0);
         let drops_mark = app
+            .logs
             .drops
             .mark(&mark)
             .map_err(|e| e.to_string())?
@@ -441,7 +445,6 @@ async fn collect_once(
                 Ok(wire::Record::Alert(ev)) => {
                     alerts_to = seq;
                     if seq > outputs_mark && recent.insert(ev.id) {
-                        app.nodes.observe(&ev);
                         alerts.push(ev);
                     }
                 }
@@ -456,18 +459,25 @@ async fn collect_once(
                 }
             }
         }
+        let mut stored = Batch {
+            alerts,
+            drops,
+            ..Batch::default()
+        };
         if alerts_to > outputs_mark {
-            app.outputs
-                .append_marked(alerts, vec![(mark.clone(), alerts_to)])
-                .await
-                .map_err(|e| e.to_string())?;
+            stored.alert_marks.push((mark.clone(), alerts_to));
+        } else {
+            stored.alerts.clear();
         }
         if drops_to > drops_mark {
-            app.drops
-                .append_marked(drops, vec![(mark.clone(), drops_to)])
-                .await
-                .map_err(|e| e.to_string())?;
+            stored.drop_marks.push((mark.clone(), drops_to));
+        } else {
+            stored.drops.clear();
         }
+        app.logs
+            .write(Writer::Fleet, stored, "fleet", &cfg.consumer)
+            .await
+            .map_err(|e| e.to_string())?;
         // Durable here: acknowledge everything up to the batch's last message.
         if let Some(last) = batch.last() {
             last.ack().await.map_err(|e| format!("ack: {e}"))?;

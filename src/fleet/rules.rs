@@ -15,9 +15,11 @@ use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use crate::app::{App, Committed};
+use crate::app::App;
 use crate::config::FleetConfig;
-use crate::nodes::FleetNode as NodeStatus;
+use crate::services::control::Change;
+use crate::services::control::Committed;
+use crate::services::nodes::FleetNode as NodeStatus;
 
 const FILES: &str = "files.";
 const TOGGLES: &str = "toggles";
@@ -91,7 +93,7 @@ pub async fn publish(app: App, js: jetstream::Context, cfg: FleetConfig) {
         return;
     };
     let (tx, mut rx) = tokio::sync::watch::channel(0u64);
-    app.set_commit_hook(Box::new(move |_, what| {
+    app.hooks.add(Box::new(move |what| {
         if let Committed::Rules(r) = what {
             tx.send_replace(r);
         }
@@ -147,11 +149,10 @@ pub async fn publish(app: App, js: jetstream::Context, cfg: FleetConfig) {
 
 async fn publish_once(app: &App, store: &kv::Store, publisher: &str) -> Result<(), String> {
     let a = app.clone();
-    let (files, toggles, revision) =
-        tokio::task::spawn_blocking(move || crate::control::rules::snapshot(&a))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+    let (files, toggles, revision) = tokio::task::spawn_blocking(move || a.rules.snapshot())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     // What the bucket holds now (after a restart, or if another writer changed it).
     let mut published: BTreeMap<String, FileValue> = BTreeMap::new();
     {
@@ -226,7 +227,8 @@ async fn publish_once(app: &App, store: &kv::Store, publisher: &str) -> Result<(
 
 /// Follows the published rules: applies each published state and reports.
 pub async fn follow(app: App, js: jetstream::Context, cfg: FleetConfig) {
-    app.set_rules_publisher(Some(format!("the fleet bucket {}", cfg.rules_bucket)));
+    app.rules
+        .set_publisher(Some(format!("the fleet bucket {}", cfg.rules_bucket)));
     let Some(store) = bucket(&app, &js, &cfg).await else {
         return;
     };
@@ -269,7 +271,7 @@ pub async fn follow(app: App, js: jetstream::Context, cfg: FleetConfig) {
                 let Ok(head) = serde_json::from_slice::<Head>(&entry.value) else {
                     continue;
                 };
-                app.set_rules_publisher(Some(head.publisher.clone()));
+                app.rules.set_publisher(Some(head.publisher.clone()));
                 status.seen_revision = head.revision;
                 let wanted: BTreeMap<String, String> = files
                     .values()
@@ -288,7 +290,8 @@ pub async fn follow(app: App, js: jetstream::Context, cfg: FleetConfig) {
                     }
                 );
                 let applied = tokio::task::spawn_blocking(move || {
-                    crate::control::rules::replace_all(&a, &wanted, &t, &comment, &author)
+                    a.rules
+                        .replace_all(&wanted, &t, Change::by(&author, &comment))
                 })
                 .await;
                 match applied {

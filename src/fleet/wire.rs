@@ -9,7 +9,7 @@
 use async_nats::HeaderMap;
 use serde_json::json;
 
-use crate::event::{DropRecord, Origin, OutputEvent, Priority};
+use crate::base::event::{DropRecord, Origin, OutputEvent, Priority};
 
 pub const ALERTS_PREFIX: &str = "falco.alerts";
 pub const DROPS_PREFIX: &str = "falco.drops";
@@ -63,7 +63,7 @@ pub fn alert(seq: u64, ev: &OutputEvent, protobuf: bool) -> (String, HeaderMap, 
     if protobuf {
         use prost::Message;
         headers.insert(CONTENT_TYPE, PROTOBUF);
-        let body = crate::server::event_response(seq, ev.clone()).encode_to_vec();
+        let body = crate::grpc::event_response(seq, ev.clone()).encode_to_vec();
         return (subject, headers, body);
     }
     // Falco writes an absent field as null; the stored "<NA>" goes back to null.

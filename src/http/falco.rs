@@ -17,9 +17,9 @@ use serde_json::json;
 
 use super::{json, Caller};
 use crate::app::App;
-use crate::auth::Role;
-use crate::event::{stage, DropRecord, Origin};
-use crate::throttle::TokenBucket;
+use crate::base::event::{stage, DropRecord, Origin};
+use crate::base::throttle::TokenBucket;
+use crate::net::identity::Role;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -92,7 +92,7 @@ async fn receive(
     };
     if !receiver.allow(&hostname, body.len()) {
         let why = "a poster over falco.client_bytes_per_sec".to_string();
-        app.record_drop(DropRecord::now(
+        app.logs.record_drop(DropRecord::now(
             stage::RATE_LIMITED,
             "falco",
             &hostname,
@@ -109,7 +109,7 @@ async fn receive(
         Ok(a) => a,
         Err(reason) => return json(StatusCode::BAD_REQUEST, json!({ "error": reason })),
     };
-    match crate::falco::store(app, vec![alert], &hostname, Vec::new()).await {
+    match crate::falco::store(&app.logs, vec![alert], &hostname, Vec::new()).await {
         Ok(stored) => json(
             StatusCode::OK,
             json!({ "seq": stored.seqs.start, "stored": stored.seqs.end - stored.seqs.start }),

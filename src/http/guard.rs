@@ -30,7 +30,7 @@ impl Hosts {
     pub fn new(allowed: Arc<Vec<String>>, tls: bool, loopback: bool) -> Hosts {
         Hosts {
             allowed: allowed.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            own: crate::app::hostname().to_ascii_lowercase(),
+            own: crate::base::hostname().to_ascii_lowercase(),
             check: !tls && loopback,
             tls,
         }

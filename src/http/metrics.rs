@@ -10,7 +10,7 @@ use axum::Router;
 use http::StatusCode;
 
 use crate::app::App;
-use crate::auth::Role;
+use crate::net::identity::Role;
 
 pub const PATH: &str = "/metrics";
 
@@ -35,18 +35,22 @@ async fn scrape(State(app): State<App>) -> Response {
         )
             .into_response();
     }
-    crate::metrics::settle(&app, std::time::Duration::from_secs(1)).await;
+    crate::services::metrics::settle(&app, std::time::Duration::from_secs(1)).await;
     // Reading the log bounds and consumers touches the database: off the runtime threads.
-    let text = match tokio::task::spawn_blocking(move || crate::metrics::render(&app)).await {
-        Ok(text) => text,
-        Err(e) => {
-            tracing::error!(error = %e, "rendering the metrics failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
+    let text =
+        match tokio::task::spawn_blocking(move || crate::services::metrics::render(&app)).await {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::error!(error = %e, "rendering the metrics failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        };
     (
         StatusCode::OK,
-        [(http::header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)],
+        [(
+            http::header::CONTENT_TYPE,
+            crate::services::telemetry::CONTENT_TYPE,
+        )],
         text,
     )
         .into_response()

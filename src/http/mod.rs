@@ -2,7 +2,7 @@
 //! configuration (address, optional TLS) with the same connection limits as the gRPC listeners.
 //! Today it carries the Kubernetes audit webhook ([`webhook`]); later endpoints mount here too.
 //!
-//! Identities and roles are gRPC's (`crate::auth`): on TLS a client certificate, when one is
+//! Identities and roles are gRPC's (`crate::net::identity`): on TLS a client certificate, when one is
 //! presented and chains to the boot config's `tls.client_ca`, names the caller (`cn:`/`san:`) and
 //! gives the roles the policy maps to it; [`require`] guards an endpoint with a role. Without TLS
 //! the listener must be on loopback unless explicitly opened (checked by the boot config). Each
@@ -24,9 +24,9 @@ use tokio_stream::StreamExt;
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::auth::{Identity, Policy, Role};
 use crate::config::{HttpEndpoint, HttpKind};
-use crate::ingest::Ingest;
+use crate::net::identity::{Identity, Policy, Role};
+use crate::services::ingest::Ingest;
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ pub struct HttpOptions {
     /// Serve HTTPS with this acceptor.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Connection caps and timeouts (the boot file's `limits`).
-    pub limits: crate::server::Limits,
+    pub limits: crate::net::Limits,
     /// Identities to roles, as for gRPC.
     pub policy: Arc<Policy>,
     /// Host names plain-HTTP requests may name besides IP addresses, `localhost` and this
@@ -153,7 +153,7 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
 
 /// Counts each answered request by route (`unmatched` for any other path) and status.
 async fn count(
-    State(telemetry): State<Arc<crate::telemetry::Telemetry>>,
+    State(telemetry): State<Arc<crate::services::telemetry::Telemetry>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -190,11 +190,11 @@ pub async fn serve(app: App, listener: TcpListener, router: Router, opts: HttpOp
     ));
     // An HTTP client's first bytes are its first request head: `header_read_timeout` bounds both
     // (browsers keep unused preconnected sockets up to 10 s; closing them sooner races a request).
-    let limits = crate::server::listen::ConnLimits {
+    let limits = crate::net::listen::ConnLimits {
         first_byte_timeout: opts.limits.header_read_timeout,
         ..opts.limits.conn_limits()
     };
-    let mut incoming = crate::server::listen::incoming(listener, name, limits);
+    let mut incoming = crate::net::listen::incoming(listener, name, limits);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -257,7 +257,7 @@ where
 /// Serves one connection: its TLS handshake (bounded by `tls.handshake_timeout_secs`), then
 /// HTTP/1.1 with a header-read timeout; each request is marked in flight until its answer ends.
 async fn connection(
-    stream: crate::server::listen::Counted<tokio::net::TcpStream>,
+    stream: crate::net::listen::Counted<tokio::net::TcpStream>,
     addr: std::net::SocketAddr,
     router: Router,
     opts: HttpOptions,
@@ -280,7 +280,7 @@ async fn connection(
                 async move {
                     let response = call.await?;
                     Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        axum::body::Body::new(crate::server::listen::Held::new(body, active))
+                        axum::body::Body::new(crate::net::listen::Held::new(body, active))
                     }))
                 }
             },

@@ -16,8 +16,8 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{json, Caller};
-use crate::ingest::{Ingest, Queued};
 use crate::pipeline::InEvent;
+use crate::services::ingest::{Ingest, Queued};
 
 pub const PATH: &str = "/k8s-audit";
 

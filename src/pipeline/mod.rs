@@ -16,9 +16,9 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use worker::BatchResult;
 
+use crate::base::event::Priority;
+use crate::base::throttle::DropAlertSettings;
 use crate::engine::{EvalOptions, Matching, RuleSet};
-use crate::event::Priority;
-use crate::throttle::DropAlertSettings;
 
 /// What to do when the ingest queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]

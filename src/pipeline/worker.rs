@@ -6,10 +6,10 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use super::{Job, OutputSettings, Pipeline, Work};
+use crate::base::event::OutputEvent;
 use crate::engine::format::{alert_json, alert_line, JsonAlert};
 use crate::engine::isolate::panic_message;
 use crate::engine::{input, Alert, EventData};
-use crate::event::OutputEvent;
 
 /// What one batch produced.
 #[derive(Debug, Default)]

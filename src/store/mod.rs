@@ -37,7 +37,7 @@ pub use ring::{Bounds, RingLog};
 pub use space::Reserve;
 pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};
 
-use crate::event::{DropRecord, OutputEvent};
+use crate::base::event::{DropRecord, OutputEvent};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

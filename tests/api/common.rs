@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use falco_api::app::App;
+use falco_api::base::event::{OutputEvent, Priority};
 use falco_api::cli::client;
 use falco_api::engine::{LoadOptions, RuleSet, RulesFile};
-use falco_api::event::{OutputEvent, Priority};
+use falco_api::grpc;
 use falco_api::pipeline::Settings;
 use falco_api::proto::outputs::{self, service_client::ServiceClient as OutputsClient};
-use falco_api::server;
 use falco_api::store::StoreOptions;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -78,7 +78,7 @@ impl TestServer {
                 dir,
                 &opts,
                 settings.clone(),
-                falco_api::telemetry::Telemetry::default(),
+                falco_api::services::telemetry::Telemetry::default(),
             ) {
                 Ok(app) => break app,
                 Err(falco_api::store::StoreError::Locked(_)) if attempts < 500 => {
@@ -88,12 +88,12 @@ impl TestServer {
                 Err(e) => panic!("open app: {e}"),
             }
         };
-        app.rebuild_counts();
+        app.logs.rebuild_counts();
         let socket = dir.join("test.sock");
-        let listener = server::bind_unix(&socket).expect("bind socket");
+        let listener = grpc::bind_unix(&socket).expect("bind socket");
         let serving = app.clone();
         let task = tokio::spawn(async move {
-            server::serve_unix(serving, listener).await.expect("serve");
+            grpc::serve_unix(serving, listener).await.expect("serve");
         });
         TestServer {
             app,
@@ -136,6 +136,7 @@ impl TestServer {
     /// Appends `n` events through the store's public append API; returns their seqs.
     pub async fn append(&self, n: usize) -> std::ops::Range<u64> {
         self.app
+            .logs
             .outputs
             .append((0..n).map(|i| event(i as u64)).collect())
             .await

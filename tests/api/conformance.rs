@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use falco_api::base::event::Priority;
 use falco_api::engine::extract::{audit_time, split_audit_payload};
 use falco_api::engine::{EvalOptions, EventData, LoadOptions, RuleSet, RulesFile};
-use falco_api::event::Priority;
 use serde_json::Value;
 
 pub fn corpus() -> PathBuf {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use falco_api::config::HttpKind;
 use falco_api::pipeline::Settings;
+use falco_api::services::control::Change;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -411,13 +412,14 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
         let app = app.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                falco_api::control::rules::put(
-                    &app,
+                app.rules.put(
                     "a.yaml",
                     &content,
-                    Some(expected),
-                    "",
-                    "cn:ops",
+                    Change {
+                        expected: Some(expected),
+                        author: "cn:ops",
+                        comment: "",
+                    },
                 )
             })
             .await
@@ -459,11 +461,11 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
     browser
         .until("return document.querySelector('#save-result').textContent.startsWith('Rolled back as revision');", Duration::from_secs(5))
         .await;
-    let (files, revision) = falco_api::control::rules::list(&server.app, 0).unwrap();
+    let (files, revision) = server.app.rules.list(0).unwrap();
     assert!(revision > r2, "rollback made a revision");
     assert_eq!(files["a.yaml"].value, v1);
     assert_eq!(files["a.yaml"].revision, revision);
-    let history = falco_api::control::rules::history(&server.app, "a.yaml", 0, 10).unwrap();
+    let history = server.app.rules.history("a.yaml", 0, 10).unwrap();
     assert_eq!(
         history[0].author, "token:alice",
         "the token's identity is the author"
@@ -474,7 +476,10 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
         .click("#rules-table input[data-rule='Shadow']")
         .await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while falco_api::control::rules::effective(&server.app)
+    while server
+        .app
+        .rules
+        .effective()
         .0
         .iter()
         .any(|r| r.name == "Shadow" && r.enabled)
@@ -528,7 +533,7 @@ async fn rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_t
             Duration::from_secs(5),
         )
         .await;
-    let (files, _) = falco_api::control::rules::list(&server.app, 0).unwrap();
+    let (files, _) = server.app.rules.list(0).unwrap();
     assert_eq!(files["a.yaml"].value, v1, "nothing stored");
 
     // A conflicting save names who changed the file meanwhile.
@@ -553,21 +558,14 @@ async fn a_readers_session_changes_nothing_and_the_page_fits_a_narrow_window() {
     let _heavy = crate::common::HEAVY.lock().await;
     let server = TestServer::start(1000).await;
     let base = console(&server).await;
-    falco_api::control::rules::put(
-        &server.app,
-        "a.yaml",
-        "- rule: R\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: WARNING\n",
-        Some(0),
-        "",
-        "cn:ops",
-    )
+    server.app.rules.put("a.yaml", "- rule: R\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: WARNING\n", Change { expected: Some(0), author: "cn:ops", comment: "" })
     .unwrap();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     let recent: Vec<_> = (0..5)
         .map(|i| {
-            falco_api::event::OutputEvent::new(
+            falco_api::base::event::OutputEvent::new(
                 now - i * 1_000_000_000,
-                falco_api::event::Priority::Warning,
+                falco_api::base::event::Priority::Warning,
                 "R",
                 "recent",
                 "syscall",
@@ -575,11 +573,12 @@ async fn a_readers_session_changes_nothing_and_the_page_fits_a_narrow_window() {
             .with_hostname("node-1")
         })
         .collect();
-    server.app.outputs.append(recent).await.unwrap();
+    server.app.logs.outputs.append(recent).await.unwrap();
     server
         .app
+        .logs
         .drops
-        .append(vec![falco_api::event::DropRecord::now(
+        .append(vec![falco_api::base::event::DropRecord::now(
             "ingest_queue_full",
             "syscall",
             "uid:1000",
@@ -619,10 +618,7 @@ async fn a_readers_session_changes_nothing_and_the_page_fits_a_narrow_window() {
         .await
         .unwrap();
     assert_eq!(status, 403);
-    assert!(falco_api::control::rules::effective(&server.app)
-        .0
-        .iter()
-        .all(|r| r.enabled));
+    assert!(server.app.rules.effective().0.iter().all(|r| r.enabled));
     // At 420 px wide the page does not scroll sideways.
     browser
         .c()
@@ -773,8 +769,7 @@ async fn changes_need_the_csrf_value_and_a_live_token() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
-    let (entries, _) =
-        falco_api::control::config::get(&server.app, &["outputs.rate".into()], 0).unwrap();
+    let (entries, _) = server.app.config.get(&["outputs.rate".into()], 0).unwrap();
     assert_eq!(entries[0].value, "5");
     assert_eq!(entries[0].origin, "api");
     server.app.tokens.revoke("alice").unwrap();
@@ -834,7 +829,7 @@ async fn the_page_keeps_up_with_2000_alerts_a_second() {
     let watch = async {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let head = server.app.outputs.head();
+            let head = server.app.logs.outputs.head();
             let newest = browser
                 .js("return window.consoleStats.newest;")
                 .await
@@ -847,7 +842,7 @@ async fn the_page_keeps_up_with_2000_alerts_a_second() {
         _ = sender => {},
         _ = watch => {},
     }
-    let total = server.app.outputs.head();
+    let total = server.app.logs.outputs.head();
     browser
         .until(
             &format!("return window.consoleStats.newest === {total};"),
@@ -888,42 +883,43 @@ async fn a_client_certificate_signs_in_with_its_roles() {
         1 << 20,
     );
     let router = falco_api::http::router(server.app.clone(), &[&endpoint]);
-    let call = |roles: &[falco_api::auth::Role], method: &str, path: &str, csrf: Option<&str>| {
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
-        if let Some(c) = csrf {
-            request = request.header("x-csrf-token", c);
-        }
-        let body = if method == "POST" {
-            "{\"key\":\"outputs.rate\",\"value\":\"9\"}"
-        } else {
-            ""
+    let call =
+        |roles: &[falco_api::net::identity::Role], method: &str, path: &str, csrf: Option<&str>| {
+            let mut request = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json");
+            if let Some(c) = csrf {
+                request = request.header("x-csrf-token", c);
+            }
+            let body = if method == "POST" {
+                "{\"key\":\"outputs.rate\",\"value\":\"9\"}"
+            } else {
+                ""
+            };
+            let mut request = request.body(axum::body::Body::from(body)).unwrap();
+            request.extensions_mut().insert(falco_api::http::Caller {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                identity: Some(falco_api::net::identity::Identity {
+                    name: "cn:ops".into(),
+                    names: vec!["cn:ops".into()],
+                    roles: roles.iter().copied().collect(),
+                }),
+            });
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status().as_u16();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (
+                    status,
+                    serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+                )
+            }
         };
-        let mut request = request.body(axum::body::Body::from(body)).unwrap();
-        request.extensions_mut().insert(falco_api::http::Caller {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            identity: Some(falco_api::auth::Identity {
-                name: "cn:ops".into(),
-                names: vec!["cn:ops".into()],
-                roles: roles.iter().copied().collect(),
-            }),
-        });
-        let router = router.clone();
-        async move {
-            let response = router.oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
-            )
-        }
-    };
-    use falco_api::auth::Role;
+    use falco_api::net::identity::Role;
     let (status, session) = call(&[Role::Admin], "GET", "/console/api/session", None).await;
     assert_eq!(status, 200);
     assert_eq!(session["identity"], "cn:ops");
@@ -949,7 +945,7 @@ async fn a_client_certificate_signs_in_with_its_roles() {
     assert_eq!(status, 403, "a reader certificate changes nothing");
     let (status, _) = call(&[Role::Ingest], "GET", "/console/api/rules", None).await;
     assert_eq!(status, 403, "ingest alone does not read");
-    let history = falco_api::control::config::history(&server.app, "outputs.rate", 0, 5).unwrap();
+    let history = server.app.config.history("outputs.rate", 0, 5).unwrap();
     assert_eq!(history[0].author, "cn:ops");
     server.stop().await;
 }

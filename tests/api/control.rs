@@ -350,7 +350,7 @@ async fn history_and_rollback() {
     assert_eq!(h.entries[0].author, format!("uid:{}", current_uid()));
     assert_eq!(
         h.entries[0].changes[0].digest,
-        falco_api::control::rules::digest(&rule("A", "v3"))
+        falco_api::services::control::rules::digest(&rule("A", "v3"))
     );
     let page2 = c
         .history(rules::HistoryRequest {
@@ -776,8 +776,8 @@ async fn a_restart_restores_rules_config_and_revision() {
     server.stop().await;
 
     let server = TestServer::start_in(temp.path(), 1000).await;
-    falco_api::control::config::apply(&server.app).unwrap();
-    falco_api::control::rules::reload(&server.app).unwrap();
+    server.app.config.apply().unwrap();
+    server.app.rules.reload().unwrap();
     let mut rc = rules_client(&server).await;
     let eff = rc
         .effective(rules::EffectiveRequest {})
@@ -806,7 +806,7 @@ async fn a_restart_restores_rules_config_and_revision() {
 
 #[tokio::test]
 async fn a_revision_older_than_the_retained_history_is_out_of_range() {
-    use falco_api::control::{config, ControlError};
+    use falco_api::services::control::{Change, ControlError};
     let temp = tempfile::tempdir().unwrap();
     let opts = falco_api::store::StoreOptions {
         history_retention: 2,
@@ -814,25 +814,36 @@ async fn a_revision_older_than_the_retained_history_is_out_of_range() {
     };
     let app = falco_api::app::App::open(temp.path(), &opts).unwrap();
     for i in 0..5 {
-        config::set(
-            &app,
-            &[("hostname".to_string(), format!("h{i}"))].into(),
-            None,
-            "",
-            "test",
-        )
-        .unwrap();
+        app.config
+            .set(
+                &[("hostname".to_string(), format!("h{i}"))].into(),
+                Change {
+                    expected: None,
+                    author: "test",
+                    comment: "",
+                },
+            )
+            .unwrap();
     }
-    match config::get(&app, &[], 1) {
+    match app.config.get(&[], 1) {
         Err(ControlError::Compacted(m)) => {
             assert!(m.contains("oldest revision retained is 3"), "{m}")
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
-    let status: tonic::Status = config::rollback(&app, 1, None, "", "test")
+    let status: tonic::Status = app
+        .config
+        .rollback(
+            1,
+            Change {
+                expected: None,
+                author: "test",
+                comment: "",
+            },
+        )
         .unwrap_err()
         .into();
     assert_eq!(status.code(), Code::OutOfRange);
-    let (entries, _) = config::get(&app, &["hostname".to_string()], 4).unwrap();
+    let (entries, _) = app.config.get(&["hostname".to_string()], 4).unwrap();
     assert_eq!(entries[0].value, "h3");
 }

@@ -198,7 +198,7 @@ async fn what_is_not_a_falco_alert_is_refused_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(
-        server.app.outputs.head(),
+        server.app.logs.outputs.head(),
         1,
         "only the good alert is in the log"
     );
@@ -481,7 +481,7 @@ fn load_dir(dir: &Path) -> BTreeMap<String, bool> {
 
 #[tokio::test]
 async fn the_rules_directory_and_config_file_follow_every_change() {
-    use falco_api::control::{config, rules};
+    use falco_api::services::control::Change;
     let server = TestServer::start(1000).await;
     let outside = tempfile::tempdir().unwrap();
     let dir = outside.path().join("rules.d");
@@ -501,9 +501,40 @@ async fn the_rules_directory_and_config_file_follow_every_change() {
         async move { tokio::task::spawn_blocking(move || f(&app)).await.unwrap() }
     };
     run(Box::new(|app| {
-        rules::put(app, "a", RULES_A, None, "", "test").unwrap();
-        rules::put(app, "b.yaml", RULES_B, None, "", "test").unwrap();
-        rules::toggle(app, &[], &["shell".into()], false, None, "", "test").unwrap();
+        app.rules
+            .put(
+                "a",
+                RULES_A,
+                Change {
+                    expected: None,
+                    author: "test",
+                    comment: "",
+                },
+            )
+            .unwrap();
+        app.rules
+            .put(
+                "b.yaml",
+                RULES_B,
+                Change {
+                    expected: None,
+                    author: "test",
+                    comment: "",
+                },
+            )
+            .unwrap();
+        app.rules
+            .toggle(
+                &[],
+                &["shell".into()],
+                false,
+                Change {
+                    expected: None,
+                    author: "test",
+                    comment: "",
+                },
+            )
+            .unwrap();
     }))
     .await;
     let listing = |dir: &PathBuf| -> BTreeSet<String> {
@@ -523,7 +554,10 @@ async fn the_rules_directory_and_config_file_follow_every_change() {
         .map(String::from)
         .into()
     );
-    let effective: BTreeMap<String, bool> = rules::effective(&server.app)
+    let effective: BTreeMap<String, bool> = server
+        .app
+        .rules
+        .effective()
         .0
         .iter()
         .map(|i| (i.name.clone(), i.enabled))
@@ -535,19 +569,30 @@ async fn the_rules_directory_and_config_file_follow_every_change() {
     );
 
     run(Box::new(|app| {
-        rules::delete(app, "b.yaml", None, "", "test").unwrap();
-        config::set(
-            app,
-            &[
-                ("priority".into(), "warning".into()),
-                ("ingest.queue_size".into(), "5000".into()),
-            ]
-            .into(),
-            None,
-            "",
-            "test",
-        )
-        .unwrap();
+        app.rules
+            .delete(
+                "b.yaml",
+                Change {
+                    expected: None,
+                    author: "test",
+                    comment: "",
+                },
+            )
+            .unwrap();
+        app.config
+            .set(
+                &[
+                    ("priority".into(), "warning".into()),
+                    ("ingest.queue_size".into(), "5000".into()),
+                ]
+                .into(),
+                Change {
+                    expected: None,
+                    author: "test",
+                    comment: "",
+                },
+            )
+            .unwrap();
     }))
     .await;
     assert!(
@@ -568,7 +613,19 @@ async fn the_rules_directory_and_config_file_follow_every_change() {
     std::fs::write(&dir, "not a directory").unwrap();
     let (_, warnings) = tokio::task::spawn_blocking({
         let app = server.app.clone();
-        move || rules::put(&app, "c", RULES_B, None, "", "test").unwrap()
+        move || {
+            app.rules
+                .put(
+                    "c",
+                    RULES_B,
+                    Change {
+                        expected: None,
+                        author: "test",
+                        comment: "",
+                    },
+                )
+                .unwrap()
+        }
     })
     .await
     .unwrap();
@@ -670,7 +727,7 @@ async fn the_sidecar_service_refuses_bad_requests_precisely() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert_eq!(server.app.outputs.head(), 0, "nothing was stored");
+    assert_eq!(server.app.logs.outputs.head(), 0, "nothing was stored");
     // A good request with one bad line stores the rest and names the bad one.
     let reply = send(pb::AlertsRequest {
         lines: vec![sample_alert(0, 1), "nonsense".into(), sample_alert(0, 2)],

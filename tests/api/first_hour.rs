@@ -281,7 +281,7 @@ async fn tail_says_why_it_printed_nothing_and_when_the_server_stopped() {
         .unwrap();
     // The follower is connected once its stream counts as a subscriber.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.app.outputs.subscribers() == 0 {
+    while server.app.logs.outputs.subscribers() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "tail never subscribed"
@@ -382,7 +382,7 @@ async fn the_small_frictions_are_gone() {
 
     // A set that changes nothing records nothing; the config revision never goes back.
     let revision = || {
-        let text = falco_api::metrics::render(&server.app);
+        let text = falco_api::services::metrics::render(&server.app);
         text.lines()
             .find_map(|l| l.strip_prefix("falco_api_config_revision "))
             .unwrap()
@@ -457,7 +457,7 @@ async fn the_small_frictions_are_gone() {
 /// confusing "is not a directory … behind by revision 0".
 #[tokio::test]
 async fn missing_directories_for_falco_are_created() {
-    use falco_api::control::{config, rules};
+    use falco_api::services::control::Change;
     let server = TestServer::start(100).await;
     let outside = tempfile::tempdir().unwrap();
     let dir = outside.path().join("etc/falco/rules.d");
@@ -472,8 +472,8 @@ async fn missing_directories_for_falco_are_created() {
     let app = server.app.clone();
     tokio::task::spawn_blocking(move || {
         let rule = "- rule: R\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: WARNING\n";
-        rules::put(&app, "a", rule, None, "", "test").unwrap();
-        config::set(&app, &[("priority".into(), "warning".into())].into(), None, "", "test").unwrap();
+        app.rules.put("a", rule, Change { expected: None, author: "test", comment: "" }).unwrap();
+        app.config.set(&[("priority".into(), "warning".into())].into(), Change { expected: None, author: "test", comment: "" }).unwrap();
     })
     .await
     .unwrap();

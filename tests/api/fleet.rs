@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use falco_api::base::event::{DropRecord, OutputEvent};
 use falco_api::config::FleetConfig;
-use falco_api::event::{DropRecord, OutputEvent};
 use falco_api::pipeline::Settings;
+use falco_api::services::control::Change;
 
 use crate::common::{free_port, packaged, TestServer};
 use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
@@ -205,6 +206,7 @@ async fn a_node_forwards_and_the_collector_holds_the_same_records() {
     falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
     send_all(&node, vec![batch(1, 50), batch(51, 50)]).await;
     node.app
+        .logs
         .drops
         .append(vec![DropRecord::now(
             "ingest_queue_full",
@@ -217,7 +219,7 @@ async fn a_node_forwards_and_the_collector_holds_the_same_records() {
         .await
         .unwrap();
     wait_for("collection", Duration::from_secs(20), || {
-        central.app.outputs.head() == 100 && central.app.drops.head() == 1
+        central.app.logs.outputs.head() == 100 && central.app.logs.drops.head() == 1
     })
     .await;
     let (mine, theirs) = (alerts(&node), alerts(&central));
@@ -257,7 +259,7 @@ async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
     };
     send_all(&node, vec![flow(200)]).await;
     wait_for("the first alerts", Duration::from_secs(20), || {
-        central.app.outputs.head() == 200
+        central.app.logs.outputs.head() == 200
     })
     .await;
     nats.kill();
@@ -268,17 +270,17 @@ async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
     }
     nats.restart();
     send_all(&node, vec![flow(100)]).await;
-    let total = node.app.outputs.head();
+    let total = node.app.logs.outputs.head();
     assert!(total > 1000, "{total}");
     wait_for(
         "everything after the outage",
         Duration::from_secs(60),
-        || central.app.outputs.head() >= total,
+        || central.app.logs.outputs.head() >= total,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        central.app.outputs.head(),
+        central.app.logs.outputs.head(),
         total,
         "no duplicate arrived late"
     );
@@ -341,17 +343,17 @@ async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
     assert!(out.status.success(), "{out:?}");
     // Forwarding is under way, not finished: kill -9 now.
     wait_for("some forwarding", Duration::from_secs(20), || {
-        central.app.outputs.head() > 0
+        central.app.logs.outputs.head() > 0
     })
     .await;
     running.child.kill().unwrap();
     let _ = running.child.wait();
-    let at_kill = central.app.outputs.head();
+    let at_kill = central.app.logs.outputs.head();
     let mut running = spawn_serve(home.path(), &args);
     wait_for(
         "the rest after the restart",
         Duration::from_secs(60),
-        || central.app.outputs.head() >= 20_000,
+        || central.app.logs.outputs.head() >= 20_000,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -406,7 +408,7 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
     wait_for(
         "the first alerts through the cluster",
         Duration::from_secs(60),
-        || central.app.outputs.head() == 300,
+        || central.app.logs.outputs.head() == 300,
     )
     .await;
     // Who leads the stream now?
@@ -430,15 +432,15 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let total = node.app.outputs.head();
+    let total = node.app.logs.outputs.head();
     wait_for(
         "everything through the new leader",
         Duration::from_secs(60),
-        || central.app.outputs.head() >= total,
+        || central.app.logs.outputs.head() >= total,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(central.app.outputs.head(), total);
+    assert_eq!(central.app.logs.outputs.head(), total);
     assert_eq!(
         ids(&alerts(&central)),
         ids(&alerts(&node)),
@@ -477,13 +479,14 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     };
     let app = publisher.app.clone();
     let r1 = tokio::task::spawn_blocking(move || {
-        falco_api::control::rules::put(
-            &app,
+        app.rules.put(
             "fleet.yaml",
             &rule("Shadow", "fd.name"),
-            Some(0),
-            "first",
-            "cn:ops",
+            Change {
+                expected: Some(0),
+                author: "cn:ops",
+                comment: "first",
+            },
         )
     })
     .await
@@ -507,24 +510,25 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     )
     .await;
     for f in &followers {
-        let (files, _) = falco_api::control::rules::list(&f.app, 0).unwrap();
+        let (files, _) = f.app.rules.list(0).unwrap();
         assert_eq!(files["fleet.yaml"].value, rule("Shadow", "fd.name"));
-        let h = falco_api::control::rules::history(&f.app, "fleet.yaml", 0, 1).unwrap();
+        let h = f.app.rules.history("fleet.yaml", 0, 1).unwrap();
         assert_eq!(h[0].author, "fleet:publisher");
         // Local writes are refused, naming the publisher.
-        assert_eq!(
-            falco_api::app::App::rules_publisher(&f.app).as_deref(),
-            Some("publisher")
-        );
-        let e = falco_api::control::rules::put(
-            &f.app,
-            "local.yaml",
-            &rule("L", "fd.name"),
-            Some(0),
-            "",
-            "uid:0",
-        )
-        .unwrap_err();
+        assert_eq!(f.app.rules.publisher().as_deref(), Some("publisher"));
+        let e = f
+            .app
+            .rules
+            .put(
+                "local.yaml",
+                &rule("L", "fd.name"),
+                Change {
+                    expected: Some(0),
+                    author: "uid:0",
+                    comment: "",
+                },
+            )
+            .unwrap_err();
         assert!(e.to_string().contains("follow the fleet"), "{e}");
     }
 
@@ -560,16 +564,13 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
         );
     }
     for f in &followers {
-        let (files, _) = falco_api::control::rules::list(&f.app, 0).unwrap();
+        let (files, _) = f.app.rules.list(0).unwrap();
         assert_eq!(
             files["fleet.yaml"].value,
             rule("Shadow", "fd.name"),
             "previous rules kept"
         );
-        assert!(falco_api::control::rules::effective(&f.app)
-            .0
-            .iter()
-            .any(|r| r.name == "Shadow"));
+        assert!(f.app.rules.effective().0.iter().any(|r| r.name == "Shadow"));
     }
     // fleet status on the publisher shows the refusals (exit 1: nodes behind or refusing).
     let out = crate::process::cli_output(&publisher.socket, &["fleet", "status"]);
@@ -580,13 +581,14 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     // The real publisher's next change (valid) brings them back.
     let app = publisher.app.clone();
     let r2 = tokio::task::spawn_blocking(move || {
-        falco_api::control::rules::put(
-            &app,
+        app.rules.put(
             "more.yaml",
             &rule("Passwd", "fd.name"),
-            Some(0),
-            "second",
-            "cn:ops",
+            Change {
+                expected: Some(0),
+                author: "cn:ops",
+                comment: "second",
+            },
         )
     })
     .await
@@ -600,7 +602,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     )
     .await;
     for f in &followers {
-        let (files, _) = falco_api::control::rules::list(&f.app, 0).unwrap();
+        let (files, _) = f.app.rules.list(0).unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(
             files["fleet.yaml"].value,
@@ -631,7 +633,7 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
     falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
     send_all(&node, vec![batch(1, 50)]).await;
     wait_for("the first 50", Duration::from_secs(20), || {
-        central.app.outputs.head() == 50
+        central.app.logs.outputs.head() == 50
     })
     .await;
     nats.kill();
@@ -641,7 +643,7 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
     }
     nats.restart();
     wait_for("the retained alerts", Duration::from_secs(60), || {
-        central.app.outputs.head() >= 150
+        central.app.logs.outputs.head() >= 150
     })
     .await;
     wait_for("the drop record", Duration::from_secs(20), || {
@@ -666,9 +668,9 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
     // The loss itself is also an internal alert on the node, forwarded like any other.
     let notices = alerts(&node)
         .iter()
-        .filter(|e| e.rule == falco_api::app::DROP_RULE)
+        .filter(|e| e.rule == falco_api::services::logs::DROP_RULE)
         .count() as u64;
-    assert_eq!(central.app.outputs.head(), 150 + notices);
+    assert_eq!(central.app.logs.outputs.head(), 150 + notices);
     node.stop().await;
     central.stop().await;
 }
@@ -694,13 +696,13 @@ async fn forwarding_over_tls_with_a_password_and_refused_with_a_wrong_one() {
     falco_api::fleet::start(&intruder.app, &with("wrong", false));
     send_all(&node, vec![batch(1, 40)]).await;
     wait_for("collection over TLS", Duration::from_secs(20), || {
-        central.app.outputs.head() == 40
+        central.app.logs.outputs.head() == 40
     })
     .await;
     assert_eq!(ids(&alerts(&central)), ids(&alerts(&node)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        intruder.app.outputs.head(),
+        intruder.app.logs.outputs.head(),
         0,
         "a wrong password collects nothing"
     );

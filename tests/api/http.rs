@@ -6,8 +6,8 @@ use std::process::Command;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use falco_api::auth::{Identity, Role};
 use falco_api::http::{require, Caller};
+use falco_api::net::identity::{Identity, Role};
 use tower::ServiceExt;
 
 use crate::process::EXE;

@@ -40,7 +40,7 @@ fn family_sum(samples: &BTreeMap<String, f64>, name: &str) -> f64 {
 }
 
 fn events_series(labels: [&str; 7]) -> String {
-    let pairs: Vec<String> = falco_api::telemetry::EVENT_LABELS
+    let pairs: Vec<String> = falco_api::services::telemetry::EVENT_LABELS
         .iter()
         .zip(labels)
         .map(|(n, v)| format!("{n}=\"{v}\""))
@@ -171,7 +171,7 @@ async fn the_exposition_has_falco_exporters_series_and_the_servers_own() {
         let series = events_series(labels);
         assert_eq!(s.get(&series), Some(&count), "{series} in\n{text}");
     }
-    let head = server.app.outputs.head();
+    let head = server.app.logs.outputs.head();
     assert_eq!(head, 5 + lines.len() as u64);
     assert_eq!(
         family_sum(&s, "falco_events"),
@@ -307,7 +307,7 @@ fn falco_events_survive_restarts_and_kill_9_and_fold_past_max_series() {
     );
     let overflow = events
         .iter()
-        .find(|(k, _)| k.contains(falco_api::telemetry::OVERFLOW_RULE))
+        .find(|(k, _)| k.contains(falco_api::services::telemetry::OVERFLOW_RULE))
         .expect("an overflow series");
     assert_eq!(*overflow.1, 8.0);
     assert_eq!(events.values().sum::<f64>(), 20.0);
@@ -507,13 +507,13 @@ async fn a_real_prometheus_answers_the_falco_exporter_dashboard() {
             .unwrap();
         assert_eq!(status, 200);
     }
-    wait_sum(prometheus.addr, server.app.outputs.head()).await;
+    wait_sum(prometheus.addr, server.app.logs.outputs.head()).await;
     send_all(&server, vec![wave(5)]).await;
     for line in fixture_lines() {
         let (status, _) = falco.post("/", "application/json", line).await.unwrap();
         assert_eq!(status, 200);
     }
-    let head = server.app.outputs.head();
+    let head = server.app.logs.outputs.head();
     wait_sum(prometheus.addr, head).await;
 
     // Every expression of the dashboard answers with falco-api's series.

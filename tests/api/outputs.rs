@@ -83,7 +83,7 @@ async fn sub_fans_out_every_event_to_three_subscribers() {
 #[tokio::test]
 async fn resume_after_disconnect_has_no_gap_and_no_duplicate_while_appends_go_on() {
     let server = TestServer::start(100_000).await;
-    let feed = server.app.outputs.clone();
+    let feed = server.app.logs.outputs.clone();
     let writer = tokio::spawn(async move {
         for batch in 0..200u64 {
             feed.append((0..10).map(|i| event(batch * 10 + i)).collect())
@@ -175,7 +175,7 @@ async fn a_trimmed_cursor_is_out_of_range_or_reports_the_loss() {
     let notice = sub.next().await.unwrap().unwrap();
     assert_eq!(notice.lost, 12, "events 4..=15 were lost");
     assert_eq!(notice.seq, 0);
-    assert_eq!(notice.rule, falco_api::server::LOST_RULE);
+    assert_eq!(notice.rule, falco_api::grpc::LOST_RULE);
     assert_eq!(notice.source, "internal");
     assert_eq!(
         notice.output_fields.get("next_seq").map(String::as_str),
@@ -215,7 +215,13 @@ async fn a_subscriber_overtaken_by_trimming_is_told_how_many_it_lost() {
             e.output = big.clone();
             e
         });
-        server.app.outputs.append(events.collect()).await.unwrap();
+        server
+            .app
+            .logs
+            .outputs
+            .append(events.collect())
+            .await
+            .unwrap();
     }
     let end = 20_010;
     let mut next_expected = 11;

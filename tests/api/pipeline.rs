@@ -99,7 +99,7 @@ async fn events_become_alerts_with_every_upstream_field() {
         a.output_fields.get("fd.name").map(String::as_str),
         Some("/etc/shadow")
     );
-    assert_eq!(a.hostname, server.app.hostname);
+    assert_eq!(a.hostname, server.app.logs.machine_hostname());
     assert_eq!(alerts[1].rule, "any exec");
     server.stop().await;
 }
@@ -319,7 +319,7 @@ async fn with_the_block_policy_a_burst_of_100000_events_loses_nothing() {
     let matched: u64 = acks.iter().map(|a| a.matched).sum();
     assert_eq!((evaluated, dropped, matched), (100_000, 0, 10_000));
     assert_eq!(acks.last().unwrap().accepted_up_to, 100_000);
-    assert_eq!(server.app.outputs.head(), 10_000);
+    assert_eq!(server.app.logs.outputs.head(), 10_000);
     let mut drops = server.drops().await;
     let none = drops
         .get(falco_api::proto::drops::Request {

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use falco_api::cli::certs::{self, ClientArgs, GenerateArgs};
+use falco_api::grpc::auth::{Policy, Role};
+use falco_api::grpc::{self, ServerOptions};
+use falco_api::net::Limits;
 use falco_api::proto::rules::{
     service_client::ServiceClient as RulesClient, ListRequest, PutRequest,
 };
 use falco_api::proto::version::{
     service_client::ServiceClient as VersionClient, Request as VersionRequest,
 };
-use falco_api::server::auth::{Policy, Role};
-use falco_api::server::{self, Limits, ServerOptions};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -49,7 +50,7 @@ async fn start_tls(limits: Limits) -> TlsServer {
     make_certs(certs.path());
     let server = TestServer::start(1000).await;
     let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
-    let tls = server::tls_config(&read("server.crt"), &read("server.key"), &read("ca.crt"));
+    let tls = grpc::tls_config(&read("server.crt"), &read("server.key"), &read("ca.crt"));
     let policy = Policy {
         roles: [
             ("cn:reader".to_string(), vec![Role::Reader]),
@@ -57,7 +58,7 @@ async fn start_tls(limits: Limits) -> TlsServer {
         ]
         .into(),
         socket_owner_is_admin: true,
-        own_uid: server::own_uid(),
+        own_uid: falco_api::net::own_uid(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
@@ -65,7 +66,7 @@ async fn start_tls(limits: Limits) -> TlsServer {
         policy: Arc::new(policy),
         limits,
     };
-    tokio::spawn(server::serve_tcp(server.app.clone(), listener, tls, opts));
+    tokio::spawn(grpc::serve_tcp(server.app.clone(), listener, tls, opts));
     TlsServer { server, url, certs }
 }
 
@@ -249,17 +250,21 @@ async fn a_certificate_without_names_is_unauthenticated() {
 async fn on_the_socket_roles_follow_the_policy() {
     let server = TestServer::start(1000).await;
     let socket = server.dir.join("second.sock");
-    let listener = server::bind_unix(&socket).unwrap();
+    let listener = grpc::bind_unix(&socket).unwrap();
     let policy = Policy {
-        roles: [(format!("uid:{}", server::own_uid()), vec![Role::Reader])].into(),
+        roles: [(
+            format!("uid:{}", falco_api::net::own_uid()),
+            vec![Role::Reader],
+        )]
+        .into(),
         socket_owner_is_admin: false,
-        own_uid: server::own_uid(),
+        own_uid: falco_api::net::own_uid(),
     };
     let opts = ServerOptions {
         policy: Arc::new(policy),
         limits: Limits::default(),
     };
-    tokio::spawn(server::serve_unix_with(server.app.clone(), listener, opts));
+    tokio::spawn(grpc::serve_unix_with(server.app.clone(), listener, opts));
     let channel = falco_api::cli::client::connect_unix(&socket).await.unwrap();
     let mut rules = RulesClient::new(channel);
     rules.list(ListRequest::default()).await.expect("reader");
@@ -274,7 +279,7 @@ async fn on_the_socket_roles_follow_the_policy() {
     assert!(
         denied
             .message()
-            .contains(&format!("uid:{} has reader", server::own_uid())),
+            .contains(&format!("uid:{} has reader", falco_api::net::own_uid())),
         "{}",
         denied.message()
     );
@@ -346,16 +351,16 @@ async fn the_socket_takes_the_configured_mode_and_group_and_is_never_stolen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/falco/x.sock");
     let gid = std::fs::metadata("/").unwrap().gid();
-    let listener = server::bind_unix_with(&path, 0o640, Some(gid)).unwrap();
+    let listener = grpc::bind_unix_with(&path, 0o640, Some(gid)).unwrap();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o640);
     assert_eq!(meta.gid(), gid);
     // A live socket is refused; a stale one (nobody listening) is replaced.
-    let err = server::bind_unix(&path).unwrap_err();
+    let err = grpc::bind_unix(&path).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     assert!(err.to_string().contains("another server is listening"));
     drop(listener);
-    let again = server::bind_unix(&path).expect("a stale socket file is replaced");
+    let again = grpc::bind_unix(&path).expect("a stale socket file is replaced");
     assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
     drop(again);
 }
@@ -365,7 +370,7 @@ async fn the_socket_takes_the_configured_mode_and_group_and_is_never_stolen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_send_nothing_never_stop_calls_over_mutual_tls() {
     let _heavy = crate::common::HEAVY.lock().await;
-    server::listen::raise_open_files_limit();
+    falco_api::net::listen::raise_open_files_limit();
     let limits = Limits {
         first_byte_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(3),

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use falco_api::base::event::{OutputEvent, Priority};
 use falco_api::config::{HttpEndpoint, HttpKind};
-use falco_api::event::{OutputEvent, Priority};
+use falco_api::grpc::{self, ServerOptions};
 use falco_api::http::HttpOptions;
-use falco_api::server::{self, Limits, ServerOptions};
+use falco_api::net::Limits;
 use falco_api::store::{Store, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,7 +28,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 fn is_root() -> bool {
-    server::own_uid() == 0
+    falco_api::net::own_uid() == 0
 }
 
 /// Whether user `nobody` can read `path` (only meaningful as root, which can switch to it).
@@ -267,7 +268,7 @@ fn serve_writes_nothing_another_user_can_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_http_connections_never_stop_alert_intake() {
     let _heavy = crate::common::HEAVY.lock().await;
-    server::listen::raise_open_files_limit();
+    falco_api::net::listen::raise_open_files_limit();
     let server = TestServer::start(10_000).await;
     let addr = serve_endpoint(
         &server.app,
@@ -307,7 +308,7 @@ async fn idle_and_slow_http_connections_never_stop_alert_intake() {
     let took = started.elapsed();
     assert_eq!(status, 200, "{body}");
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
-    assert_eq!(server.app.outputs.head(), 1);
+    assert_eq!(server.app.logs.outputs.head(), 1);
 
     // Idle ones: first byte within 2 s; slow ones: the whole head within 2 s.
     assert_eq!(
@@ -327,15 +328,15 @@ async fn idle_and_slow_http_connections_never_stop_alert_intake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_preface_never_stop_grpc_calls_on_the_socket() {
     let _heavy = crate::common::HEAVY.lock().await;
-    server::listen::raise_open_files_limit();
+    falco_api::net::listen::raise_open_files_limit();
     let server = TestServer::start(100).await;
     let sock = server.dir.join("limited.sock");
-    let listener = server::bind_unix(&sock).unwrap();
+    let listener = grpc::bind_unix(&sock).unwrap();
     let opts = ServerOptions {
         limits: short_limits(),
         ..Default::default()
     };
-    tokio::spawn(server::serve_unix_with(server.app.clone(), listener, opts));
+    tokio::spawn(grpc::serve_unix_with(server.app.clone(), listener, opts));
     let mut idle = Vec::new();
     for _ in 0..1100 {
         // The listen backlog may be full for a moment while the server accepts.
@@ -621,7 +622,7 @@ async fn a_stalled_live_alerts_reader_is_disconnected_not_buffered() {
     // 40 MB of list views for a reader that reads nothing.
     for chunk in 0..20u64 {
         let events = (0..500).map(|i| big_event(chunk * 500 + i, 4000)).collect();
-        server.app.outputs.append(events).await.unwrap();
+        server.app.logs.outputs.append(events).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut received = n;
@@ -655,7 +656,7 @@ async fn console_answers_are_bounded_in_bytes() {
     let console = console_with_stall(&server, Duration::from_secs(30)).await;
     let (cookie, _) = sign_in(&server, console, "reader").await;
     let events = (0..40).map(|i| big_event(i, 1 << 20)).collect();
-    server.app.outputs.append(events).await.unwrap();
+    server.app.logs.outputs.append(events).await.unwrap();
     let (status, text) = request(
         console,
         "GET",
@@ -879,7 +880,7 @@ async fn the_logs_are_bounded_in_bytes_and_posters_in_byte_rate() {
     let (first, _) = request(receiver, "POST", "/", &[], big.as_bytes()).await;
     let (second, body) = request(receiver, "POST", "/", &[], big.as_bytes()).await;
     assert_eq!((first, second), (200, 429), "{body}");
-    assert_eq!(server.app.outputs.head(), 1);
+    assert_eq!(server.app.logs.outputs.head(), 1);
     // The drop record is written beside the answer; wait for it.
     let deadline = Instant::now() + Duration::from_secs(10);
     let recorded = loop {
@@ -948,7 +949,7 @@ async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(server.app.outputs.head(), 500);
+    assert_eq!(server.app.logs.outputs.head(), 500);
 
     // A good line, one with bytes that are not UTF-8, a line over 1 MiB, a good line.
     let mixed = dir.path().join("mixed.jsonl");
@@ -975,7 +976,7 @@ async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() 
         Some(1),
         "a skipped line is a failure to report"
     );
-    assert_eq!(server.app.outputs.head(), 503);
+    assert_eq!(server.app.logs.outputs.head(), 503);
 
     // --follow: an oversized line, first without its newline, then completed.
     let followed = dir.path().join("falco.jsonl");
@@ -992,10 +993,10 @@ async fn send_alerts_cuts_batches_by_bytes_and_steps_past_what_it_cannot_send() 
         let app = server.app.clone();
         async move {
             let deadline = Instant::now() + Duration::from_secs(20);
-            while app.outputs.head() < want && Instant::now() < deadline {
+            while app.logs.outputs.head() < want && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            app.outputs.head()
+            app.logs.outputs.head()
         }
     };
     assert_eq!(wait_head(504).await, 504);
@@ -1051,7 +1052,11 @@ async fn requests_from_other_sites_are_refused() {
     assert_eq!(status, 403);
     let (status, _) = post(vec![("Origin", "null".into())]).await;
     assert_eq!(status, 403);
-    assert_eq!(server.app.outputs.head(), 0, "nothing forged was stored");
+    assert_eq!(
+        server.app.logs.outputs.head(),
+        0,
+        "nothing forged was stored"
+    );
     let (status, text) = post(vec![("Origin", format!("http://{receiver}"))]).await;
     assert_eq!(status, 200, "{text}");
     assert!(
@@ -1071,7 +1076,7 @@ async fn requests_from_other_sites_are_refused() {
 /// through (its target stays as it was); a FIFO at a file's name does not hang the change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rules_directory_is_never_written_through_a_link_or_waited_on() {
-    use falco_api::control::rules;
+    use falco_api::services::control::Change;
     let server = TestServer::start(1000).await;
     let outside = tempfile::tempdir().unwrap();
     let dir = outside.path().join("rules.d");
@@ -1098,9 +1103,13 @@ async fn the_rules_directory_is_never_written_through_a_link_or_waited_on() {
     let done = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::task::spawn_blocking(move || {
-            rules::put(&app, "a", rule, None, "", "test").unwrap();
-            rules::put(&app, "b", &rule.replace("R\n", "S\n"), None, "", "test").unwrap();
-            rules::put(&app, "c", &rule.replace("R\n", "T\n"), None, "", "test").unwrap();
+            app.rules.put("a", rule, Change::by("test", "")).unwrap();
+            app.rules
+                .put("b", &rule.replace("R\n", "S\n"), Change::by("test", ""))
+                .unwrap();
+            app.rules
+                .put("c", &rule.replace("R\n", "T\n"), Change::by("test", ""))
+                .unwrap();
         }),
     )
     .await;

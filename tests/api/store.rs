@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use falco_api::event::OutputEvent;
+use falco_api::base::event::OutputEvent;
 use falco_api::store::{testing, Store, StoreError, StoreOptions, SCHEMA_VERSION};
 use proptest::prelude::*;
 

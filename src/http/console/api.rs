@@ -1,4 +1,4 @@
-//! The console's JSON API: the same operations as the gRPC services (`crate::control`, the logs),
+//! The console's JSON API: the same operations as the gRPC services (`crate::services::control`, the logs),
 //! shaped for a page. Reads need the reader role, changes the admin role and the CSRF value
 //! (checked before any handler runs); changes are recorded with the user's identity as author.
 
@@ -14,10 +14,11 @@ use serde_json::{json, Value};
 
 use super::User;
 use crate::app::App;
-use crate::control::{self, ControlError};
+use crate::base::event::{OutputEvent, OutputFilter, Priority};
 use crate::engine::Diagnostic;
-use crate::event::{OutputEvent, OutputFilter, Priority};
 use crate::http::json;
+use crate::services::control::Change;
+use crate::services::control::ControlError;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -174,7 +175,7 @@ const SCAN_STEP: u64 = 64;
 
 /// `text` cut to at most `max` bytes on a character boundary; whether it was cut.
 fn cut(text: &str, max: usize) -> (&str, bool) {
-    let kept = crate::event::clip(text, max);
+    let kept = crate::base::event::clip(text, max);
     (kept, kept.len() < text.len())
 }
 
@@ -259,7 +260,7 @@ async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response
         Ok(f) => f,
         Err(e) => return json(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
-    let head = app.outputs.head();
+    let head = app.logs.outputs.head();
     let before = q.before.unwrap_or(head + 1).min(head + 1);
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
     answer(move || -> Result<Value, crate::store::StoreError> {
@@ -281,7 +282,7 @@ async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response
         Ok(json!({
             "alerts": found,
             "head": head,
-            "oldest": app.outputs.oldest(),
+            "oldest": app.logs.outputs.oldest(),
             "cut_at_bytes": (!complete).then_some(ANSWER_BYTES),
         }))
     })
@@ -332,7 +333,7 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
     let mut last_day = 0u64;
     // The last day, newest first, counted while scanning; at most the newest 200,000 alerts are
     // read, and at most OVERVIEW_NAMES rule and host names are counted (names are cut).
-    let head = app.outputs.head();
+    let head = app.logs.outputs.head();
     let count = |m: &mut HashMap<String, u64>, name: &str| {
         let name = cut(name, SUMMARY_FIELD).0;
         if let Some(n) = m.get_mut(name) {
@@ -394,7 +395,7 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
         "alerts_last_day": last_day,
         "drops_last_day": drop_stages,
         "nodes": nodes,
-        "head": head, "oldest": app.outputs.oldest(),
+        "head": head, "oldest": app.logs.outputs.oldest(),
     }))
 }
 
@@ -409,7 +410,7 @@ struct FileQuery {
 
 async fn rules(State(app): State<App>) -> Response {
     answer(move || -> Result<Value, ControlError> {
-        let (files, revision) = control::rules::list(&app, 0)?;
+        let (files, revision) = app.rules.list(0)?;
         let mut out = Vec::new();
         for (name, current) in files {
             let record = app.store.versioned().record(current.revision)?;
@@ -421,7 +422,7 @@ async fn rules(State(app): State<App>) -> Response {
                 "bytes": current.value.len(),
             }));
         }
-        let (infos, in_force) = control::rules::effective(&app);
+        let (infos, in_force) = app.rules.effective();
         let rules: Vec<Value> = infos
             .iter()
             .map(|r| {
@@ -438,7 +439,8 @@ async fn rules(State(app): State<App>) -> Response {
 
 async fn rules_file(State(app): State<App>, Query(q): Query<FileQuery>) -> Response {
     answer(move || {
-        control::rules::get(&app, &q.name, q.revision)
+        app.rules
+            .get(&q.name, q.revision)
             .map(|c| json!({"name": q.name, "content": c.value, "revision": c.revision}))
     })
     .await
@@ -465,8 +467,12 @@ fn history_json(r: &crate::store::HistoryRecord) -> Value {
 }
 
 async fn rules_history(State(app): State<App>, Query(q): Query<HistoryQuery>) -> Response {
-    answer(move || control::rules::history(&app, &q.name, q.before, 200).map(|r| history_page(&r)))
-        .await
+    answer(move || {
+        app.rules
+            .history(&q.name, q.before, 200)
+            .map(|r| history_page(&r))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -516,7 +522,7 @@ async fn rules_diff(State(app): State<App>, Query(q): Query<DiffQuery>) -> Respo
             if revision == 0 {
                 return Ok(String::new());
             }
-            match control::rules::get(&app, &q.name, revision) {
+            match app.rules.get(&q.name, revision) {
                 Ok(c) => Ok(c.value),
                 // Deleted as of that revision: an empty side.
                 Err(ControlError::NotFound(_)) => Ok(String::new()),
@@ -537,7 +543,7 @@ struct ValidateBody {
 
 async fn validate(State(app): State<App>, Json(b): Json<ValidateBody>) -> Response {
     // A file that does not load is an answer here, not a failure.
-    answer(move || match control::rules::validate(&app, &[(b.name, b.content)]) {
+    answer(move || match app.rules.validate(&[(b.name, b.content)]) {
         Ok(warnings) => {
             Ok(json!({"ok": true, "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>()}))
         }
@@ -566,20 +572,22 @@ async fn put_file(
     Json(b): Json<PutBody>,
 ) -> Response {
     answer(move || {
-        control::rules::put(
-            &app,
-            &b.name,
-            &b.content,
-            Some(b.expected_revision),
-            &b.comment,
-            &user.identity,
-        )
-        .map(|(revision, warnings)| {
-            json!({
-                "revision": revision,
-                "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
+        app.rules
+            .put(
+                &b.name,
+                &b.content,
+                Change {
+                    expected: Some(b.expected_revision),
+                    author: &user.identity,
+                    comment: &b.comment,
+                },
+            )
+            .map(|(revision, warnings)| {
+                json!({
+                    "revision": revision,
+                    "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
+                })
             })
-        })
     })
     .await
 }
@@ -599,7 +607,16 @@ async fn rollback(
     Json(b): Json<RollbackBody>,
 ) -> Response {
     answer(move || {
-        control::rules::rollback(&app, b.revision, &b.name, None, &b.comment, &user.identity)
+        app.rules
+            .rollback(
+                b.revision,
+                &b.name,
+                Change {
+                    expected: None,
+                    author: &user.identity,
+                    comment: &b.comment,
+                },
+            )
             .map(|(revision, _)| json!({"revision": revision}))
     })
     .await
@@ -622,16 +639,18 @@ async fn toggle(
     Json(b): Json<ToggleBody>,
 ) -> Response {
     answer(move || {
-        control::rules::toggle(
-            &app,
-            &b.rules,
-            &b.tags,
-            b.enabled,
-            None,
-            &b.comment,
-            &user.identity,
-        )
-        .map(|(revision, _)| json!({"revision": revision}))
+        app.rules
+            .toggle(
+                &b.rules,
+                &b.tags,
+                b.enabled,
+                Change {
+                    expected: None,
+                    author: &user.identity,
+                    comment: &b.comment,
+                },
+            )
+            .map(|(revision, _)| json!({"revision": revision}))
     })
     .await
 }
@@ -640,7 +659,7 @@ async fn toggle(
 
 async fn config(State(app): State<App>) -> Response {
     answer(move || {
-        control::config::get(&app, &[], 0).map(|(entries, revision)| {
+        app.config.get(&[], 0).map(|(entries, revision)| {
             json!({
                 "revision": revision,
                 "entries": entries.iter().map(|e| json!({
@@ -660,7 +679,7 @@ struct KeyQuery {
 }
 
 async fn config_history(State(app): State<App>, Query(q): Query<KeyQuery>) -> Response {
-    answer(move || control::config::history(&app, &q.key, 0, 200).map(|r| history_page(&r))).await
+    answer(move || app.config.history(&q.key, 0, 200).map(|r| history_page(&r))).await
 }
 
 #[derive(Deserialize)]
@@ -679,7 +698,15 @@ async fn config_set(
 ) -> Response {
     let values = BTreeMap::from([(b.key, b.value)]);
     answer(move || {
-        control::config::set(&app, &values, None, &b.comment, &user.identity)
+        app.config
+            .set(
+                &values,
+                Change {
+                    expected: None,
+                    author: &user.identity,
+                    comment: &b.comment,
+                },
+            )
             .map(|c| json!({"revision": c.revision, "warnings": c.warnings}))
     })
     .await
@@ -692,7 +719,15 @@ async fn config_unset(
 ) -> Response {
     let keys = vec![b.key];
     answer(move || {
-        control::config::unset(&app, &keys, None, &b.comment, &user.identity)
+        app.config
+            .unset(
+                &keys,
+                Change {
+                    expected: None,
+                    author: &user.identity,
+                    comment: &b.comment,
+                },
+            )
             .map(|c| json!({"revision": c.revision, "warnings": c.warnings}))
     })
     .await

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{json, Caller};
 use crate::app::App;
-use crate::auth::Role;
+use crate::net::identity::Role;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "falco_api_session";
@@ -182,7 +182,7 @@ async fn authenticate(
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !crate::tokens::same(sent.as_bytes(), user.csrf.as_bytes()) {
+        if !crate::services::tokens::same(sent.as_bytes(), user.csrf.as_bytes()) {
             return json(
                 StatusCode::FORBIDDEN,
                 json!({"error": "missing or wrong X-CSRF-Token (reload the console)"}),
@@ -235,7 +235,7 @@ async fn login(
     );
     if let Ok(v) = http::HeaderValue::from_str(&format!(
         "{COOKIE}={cookie}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        crate::tokens::SESSION_SECS
+        crate::services::tokens::SESSION_SECS
     )) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }

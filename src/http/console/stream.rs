@@ -38,7 +38,7 @@ pub async fn alerts(
     headers: HeaderMap,
     Query(q): Query<AlertQuery>,
     Extension(stall): Extension<StallTimeout>,
-    conn: Option<Extension<std::sync::Arc<crate::server::listen::Conn>>>,
+    conn: Option<Extension<std::sync::Arc<crate::net::listen::Conn>>>,
 ) -> Response {
     let keep = match q.filter() {
         Ok(f) => f,
@@ -49,10 +49,10 @@ pub async fn alerts(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(q.after);
-    let head = app.outputs.head();
+    let head = app.logs.outputs.head();
     // A position past the head (a log restored from an older copy) resumes at the head.
     let start = resume.map_or(Start::Live, |n| Start::After(n.min(head)));
-    let mut sub = match app.outputs.subscribe(start, TrimPolicy::Report, true) {
+    let mut sub = match app.logs.outputs.subscribe(start, TrimPolicy::Report, true) {
         Ok(s) => s.with_filter(keep),
         Err(e) => return json(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() })),
     };

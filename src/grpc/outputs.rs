@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
 use crate::app::App;
-use crate::event::{stage, DropRecord, Origin, OutputEvent, OutputFilter, Priority};
+use crate::base::event::{stage, DropRecord, Origin, OutputEvent, OutputFilter, Priority};
 use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
 use crate::proto::outputs::{self as pb, service_server::Service};
@@ -33,7 +33,7 @@ impl WireLog for OutputsLog {
     const LOG: &'static str = "outputs";
 
     fn feed(app: &App) -> &Feed<OutputEvent> {
-        &app.outputs
+        &app.logs.outputs
     }
 
     fn cursor(req: &pb::Request) -> CursorRequest {
@@ -82,7 +82,7 @@ impl WireLog for OutputsLog {
             count,
             format!("{count} output events were trimmed before a subscriber read them"),
         );
-        app.record_drop(record);
+        app.logs.record_drop(record);
     }
 }
 

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::app::Runtime;
+use super::config::Runtime;
+use crate::base::event::Priority;
+use crate::base::throttle::DropAlertSettings;
 use crate::engine::Matching;
-use crate::event::Priority;
 use crate::pipeline::{OutputSettings, QueuePolicy, Settings};
-use crate::throttle::DropAlertSettings;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {

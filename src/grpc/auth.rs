@@ -9,9 +9,9 @@ use std::task::{Context, Poll};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use tonic::Status;
 
-use super::listen::Tracked;
+use crate::net::listen::Tracked;
 
-pub use crate::auth::{certificate_names, Identity, Policy, Role};
+pub use crate::net::identity::{certificate_names, Identity, Policy, Role};
 
 impl GrpcIdentify for Policy {
     /// The caller's identity from the connection information tonic attached to the request.

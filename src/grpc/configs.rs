@@ -8,9 +8,9 @@ use super::blocking;
 use super::inputs::client_identity;
 use super::logstream::timestamp;
 use crate::app::App;
-use crate::control::config as ctl;
-use crate::control::target::{Kind, Target};
 use crate::proto::configs::{self as pb, service_server::Service};
+use crate::services::control::target::{Kind, Target};
+use crate::services::control::Change;
 
 pub struct ConfigsService {
     app: App,
@@ -53,7 +53,7 @@ impl Service for ConfigsService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let req = request.into_inner();
-        let (entries, revision) = ctl::get(&self.app, &req.keys, req.revision)?;
+        let (entries, revision) = self.app.config.get(&req.keys, req.revision)?;
         let entries = entries
             .into_iter()
             .map(|e| pb::Entry {
@@ -76,9 +76,17 @@ impl Service for ConfigsService {
         let req = request.into_inner();
         let app = self.app.clone();
         let values: BTreeMap<String, String> = req.values.into_iter().collect();
-        let changed =
-            blocking(move || ctl::set(&app, &values, req.expected_revision, &req.comment, &author))
-                .await?;
+        let changed = blocking(move || {
+            app.config.set(
+                &values,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
+            )
+        })
+        .await?;
         Ok(Response::new(pb::ChangeResponse {
             revision: changed.revision,
             warnings: changed.warnings,
@@ -93,12 +101,13 @@ impl Service for ConfigsService {
         let req = request.into_inner();
         let app = self.app.clone();
         let changed = blocking(move || {
-            ctl::unset(
-                &app,
+            app.config.unset(
                 &req.keys,
-                req.expected_revision,
-                &req.comment,
-                &author,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
             )
         })
         .await?;
@@ -114,7 +123,7 @@ impl Service for ConfigsService {
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         let req = request.into_inner();
         let limit = super::page_limit(req.limit);
-        let records = ctl::history(&self.app, &req.key, req.before, limit)?;
+        let records = self.app.config.history(&req.key, req.before, limit)?;
         let next_before = super::next_page(&records, limit);
         let entries = records.into_iter().map(history_entry).collect();
         Ok(Response::new(pb::HistoryResponse {
@@ -131,12 +140,13 @@ impl Service for ConfigsService {
         let req = request.into_inner();
         let app = self.app.clone();
         let changed = blocking(move || {
-            ctl::rollback(
-                &app,
+            app.config.rollback(
                 req.revision,
-                req.expected_revision,
-                &req.comment,
-                &author,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
             )
         })
         .await?;

@@ -23,9 +23,9 @@ impl Service for MetricsService {
                 "falco-api is counting the alerts stored before this start; try again in a moment",
             ));
         }
-        crate::metrics::settle(&self.app, std::time::Duration::from_secs(1)).await;
+        crate::services::metrics::settle(&self.app, std::time::Duration::from_secs(1)).await;
         let app = self.app.clone();
-        let text = super::blocking(move || Ok(crate::metrics::render(&app))).await?;
+        let text = super::blocking(move || Ok(crate::services::metrics::render(&app))).await?;
         Ok(Response::new(pb::Response { text }))
     }
 }

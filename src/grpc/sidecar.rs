@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::logstream::timestamp;
 use crate::app::App;
-use crate::event::Origin;
+use crate::base::event::Origin;
 use crate::proto::sidecar::{self as pb, service_server::Service};
 
 /// Lines in one request at most.
@@ -80,7 +80,7 @@ async fn store(
     } else {
         follow_marks(&req.follow, req.follow_offset, req.follow_file_id)
     };
-    let stored = crate::falco::store(app, alerts, client, marks).await?;
+    let stored = crate::falco::store(&app.logs, alerts, client, marks).await?;
     Ok(pb::AlertsResponse {
         first_seq: stored.seqs.start,
         stored: stored.seqs.end - stored.seqs.start,
@@ -136,8 +136,8 @@ impl Service for SidecarService {
             ));
         }
         let marks = follow_marks(&name, 0, 0);
-        let offset = self.app.outputs.mark(&marks[0].0)?;
-        let file_id = self.app.outputs.mark(&marks[1].0)?;
+        let offset = self.app.logs.outputs.mark(&marks[0].0)?;
+        let file_id = self.app.logs.outputs.mark(&marks[1].0)?;
         Ok(Response::new(pb::PositionResponse {
             known: offset.is_some(),
             offset: offset.unwrap_or(0),

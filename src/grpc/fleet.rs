@@ -24,7 +24,7 @@ impl Service for FleetService {
         let fleet = &self.app.nodes.fleet;
         Ok(Response::new(pb::StatusResponse {
             published_revision: fleet.published(),
-            following: self.app.rules_publisher().unwrap_or_default(),
+            following: self.app.rules.publisher().unwrap_or_default(),
             nodes: fleet
                 .list()
                 .into_iter()

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::proto::tokens::{self as pb, service_server::Service};
-use crate::tokens::{Token, TokenError};
+use crate::services::tokens::Token;
 
 pub struct TokensService {
     app: App,
@@ -24,20 +24,6 @@ fn info(t: Token) -> pb::TokenInfo {
         expires_ns: t.expires_ns,
         revoked: t.revoked,
         author: t.author,
-    }
-}
-
-impl From<TokenError> for Status {
-    fn from(e: TokenError) -> Status {
-        match e {
-            TokenError::BadName(_) | TokenError::BadRole(_) => {
-                Status::invalid_argument(e.to_string())
-            }
-            TokenError::Exists(_) => Status::already_exists(e.to_string()),
-            TokenError::NotFound(_) => Status::not_found(e.to_string()),
-            TokenError::TooMany => Status::resource_exhausted(e.to_string()),
-            TokenError::Store(s) => s.into(),
-        }
     }
 }
 

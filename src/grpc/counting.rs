@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 
-use crate::telemetry::Telemetry;
+use crate::services::telemetry::Telemetry;
 
 #[derive(Clone)]
 pub struct CountLayer {

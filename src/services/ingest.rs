@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 use crate::app::App;
-use crate::event::{stage, DropRecord};
+use crate::base::event::{stage, DropRecord};
+use crate::base::throttle::TokenBucket;
 use crate::feed::FeedError;
 use crate::pipeline::{BatchResult, InEvent, Refused};
-use crate::throttle::TokenBucket;
+use crate::services::logs::{Batch, Writer};
 
 /// Why a batch did not get through.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,7 @@ impl Ingest {
     fn refuse(&self, at: &'static str, source: &str, client: &str, n: u64, why: String) -> Queued {
         self.app.telemetry.inputs(source, "dropped", n);
         self.app
+            .logs
             .record_drop(DropRecord::now(at, source, client, n, n, why));
         Queued::Dropped {
             events: n,
@@ -129,7 +131,7 @@ impl Ingest {
         telemetry.inputs(&source, "rejected", rejected);
         let record = |at: &'static str, count: u64, why: &str| {
             if count > 0 {
-                self.app.record_drop(DropRecord::now(
+                self.app.logs.record_drop(DropRecord::now(
                     at,
                     &source,
                     &client,
@@ -150,7 +152,12 @@ impl Ingest {
             "events whose evaluation failed inside the engine were rejected",
         );
         let alerts = std::mem::take(&mut result.outputs);
-        let seqs = self.app.commit_alerts(alerts, &source, &client).await?;
+        let seqs = self
+            .app
+            .logs
+            .write(Writer::Ingest, Batch::alerts(alerts), &source, &client)
+            .await?
+            .seqs;
         Ok(Outcome { result, seqs })
     }
 }

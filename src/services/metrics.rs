@@ -1,14 +1,14 @@
 //! Everything `GET /metrics` and the metrics service expose, gathered from the running server at
-//! scrape time: the instruments of [`crate::telemetry`], `falco_events`, what can be read off
+//! scrape time: the instruments of [`crate::services::telemetry`], `falco_events`, what can be read off
 //! the state (log bounds, subscribers, consumer lag, the ingest queue, rules and config
 //! revisions), and the Falco nodes' own metrics from their latest snapshots.
 
 use prometheus::proto::{Gauge, Metric, MetricFamily, MetricType};
 
 use crate::app::App;
-use crate::control::target::Kind;
-use crate::nodes::Node;
-use crate::telemetry::{encode, label};
+use crate::services::control::target::Kind;
+use crate::services::nodes::Node;
+use crate::services::telemetry::{encode, label};
 
 /// Consumer-lag series at most per log (consumer names are chosen by clients).
 const MAX_CONSUMER_SERIES: usize = 1_000;
@@ -17,7 +17,7 @@ const MAX_CONSUMER_SERIES: usize = 1_000;
 /// counted on a thread of their own just after their commit, so a scrape that follows an
 /// acknowledgement sees it.
 pub async fn settle(app: &App, within: std::time::Duration) {
-    let head = app.outputs.head();
+    let head = app.logs.outputs.head();
     let deadline = std::time::Instant::now() + within;
     while app.telemetry.enabled()
         && app.telemetry.events.counted_to() < head
@@ -101,9 +101,13 @@ fn logs(app: &App, g: &mut Gauges) {
         (
             "outputs",
             app.store.outputs().bounds(),
-            app.outputs.subscribers(),
+            app.logs.outputs.subscribers(),
         ),
-        ("drops", app.store.drops().bounds(), app.drops.subscribers()),
+        (
+            "drops",
+            app.store.drops().bounds(),
+            app.logs.drops.subscribers(),
+        ),
     ];
     for (log, b, subscribers) in bounds {
         let l = [("log", log)];
@@ -194,7 +198,7 @@ fn state(app: &App, g: &mut Gauges) {
             files.len() as f64,
         );
     }
-    if let Ok(newest) = crate::control::config::last_change(app, 10_000) {
+    if let Ok(newest) = app.config.last_change(10_000) {
         g.gauge(
             "falco_api_config_revision",
             "The newest revision that changed the configuration: a set, unset or rollback (0: none ever did).",

@@ -3,11 +3,11 @@
 use anyhow::Context;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{App, LogReloader};
+use crate::app::App;
+use crate::base::event::counted;
 use crate::config::{HttpEndpoint, HttpKind, Listen, ServeConfig};
-use crate::control;
-use crate::event::counted;
-use crate::server;
+use crate::grpc;
+use crate::services::control::LogReloader;
 use crate::store::StoreOptions;
 
 /// Descriptors kept free for the database, logs, rules files and the webhook.
@@ -36,10 +36,10 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     // Whatever this process creates (database, temporaries, files for Falco) is its user's alone.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let open_files = server::listen::raise_open_files_limit();
+    let open_files = crate::net::listen::raise_open_files_limit();
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
-    let telemetry = crate::telemetry::Telemetry::new(config.max_series, true);
+    let telemetry = crate::services::telemetry::Telemetry::new(config.max_series, true);
     let opts = StoreOptions {
         outputs_capacity: runtime.outputs_capacity,
         drops_capacity: runtime.drops_capacity,
@@ -64,13 +64,17 @@ pub fn prepare(
             )
         })?;
     if let Some(reloader) = log_reloader {
-        app.set_log_reloader(reloader);
+        app.config.set_log_reloader(reloader);
     }
-    app.set_boot_values(config.boot_values.clone());
-    control::config::apply(&app).context("cannot apply the stored configuration")?;
-    control::rules::reload(&app).context("the stored rules do not load")?;
+    app.config.set_boot_values(config.boot_values.clone());
+    app.config
+        .apply()
+        .context("cannot apply the stored configuration")?;
+    app.rules.reload().context("the stored rules do not load")?;
     let imported = match boot_rules {
-        Some(files) => control::rules::import(&app, &files, config.import_rules)
+        Some(files) => app
+            .rules
+            .import(&files, config.import_rules)
             .context("cannot import --rules")?,
         None => None,
     };
@@ -131,7 +135,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
         );
     }
     let rebuild = app.clone();
-    tokio::task::spawn_blocking(move || rebuild.rebuild_counts());
+    tokio::task::spawn_blocking(move || rebuild.logs.rebuild_counts());
     tasks.spawn(save_counts(app.clone()));
     for bound in &listeners {
         match bound {
@@ -193,7 +197,7 @@ async fn save_counts(app: App) {
             _ = app.shutdown.cancelled() => return,
         }
         let saver = app.clone();
-        let _ = tokio::task::spawn_blocking(move || saver.save_counts()).await;
+        let _ = tokio::task::spawn_blocking(move || saver.logs.save_counts()).await;
     }
 }
 
@@ -278,7 +282,7 @@ async fn serve_grpc(
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let limits = fit_connections(config.limits.clone(), open_files, listeners.len());
-    let opts = server::ServerOptions {
+    let opts = grpc::ServerOptions {
         policy: std::sync::Arc::new(config.policy.clone()),
         limits,
     };
@@ -287,7 +291,7 @@ async fn serve_grpc(
         let opts = opts.clone();
         match bound {
             Bound::Unix(path, listener) => tasks.spawn(async move {
-                let result = server::serve_unix_with(app, listener, opts).await;
+                let result = grpc::serve_unix_with(app, listener, opts).await;
                 let _ = std::fs::remove_file(&path);
                 result
             }),
@@ -296,8 +300,8 @@ async fn serve_grpc(
                     .tls
                     .as_ref()
                     .expect("checked by the config: TCP needs TLS");
-                let tls = server::tls_config(&tls.cert, &tls.key, &tls.client_ca);
-                tasks.spawn(server::serve_tcp(app, listener, tls, opts))
+                let tls = grpc::tls_config(&tls.cert, &tls.key, &tls.client_ca);
+                tasks.spawn(grpc::serve_tcp(app, listener, tls, opts))
             }
         };
     }
@@ -313,7 +317,7 @@ async fn bind(config: &ServeConfig) -> anyhow::Result<(Vec<Bound>, Vec<HttpBound
     for target in &config.listen {
         listeners.push(match target {
             Listen::Unix(path) => {
-                let listener = server::bind_unix_with(path, config.socket_mode, config.socket_gid)
+                let listener = grpc::bind_unix_with(path, config.socket_mode, config.socket_gid)
                     .with_context(|| format!("cannot listen on {}", path.display()))?;
                 Bound::Unix(path.clone(), listener)
             }
@@ -367,7 +371,7 @@ fn print_falco(app: &App) {
 /// Says which rules are in force, and where they came from.
 fn print_rules(app: &App, config: &ServeConfig, imported: Option<u64>) -> anyhow::Result<()> {
     let set = app.pipeline.rules();
-    let files = control::rules::list(app, 0)?.0.len();
+    let files = app.rules.list(0)?.0.len();
     match (files, imported) {
         (0, _) => println!("rules: none loaded (events are accepted, and no rule can match them)"),
         (n, Some(rev)) => println!(
@@ -393,10 +397,10 @@ fn print_rules(app: &App, config: &ServeConfig, imported: Option<u64>) -> anyhow
 /// Lowers `limits.max_connections` so every listener's connections fit under the open-files
 /// limit, leaving room for the database, logs and rules files.
 fn fit_connections(
-    mut limits: server::Limits,
+    mut limits: crate::net::Limits,
     open_files: u64,
     listeners: usize,
-) -> server::Limits {
+) -> crate::net::Limits {
     let fit = (open_files.saturating_sub(RESERVED_FILES) / listeners.max(1) as u64) as usize;
     if limits.max_connections > fit.max(1) {
         tracing::warn!(

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
 use crate::app::App;
-use crate::event::DropRecord;
+use crate::base::event::DropRecord;
 use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
 use crate::proto::drops::{self as pb, service_server::Service};
@@ -28,7 +28,7 @@ impl WireLog for DropsLog {
     const LOG: &'static str = "drops";
 
     fn feed(app: &App) -> &Feed<DropRecord> {
-        &app.drops
+        &app.logs.drops
     }
 
     fn cursor(req: &pb::Request) -> CursorRequest {

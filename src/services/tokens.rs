@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::auth::Role;
+use crate::net::identity::Role;
 use crate::store::{Store, StoreError};
 
 const SAVED_TOKENS: &str = "console.tokens";

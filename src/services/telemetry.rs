@@ -17,7 +17,7 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::event::{clip, DropRecord, OutputEvent};
+use crate::base::event::{clip, DropRecord, OutputEvent};
 
 /// `metrics.max_series` when unset.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
@@ -209,7 +209,7 @@ impl Telemetry {
 
     fn count_alerts(&self, alerts: &[OutputEvent], last_seq: u64) {
         self.events.count_stored(alerts, last_seq);
-        let mut run: Option<(crate::event::Origin, u64)> = None;
+        let mut run: Option<(crate::base::event::Origin, u64)> = None;
         for a in alerts {
             match &mut run {
                 Some((o, n)) if *o == a.origin => *n += 1,
@@ -689,7 +689,7 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Priority;
+    use crate::base::event::Priority;
 
     fn alert(rule: &str, tags: &[&str], fields: &[(&str, &str)]) -> OutputEvent {
         let mut e = OutputEvent::new(0, Priority::Warning, rule, "out", "syscall")

@@ -7,9 +7,10 @@ use super::inputs::client_identity;
 use super::logstream::timestamp;
 use super::status::diagnostic;
 use crate::app::App;
-use crate::control::rules::{self as ctl, digest};
-use crate::control::target::{Effect, Kind, Target};
 use crate::proto::rules::{self as pb, service_server::Service};
+use crate::services::control::rules::digest;
+use crate::services::control::target::{Effect, Kind, Target};
+use crate::services::control::Change;
 use crate::store::HistoryRecord;
 
 pub struct RulesService {
@@ -60,7 +61,7 @@ impl Service for RulesService {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let (files, revision) = ctl::list(&self.app, request.into_inner().revision)?;
+        let (files, revision) = self.app.rules.list(request.into_inner().revision)?;
         let files = files
             .into_iter()
             .map(|(name, c)| pb::RulesFile {
@@ -78,7 +79,7 @@ impl Service for RulesService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::RulesFile>, Status> {
         let req = request.into_inner();
-        let c = ctl::get(&self.app, &req.name, req.revision)?;
+        let c = self.app.rules.get(&req.name, req.revision)?;
         Ok(Response::new(pb::RulesFile {
             name: req.name,
             digest: digest(&c.value),
@@ -95,13 +96,14 @@ impl Service for RulesService {
         let req = request.into_inner();
         let app = self.app.clone();
         let (revision, warnings) = blocking(move || {
-            ctl::put(
-                &app,
+            app.rules.put(
                 &req.name,
                 &req.content,
-                req.expected_revision,
-                &req.comment,
-                &author,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
             )
         })
         .await?;
@@ -119,12 +121,13 @@ impl Service for RulesService {
         let req = request.into_inner();
         let app = self.app.clone();
         let (revision, warnings) = blocking(move || {
-            ctl::delete(
-                &app,
+            app.rules.delete(
                 &req.name,
-                req.expected_revision,
-                &req.comment,
-                &author,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
             )
         })
         .await?;
@@ -140,7 +143,7 @@ impl Service for RulesService {
     ) -> Result<Response<pb::HistoryResponse>, Status> {
         let req = request.into_inner();
         let limit = super::page_limit(req.limit);
-        let records = ctl::history(&self.app, &req.target, req.before, limit)?;
+        let records = self.app.rules.history(&req.target, req.before, limit)?;
         let next_before = super::next_page(&records, limit);
         Ok(Response::new(pb::HistoryResponse {
             entries: records.into_iter().map(history_entry).collect(),
@@ -156,13 +159,14 @@ impl Service for RulesService {
         let req = request.into_inner();
         let app = self.app.clone();
         let (revision, warnings) = blocking(move || {
-            ctl::rollback(
-                &app,
+            app.rules.rollback(
                 req.revision,
                 &req.name,
-                req.expected_revision,
-                &req.comment,
-                &author,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
             )
         })
         .await?;
@@ -183,7 +187,7 @@ impl Service for RulesService {
             .map(|f| (f.name, f.content))
             .collect();
         let app = self.app.clone();
-        let result = tokio::task::spawn_blocking(move || ctl::validate(&app, &files))
+        let result = tokio::task::spawn_blocking(move || app.rules.validate(&files))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(match result {
@@ -192,7 +196,7 @@ impl Service for RulesService {
                 errors: Vec::new(),
                 warnings: warnings.iter().map(diagnostic).collect(),
             },
-            Err(crate::control::ControlError::Invalid { error, warnings }) => {
+            Err(crate::services::control::ControlError::Invalid { error, warnings }) => {
                 pb::ValidateResponse {
                     ok: false,
                     errors: vec![diagnostic(&error)],
@@ -207,7 +211,7 @@ impl Service for RulesService {
         &self,
         _request: Request<pb::EffectiveRequest>,
     ) -> Result<Response<pb::EffectiveResponse>, Status> {
-        let (infos, revision) = ctl::effective(&self.app);
+        let (infos, revision) = self.app.rules.effective();
         let rules = infos
             .into_iter()
             .map(|i| pb::EffectiveRule {
@@ -231,14 +235,15 @@ impl Service for RulesService {
         let req = request.into_inner();
         let app = self.app.clone();
         let (revision, warnings) = blocking(move || {
-            ctl::toggle(
-                &app,
+            app.rules.toggle(
                 &req.rules,
                 &req.tags,
                 req.enabled,
-                req.expected_revision,
-                &req.comment,
-                &author,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
             )
         })
         .await?;

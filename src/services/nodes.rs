@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use crate::event::{Origin, OutputEvent};
+use crate::base::event::{Origin, OutputEvent};
 
 /// Falco's rule for its own dropped system calls.
 pub const SYSCALL_DROP_RULE: &str = "Falco internal: syscall event drop";
@@ -155,7 +155,7 @@ impl Nodes {
         if matches!(ev.origin, Origin::Engine | Origin::Internal) {
             return;
         }
-        let hostname = crate::event::clip(&ev.hostname, MAX_HOSTNAME);
+        let hostname = crate::base::event::clip(&ev.hostname, MAX_HOSTNAME);
         let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut snapshots = self
             .snapshots
@@ -248,7 +248,7 @@ fn field(ev: &OutputEvent, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Priority;
+    use crate::base::event::Priority;
 
     fn alert(host: &str, t: i64, rule: &str) -> OutputEvent {
         OutputEvent::new(t, Priority::Debug, rule, "x", "internal")

@@ -1,0 +1,906 @@
+//! Rules files as versioned documents: every change is compiled into the whole effective set
+//! first (files in lexical order of name, then rule toggles) and refused if it does not compile;
+//! a committed change is durable before the new set is swapped into the pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::target::{self, Kind, Target};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use super::{check_global, check_retained, Change as Asked, Committed, ControlError, Hooks};
+use crate::engine::{Diagnostic, LoadOptions, RuleInfo, RuleSet, RulesFile};
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+use crate::store::{Change, Current, HistoryRecord};
+
+pub use super::target::digest;
+
+fn valid_name(name: &str) -> Result<(), ControlError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::InvalidArgument(format!(
+            "rules file name '{name}' must be 1-255 characters of A-Z a-z 0-9 . _ - (not starting with '.')"
+        )))
+    }
+}
+
+/// The rules service: versioned rules files and toggles, compiled before they commit, swapped
+/// into the pipeline after. Cheap to clone.
+#[derive(Clone)]
+pub struct Rules {
+    store: Arc<Store>,
+    pipeline: Pipeline,
+    /// Rules changes take turns compiling (see [`Rules::retrying`]).
+    writer: Arc<Mutex<()>>,
+    /// Set when this node's rules follow a fleet publisher (then local writes are refused).
+    publisher: Arc<RwLock<Option<String>>>,
+    hooks: Hooks,
+}
+
+impl Rules {
+    pub fn new(store: Arc<Store>, pipeline: Pipeline, hooks: Hooks) -> Rules {
+        Rules {
+            store,
+            pipeline,
+            writer: Arc::default(),
+            publisher: Arc::default(),
+            hooks,
+        }
+    }
+
+    /// Who publishes this node's rules, when they follow a fleet.
+    pub fn publisher(&self) -> Option<String> {
+        self.publisher
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_publisher(&self, publisher: Option<String>) {
+        *self
+            .publisher
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = publisher;
+    }
+
+    /// The global revision now.
+    pub fn revision(&self) -> Result<u64, ControlError> {
+        Ok(self.store.versioned().revision()?)
+    }
+
+    /// The history record of a revision, when retained.
+    pub fn record(&self, revision: u64) -> Result<Option<HistoryRecord>, ControlError> {
+        Ok(self.store.versioned().record(revision)?)
+    }
+
+    /// Refuses a local rules change on a node whose rules follow a fleet publisher.
+    fn followed(&self) -> Result<(), ControlError> {
+        match self.publisher() {
+        Some(publisher) => Err(ControlError::Conflict(format!(
+            "this node's rules follow the fleet (published by {publisher}): change them on the publisher"
+        ))),
+        None => Ok(()),
+    }
+    }
+
+    /// Replaces every rules file and toggle with `files` and `toggles` (a fleet publisher's state)
+    /// in one revision, through the same checks as any change: a set that does not compile is
+    /// refused and the rules in force stay. Returns `None` when nothing differs.
+    pub fn replace_all(
+        &self,
+        files: &BTreeMap<String, String>,
+        toggles: &BTreeMap<String, String>,
+        change: Asked<'_>,
+    ) -> Result<Option<(u64, Vec<Diagnostic>)>, ControlError> {
+        let Asked {
+            author, comment, ..
+        } = change;
+        for name in files.keys() {
+            valid_name(name)?;
+        }
+        for target in toggles.keys() {
+            if !(target.starts_with(Kind::Rule.prefix()) || target.starts_with(Kind::Tag.prefix()))
+            {
+                return Err(ControlError::InvalidArgument(format!(
+                    "toggle target '{target}' is neither rule:NAME nor tag:NAME"
+                )));
+            }
+        }
+        self.retrying(|| {
+            let v = self.store.versioned();
+            let guard = v.lock();
+            let state = self.state_now()?;
+            let mut changes = Vec::new();
+            for (name, current) in &state.files {
+                if !files.contains_key(name) {
+                    changes.push(Change {
+                        target: Kind::File.of(name).to_string(),
+                        value: None,
+                    });
+                } else if files[name] != current.value {
+                    changes.push(Change {
+                        target: Kind::File.of(name).to_string(),
+                        value: Some(files[name].clone()),
+                    });
+                }
+            }
+            for (name, content) in files {
+                if !state.files.contains_key(name) {
+                    changes.push(Change {
+                        target: Kind::File.of(name).to_string(),
+                        value: Some(content.clone()),
+                    });
+                }
+            }
+            for (target, current) in &state.toggles {
+                match toggles.get(target) {
+                    None => changes.push(Change {
+                        target: target.clone(),
+                        value: None,
+                    }),
+                    Some(v) if *v != current.value => changes.push(Change {
+                        target: target.clone(),
+                        value: Some(v.clone()),
+                    }),
+                    _ => {}
+                }
+            }
+            for (target, value) in toggles {
+                if !state.toggles.contains_key(target) {
+                    changes.push(Change {
+                        target: target.clone(),
+                        value: Some(value.clone()),
+                    });
+                }
+            }
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            let new_toggles: BTreeMap<String, Current> = toggles
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Current {
+                            value: v.clone(),
+                            revision: 0,
+                        },
+                    )
+                })
+                .collect();
+            self.commit(
+                guard,
+                files.clone(),
+                new_toggles,
+                Meta {
+                    action: "fleet",
+                    author,
+                    comment,
+                    global_cas: false,
+                },
+                changes,
+            )
+            .map(Some)
+        })
+    }
+
+    /// The rules files and toggles stored now.
+    pub fn snapshot(&self) -> Result<Snapshot, ControlError> {
+        let state = self.state_now()?;
+        let revision = self.store.versioned().revision()?;
+        Ok((
+            state
+                .files
+                .into_iter()
+                .map(|(k, c)| (k, (c.value, c.revision)))
+                .collect(),
+            state
+                .toggles
+                .into_iter()
+                .map(|(k, c)| (k, c.value))
+                .collect(),
+            revision,
+        ))
+    }
+
+    fn state_now(&self) -> Result<RulesState, ControlError> {
+        let v = self.store.versioned();
+        let mut toggles = v.current(Kind::Rule.prefix())?;
+        toggles.extend(v.current(Kind::Tag.prefix())?);
+        Ok(RulesState {
+            files: strip(v.current(Kind::File.prefix())?),
+            toggles,
+        })
+    }
+
+    fn state_at(&self, revision: u64) -> Result<RulesState, ControlError> {
+        let v = self.store.versioned();
+        check_retained(&self.store, revision)?;
+        let mut toggles = v.at(Kind::Rule.prefix(), revision)?;
+        toggles.extend(v.at(Kind::Tag.prefix(), revision)?);
+        Ok(RulesState {
+            files: strip(v.at(Kind::File.prefix(), revision)?),
+            toggles,
+        })
+    }
+
+    /// Rebuilds the engine from the store (boot, and after every change).
+    pub fn reload(&self) -> Result<(), ControlError> {
+        let state = self.state_now()?;
+        let revision = self.store.versioned().revision()?;
+        let set = build(&contents(&state.files), &state.toggles, revision)?;
+        for w in &set.warnings {
+            tracing::debug!("{w}");
+        }
+        self.pipeline.set_rules(set);
+        Ok(())
+    }
+
+    /// The rules in force, for Falco's rules directory.
+    pub fn falco_view(&self) -> Result<FalcoView, ControlError> {
+        let set = self.pipeline.rules();
+        let state = self.state_now()?;
+        let (rules, tags) = split_toggles(&state.toggles);
+        let mut enabled: Vec<(String, bool)> = Vec::new();
+        for info in set.infos() {
+            let toggled =
+                rules.contains_key(&info.name) || info.tags.iter().any(|t| tags.contains_key(t));
+            if toggled && !enabled.iter().any(|(n, _)| *n == info.name) {
+                enabled.push((info.name.clone(), info.enabled));
+            }
+        }
+        Ok(FalcoView {
+            revision: set.revision,
+            files: state
+                .files
+                .into_iter()
+                .map(|(name, c)| (name, c.value))
+                .collect(),
+            enabled,
+        })
+    }
+
+    /// Runs `change` (which reads the state under the writer lock and ends in [`commit`]) until it
+    /// commits against the state it compiled, at most [`ATTEMPTS`] times. Rules changes take turns
+    /// (one compiles at a time, so no rules change can land while another compiles); config changes
+    /// and readers never wait for a compile.
+    fn retrying<T>(
+        &self,
+        mut change: impl FnMut() -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let _turn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for _ in 1..ATTEMPTS {
+            match change() {
+                Err(ControlError::Busy(_)) => continue,
+                other => return other,
+            }
+        }
+        change()
+    }
+
+    /// Commits `changes` if the resulting set compiles, then swaps it in. The compile runs with the
+    /// writer lock released (a hostile file must not stall every other writer); if anything was
+    /// committed meanwhile, the preconditions the caller checked may no longer hold, so it answers
+    /// [`ControlError::Busy`] and [`retrying`] runs the change again.
+    fn commit(
+        &self,
+        guard: crate::store::WriteGuard<'_>,
+        files: BTreeMap<String, String>,
+        toggles: BTreeMap<String, Current>,
+        meta: Meta<'_>,
+        changes: Vec<Change>,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        let v = self.store.versioned();
+        let before = v.revision()?;
+        drop(guard);
+        let mut set = build(&files, &toggles, before + 1)?;
+        let guard = v.lock();
+        if self.landed_since(before, meta.global_cas)? {
+            return Err(ControlError::Busy(
+                "other changes kept landing while this one compiled; try again".into(),
+            ));
+        }
+        let revision = v.commit(&guard, meta.action, meta.author, meta.comment, changes)?;
+        set.revision = revision;
+        let mut warnings = set.warnings.clone();
+        self.pipeline.set_rules(set);
+        guard.durable(revision)?;
+        warnings.extend(
+            self.hooks
+                .run(Committed::Rules(revision))
+                .into_iter()
+                .map(|message| Diagnostic {
+                    file: "falco.rules_dir".into(),
+                    pos: Default::default(),
+                    item: None,
+                    message,
+                }),
+        );
+        Ok((revision, warnings))
+    }
+
+    /// Whether a change that compiled against revision `before` must be compiled again: when any
+    /// rules change landed since (config changes do not change the rule set), or, under a global
+    /// compare-and-swap, when anything did.
+    fn landed_since(&self, before: u64, global_cas: bool) -> Result<bool, ControlError> {
+        let v = self.store.versioned();
+        let now = v.revision()?;
+        if now == before {
+            return Ok(false);
+        }
+        if global_cas {
+            return Ok(true);
+        }
+        for revision in before + 1..=now {
+            let Some(record) = v.record(revision)? else {
+                return Ok(true);
+            };
+            if record
+                .changes
+                .iter()
+                .any(|c| !c.target.starts_with(Kind::Config.prefix()))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn check_expected(
+        &self,
+        name: &str,
+        current: Option<&Current>,
+        expected: Option<u64>,
+    ) -> Result<(), ControlError> {
+        match (expected, current) {
+            (None, _) => Ok(()),
+            (Some(0), Some(c)) => Err(ControlError::AlreadyExists(format!(
+                "rules file '{name}' already exists (revision {}); expected it not to",
+                c.revision
+            ))),
+            (Some(e), None) if e > 0 => Err(ControlError::NotFound(format!(
+                "rules file '{name}' does not exist; expected revision {e}"
+            ))),
+            (Some(e), Some(c)) if c.revision != e => {
+                let by = self
+                    .store
+                    .versioned()
+                    .record(c.revision)
+                    .ok()
+                    .flatten()
+                    .map(|r| format!(" (changed by {})", r.author))
+                    .unwrap_or_default();
+                Err(ControlError::Conflict(format!(
+                    "rules file '{name}' is at revision {}{by}, not the expected {e}",
+                    c.revision
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn put(
+        &self,
+        name: &str,
+        content: &str,
+        change: Asked<'_>,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        let Asked {
+            expected,
+            author,
+            comment,
+        } = change;
+        self.followed()?;
+        self.retrying(|| self.put_once(name, content, expected, comment, author))
+    }
+
+    fn put_once(
+        &self,
+        name: &str,
+        content: &str,
+        expected: Option<u64>,
+        comment: &str,
+        author: &str,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        valid_name(name)?;
+        let v = self.store.versioned();
+        let guard = v.lock();
+        let state = self.state_now()?;
+        self.check_expected(name, state.files.get(name), expected)?;
+        let mut files = contents(&state.files);
+        files.insert(name.to_string(), content.to_string());
+        let change = Change {
+            target: Kind::File.of(name).to_string(),
+            value: Some(content.to_string()),
+        };
+        self.commit(
+            guard,
+            files,
+            state.toggles,
+            Meta {
+                action: "put",
+                author,
+                comment,
+                global_cas: false,
+            },
+            vec![change],
+        )
+    }
+
+    pub fn delete(
+        &self,
+        name: &str,
+        change: Asked<'_>,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        let Asked {
+            expected,
+            author,
+            comment,
+        } = change;
+        self.followed()?;
+        self.retrying(|| self.delete_once(name, expected, comment, author))
+    }
+
+    fn delete_once(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+        comment: &str,
+        author: &str,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        valid_name(name)?;
+        let v = self.store.versioned();
+        let guard = v.lock();
+        let state = self.state_now()?;
+        if !state.files.contains_key(name) {
+            return Err(ControlError::NotFound(format!(
+                "rules file '{name}' does not exist"
+            )));
+        }
+        self.check_expected(name, state.files.get(name), expected)?;
+        let mut files = contents(&state.files);
+        files.remove(name);
+        let change = Change {
+            target: Kind::File.of(name).to_string(),
+            value: None,
+        };
+        self.commit(
+            guard,
+            files,
+            state.toggles,
+            Meta {
+                action: "delete",
+                author,
+                comment,
+                global_cas: false,
+            },
+            vec![change],
+        )
+        .map(|(r, w)| (r, falco_only(w)))
+    }
+
+    /// A file's content and the revision that set it, now or as of `revision` (0: now).
+    pub fn get(&self, name: &str, revision: u64) -> Result<Current, ControlError> {
+        let state = if revision == 0 {
+            self.state_now()?
+        } else {
+            self.state_at(revision)?
+        };
+        state.files.get(name).cloned().ok_or_else(|| {
+            if revision == 0 {
+                ControlError::NotFound(format!("rules file '{name}' does not exist"))
+            } else {
+                ControlError::NotFound(format!(
+                    "rules file '{name}' did not exist at revision {revision}"
+                ))
+            }
+        })
+    }
+
+    /// Every file (now or as of `revision`), and the global revision it describes.
+    pub fn list(&self, revision: u64) -> Result<(BTreeMap<String, Current>, u64), ControlError> {
+        if revision == 0 {
+            Ok((self.state_now()?.files, self.store.versioned().revision()?))
+        } else {
+            Ok((self.state_at(revision)?.files, revision))
+        }
+    }
+
+    pub fn history(
+        &self,
+        target: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryRecord>, ControlError> {
+        let target = if target.is_empty() || target.contains(':') {
+            target.to_string()
+        } else {
+            Kind::File.of(target).to_string()
+        };
+        let records = self.store.versioned().history(&target, before, limit)?;
+        // Only rules changes: drop config entries from the global listing.
+        Ok(records
+            .into_iter()
+            .filter(|r| {
+                r.changes
+                    .iter()
+                    .any(|c| !c.target.starts_with(Kind::Config.prefix()))
+            })
+            .collect())
+    }
+
+    /// Restores one file, or every file and toggle, as of `revision`, as a new revision.
+    pub fn rollback(
+        &self,
+        revision: u64,
+        name: &str,
+        change: Asked<'_>,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        let Asked {
+            expected,
+            author,
+            comment,
+        } = change;
+        self.followed()?;
+        self.retrying(|| self.rollback_once(revision, name, expected, comment, author))
+    }
+
+    fn rollback_once(
+        &self,
+        revision: u64,
+        name: &str,
+        expected: Option<u64>,
+        comment: &str,
+        author: &str,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        let v = self.store.versioned();
+        let guard = v.lock();
+        check_global(&self.store, expected)?;
+        let then = self.state_at(revision)?;
+        let now = self.state_now()?;
+        let mut changes = Vec::new();
+        let (files, toggles) = if name.is_empty() {
+            // Files are keyed by name, toggles by their whole target text.
+            let file = Kind::File.prefix();
+            for (target, before) in [(file, &now.files), ("", &now.toggles)] {
+                let after = if target == file {
+                    &then.files
+                } else {
+                    &then.toggles
+                };
+                for (k, c) in after {
+                    if before.get(k).map(|b| &b.value) != Some(&c.value) {
+                        changes.push(Change {
+                            target: format!("{target}{k}"),
+                            value: Some(c.value.clone()),
+                        });
+                    }
+                }
+                for k in before.keys().filter(|k| !after.contains_key(*k)) {
+                    changes.push(Change {
+                        target: format!("{target}{k}"),
+                        value: None,
+                    });
+                }
+            }
+            (contents(&then.files), then.toggles)
+        } else {
+            valid_name(name)?;
+            let mut files = contents(&now.files);
+            match then.files.get(name) {
+                Some(c) => {
+                    files.insert(name.to_string(), c.value.clone());
+                    changes.push(Change {
+                        target: Kind::File.of(name).to_string(),
+                        value: Some(c.value.clone()),
+                    });
+                }
+                None if now.files.contains_key(name) => {
+                    files.remove(name);
+                    changes.push(Change {
+                        target: Kind::File.of(name).to_string(),
+                        value: None,
+                    });
+                }
+                None => {
+                    return Err(ControlError::NotFound(format!(
+                        "rules file '{name}' exists neither now nor at revision {revision}"
+                    )))
+                }
+            }
+            (files, now.toggles)
+        };
+        if changes.is_empty() {
+            return Err(ControlError::InvalidArgument(format!(
+                "nothing to roll back: the rules are as they were at revision {revision}"
+            )));
+        }
+        let comment = if comment.is_empty() {
+            format!("rollback to revision {revision}")
+        } else {
+            comment.to_string()
+        };
+        self.commit(
+            guard,
+            files,
+            toggles,
+            Meta {
+                action: "rollback",
+                author,
+                comment: &comment,
+                global_cas: expected.is_some(),
+            },
+            changes,
+        )
+        .map(|(r, w)| (r, falco_only(w)))
+    }
+
+    /// A dry run: `files` added to (or replacing) the current set.
+    pub fn validate(&self, files: &[(String, String)]) -> Result<Vec<Diagnostic>, ControlError> {
+        let state = self.state_now()?;
+        let mut all = contents(&state.files);
+        for (name, content) in files {
+            valid_name(name)?;
+            all.insert(name.clone(), content.clone());
+        }
+        build(&all, &state.toggles, 0).map(|set| set.warnings)
+    }
+
+    pub fn effective(&self) -> (Vec<RuleInfo>, u64) {
+        let set = self.pipeline.rules();
+        (set.infos().to_vec(), set.revision)
+    }
+
+    /// Enables or disables rules by name and by tag, as one recorded change.
+    pub fn toggle(
+        &self,
+        rules: &[String],
+        tags: &[String],
+        enabled: bool,
+        change: Asked<'_>,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        let Asked {
+            expected,
+            author,
+            comment,
+        } = change;
+        self.followed()?;
+        self.retrying(|| self.toggle_once(rules, tags, enabled, expected, comment, author))
+    }
+
+    fn toggle_once(
+        &self,
+        rules: &[String],
+        tags: &[String],
+        enabled: bool,
+        expected: Option<u64>,
+        comment: &str,
+        author: &str,
+    ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
+        if rules.is_empty() && tags.is_empty() {
+            return Err(ControlError::InvalidArgument(
+                "name at least one rule or tag".into(),
+            ));
+        }
+        let v = self.store.versioned();
+        let guard = v.lock();
+        check_global(&self.store, expected)?;
+        let current = self.pipeline.rules();
+        for r in rules {
+            if !current.infos().iter().any(|i| &i.name == r) {
+                return Err(ControlError::NotFound(format!(
+                    "no rule named '{r}' in the effective rules"
+                )));
+            }
+        }
+        for t in tags {
+            if !current.infos().iter().any(|i| i.tags.contains(t)) {
+                return Err(ControlError::NotFound(format!("no rule has the tag '{t}'")));
+            }
+        }
+        let state = self.state_now()?;
+        let mut toggles = state.toggles;
+        let value = target::toggle_value(enabled);
+        let mut changes = Vec::new();
+        for target in rules
+            .iter()
+            .map(|r| Kind::Rule.of(r).to_string())
+            .chain(tags.iter().map(|t| Kind::Tag.of(t).to_string()))
+        {
+            toggles.insert(
+                target.clone(),
+                Current {
+                    value: value.to_string(),
+                    revision: 0,
+                },
+            );
+            changes.push(Change {
+                target,
+                value: Some(value.to_string()),
+            });
+        }
+        let action = if enabled { "enable" } else { "disable" };
+        self.commit(
+            guard,
+            contents(&state.files),
+            toggles,
+            Meta {
+                action,
+                author,
+                comment,
+                global_cas: expected.is_some(),
+            },
+            changes,
+        )
+        .map(|(r, w)| (r, falco_only(w)))
+    }
+
+    /// Boot import of `--rules` files: on an empty store always; otherwise only when `force`.
+    /// Files are named `NN-<basename>` so their lexical order is the order given.
+    pub fn import(
+        &self,
+        files: &[(String, String)],
+        force: bool,
+    ) -> Result<Option<u64>, ControlError> {
+        self.retrying(|| self.import_once(files, force))
+    }
+
+    fn import_once(
+        &self,
+        files: &[(String, String)],
+        force: bool,
+    ) -> Result<Option<u64>, ControlError> {
+        let v = self.store.versioned();
+        let guard = v.lock();
+        let state = self.state_now()?;
+        if !state.files.is_empty() && !force {
+            return Ok(None);
+        }
+        let mut all = contents(&state.files);
+        let mut changes = Vec::new();
+        for (i, (base, content)) in files.iter().enumerate() {
+            let name = format!("{i:02}-{base}");
+            valid_name(&name)?;
+            all.insert(name.clone(), content.clone());
+            changes.push(Change {
+                target: Kind::File.of(&name).to_string(),
+                value: Some(content.clone()),
+            });
+        }
+        self.commit(
+            guard,
+            all,
+            state.toggles,
+            Meta {
+                action: "import",
+                author: "boot",
+                comment: "imported from serve --rules",
+                global_cas: false,
+            },
+            changes,
+        )
+        .map(|(r, _)| Some(r))
+    }
+}
+
+/// The stored rules: files (name → content and revision), toggles (target → value), and the
+/// global revision.
+pub type Snapshot = (
+    BTreeMap<String, (String, u64)>,
+    BTreeMap<String, String>,
+    u64,
+);
+
+/// Files (name → content) and toggles (`rule:`/`tag:` target → enabled) of a state.
+pub struct RulesState {
+    pub files: BTreeMap<String, Current>,
+    pub toggles: BTreeMap<String, Current>,
+}
+
+fn strip(files: BTreeMap<String, Current>) -> BTreeMap<String, Current> {
+    files
+        .into_iter()
+        .map(|(k, v)| (k[Kind::File.prefix().len()..].to_string(), v))
+        .collect()
+}
+
+/// Compiles `files` (lexical order) and applies `toggles`, on an engine thread of its own (see
+/// [`crate::engine::isolate`]): a panic in the engine fails this request only.
+pub fn build(
+    files: &BTreeMap<String, String>,
+    toggles: &BTreeMap<String, Current>,
+    revision: u64,
+) -> Result<RuleSet, ControlError> {
+    let files: Vec<RulesFile> = files
+        .iter()
+        .map(|(name, content)| RulesFile {
+            name: name.clone(),
+            content: content.clone(),
+        })
+        .collect();
+    let loaded = crate::engine::isolate::run("compiling rules", move || {
+        RuleSet::load(&files, &LoadOptions::default())
+    })?;
+    let mut set = loaded.map_err(|e| ControlError::Invalid {
+        error: e.error,
+        warnings: e.warnings,
+    })?;
+    let (by_rule, by_tag) = split_toggles(toggles);
+    set.apply_toggles(&by_tag, &by_rule);
+    set.revision = revision;
+    Ok(set)
+}
+
+/// Toggles (`rule:`/`tag:` targets) as rule name → enabled and tag → enabled.
+fn split_toggles(
+    toggles: &BTreeMap<String, Current>,
+) -> (HashMap<String, bool>, HashMap<String, bool>) {
+    let (mut by_rule, mut by_tag) = (HashMap::new(), HashMap::new());
+    for (target, c) in toggles {
+        let enabled = target::is_enabled(&c.value);
+        match target.parse::<Target>() {
+            Ok(Target {
+                kind: Kind::Rule,
+                name,
+            }) => {
+                by_rule.insert(name, enabled);
+            }
+            Ok(Target {
+                kind: Kind::Tag,
+                name,
+            }) => {
+                by_tag.insert(name, enabled);
+            }
+            _ => {}
+        }
+    }
+    (by_rule, by_tag)
+}
+
+fn contents(files: &BTreeMap<String, Current>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect()
+}
+
+/// The rules in force as Falco should load them: the files in load order, and the rules whose
+/// enabled state a toggle decides (a toggle on a tag applies to every rule with that tag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FalcoView {
+    pub revision: u64,
+    pub files: Vec<(String, String)>,
+    pub enabled: Vec<(String, bool)>,
+}
+
+/// Who asked for a change, and why.
+struct Meta<'a> {
+    action: &'a str,
+    author: &'a str,
+    comment: &'a str,
+    /// The caller asked for compare-and-swap on the global revision: nothing at all may land
+    /// between its check and the commit.
+    global_cas: bool,
+}
+
+/// How often a change is compiled again because others landed while it compiled.
+const ATTEMPTS: usize = 8;
+
+/// The warnings about Falco's rules directory (a delete, toggle or rollback reports only those,
+/// not the compiler's warnings about files it did not change).
+fn falco_only(warnings: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    warnings
+        .into_iter()
+        .filter(|w| w.file == "falco.rules_dir")
+        .collect()
+}
