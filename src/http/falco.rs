@@ -9,17 +9,16 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::response::Response;
 use axum::routing::post;
-use axum::{Extension, Router};
-use http::StatusCode;
-use serde_json::json;
+use axum::{Extension, Json, Router};
+use serde::Serialize;
 
-use super::{json, Caller};
+use super::{ApiError, Caller};
 use crate::app::App;
 use crate::base::event::{stage, DropRecord, Origin};
 use crate::base::throttle::TokenBucket;
 use crate::net::identity::Role;
+use crate::services::status::Kind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -79,11 +78,18 @@ pub fn routes(app: App, max_body: usize, mtls: bool, bytes_per_sec: u64) -> Rout
     }
 }
 
+/// The answer to a stored alert: its seq, and how many were stored (one).
+#[derive(Serialize)]
+struct Stored {
+    seq: u64,
+    stored: u64,
+}
+
 async fn receive(
     State(receiver): State<Receiver>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> Response {
+) -> Result<Json<Stored>, ApiError> {
     let app = &receiver.app;
     // Text lines name no host: the poster's certificate name, else its address, stands in.
     let hostname = match &caller.identity {
@@ -100,23 +106,16 @@ async fn receive(
             1,
             why,
         ));
-        return json(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({ "error": "over falco.client_bytes_per_sec: this alert was not stored (recorded as a drop)" }),
-        );
+        return Err(ApiError::new(
+            Kind::RateLimited,
+            "over falco.client_bytes_per_sec: this alert was not stored (recorded as a drop)",
+        ));
     }
-    let alert = match crate::falco::parse(&body, Origin::FalcoHttp, &hostname) {
-        Ok(a) => a,
-        Err(reason) => return json(StatusCode::BAD_REQUEST, json!({ "error": reason })),
-    };
-    match crate::falco::store(&app.logs, vec![alert], &hostname, Vec::new()).await {
-        Ok(stored) => json(
-            StatusCode::OK,
-            json!({ "seq": stored.seqs.start, "stored": stored.seqs.end - stored.seqs.start }),
-        ),
-        Err(e) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "error": e.to_string() }),
-        ),
-    }
+    let alert =
+        crate::falco::parse(&body, Origin::FalcoHttp, &hostname).map_err(ApiError::bad_request)?;
+    let stored = crate::falco::store(&app.logs, vec![alert], &hostname, Vec::new()).await?;
+    Ok(Json(Stored {
+        seq: stored.seqs.start,
+        stored: stored.seqs.end - stored.seqs.start,
+    }))
 }

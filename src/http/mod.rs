@@ -9,10 +9,13 @@
 //! connection's [`Caller`] goes into the request's extensions.
 
 pub mod console;
+pub(crate) mod error;
 pub mod falco;
 mod guard;
 pub mod metrics;
 pub mod webhook;
+
+pub use error::ApiError;
 
 use axum::extract::State;
 use axum::Router;

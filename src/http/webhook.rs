@@ -9,15 +9,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::response::Response;
 use axum::routing::post;
-use axum::{Extension, Router};
-use http::StatusCode;
-use serde_json::json;
+use axum::{Extension, Json, Router};
+use serde::Serialize;
 
-use super::{json, Caller};
+use super::{ApiError, Caller};
 use crate::pipeline::InEvent;
 use crate::services::ingest::{Ingest, Queued};
+use crate::services::status::Kind;
 
 pub const PATH: &str = "/k8s-audit";
 
@@ -26,10 +25,6 @@ pub fn routes(ingest: Ingest, max_body: usize) -> Router {
         .route(PATH, post(k8s_audit))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(ingest)
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    json(status, json!({ "error": message }))
 }
 
 /// The payloads a document becomes: itself, or when it is larger than `max`, the events of an
@@ -63,20 +58,32 @@ fn split(body: &[u8], max: usize) -> Result<Vec<Vec<u8>>, String> {
         .collect())
 }
 
+/// The answer to a document: how many events were evaluated, how many alerts they stored, and
+/// (the first ten) events refused with why.
+#[derive(Serialize, Default)]
+struct Evaluated {
+    evaluated: u64,
+    alerts: u64,
+    rejected: Vec<Rejected>,
+}
+
+#[derive(Serialize)]
+struct Rejected {
+    item: u64,
+    reason: String,
+}
+
 async fn k8s_audit(
     State(ingest): State<Ingest>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> Response {
+) -> Result<Json<Evaluated>, ApiError> {
     let max = ingest.max_payload_bytes();
-    let payloads = match split(&body, max) {
-        Ok(p) => p,
-        Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
-    };
+    let payloads = split(&body, max).map_err(ApiError::bad_request)?;
     drop(body);
     let total = payloads.len();
     if total == 0 {
-        return json(StatusCode::OK, json!({ "evaluated": 0, "alerts": 0 }));
+        return Ok(Json(Evaluated::default()));
     }
     let events = payloads
         .into_iter()
@@ -89,35 +96,30 @@ async fn k8s_audit(
             seq: i as u64 + 1,
         })
         .collect();
-    let ticket = match ingest.queue(&caller.name(), events).await {
-        Ok(Queued::Evaluating(ticket)) => ticket,
-        Ok(Queued::Dropped { stage, .. }) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("refused: {stage}"),
-            )
+    let ticket = match ingest.queue(&caller.name(), events).await? {
+        Queued::Evaluating(ticket) => ticket,
+        Queued::Dropped { stage, .. } => {
+            return Err(ApiError::new(
+                Kind::Unavailable,
+                format!("refused: {stage}"),
+            ))
         }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    match ingest.finish(ticket).await {
-        Ok(outcome) => {
-            let rejected = &outcome.result.rejected;
-            match rejected.first() {
-                Some((_, reason)) if rejected.len() == total => {
-                    error(StatusCode::BAD_REQUEST, reason)
-                }
-                _ => json(
-                    StatusCode::OK,
-                    json!({
-                        "evaluated": outcome.result.evaluated,
-                        "alerts": outcome.seqs.end - outcome.seqs.start,
-                        "rejected": rejected.iter().take(10).map(|(seq, reason)| {
-                            json!({ "item": seq.saturating_sub(1), "reason": reason })
-                        }).collect::<Vec<_>>(),
-                    }),
-                ),
-            }
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let outcome = ingest.finish(ticket).await?;
+    let rejected = &outcome.result.rejected;
+    if let Some((_, reason)) = rejected.first().filter(|_| rejected.len() == total) {
+        return Err(ApiError::bad_request(reason.clone()));
     }
+    Ok(Json(Evaluated {
+        evaluated: outcome.result.evaluated,
+        alerts: outcome.seqs.end - outcome.seqs.start,
+        rejected: rejected
+            .iter()
+            .take(10)
+            .map(|(seq, reason)| Rejected {
+                item: seq.saturating_sub(1),
+                reason: reason.clone(),
+            })
+            .collect(),
+    }))
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http::StatusCode;
@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use super::User;
 use crate::app::App;
 use crate::base::event::{OutputEvent, OutputFilter, Priority};
-use crate::engine::Diagnostic;
-use crate::http::json;
+use crate::http::error::diagnostic;
+use crate::http::{json, ApiError};
 use crate::services::control::Change;
 use crate::services::control::ControlError;
 
@@ -46,47 +46,14 @@ async fn answer<E>(f: impl FnOnce() -> Result<Value, E> + Send + 'static) -> Res
 where
     E: Into<ControlError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(move || f().map_err(Into::into)).await {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(e)) => failed(e),
-        Err(e) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
+    let done = tokio::task::spawn_blocking(move || f().map_err(Into::into)).await;
+    match done
+        .map_err(ApiError::from)
+        .and_then(|r| r.map_err(ApiError::from))
+    {
+        Ok(v) => ok(v),
+        Err(e) => e.into_response(),
     }
-}
-
-fn diagnostic(d: &Diagnostic) -> Value {
-    json!({
-        "file": d.file, "line": d.pos.line, "column": d.pos.col,
-        "item": d.item, "message": d.message, "text": d.to_string(),
-    })
-}
-
-/// A control error as a status and a JSON body (with the position for rules that do not load).
-fn failed(e: ControlError) -> Response {
-    let (status, extra) = match &e {
-        ControlError::NotFound(_) => (StatusCode::NOT_FOUND, Value::Null),
-        ControlError::AlreadyExists(_) | ControlError::Conflict(_) => {
-            (StatusCode::CONFLICT, Value::Null)
-        }
-        ControlError::InvalidArgument(_) | ControlError::Compacted(_) => {
-            (StatusCode::BAD_REQUEST, Value::Null)
-        }
-        ControlError::Invalid { error, warnings } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({
-                "diagnostic": diagnostic(error),
-                "warnings": warnings.iter().map(diagnostic).collect::<Vec<_>>(),
-            }),
-        ),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, Value::Null),
-    };
-    let mut body = json!({"error": e.to_string()});
-    if let Value::Object(extra) = extra {
-        body.as_object_mut().unwrap().extend(extra);
-    }
-    json(status, body)
 }
 
 fn ok(body: Value) -> Response {
@@ -258,7 +225,7 @@ fn scan_newest(
 async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response {
     let keep = match q.filter() {
         Ok(f) => f,
-        Err(e) => return json(StatusCode::BAD_REQUEST, json!({"error": e})),
+        Err(e) => return ApiError::bad_request(e).into_response(),
     };
     let head = app.logs.outputs.head();
     let before = q.before.unwrap_or(head + 1).min(head + 1);

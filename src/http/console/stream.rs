@@ -16,14 +16,14 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::api::{alert_json, AlertQuery};
 use crate::app::App;
 use crate::feed::{Item, Start, TrimPolicy};
-use crate::http::json;
+use crate::http::ApiError;
 
 /// Bytes of events waiting for a slow browser at most.
 pub const BUFFER_BYTES: usize = 1 << 20;
@@ -42,7 +42,7 @@ pub async fn alerts(
 ) -> Response {
     let keep = match q.filter() {
         Ok(f) => f,
-        Err(e) => return json(StatusCode::BAD_REQUEST, json!({ "error": e })),
+        Err(e) => return ApiError::bad_request(e).into_response(),
     };
     let resume = headers
         .get("last-event-id")
@@ -54,7 +54,7 @@ pub async fn alerts(
     let start = resume.map_or(Start::Live, |n| Start::After(n.min(head)));
     let mut sub = match app.logs.outputs.subscribe(start, TrimPolicy::Report, true) {
         Ok(s) => s.with_filter(keep),
-        Err(e) => return json(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() })),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     // A session (not a certificate) is checked again while the stream is open.
     let cookie = super::cookie_value(&headers).map(str::to_string);
