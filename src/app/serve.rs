@@ -3,11 +3,11 @@
 use anyhow::Context;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
 use crate::base::event::counted;
 use crate::config::{HttpEndpoint, HttpKind, Listen, ServeConfig};
 use crate::grpc;
 use crate::services::control::LogReloader;
+use crate::services::App;
 use crate::store::StoreOptions;
 
 /// Descriptors kept free for the database, logs, rules files and the webhook.

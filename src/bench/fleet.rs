@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use clap::Args;
 
-use crate::app::App;
 use crate::base::event::{OutputEvent, Priority};
 use crate::config::FleetConfig;
+use crate::services::App;
 use crate::store::StoreOptions;
 
 #[derive(Args, Debug)]

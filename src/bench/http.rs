@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 
-use crate::app::App;
 use crate::config::{HttpEndpoint, HttpKind};
 use crate::proto::outputs::Request;
+use crate::services::App;
 use crate::store::StoreOptions;
 
 /// One keep-alive HTTP/1.1 connection that posts requests one after another.

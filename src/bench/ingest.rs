@@ -10,13 +10,13 @@ use clap::{Args, ValueEnum};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::app::App;
 use crate::cli::client;
 use crate::engine::{LoadOptions, RuleSet, RulesFile};
 use crate::grpc;
 use crate::pipeline::Settings;
 use crate::proto::inputs::{self, service_client::ServiceClient as InputsClient, Event};
 use crate::proto::outputs::{service_client::ServiceClient as OutputsClient, Request};
+use crate::services::App;
 use crate::store::StoreOptions;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -189,7 +189,7 @@ pub(super) async fn drive(
                 let mut next = tokio::time::Instant::now();
                 while seq < per_stream {
                     let n = batch.min(per_stream - seq);
-                    let time = crate::grpc::logstream_timestamp(now_ns());
+                    let time = crate::proto::convert::timestamp(now_ns());
                     let events = (0..n)
                         .map(|i| {
                             let k = (s as u64 * 7919 + seq + i) as usize % payloads.len();

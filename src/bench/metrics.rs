@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::app::App;
 use crate::base::event::{OutputEvent, Priority};
 use crate::config::HttpKind;
 use crate::engine::{LoadOptions, RuleSet};
 use crate::pipeline::Settings;
 use crate::services::telemetry::Telemetry;
+use crate::services::App;
 use crate::store::StoreOptions;
 
 use super::ingest::{drive, workload, IngestBenchArgs, Kind};

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use crate::app::App;
 use crate::base::event::{OutputEvent, Priority};
 use crate::cli::client;
 use crate::grpc;
 use crate::proto::outputs::{service_client::ServiceClient, Request};
+use crate::services::App;
 use crate::store::StoreOptions;
 
 #[derive(Args, Debug)]
@@ -156,7 +156,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     }
     let replay_secs = started.elapsed().as_secs_f64();
     drop(stream);
-    let template = grpc::event_response(1, sample_event(1, args.event_bytes));
+    let template = crate::proto::convert::event_response(1, sample_event(1, args.event_bytes));
     let base_socket = dir.join("baseline.sock");
     let base_listener = grpc::bind_unix(&base_socket)?;
     let stop = tokio_util::sync::CancellationToken::new();

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::app::App;
 use crate::services::control::Committed;
 use crate::services::nodes::SyncState;
+use crate::services::App;
 
 /// How often a directory or file that is behind is tried again.
 const RETRY: Duration = Duration::from_secs(2);

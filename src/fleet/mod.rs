@@ -21,11 +21,11 @@ use tokio_util::task::TaskTracker;
 use async_nats::jetstream::{self, consumer, stream};
 use tokio_stream::StreamExt;
 
-use crate::app::App;
 use crate::base::event::{DropRecord, OutputEvent};
 use crate::config::{FleetConfig, FleetRules};
 use crate::feed::{Feed, Item, Record as LogRecord, Start, TrimPolicy};
 use crate::services::logs::{Batch, Writer};
+use crate::services::App;
 
 /// The forwarders' consumer names (in each log's consumer table).
 pub const FORWARDER: &str = "fleet-forward";

@@ -15,11 +15,11 @@ use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
-use crate::app::App;
 use crate::config::FleetConfig;
 use crate::services::control::Change;
 use crate::services::control::Committed;
 use crate::services::nodes::FleetNode as NodeStatus;
+use crate::services::App;
 
 const FILES: &str = "files.";
 const TOGGLES: &str = "toggles";

@@ -63,7 +63,7 @@ pub fn alert(seq: u64, ev: &OutputEvent, protobuf: bool) -> (String, HeaderMap, 
     if protobuf {
         use prost::Message;
         headers.insert(CONTENT_TYPE, PROTOBUF);
-        let body = crate::grpc::event_response(seq, ev.clone()).encode_to_vec();
+        let body = crate::proto::convert::event_response(seq, ev.clone()).encode_to_vec();
         return (subject, headers, body);
     }
     // Falco writes an absent field as null; the stored "<NA>" goes back to null.

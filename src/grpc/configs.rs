@@ -6,11 +6,11 @@ use tonic::{Request, Response, Status};
 
 use super::blocking;
 use super::inputs::client_identity;
-use super::logstream::timestamp;
-use crate::app::App;
 use crate::proto::configs::{self as pb, service_server::Service};
+use crate::proto::convert::timestamp;
 use crate::services::control::target::{Kind, Target};
 use crate::services::control::Change;
+use crate::services::App;
 
 pub struct ConfigsService {
     app: App,

@@ -2,12 +2,13 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
-use crate::app::App;
+use super::logstream::{self, Filter, ResponseStream, WireLog};
 use crate::base::event::DropRecord;
 use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
+use crate::proto::convert::timestamp;
 use crate::proto::drops::{self as pb, service_server::Service};
+use crate::services::App;
 
 pub struct DropsService {
     app: App,
@@ -52,18 +53,7 @@ impl WireLog for DropsLog {
     }
 
     fn record(seq: u64, d: DropRecord) -> pb::Response {
-        pb::Response {
-            time: Some(timestamp(d.time_ns)),
-            stage: d.stage,
-            source: d.source,
-            client: d.client,
-            n_drops: d.n_drops,
-            n_evts: d.n_evts,
-            message: d.message,
-            seq,
-            id: uuid::Uuid::from_bytes(d.id).to_string(),
-            lost: 0,
-        }
+        crate::proto::convert::drop_response(seq, d)
     }
 
     fn lost(count: u64, next_seq: u64, _app: &App) -> pb::Response {

@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::app::App;
 use crate::proto::fleet::{self as pb, service_server::Service};
+use crate::services::App;
 
 pub struct FleetService {
     app: App,

@@ -7,10 +7,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::app::App;
 use crate::pipeline::InEvent;
 use crate::proto::inputs::{self as pb, service_server::Service};
 use crate::services::ingest::{Ingest, Outcome, Queued, Ticket};
+use crate::services::App;
 
 /// Batches in flight per stream (evaluated in parallel, acknowledged in order).
 const IN_FLIGHT: usize = 4;

@@ -7,9 +7,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Response, Status, Streaming};
 
-use crate::app::App;
 use crate::feed::cursor::{self, Cursor, CursorRequest};
 use crate::feed::{Feed, Item, Record, Start, Subscription};
+use crate::services::App;
 
 /// Responses buffered per stream before the pump waits for the client.
 const STREAM_BUFFER: usize = 64;
@@ -253,11 +253,4 @@ fn ack<L: WireLog>(app: &App, consumer: Option<&str>, seq: u64) -> Result<(), St
         consumer,
         seq,
     )?)
-}
-
-pub fn timestamp(time_ns: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time_ns.div_euclid(1_000_000_000),
-        nanos: time_ns.rem_euclid(1_000_000_000) as i32,
-    }
 }

@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::app::App;
 use crate::proto::metrics::{self as pb, service_server::Service};
+use crate::services::App;
 
 pub struct MetricsService {
     app: App,

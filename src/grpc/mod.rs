@@ -16,21 +16,19 @@ mod status;
 mod tokens;
 mod version;
 
-use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
 
 use std::sync::Arc;
 use tokio::net::UnixListener;
 
 use tonic::transport::{Server, ServerTlsConfig};
 
-use crate::app::App;
 use crate::net::{active, listen, own_uid, Limits};
 use crate::proto;
+use crate::services::App;
 
 pub use logstream::DEFAULT_CONSUMER;
-pub use outputs::{event_response, source_enum, LOST_RULE};
+pub use outputs::LOST_RULE;
 pub use version::version_response;
 
 /// Runs a blocking control operation (compiles rules, flushes the store) off the runtime.
@@ -59,11 +57,6 @@ fn next_page(records: &[crate::store::HistoryRecord], limit: usize) -> u64 {
     } else {
         0
     }
-}
-
-/// A protobuf timestamp from nanoseconds since the epoch.
-pub fn logstream_timestamp(time_ns: i64) -> prost_types::Timestamp {
-    logstream::timestamp(time_ns)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,28 +249,6 @@ pub fn tls_config(cert: &[u8], key: &[u8], client_ca: &[u8]) -> ServerTlsConfig 
         .identity(tonic::transport::Identity::from_pem(cert, key))
         .client_ca_root(tonic::transport::Certificate::from_pem(client_ca))
         .client_auth_optional(false)
-}
-
-/// Runs `serve` until it ends, or until `grace` after shutdown began.
-pub async fn with_grace<F>(app: &App, grace: Duration, serve: F) -> Result<(), ServeError>
-where
-    F: Future<Output = Result<(), ServeError>>,
-{
-    tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => return result,
-        _ = app.shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(grace, serve).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(
-                ?grace,
-                "connections still open after the grace period; closing them"
-            );
-            Ok(())
-        }
-    }
 }
 
 /// Binds a Unix socket at `path` with mode 0660, creating its parent directory. A socket file

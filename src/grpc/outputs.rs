@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 
 use tonic::{Request, Response, Status, Streaming};
 
-use super::logstream::{self, timestamp, Filter, ResponseStream, WireLog};
-use crate::app::App;
+use super::logstream::{self, Filter, ResponseStream, WireLog};
 use crate::base::event::{stage, DropRecord, Origin, OutputEvent, OutputFilter, Priority};
 use crate::feed::cursor::CursorRequest;
 use crate::feed::Feed;
+use crate::proto::convert::{event_response, timestamp};
 use crate::proto::outputs::{self as pb, service_server::Service};
 use crate::proto::schema;
+use crate::services::App;
 
 pub const LOST_RULE: &str = "Falco internal: events lost";
 
@@ -103,36 +104,6 @@ impl Service for OutputsService {
         request: Request<Streaming<pb::Request>>,
     ) -> Result<Response<Self::subStream>, Status> {
         logstream::sub::<OutputsLog>(&self.app, request.into_inner())
-    }
-}
-
-/// Maps a source name to upstream's enum: any name it does not know is a plugin's.
-pub fn source_enum(source: &str) -> schema::Source {
-    match source {
-        "syscall" => schema::Source::Syscall,
-        "k8s_audit" => schema::Source::K8sAudit,
-        "internal" => schema::Source::Internal,
-        _ => schema::Source::Plugin,
-    }
-}
-
-#[allow(deprecated)] // source_deprecated must stay filled for old clients
-pub fn event_response(seq: u64, ev: OutputEvent) -> pb::Response {
-    pb::Response {
-        time: Some(timestamp(ev.time_ns)),
-        priority: ev.priority as i32,
-        source_deprecated: source_enum(&ev.source) as i32,
-        rule: ev.rule,
-        output: ev.output,
-        output_fields: ev.output_fields.into_iter().collect(),
-        hostname: ev.hostname,
-        tags: ev.tags,
-        id: uuid::Uuid::from_bytes(ev.id).to_string(),
-        source: ev.source,
-        seq,
-        lost: 0,
-        rules_revision: ev.rules_revision,
-        origin: ev.origin.name().to_string(),
     }
 }
 

@@ -4,13 +4,13 @@ use tonic::{Request, Response, Status};
 
 use super::blocking;
 use super::inputs::client_identity;
-use super::logstream::timestamp;
 use super::status::diagnostic;
-use crate::app::App;
+use crate::proto::convert::timestamp;
 use crate::proto::rules::{self as pb, service_server::Service};
 use crate::services::control::rules::digest;
 use crate::services::control::target::{Effect, Kind, Target};
 use crate::services::control::Change;
+use crate::services::App;
 use crate::store::HistoryRecord;
 
 pub struct RulesService {

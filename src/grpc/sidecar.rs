@@ -4,10 +4,10 @@
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::logstream::timestamp;
-use crate::app::App;
 use crate::base::event::Origin;
+use crate::proto::convert::timestamp;
 use crate::proto::sidecar::{self as pb, service_server::Service};
+use crate::services::App;
 
 /// Lines in one request at most.
 const MAX_LINES: usize = 100_000;

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::app::App;
 use crate::proto::tokens::{self as pb, service_server::Service};
 use crate::services::tokens::Token;
+use crate::services::App;
 
 pub struct TokensService {
     app: App,

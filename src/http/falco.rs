@@ -14,11 +14,11 @@ use axum::{Extension, Json, Router};
 use serde::Serialize;
 
 use super::{ApiError, Caller};
-use crate::app::App;
 use crate::base::event::{stage, DropRecord, Origin};
 use crate::base::throttle::TokenBucket;
 use crate::net::identity::Role;
 use crate::services::status::Kind;
+use crate::services::App;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -9,8 +9,8 @@ use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
 
-use crate::app::App;
 use crate::net::identity::Role;
+use crate::services::App;
 
 pub const PATH: &str = "/metrics";
 

@@ -26,10 +26,10 @@ use tokio_stream::StreamExt;
 
 use std::sync::Arc;
 
-use crate::app::App;
 use crate::config::{HttpEndpoint, HttpKind};
 use crate::net::identity::{Identity, Policy, Role};
 use crate::services::ingest::Ingest;
+use crate::services::App;
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]

@@ -1,8 +1,10 @@
 //! Code generated from `proto/falco/*.proto` (see `build.rs`), in modules that mirror the proto
-//! packages, plus the encoded descriptor set served by reflection.
+//! packages, plus the encoded descriptor set served by reflection, and (`convert`) the
+//! conversions from stored records to messages.
 
-#![allow(clippy::all, missing_docs, non_camel_case_types)]
+pub mod convert;
 
+#[allow(clippy::all, missing_docs, non_camel_case_types)]
 pub mod falco {
     pub mod schema {
         tonic::include_proto!("falco.schema");

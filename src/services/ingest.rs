@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use crate::app::App;
 use crate::base::event::{stage, DropRecord};
 use crate::base::throttle::TokenBucket;
 use crate::feed::FeedError;
 use crate::pipeline::{BatchResult, InEvent, Refused};
 use crate::services::logs::{Batch, Writer};
+use crate::services::App;
 
 /// Why a batch did not get through.
 #[derive(Debug, thiserror::Error)]

@@ -5,10 +5,10 @@
 
 use prometheus::proto::{Gauge, Metric, MetricFamily, MetricType};
 
-use crate::app::App;
 use crate::services::control::target::Kind;
 use crate::services::nodes::Node;
 use crate::services::telemetry::{encode, label};
+use crate::services::App;
 
 /// Consumer-lag series at most per log (consumer names are chosen by clients).
 const MAX_CONSUMER_SERIES: usize = 1_000;

@@ -2,6 +2,7 @@
 //! the logs' one write path, ingest, the Falco nodes, telemetry and its scrape-time gathering,
 //! and console tokens.
 
+mod app;
 pub mod control;
 pub mod ingest;
 pub mod logs;
@@ -10,3 +11,5 @@ pub mod nodes;
 pub mod status;
 pub mod telemetry;
 pub mod tokens;
+
+pub use app::App;

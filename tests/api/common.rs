@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use falco_api::app::App;
 use falco_api::base::event::{OutputEvent, Priority};
 use falco_api::cli::client;
 use falco_api::engine::{LoadOptions, RuleSet, RulesFile};
 use falco_api::grpc;
 use falco_api::pipeline::Settings;
 use falco_api::proto::outputs::{self, service_client::ServiceClient as OutputsClient};
+use falco_api::services::App;
 use falco_api::store::StoreOptions;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -232,7 +232,7 @@ pub fn consumer(name: &str) -> outputs::Request {
 
 /// Serves one endpoint group of the HTTP surface on `listener` (as `serve` does).
 pub fn spawn_http(
-    app: &falco_api::app::App,
+    app: &falco_api::services::App,
     listener: tokio::net::TcpListener,
     kind: falco_api::config::HttpKind,
     tls: Option<tokio_rustls::TlsAcceptor>,

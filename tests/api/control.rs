@@ -812,7 +812,7 @@ async fn a_revision_older_than_the_retained_history_is_out_of_range() {
         history_retention: 2,
         ..Default::default()
     };
-    let app = falco_api::app::App::open(temp.path(), &opts).unwrap();
+    let app = falco_api::services::App::open(temp.path(), &opts).unwrap();
     for i in 0..5 {
         app.config
             .set(

@@ -496,7 +496,7 @@ async fn the_rules_directory_and_config_file_follow_every_change() {
         },
     );
     let app = server.app.clone();
-    let run = move |f: Box<dyn FnOnce(&falco_api::app::App) + Send>| {
+    let run = move |f: Box<dyn FnOnce(&falco_api::services::App) + Send>| {
         let app = app.clone();
         async move { tokio::task::spawn_blocking(move || f(&app)).await.unwrap() }
     };

@@ -57,7 +57,7 @@ fn short_limits() -> Limits {
 
 /// Serves `endpoint` (with `limits`) for `app` on a loopback port.
 async fn serve_endpoint(
-    app: &falco_api::app::App,
+    app: &falco_api::services::App,
     endpoint: impl FnOnce(std::net::SocketAddr) -> HttpEndpoint,
     limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,

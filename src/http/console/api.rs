@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::User;
-use crate::app::App;
 use crate::base::event::{OutputEvent, OutputFilter, Priority};
 use crate::http::error::diagnostic;
 use crate::http::{json, ApiError};
 use crate::services::control::Change;
 use crate::services::control::ControlError;
+use crate::services::App;
 
 pub fn routes() -> Router<App> {
     Router::new()

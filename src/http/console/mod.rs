@@ -17,8 +17,8 @@ use http::{header, Method, StatusCode};
 use serde_json::json;
 
 use super::{json, Caller};
-use crate::app::App;
 use crate::net::identity::Role;
+use crate::services::App;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "falco_api_session";

@@ -21,9 +21,9 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::api::{alert_json, AlertQuery};
-use crate::app::App;
 use crate::feed::{Item, Start, TrimPolicy};
 use crate::http::ApiError;
+use crate::services::App;
 
 /// Bytes of events waiting for a slow browser at most.
 pub const BUFFER_BYTES: usize = 1 << 20;

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use super::keys::{self, find, KEYS};
+use super::keys::{self, find, Runtime, KEYS};
 use super::target::Kind;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use super::{check_global, check_retained, Change as Asked, Committed, ControlError, Hooks};
-use crate::pipeline::{Pipeline, Settings};
+use crate::pipeline::Pipeline;
 use crate::services::logs::{Limits as LogLimits, Logs};
 use crate::store::Store;
 use crate::store::{Change, Current, HistoryRecord};
@@ -20,21 +20,6 @@ pub struct Changed {
     pub revision: u64,
     /// Problems after the commit (the change stays), from the commit hooks.
     pub warnings: Vec<String>,
-}
-
-/// Everything the running server derives from the effective configuration.
-#[derive(Clone, Debug)]
-pub struct Runtime {
-    pub pipeline: Settings,
-    pub outputs_capacity: u64,
-    pub drops_capacity: u64,
-    /// Bytes each log retains at most.
-    pub outputs_max_bytes: u64,
-    pub drops_max_bytes: u64,
-    /// Alerts per second stored (0: unlimited), and burst.
-    pub outputs_rate: f64,
-    pub outputs_max_burst: f64,
-    pub log_level: String,
 }
 
 /// Changes the log filter; returns why it could not.

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use super::config::Runtime;
 use crate::base::event::Priority;
 use crate::base::throttle::DropAlertSettings;
 use crate::engine::Matching;
@@ -308,6 +307,21 @@ pub fn effective(values: &BTreeMap<String, String>) -> BTreeMap<String, String> 
             )
         })
         .collect()
+}
+
+/// Everything the running server derives from the effective configuration.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub pipeline: Settings,
+    pub outputs_capacity: u64,
+    pub drops_capacity: u64,
+    /// Bytes each log retains at most.
+    pub outputs_max_bytes: u64,
+    pub drops_max_bytes: u64,
+    /// Alerts per second stored (0: unlimited), and burst.
+    pub outputs_rate: f64,
+    pub outputs_max_burst: f64,
+    pub log_level: String,
 }
 
 /// The settings of an effective configuration; `workers` is a boot-only setting.

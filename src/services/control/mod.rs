@@ -12,7 +12,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::engine::Diagnostic;
 use crate::store::{Store, StoreError};
 
-pub use config::{LogReloader, Runtime, RuntimeConfig};
+pub use config::{LogReloader, RuntimeConfig};
+pub use keys::Runtime;
 pub use rules::Rules;
 
 /// Who asks for a change, why, and (for compare-and-swap) the revision they expect the target
