@@ -710,3 +710,148 @@ async fn forwarding_over_tls_with_a_password_and_refused_with_a_wrong_one() {
     central.stop().await;
     intruder.stop().await;
 }
+
+/// The joined lifecycle: SIGTERM while Falcos flood the http_output receiver and the node
+/// forwards to the fleet. The process exits 0 within `shutdown_grace_secs` (10 s by default);
+/// every alert it answered 200 is in its log after a restart and reaches the collector, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_http_flood_and_a_fleet_forward_keeps_every_answered_alert() {
+    use falco_api::bench::http::{sample_alert, Poster};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let _heavy = crate::common::HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), "solo");
+    let central = TestServer::start(1_000_000).await;
+    falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let sock = home.path().join("s.sock");
+    let config = home.path().join("falco-api.yaml");
+    std::fs::write(
+        &config,
+        format!("fleet:\n  nats:\n    url: {}\n  window: 64\n", nats.url()),
+    )
+    .unwrap();
+    let args = serve_args(
+        &data,
+        &sock,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--falco-http",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut running = spawn_serve(home.path(), &args);
+    let addr = crate::process::printed_addr(&running.lines, "falco http_output receiver: http://");
+    // Four Falcos post until the server stops answering; each keeps what was answered 200.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut falcos = tokio::task::JoinSet::new();
+    for c in 0..4u64 {
+        let stopping = stopping.clone();
+        falcos.spawn(async move {
+            let mut answered = Vec::new();
+            let mut falco = Poster::connect(addr).await.unwrap();
+            for n in 0.. {
+                match falco
+                    .post("/", "application/json", sample_alert(c, n))
+                    .await
+                {
+                    Ok((200, _)) => answered.push(format!("{c}-{n}")),
+                    outcome => {
+                        // Before the signal, every post is answered 200.
+                        assert!(stopping.load(Ordering::SeqCst), "{outcome:?}");
+                        // After it, a new connection is refused once the listener closed.
+                        match Poster::connect(addr).await {
+                            Ok(again) => falco = again,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            answered
+        });
+    }
+    wait_for("forwarding under way", Duration::from_secs(30), || {
+        central.app.logs.outputs.head() >= 2_000
+    })
+    .await;
+    stopping.store(true, Ordering::SeqCst);
+    let signalled = Instant::now();
+    crate::process::sigterm(&running.child);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut running.child, Duration::from_secs(30));
+        (status, signalled.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}", status.0);
+    assert!(
+        status.1 < Duration::from_secs(11),
+        "exited {:?} after SIGTERM, past the 10 s grace",
+        status.1
+    );
+    let mut answered = Vec::new();
+    while let Some(one) = falcos.join_next().await {
+        answered.extend(one.unwrap());
+    }
+    assert!(answered.len() >= 2_000, "{} answered", answered.len());
+    let mut running = spawn_serve(home.path(), &args);
+    // In the node's own log...
+    let out = cli_output(&sock, &["tail", "--after", "0", "--once", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let local: std::collections::BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["output_fields"]["bench.n"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let missing: Vec<&String> = answered.iter().filter(|a| !local.contains(*a)).collect();
+    assert!(
+        missing.is_empty(),
+        "answered 200 but not stored: {missing:?}"
+    );
+    // ...and, once, at the collector.
+    let stored = local.len() as u64;
+    wait_for(
+        "the rest forwarded after the restart",
+        Duration::from_secs(60),
+        || central.app.logs.outputs.head() >= stored,
+    )
+    .await;
+    let collected = alerts(&central);
+    let mut markers: Vec<&str> = collected
+        .iter()
+        .map(|e| {
+            e.output_fields
+                .iter()
+                .find(|(k, _)| k == "bench.n")
+                .unwrap()
+                .1
+                .as_str()
+        })
+        .collect();
+    markers.sort_unstable();
+    let before = markers.len();
+    markers.dedup();
+    assert_eq!(before, markers.len(), "no alert forwarded twice");
+    for a in &answered {
+        assert!(
+            markers.binary_search(&a.as_str()).is_ok(),
+            "{a} not forwarded"
+        );
+    }
+    println!(
+        "lifecycle: {} alerts answered 200 before the exit ({:?} after SIGTERM), {} stored, all forwarded once",
+        answered.len(),
+        status.1,
+        stored
+    );
+    crate::process::sigterm(&running.child);
+    wait_exit(&mut running.child, Duration::from_secs(20));
+    central.stop().await;
+}
