@@ -277,7 +277,7 @@ async fn the_k8s_audit_cases_end_to_end_through_the_server() {
                 seq: i as u64 + 1,
             })
             .collect();
-        let acks = crate::pipeline::send_all(&server, vec![events]).await;
+        let acks = crate::common::events::send_all(&server, vec![events]).await;
         let mut out = Outcome {
             rejected: acks
                 .iter()

@@ -13,9 +13,9 @@ use falco_api::services::control::Change;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::common::events::{send_all, syscall_event, SYSCALL_RULES};
+use crate::common::process::{printed_addr, serve_args, spawn_serve, wait_exit, EXE};
 use crate::common::{free_port, packaged, spawn_http, TestServer};
-use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
-use crate::process::{printed_addr, serve_args, spawn_serve, wait_exit, EXE};
 
 /// A headless Chromium session; ChromeDriver (and the browser under it) end with it.
 struct Browser {
@@ -396,7 +396,7 @@ async fn live_alerts_resume_after_reload_and_kill_9_and_filters_narrow_the_table
     );
     browser.screenshot("alerts-filtered-detail").await;
     browser.close().await;
-    crate::process::sigterm(&running.child);
+    crate::common::process::sigterm(&running.child);
     wait_exit(&mut running.child, Duration::from_secs(20));
 }
 

@@ -11,8 +11,8 @@ use prost::Message;
 use tonic::transport::Channel;
 use tonic::Code;
 
+use crate::common::events::{send_all, syscall_event};
 use crate::common::{after, get_all, Sub, TestServer};
-use crate::pipeline::{send_all, syscall_event};
 
 fn rule(name: &str, output: &str) -> String {
     format!(
@@ -652,7 +652,7 @@ async fn outputs_rate_throttles_alerts_and_counts_what_it_drops() {
         "three alerts stored"
     );
     let mut drops = server.drops().await;
-    let records = crate::pipeline::wait_for_drops(&mut drops, 1).await;
+    let records = crate::common::events::wait_for_drops(&mut drops, 1).await;
     let n: u64 = records
         .iter()
         .filter(|d| d.stage == "outputs_rate_limited")

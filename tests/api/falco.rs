@@ -14,8 +14,10 @@ use falco_api::proto::outputs::Request;
 use falco_api::proto::sidecar::{self as pb, service_client::ServiceClient as SidecarClient};
 use tokio_stream::StreamExt;
 
+use crate::common::process::{
+    cli_output, receiver_addr, serve_args, sigterm, spawn_serve, wait_exit, EXE,
+};
 use crate::common::{spawn_http, TestServer};
-use crate::process::{cli_output, serve_args, sigterm, spawn_serve, wait_exit, EXE};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -237,11 +239,6 @@ async fn many_falcos_posting_at_once_lose_and_double_nothing() {
     server.stop().await;
 }
 
-/// The receiver's address, from what `serve` printed.
-pub(crate) fn receiver_addr(lines: &[String]) -> std::net::SocketAddr {
-    crate::process::printed_addr(lines, "falco http_output receiver: http://")
-}
-
 fn tail_json(sock: &Path) -> Vec<serde_json::Value> {
     let out = cli_output(sock, &["tail", "--after", "0", "--once", "--json"]);
     assert!(
@@ -392,7 +389,8 @@ fn send_alerts_follows_a_file_through_restarts_and_rotation() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(markers(&sock).len(), 7, "half a line is not an alert yet");
     append(&file, &third[20..]);
-    assert_eq!(wait_for(&sock, 8).len(), 8);
+    let want: Vec<String> = (0..8).map(|n| format!("9-{n}")).collect();
+    assert_eq!(wait_for(&sock, 8), want, "the completed line once");
     // Rotation: Falco writes one more line to the old file, then a new file appears.
     let rotated = home.path().join("falco-events.json.1");
     std::fs::rename(&file, &rotated).unwrap();
@@ -406,9 +404,9 @@ fn send_alerts_follows_a_file_through_restarts_and_rotation() {
     // Killed and restarted after the rotation, it does not read anything twice.
     let mut f = follower(&sock, &file);
     append(&file, &line(11));
-    assert_eq!(wait_for(&sock, 12).len(), 12);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(markers(&sock).len(), 12);
+    // Lines are read in order, so a line read twice would show before line 11 does.
+    let want: Vec<String> = (0..12).map(|n| format!("9-{n}")).collect();
+    assert_eq!(wait_for(&sock, 12), want, "nothing read twice");
     f.kill().unwrap();
     let _ = f.wait();
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::process::{cli_output, sigterm, wait_exit, EXE};
 use crate::common::TestServer;
-use crate::process::{cli_output, sigterm, wait_exit, EXE};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -93,7 +93,7 @@ fn the_readmes_quick_start_runs_as_written() {
                 printed.iter().any(|l| l == "rules: 2 rules from 1 file, imported from --rules as revision 1"),
                 "{printed:?}"
             );
-            let addr = crate::process::printed_addr(&printed, "web console: http://");
+            let addr = crate::common::process::printed_addr(&printed, "web console: http://");
             console = Some(addr);
             server = Some(child);
             continue;

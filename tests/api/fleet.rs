@@ -11,9 +11,9 @@ use falco_api::config::FleetConfig;
 use falco_api::pipeline::Settings;
 use falco_api::services::control::Change;
 
-use crate::common::{free_port, packaged, TestServer};
-use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
-use crate::process::{cli_output, serve_args, spawn_serve, wait_exit};
+use crate::common::events::{send_all, syscall_event, SYSCALL_RULES};
+use crate::common::process::{cli_output, serve_args, spawn_serve, wait_exit};
+use crate::common::{free_port, packaged, wait_until, TestServer};
 
 /// One nats-server with JetStream, optionally in a cluster.
 pub struct Nats {
@@ -171,12 +171,37 @@ pub fn drops(server: &TestServer) -> Vec<DropRecord> {
         .collect()
 }
 
-pub async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+/// Waits until nothing more can reach the collector: `node`'s forwarder (when given) has
+/// published its whole outputs log, and the collector's durable consumer on the NATS at `urls`
+/// has nothing pending or unacknowledged. The positive signal a count needs before it asserts
+/// that nothing arrived twice (instead of a fixed sleep).
+async fn wait_settled(urls: &str, node: Option<&TestServer>, within: Duration) {
+    let addrs: Vec<async_nats::ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(addrs).await.unwrap());
+    let names = fleet(urls, false, true);
+    let idle = || async {
+        let stream = js.get_stream(&names.stream).await.ok()?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(&names.consumer).await.ok()?;
+        let info = consumer.info().await.ok()?;
+        Some(info.num_pending == 0 && info.num_ack_pending == 0)
+    };
     let deadline = Instant::now() + within;
-    while !done() {
+    loop {
+        let forwarded = node.is_none_or(|n| {
+            let at = n
+                .app
+                .store
+                .consumers()
+                .get("outputs", falco_api::fleet::FORWARDER);
+            at.unwrap() == Some(n.app.logs.outputs.head())
+        });
+        if forwarded && idle().await == Some(true) {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
+            "the fleet did not settle within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -218,7 +243,7 @@ async fn a_node_forwards_and_the_collector_holds_the_same_records() {
         )])
         .await
         .unwrap();
-    wait_for("collection", Duration::from_secs(20), || {
+    wait_until("collection", Duration::from_secs(20), || {
         central.app.logs.outputs.head() == 100 && central.app.logs.drops.head() == 1
     })
     .await;
@@ -258,7 +283,7 @@ async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
         b
     };
     send_all(&node, vec![flow(200)]).await;
-    wait_for("the first alerts", Duration::from_secs(20), || {
+    wait_until("the first alerts", Duration::from_secs(20), || {
         central.app.logs.outputs.head() == 200
     })
     .await;
@@ -272,13 +297,13 @@ async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
     send_all(&node, vec![flow(100)]).await;
     let total = node.app.logs.outputs.head();
     assert!(total > 1000, "{total}");
-    wait_for(
+    wait_until(
         "everything after the outage",
         Duration::from_secs(60),
         || central.app.logs.outputs.head() >= total,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_settled(&nats.url(), Some(&node), Duration::from_secs(30)).await;
     assert_eq!(
         central.app.logs.outputs.head(),
         total,
@@ -342,7 +367,7 @@ async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
     );
     assert!(out.status.success(), "{out:?}");
     // Forwarding is under way, not finished: kill -9 now.
-    wait_for("some forwarding", Duration::from_secs(20), || {
+    wait_until("some forwarding", Duration::from_secs(20), || {
         central.app.logs.outputs.head() > 0
     })
     .await;
@@ -350,13 +375,13 @@ async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
     let _ = running.child.wait();
     let at_kill = central.app.logs.outputs.head();
     let mut running = spawn_serve(home.path(), &args);
-    wait_for(
+    wait_until(
         "the rest after the restart",
         Duration::from_secs(60),
         || central.app.logs.outputs.head() >= 20_000,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_settled(&nats.url(), None, Duration::from_secs(30)).await;
     let collected = alerts(&central);
     assert_eq!(
         collected.len(),
@@ -378,7 +403,7 @@ async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
     names.dedup();
     assert_eq!(names.len(), 20_000, "no duplicates");
     println!("fleet: forwarder killed with {at_kill} of 20000 alerts collected; all 20000 once after restart");
-    crate::process::sigterm(&running.child);
+    crate::common::process::sigterm(&running.child);
     wait_exit(&mut running.child, Duration::from_secs(20));
     central.stop().await;
 }
@@ -405,7 +430,7 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
         b
     };
     send_all(&node, vec![flow(300)]).await;
-    wait_for(
+    wait_until(
         "the first alerts through the cluster",
         Duration::from_secs(60),
         || central.app.logs.outputs.head() == 300,
@@ -433,13 +458,13 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let total = node.app.logs.outputs.head();
-    wait_for(
+    wait_until(
         "everything through the new leader",
         Duration::from_secs(60),
         || central.app.logs.outputs.head() >= total,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_settled(&urls, Some(&node), Duration::from_secs(30)).await;
     assert_eq!(central.app.logs.outputs.head(), total);
     assert_eq!(
         ids(&alerts(&central)),
@@ -503,7 +528,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
                     .all(|n| n.applied_revision == want && n.error.is_empty())
         }
     };
-    wait_for(
+    wait_until(
         "both followers at the first revision",
         Duration::from_secs(20),
         reports(r1),
@@ -547,7 +572,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     .await
     .unwrap();
     kv.put("head", serde_json::json!({"revision": 99, "publisher": "newer-node", "author": "cn:x", "comment": ""}).to_string().into()).await.unwrap();
-    wait_for("both refusals reported", Duration::from_secs(20), || {
+    wait_until("both refusals reported", Duration::from_secs(20), || {
         let nodes = publisher.app.nodes.fleet.list();
         nodes.len() == 2
             && nodes
@@ -573,7 +598,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
         assert!(f.app.rules.effective().0.iter().any(|r| r.name == "Shadow"));
     }
     // fleet status on the publisher shows the refusals (exit 1: nodes behind or refusing).
-    let out = crate::process::cli_output(&publisher.socket, &["fleet", "status"]);
+    let out = crate::common::process::cli_output(&publisher.socket, &["fleet", "status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("REFUSED revision 99"), "{text}");
@@ -595,7 +620,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
     .unwrap()
     .unwrap()
     .0;
-    wait_for(
+    wait_until(
         "both followers at the second revision",
         Duration::from_secs(20),
         reports(r2),
@@ -610,7 +635,7 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
             "the publisher's state, not the newer node's"
         );
     }
-    let out = crate::process::cli_output(&publisher.socket, &["fleet", "status"]);
+    let out = crate::common::process::cli_output(&publisher.socket, &["fleet", "status"]);
     assert!(
         out.status.success(),
         "{}",
@@ -632,7 +657,7 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
     falco_api::fleet::start(&node.app, &fleet(&nats.url(), true, false));
     falco_api::fleet::start(&central.app, &fleet(&nats.url(), false, true));
     send_all(&node, vec![batch(1, 50)]).await;
-    wait_for("the first 50", Duration::from_secs(20), || {
+    wait_until("the first 50", Duration::from_secs(20), || {
         central.app.logs.outputs.head() == 50
     })
     .await;
@@ -642,11 +667,11 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
         send_all(&node, vec![batch(51 + i * 100, 100)]).await;
     }
     nats.restart();
-    wait_for("the retained alerts", Duration::from_secs(60), || {
+    wait_until("the retained alerts", Duration::from_secs(60), || {
         central.app.logs.outputs.head() >= 150
     })
     .await;
-    wait_for("the drop record", Duration::from_secs(20), || {
+    wait_until("the drop record", Duration::from_secs(20), || {
         drops(&node)
             .iter()
             .any(|d| d.stage == falco_api::fleet::LAGGED_STAGE)
@@ -659,12 +684,12 @@ async fn records_trimmed_before_they_were_forwarded_are_a_drop_with_their_count(
     let lost: u64 = lagged.iter().map(|d| d.n_drops).sum();
     assert_eq!(lost, 200, "{lagged:?}");
     // What arrived: the first 50 and the 100 the node kept, once each.
+    wait_settled(&nats.url(), Some(&node), Duration::from_secs(30)).await;
     let got = alerts(&central);
     let mut seen: Vec<[u8; 16]> = got.iter().map(|e| e.id).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), got.len());
-    tokio::time::sleep(Duration::from_millis(500)).await;
     // The loss itself is also an internal alert on the node, forwarded like any other.
     let notices = alerts(&node)
         .iter()
@@ -695,7 +720,7 @@ async fn forwarding_over_tls_with_a_password_and_refused_with_a_wrong_one() {
     falco_api::fleet::start(&central.app, &with("s3cret", false));
     falco_api::fleet::start(&intruder.app, &with("wrong", false));
     send_all(&node, vec![batch(1, 40)]).await;
-    wait_for("collection over TLS", Duration::from_secs(20), || {
+    wait_until("collection over TLS", Duration::from_secs(20), || {
         central.app.logs.outputs.head() == 40
     })
     .await;
@@ -745,7 +770,8 @@ async fn sigterm_during_an_http_flood_and_a_fleet_forward_keeps_every_answered_a
         ],
     );
     let mut running = spawn_serve(home.path(), &args);
-    let addr = crate::process::printed_addr(&running.lines, "falco http_output receiver: http://");
+    let addr =
+        crate::common::process::printed_addr(&running.lines, "falco http_output receiver: http://");
     // Four Falcos post until the server stops answering; each keeps what was answered 200.
     let stopping = Arc::new(AtomicBool::new(false));
     let mut falcos = tokio::task::JoinSet::new();
@@ -774,13 +800,13 @@ async fn sigterm_during_an_http_flood_and_a_fleet_forward_keeps_every_answered_a
             answered
         });
     }
-    wait_for("forwarding under way", Duration::from_secs(30), || {
+    wait_until("forwarding under way", Duration::from_secs(30), || {
         central.app.logs.outputs.head() >= 2_000
     })
     .await;
     stopping.store(true, Ordering::SeqCst);
     let signalled = Instant::now();
-    crate::process::sigterm(&running.child);
+    crate::common::process::sigterm(&running.child);
     let status = tokio::task::spawn_blocking(move || {
         let status = wait_exit(&mut running.child, Duration::from_secs(30));
         (status, signalled.elapsed())
@@ -817,12 +843,13 @@ async fn sigterm_during_an_http_flood_and_a_fleet_forward_keeps_every_answered_a
     );
     // ...and, once, at the collector.
     let stored = local.len() as u64;
-    wait_for(
+    wait_until(
         "the rest forwarded after the restart",
         Duration::from_secs(60),
         || central.app.logs.outputs.head() >= stored,
     )
     .await;
+    wait_settled(&nats.url(), None, Duration::from_secs(30)).await;
     let collected = alerts(&central);
     let mut markers: Vec<&str> = collected
         .iter()
@@ -851,7 +878,7 @@ async fn sigterm_during_an_http_flood_and_a_fleet_forward_keeps_every_answered_a
         status.1,
         stored
     );
-    crate::process::sigterm(&running.child);
+    crate::common::process::sigterm(&running.child);
     wait_exit(&mut running.child, Duration::from_secs(20));
     central.stop().await;
 }

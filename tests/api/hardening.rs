@@ -9,8 +9,8 @@ use falco_api::proto::configs::{service_client::ServiceClient as ConfigsClient, 
 use falco_api::proto::rules::{self, service_client::ServiceClient as RulesClient};
 use tonic::Code;
 
+use crate::common::process::{cli_output, EXE};
 use crate::common::TestServer;
-use crate::process::{cli_output, EXE};
 
 fn hostile(name: &str) -> (String, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -392,12 +392,15 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     assert!(String::from_utf8_lossy(&got.stdout).contains("before"));
 
     std::fs::remove_file(&filler).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let again = cli_output(&sock, &["config", "set", "hostname=after"]);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    // Writes work again as soon as the space is back (no restart).
+    crate::common::wait_until_blocking(
+        "a write after the space came back",
+        Duration::from_secs(10),
+        || {
+            cli_output(&sock, &["config", "set", "hostname=after"])
+                .status
+                .success()
+        },
     );
     assert!(send(&sock).status.success());
     assert_eq!(count(&sock), 400);

@@ -10,7 +10,7 @@ use falco_api::http::{require, Caller};
 use falco_api::net::identity::{Identity, Role};
 use tower::ServiceExt;
 
-use crate::process::EXE;
+use crate::common::process::EXE;
 
 fn caller(roles: &[Role]) -> Option<Identity> {
     Some(Identity {

@@ -12,10 +12,10 @@ use falco_api::bench::http::{sample_alert, Poster};
 use falco_api::config::HttpKind;
 use falco_api::pipeline::Settings;
 
+use crate::common::events::{send_all, syscall_event, SYSCALL_RULES};
+use crate::common::process::receiver_addr;
+use crate::common::process::{cli_output, serve_args, sigterm, spawn_serve, wait_exit};
 use crate::common::{free_port, packaged, spawn_http, TestServer};
-use crate::falco::receiver_addr;
-use crate::pipeline::{send_all, syscall_event, SYSCALL_RULES};
-use crate::process::{cli_output, serve_args, sigterm, spawn_serve, wait_exit};
 
 const OPENMETRICS_ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -245,7 +245,7 @@ async fn the_exposition_has_falco_exporters_series_and_the_servers_own() {
 
 /// The metrics address `serve` printed.
 fn metrics_addr(lines: &[String]) -> SocketAddr {
-    crate::process::printed_addr(lines, "prometheus metrics: http://")
+    crate::common::process::printed_addr(lines, "prometheus metrics: http://")
 }
 
 /// Scrapes until the counts are ready (503 while the log is counted at start).

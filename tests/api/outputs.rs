@@ -5,7 +5,7 @@ use falco_api::proto::outputs::Request;
 use falco_api::proto::schema;
 use tonic::Code;
 
-use crate::common::{after, consumer, event, get_all, Sub, TestServer};
+use crate::common::{after, consumer, event, get_all, wait_until, Sub, TestServer};
 
 #[tokio::test]
 async fn legacy_get_drains_the_default_consumer_then_ends_ok() {
@@ -124,7 +124,10 @@ async fn restart_keeps_the_log_and_consumer_positions_and_never_reuses_a_seq() {
         .await
         .unwrap();
     // The ack is applied in order with the stream; wait until it is stored.
-    wait_for(|| server.app.store.consumers().get("outputs", "c1").unwrap() == Some(20)).await;
+    wait_until("the ack stored", Duration::from_secs(5), || {
+        server.app.store.consumers().get("outputs", "c1").unwrap() == Some(20)
+    })
+    .await;
     drop(sub);
     drop(client);
     server.stop().await;
@@ -353,7 +356,7 @@ async fn durable_consumers_resume_from_their_acknowledged_position() {
         })
         .await
         .unwrap();
-    wait_for(|| {
+    wait_until("the ack stored", Duration::from_secs(5), || {
         server
             .app
             .store
@@ -387,7 +390,7 @@ async fn durable_consumers_resume_from_their_acknowledged_position() {
         })
         .await
         .unwrap();
-    wait_for(|| {
+    wait_until("the ack stored", Duration::from_secs(5), || {
         server
             .app
             .store
@@ -500,14 +503,4 @@ async fn shutdown_ends_open_streams_cleanly() {
         "stream should end with OK, got {end:?}"
     );
     server.stop().await;
-}
-
-async fn wait_for(mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached within 5 s");
 }

@@ -18,8 +18,8 @@ use falco_api::store::{Store, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::process::{printed_addr, serve_args, sigterm, spawn_serve, wait_exit, EXE};
 use crate::common::TestServer;
-use crate::process::{printed_addr, serve_args, sigterm, spawn_serve, wait_exit, EXE};
 
 const NOBODY: u32 = 65534;
 

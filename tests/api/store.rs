@@ -7,6 +7,7 @@ use falco_api::store::{testing, Store, StoreError, StoreOptions, SCHEMA_VERSION}
 use proptest::prelude::*;
 
 use crate::common::event;
+use crate::common::process::copy_dir;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -187,19 +188,6 @@ fn a_second_process_on_the_same_data_directory_is_refused() {
         stderr.contains("in use by another falco-api process"),
         "{stderr}"
     );
-}
-
-pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

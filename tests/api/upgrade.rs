@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{cli_output, sigterm, spawn_serve, wait_exit, EXE};
-use crate::store::copy_dir;
+use crate::common::process::copy_dir;
+use crate::common::process::{cli_output, sigterm, spawn_serve, wait_exit, EXE};
 
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/db-v5")
