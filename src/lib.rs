@@ -1,36 +1,31 @@
 //! falco-api: the complete, persistent, wire-compatible implementation of the Falco gRPC API.
 //!
-//! Map of the crate (the README's "Code map" says the same; `scripts/module-deps.py` checks that
-//! no two top-level modules, and no two files of one folder, import each other in a cycle):
-//! - [`serve`]: `falco-api serve`: a fallible `prepare` before anything binds, then `run`.
-//! - [`config`]: boot configuration (file + flags), validated before anything binds.
-//! - [`app`]: the shared state handed to every transport, and the runtime settings it applies.
-//! - [`auth`]: identities and roles, whatever the transport.
-//! - [`ingest`]: where events enter, whatever carried them: rate limit, queue, drops, commit.
-//! - [`pipeline`]: the ingest queue and the evaluation threads.
+//! Map of the crate, lowest layer first (the README's "Code map" says the same;
+//! `scripts/module-deps.py` checks that no two top-level modules, and no two files of one
+//! folder, import each other in a cycle):
+//! - [`base`]: the domain records (events, drop records, priorities, filters), token buckets,
+//!   reading and creating files safely.
 //! - [`engine`]: the Falco rules engine (pure, synchronous: no tokio, no tonic).
-//! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
-//! - [`control`]: versioned rules files, toggles and runtime configuration, applied live.
 //! - [`store`]: the redb database (the only module that touches redb, and sled for converting
 //!   old data directories): ring logs, consumer positions, versioned state, migrations.
-//! - [`event`]: the domain records (output events, drop records, priorities, filters).
-//! - [`throttle`]: token buckets and the drop-alert settings.
-//! - [`files`]: reading only regular files within a size, creating files without following links.
-//! - [`server`]: the gRPC services, one thin adapter per service, `status.rs` (the one table
-//!   from domain errors to statuses), auth, and the bounded listeners gRPC and HTTP share (caps
-//!   per listener and peer, idle connections evicted, first-byte and idle timeouts).
-//! - [`http`]: the HTTP surface (axum): the Kubernetes audit webhook, Falco's http_output
-//!   receiver, `/metrics`, the web console; `Host`/`Origin` checks.
-//! - [`falco`]: running beside Falco: its alerts in (JSON or text), its rules directory and
-//!   config file out; [`nodes`]: what is known about the Falco nodes that send alerts.
-//! - [`fleet`]: NATS JetStream: forwarding this node's logs, collecting a fleet's, rules for the
-//!   fleet through a key-value bucket.
-//! - [`telemetry`]: the counters, histograms and `falco_events`; [`metrics`]: every series
-//!   gathered at scrape time.
-//! - [`tokens`]: console tokens (stored hashed) and signed sessions.
-//! - [`cli`]: the client commands and the gRPC client helpers; [`bench`]: the load generators,
-//!   their baselines and the crash soak.
-//! - [`proto`]: generated code.
+//! - [`feed`]: group commit, the published head, and resumable subscriptions over a ring log.
+//! - [`pipeline`]: the ingest queue and the evaluation threads.
+//! - [`net`]: what gRPC and HTTP share: bounded listeners (caps per listener and peer, idle
+//!   connections evicted, first-byte and idle timeouts), calls in flight, identities and roles.
+//! - [`services`]: the services built once over one store ([`services::App`] holds them):
+//!   `logs` (the one write path into the outputs and drops logs), `ingest`, `control` (rules and
+//!   runtime configuration), `nodes`, `telemetry`, `metrics`, `tokens`, and `status` (the one
+//!   table from service errors to gRPC codes and HTTP statuses).
+//! - [`config`]: boot configuration (file + flags), validated before anything binds.
+//! - [`proto`]: generated code, and `convert` (stored records to messages).
+//! - The transports: [`grpc`] (one thin adapter per service), [`http`] (the Kubernetes audit
+//!   webhook, Falco's http_output receiver, `/metrics`, the web console; one `ApiError`),
+//!   [`falco`] (Falco's alerts in, its rules directory and config file out), [`fleet`] (NATS
+//!   JetStream: forwarding, collecting, rules through a key-value bucket).
+//! - [`app`]: the composition root: `serve` builds the services once, starts every transport,
+//!   and at shutdown joins them all within the grace.
+//! - [`cli`]: the client commands; [`bench`]: the load generators, their baselines and the
+//!   crash soak.
 
 #![forbid(unsafe_code)]
 
