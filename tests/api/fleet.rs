@@ -207,6 +207,17 @@ async fn wait_settled(urls: &str, node: Option<&TestServer>, within: Duration) {
     }
 }
 
+/// A `falco-api.yaml` in `home` that forwards to the NATS at `url` with a 64-message window.
+fn forwarding_config(home: &Path, url: &str) -> PathBuf {
+    let config = home.join("falco-api.yaml");
+    std::fs::write(
+        &config,
+        format!("fleet:\n  nats:\n    url: {url}\n  window: 64\n"),
+    )
+    .unwrap();
+    config
+}
+
 fn batch(first: u64, n: u64) -> Vec<falco_api::proto::inputs::Event> {
     (first..first + n)
         .map(|i| syscall_event(i, "open", "/etc/shadow"))
@@ -330,12 +341,7 @@ async fn kill_9_of_the_forwarder_mid_stream_loses_and_doubles_nothing() {
     let sock = home.path().join("s.sock");
     let rules = home.path().join("rules.yaml");
     std::fs::write(&rules, SYSCALL_RULES).unwrap();
-    let config = home.path().join("falco-api.yaml");
-    std::fs::write(
-        &config,
-        format!("fleet:\n  nats:\n    url: {}\n  window: 64\n", nats.url()),
-    )
-    .unwrap();
+    let config = forwarding_config(home.path(), &nats.url());
     let args = serve_args(
         &data,
         &sock,
@@ -753,12 +759,7 @@ async fn sigterm_during_an_http_flood_and_a_fleet_forward_keeps_every_answered_a
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("data");
     let sock = home.path().join("s.sock");
-    let config = home.path().join("falco-api.yaml");
-    std::fs::write(
-        &config,
-        format!("fleet:\n  nats:\n    url: {}\n  window: 64\n", nats.url()),
-    )
-    .unwrap();
+    let config = forwarding_config(home.path(), &nats.url());
     let args = serve_args(
         &data,
         &sock,
