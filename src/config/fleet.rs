@@ -1,0 +1,141 @@
+//! The `fleet` section read into what `crate::fleet` runs with: the NATS URL and credentials,
+//! this node's part in the rules, and the stream's shape. Each bad value names its key.
+
+use std::path::PathBuf;
+
+use super::file::FleetSection;
+use super::{invalid, ConfigError};
+
+/// Where and how this server joins a fleet (see `crate::fleet`).
+#[derive(Debug, Clone, Default)]
+pub struct FleetConfig {
+    /// Empty: no fleet.
+    pub url: String,
+    pub creds_file: Option<PathBuf>,
+    pub user_password: Option<(String, String)>,
+    pub token: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    pub forward: bool,
+    pub window: usize,
+    pub collect: bool,
+    pub collect_filter: Option<String>,
+    pub consumer: String,
+    pub stream: String,
+    pub replicas: usize,
+    pub max_age_secs: u64,
+    pub max_bytes: u64,
+    pub duplicate_window_secs: u64,
+    pub rules: FleetRules,
+    pub rules_bucket: String,
+    /// Alert bodies as `falco.outputs.response` protobuf instead of JSON.
+    pub protobuf: bool,
+}
+
+/// This server's part in the fleet's rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FleetRules {
+    #[default]
+    Own,
+    Publish,
+    Follow,
+}
+
+impl FleetConfig {
+    pub(super) fn from_section(f: FleetSection) -> Result<FleetConfig, ConfigError> {
+        let nats = f.nats.unwrap_or_default();
+        let stream = f.stream.unwrap_or_default();
+        let url = nats.url.unwrap_or_default();
+        let c = FleetConfig {
+            forward: f.forward.unwrap_or(!url.is_empty()),
+            collect: f.collect.unwrap_or(false),
+            url,
+            creds_file: nats.creds_file,
+            user_password: match (nats.user, nats.password) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (None, None) => None,
+                _ => return Err(invalid("fleet.nats.user and password go together".into())),
+            },
+            token: nats.token,
+            tls_ca: nats.tls_ca,
+            tls_client: match (nats.tls_cert, nats.tls_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(
+                        "fleet.nats.tls_cert and tls_key go together".into(),
+                    ))
+                }
+            },
+            window: f.window.unwrap_or(512),
+            collect_filter: f.collect_filter,
+            consumer: f.consumer.unwrap_or_else(|| "falco-api-collector".into()),
+            stream: stream.name.unwrap_or_else(|| "FALCO".into()),
+            replicas: stream.replicas.unwrap_or(1),
+            max_age_secs: stream.max_age_secs.unwrap_or(0),
+            max_bytes: stream.max_bytes.unwrap_or(0),
+            duplicate_window_secs: stream.duplicate_window_secs.unwrap_or(120),
+            rules: match f.rules.as_deref() {
+                None => FleetRules::Own,
+                Some("publish") => FleetRules::Publish,
+                Some("follow") => FleetRules::Follow,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "fleet.rules '{other}' is not publish or follow"
+                    )))
+                }
+            },
+            rules_bucket: f.rules_bucket.unwrap_or_else(|| "falco-rules".into()),
+            protobuf: match f.format.as_deref() {
+                None | Some("json") => false,
+                Some("protobuf") => true,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "fleet.format '{other}' is not json or protobuf"
+                    )))
+                }
+            },
+        };
+        if (c.forward || c.collect || c.rules != FleetRules::Own) && c.url.is_empty() {
+            return Err(invalid(
+                "fleet.forward, fleet.collect and fleet.rules need fleet.nats.url".into(),
+            ));
+        }
+        if !c
+            .rules_bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || c.rules_bucket.is_empty()
+        {
+            return Err(invalid(format!(
+                "fleet.rules_bucket '{}' must be A-Z a-z 0-9 _ -",
+                c.rules_bucket
+            )));
+        }
+        if c.window == 0 || c.window > 65_536 {
+            return Err(invalid(format!(
+                "fleet.window {} is out of range (1 to 65536)",
+                c.window
+            )));
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !name_ok(&c.stream) || !name_ok(&c.consumer) {
+            return Err(invalid(format!(
+                "fleet.stream.name '{}' and fleet.consumer '{}' must be 1-64 characters of A-Z a-z 0-9 _ -",
+                c.stream, c.consumer
+            )));
+        }
+        if c.replicas == 0 || c.replicas > 5 {
+            return Err(invalid(format!(
+                "fleet.stream.replicas {} is out of range (1 to 5)",
+                c.replicas
+            )));
+        }
+        Ok(c)
+    }
+}
