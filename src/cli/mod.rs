@@ -1,6 +1,7 @@
 //! The command line: `serve` and the client commands. Parsing lives here; each command is a
 //! function that returns an exit status or an error for `main` to print.
 
+pub mod alerts;
 pub mod certs;
 pub mod client;
 pub mod control;

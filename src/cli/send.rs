@@ -67,14 +67,14 @@ pub fn payloads(text: &str) -> Vec<(String, Vec<u8>)> {
 
 pub async fn send(args: SendArgs) -> anyhow::Result<i32> {
     if args.alerts {
-        let opts = super::falco::AlertsOptions {
+        let opts = super::alerts::AlertsOptions {
             file: args.file.clone(),
             follow: args.follow,
             name: args.name.clone(),
             batch: args.batch,
             quiet: args.quiet,
         };
-        return super::falco::send_alerts(&args.connect, opts).await;
+        return super::alerts::send_alerts(&args.connect, opts).await;
     }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
