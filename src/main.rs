@@ -36,14 +36,14 @@ enum Command {
         #[command(flatten)]
         connect: cli::ConnectArgs,
         #[command(subcommand)]
-        command: cli::control::RulesCommand,
+        command: cli::rules::RulesCommand,
     },
     /// Manage the runtime configuration.
     Config {
         #[command(flatten)]
         connect: cli::ConnectArgs,
         #[command(subcommand)]
-        command: cli::control::ConfigCommand,
+        command: cli::configs::ConfigCommand,
     },
     /// Make certificates for mutual TLS.
     #[command(subcommand)]
@@ -161,8 +161,8 @@ fn main() -> ExitCode {
             Command::Eval(args) => cli::eval::eval(args),
             Command::Send(args) => cli::send::send(args).await,
             Command::Certs(command) => cli::certs::run(command),
-            Command::Rules { connect, command } => cli::control::rules(connect, command).await,
-            Command::Config { connect, command } => cli::control::config(connect, command).await,
+            Command::Rules { connect, command } => cli::rules::rules(connect, command).await,
+            Command::Config { connect, command } => cli::configs::config(connect, command).await,
             Command::Drops(args) => cli::drops(args).await,
             Command::Falco { connect, command } => cli::falco::run(connect, command).await,
             Command::Token { connect, command } => cli::token::run(connect, command).await,

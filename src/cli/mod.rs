@@ -4,10 +4,11 @@
 pub mod alerts;
 pub mod certs;
 pub mod client;
-pub mod control;
+pub mod configs;
 pub mod eval;
 pub mod falco;
 pub mod fleet;
+pub mod rules;
 pub mod send;
 pub mod stats;
 pub mod tail;
