@@ -62,6 +62,14 @@ impl Node {
         }
     }
 
+    /// A mapping's entries in order; none for anything else.
+    pub fn entries(&self) -> &[(Node, Node)] {
+        match self {
+            Node::Map { entries, .. } => entries,
+            _ => &[],
+        }
+    }
+
     /// The value of `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match self {

@@ -201,6 +201,43 @@ fn scalars(ctx: &Ctx, node: &Node, key: &str) -> Res<Vec<String>> {
     }
 }
 
+/// One `required_plugin_versions` entry: the plugin and its alternatives, each with a semver.
+fn plugin_alternatives(ctx: &Ctx, entry: &Node) -> Res<Vec<(String, String)>> {
+    let required = |key: &str| {
+        let node = entry
+            .get(key)
+            .ok_or_else(|| ctx.err(entry.pos(), format!("missing '{key}'")))?;
+        scalar(ctx, node, key)
+    };
+    let mut alternatives = vec![(
+        required("name")?.to_string(),
+        required("version")?.to_string(),
+    )];
+    if let Some(Node::Seq { items: alts, .. }) = entry.get("alternatives") {
+        for alt in alts {
+            let n = alt.get("name").and_then(Node::as_str).unwrap_or_default();
+            let v = alt
+                .get("version")
+                .and_then(Node::as_str)
+                .unwrap_or_default();
+            if alternatives.iter().any(|(existing, _)| existing == n) {
+                return Err(ctx.err(
+                    alt.pos(),
+                    format!("duplicate plugin name '{n}' in alternatives"),
+                ));
+            }
+            alternatives.push((n.to_string(), v.to_string()));
+        }
+    }
+    if let Some((n, v)) = alternatives.iter().find(|(_, v)| parse_semver(v).is_none()) {
+        return Err(ctx.err(
+            entry.pos(),
+            format!("plugin '{n}' version '{v}' is not semver"),
+        ));
+    }
+    Ok(alternatives)
+}
+
 fn slot(ctx: &Ctx, node: &Node, key: &str) -> Res<Slot> {
     match node {
         Node::Seq { .. } => scalars(ctx, node, key).map(Slot::List),
@@ -313,46 +350,7 @@ impl Collection {
             return Err(ctx.err(node.pos(), "'required_plugin_versions' must be a sequence"));
         };
         for entry in items {
-            let mut alternatives = Vec::new();
-            let name = scalar(
-                &ctx,
-                entry
-                    .get("name")
-                    .ok_or_else(|| ctx.err(entry.pos(), "missing 'name'"))?,
-                "name",
-            )?;
-            let version = scalar(
-                &ctx,
-                entry
-                    .get("version")
-                    .ok_or_else(|| ctx.err(entry.pos(), "missing 'version'"))?,
-                "version",
-            )?;
-            alternatives.push((name.to_string(), version.to_string()));
-            if let Some(Node::Seq { items: alts, .. }) = entry.get("alternatives") {
-                for alt in alts {
-                    let n = alt.get("name").and_then(Node::as_str).unwrap_or_default();
-                    let v = alt
-                        .get("version")
-                        .and_then(Node::as_str)
-                        .unwrap_or_default();
-                    if alternatives.iter().any(|(existing, _)| existing == n) {
-                        return Err(ctx.err(
-                            alt.pos(),
-                            format!("duplicate plugin name '{n}' in alternatives"),
-                        ));
-                    }
-                    alternatives.push((n.to_string(), v.to_string()));
-                }
-            }
-            for (n, v) in &alternatives {
-                if parse_semver(v).is_none() {
-                    return Err(ctx.err(
-                        entry.pos(),
-                        format!("plugin '{n}' version '{v}' is not semver"),
-                    ));
-                }
-            }
+            let alternatives = plugin_alternatives(&ctx, entry)?;
             self.plugin_requirements.push(PluginRequirement {
                 alternatives,
                 file: file.to_string(),
@@ -385,24 +383,20 @@ impl Collection {
         for (k, v) in entries {
             let key = scalar(ctx, k, "override")?;
             let mode = scalar(ctx, v, key)?;
-            let append = match mode {
-                "append" if allowed_append.contains(&key) => true,
-                "replace" if allowed_replace.contains(&key) => false,
+            let message = match mode {
+                "append" if allowed_append.contains(&key) => None,
+                "replace" if allowed_replace.contains(&key) => None,
                 "append" | "replace" => {
-                    return Err(ctx.err(
-                        v.pos(),
-                        format!("Key '{key}' cannot be overridden with '{mode}'"),
-                    ))
+                    Some(format!("Key '{key}' cannot be overridden with '{mode}'"))
                 }
-                other => {
-                    return Err(ctx.err(
-                        v.pos(),
-                        format!(
-                        "Invalid override mode '{other}' for '{key}' (expected append or replace)"
-                    ),
-                    ))
-                }
+                other => Some(format!(
+                    "Invalid override mode '{other}' for '{key}' (expected append or replace)"
+                )),
             };
+            if let Some(message) = message {
+                return Err(ctx.err(v.pos(), message));
+            }
+            let append = mode == "append";
             if node.get(key).is_none() {
                 return Err(ctx.err(
                     k.pos(),
@@ -411,14 +405,20 @@ impl Collection {
             }
             out.push((key.to_string(), append));
         }
-        if let Node::Map { entries, .. } = node {
-            for (k, _) in entries {
-                let key = k.as_str().unwrap_or_default();
-                let overridable = allowed_append.contains(&key) || allowed_replace.contains(&key);
-                if overridable && !out.iter().any(|(o, _)| o == key) {
-                    return Err(ctx.err(k.pos(), format!("Unexpected key '{key}': no corresponding entry under 'override' is defined.")));
-                }
-            }
+        let overridable =
+            |key: &str| allowed_append.contains(&key) || allowed_replace.contains(&key);
+        let missed = node.entries().iter().find(|(k, _)| {
+            let key = k.as_str().unwrap_or_default();
+            overridable(key) && !out.iter().any(|(o, _)| o == key)
+        });
+        if let Some((k, _)) = missed {
+            let key = k.as_str().unwrap_or_default();
+            return Err(ctx.err(
+                k.pos(),
+                format!(
+                    "Unexpected key '{key}': no corresponding entry under 'override' is defined."
+                ),
+            ));
         }
         Ok(Some(out))
     }

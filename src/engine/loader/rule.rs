@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    bool_of, scalar, scalars, slot, text_of, Collection, Ctx, ExceptionDef, Res, RuleDef, Slot,
-    RULE_KEYS, RULE_OVERRIDE_APPEND, RULE_OVERRIDE_REPLACE,
+    bool_of, scalar, scalars, slot, text_of, Collection, Ctx, Diagnostic, ExceptionDef, Res,
+    RuleDef, Slot, RULE_KEYS, RULE_OVERRIDE_APPEND, RULE_OVERRIDE_REPLACE,
 };
 use crate::base::event::Priority;
 use crate::engine::yaml::{Node, Pos};
@@ -21,18 +21,7 @@ impl Collection {
             file,
             item: Some(format!("rule '{name}'")),
         };
-        if let Node::Map { entries, .. } = node {
-            for (k, _) in entries {
-                let key = k.as_str().unwrap_or_default();
-                if !RULE_KEYS.contains(&key) {
-                    self.warn(
-                        &ctx,
-                        k.pos(),
-                        format!("Unknown key '{key}'. The key will be ignored."),
-                    );
-                }
-            }
-        }
+        self.warn_unknown_keys(&ctx, node);
         let overrides = Self::overrides(&ctx, node, RULE_OVERRIDE_APPEND, RULE_OVERRIDE_REPLACE)?;
         let legacy_append = match node.get("append") {
             Some(a) => bool_of(&ctx, a, "append")?,
@@ -57,12 +46,30 @@ impl Collection {
         if !has_any {
             return self.rule_enable_only(&ctx, &name, node);
         }
+        self.define_rule(&ctx, &name, file, node)
+    }
+
+    fn warn_unknown_keys(&mut self, ctx: &Ctx, node: &Node) {
+        let Node::Map { entries, .. } = node else {
+            return;
+        };
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !RULE_KEYS.contains(&key) {
+                let message = format!("Unknown key '{key}'. The key will be ignored.");
+                self.warn(ctx, k.pos(), message);
+            }
+        }
+    }
+
+    /// A whole definition: a new rule, or one replacing the rule of that name (same source).
+    fn define_rule(&mut self, ctx: &Ctx, name: &str, file: &str, node: &Node) -> Res<()> {
         for key in ["condition", "output", "desc", "priority"] {
             if node.get(key).is_none() {
                 return Err(ctx.err(node.pos(), format!("Item has no mapping for key '{key}'")));
             }
         }
-        let rule = self.read_rule(&ctx, &name, file, node)?;
+        let rule = self.read_rule(ctx, name, file, node)?;
         if let Some(existing) = self.rules.iter_mut().find(|r| r.name == name) {
             if node.get("source").is_some() && existing.source != rule.source {
                 return Err(ctx.err(
@@ -144,45 +151,8 @@ impl Collection {
         };
         let mut out: Vec<ExceptionDef> = Vec::new();
         for ex in items {
-            let name_node = ex
-                .get("name")
-                .ok_or_else(|| ctx.err(ex.pos(), "Item has no mapping for key 'name'"))?;
-            let name = text_of(ctx, name_node, "name")?;
-            let fields = ex
-                .get("fields")
-                .map(|f| slot(ctx, f, "fields"))
-                .transpose()?;
-            let comps = ex.get("comps").map(|c| slot(ctx, c, "comps")).transpose()?;
-            if defining && fields.is_none() {
-                return Err(ctx.err(
-                    ex.pos(),
-                    format!("Exception '{name}': Item has no mapping for key 'fields'"),
-                ));
-            }
-            let values = match ex.get("values") {
-                None | Some(Node::Null(_)) => Vec::new(),
-                Some(Node::Seq { items, .. }) => items
-                    .iter()
-                    .map(|v| match v {
-                        Node::Seq { items: tuple, .. } => {
-                            tuple.iter().map(|t| slot(ctx, t, "values")).collect()
-                        }
-                        other => slot(ctx, other, "values").map(|s| vec![s]).map(|mut v| {
-                            // A scalar entry of the scalar form: one slot, marked by wrapping.
-                            v.shrink_to_fit();
-                            v
-                        }),
-                    })
-                    .collect::<Res<Vec<Vec<Slot>>>>()?,
-                Some(other) => return Err(ctx.err(other.pos(), "'values' must be a sequence")),
-            };
-            let def = ExceptionDef {
-                name: name.clone(),
-                fields,
-                comps,
-                values,
-                pos: ex.pos(),
-            };
+            let def = read_exception(ctx, ex, defining)?;
+            let name = def.name.clone();
             if def.fields.is_some() {
                 check_exception_shape(ctx, &def, ex.pos())?;
             }
@@ -200,54 +170,12 @@ impl Collection {
 
     fn merge_exceptions(&mut self, ctx: &Ctx, rule: usize, incoming: Vec<ExceptionDef>) -> Res<()> {
         for ex in incoming {
-            let existing = self.rules[rule]
-                .exceptions
-                .iter_mut()
-                .find(|e| e.name == ex.name);
-            match existing {
-                Some(e) => {
-                    if ex.fields.is_some() || ex.comps.is_some() {
-                        return Err(ctx.err(ex.pos, format!(
-                            "Can not append exception fields to existing exception '{}', only values",
-                            ex.name
-                        )));
-                    }
-                    if ex.values.is_empty() {
-                        let message = format!(
-                            "Overriding/appending exception '{}' with no values",
-                            ex.name
-                        );
-                        self.warnings.push(ctx.err(ex.pos, message));
-                    }
-                    // Appended values meet the same checks as values written in place,
-                    // against the fields and comps of the exception they join.
-                    let joined = ExceptionDef {
-                        name: ex.name.clone(),
-                        fields: e.fields.clone(),
-                        comps: e.comps.clone(),
-                        values: ex.values,
-                        pos: ex.pos,
-                    };
-                    check_exception_shape(ctx, &joined, ex.pos)?;
-                    e.values.extend(joined.values);
-                }
+            let rule = &mut self.rules[rule];
+            match rule.exceptions.iter_mut().find(|e| e.name == ex.name) {
+                Some(existing) => join_values(ctx, existing, ex, &mut self.warnings)?,
                 None => {
-                    if ex.fields.is_none() {
-                        return Err(ctx.err(
-                            ex.pos,
-                            format!(
-                                "Exception '{}': Item has no mapping for key 'fields'",
-                                ex.name
-                            ),
-                        ));
-                    }
-                    if ex.values.is_empty() {
-                        return Err(ctx.err(
-                            ex.pos,
-                            format!("Exception '{}' is new and has no values", ex.name),
-                        ));
-                    }
-                    self.rules[rule].exceptions.push(ex);
+                    check_new_exception(ctx, &ex)?;
+                    rule.exceptions.push(ex);
                 }
             }
         }
@@ -321,55 +249,18 @@ impl Collection {
         value: &Node,
         append: bool,
     ) -> Res<()> {
-        let join = |old: &mut String, new: String| {
-            if !new.is_empty() {
-                *old = format!("{old} {new}");
-            }
-        };
         match (key, append) {
             ("exceptions", true) => {
                 let incoming = self.read_exceptions(ctx, value, false)?;
-                return self.merge_exceptions(ctx, idx, incoming);
+                self.merge_exceptions(ctx, idx, incoming)
             }
             ("exceptions", false) => {
-                let replacement = self.read_exceptions(ctx, value, true)?;
-                self.rules[idx].exceptions = replacement;
-                return Ok(());
+                self.rules[idx].exceptions = self.read_exceptions(ctx, value, true)?;
+                Ok(())
             }
-            _ => {}
+            (_, true) => append_key(ctx, &mut self.rules[idx], key, value),
+            (_, false) => replace_key(ctx, &mut self.rules[idx], key, value),
         }
-        let rule = &mut self.rules[idx];
-        match (key, append) {
-            ("condition", true) => join(&mut rule.condition, text_of(ctx, value, key)?),
-            ("output", true) => join(
-                &mut rule.output,
-                text_of(ctx, value, key)?.trim().to_string(),
-            ),
-            ("desc", true) => join(&mut rule.desc, text_of(ctx, value, key)?),
-            ("tags", true) => rule.tags.extend(scalars(ctx, value, key)?),
-            ("condition", false) => {
-                rule.condition = text_of(ctx, value, key)?;
-                rule.cond_pos = value.pos();
-            }
-            ("output", false) => {
-                rule.output = text_of(ctx, value, key)?.trim().to_string();
-                rule.output_pos = value.pos();
-            }
-            ("desc", false) => rule.desc = text_of(ctx, value, key)?,
-            ("tags", false) => rule.tags = scalars(ctx, value, key)?.into_iter().collect(),
-            ("priority", false) => {
-                let text = scalar(ctx, value, key)?;
-                rule.priority = text
-                    .parse()
-                    .map_err(|_| ctx.err(value.pos(), format!("Invalid priority '{text}'")))?;
-            }
-            ("enabled", false) => rule.enabled = bool_of(ctx, value, key)?,
-            ("skip-if-unknown-filter", false) => {
-                rule.skip_if_unknown_filter = bool_of(ctx, value, key)?
-            }
-            _ => {} // warn_evttypes, capture, capture_duration: accepted, no effect here
-        }
-        Ok(())
     }
 
     fn rule_enable_only(&mut self, ctx: &Ctx, name: &str, node: &Node) -> Res<()> {
@@ -384,56 +275,175 @@ impl Collection {
     }
 }
 
-fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, pos: Pos) -> Res<()> {
-    let name = &ex.name;
-    match (&ex.fields, &ex.comps) {
-        (Some(Slot::List(fields)), comps) => {
-            if let Some(comps) = comps {
-                let Slot::List(comps) = comps else {
-                    return Err(ctx.err(
-                        pos,
-                        format!(
-                            "Exception '{name}': fields is a list, so comps must be a list too"
-                        ),
-                    ));
-                };
-                if comps.len() != fields.len() {
-                    return Err(ctx.err(
-                        pos,
-                        format!(
-                            "Exception '{name}': Fields and comps lists must have equal length"
-                        ),
-                    ));
-                }
-            }
-            for tuple in &ex.values {
-                if tuple.len() != fields.len() {
-                    return Err(ctx.err(
-                        pos,
-                        format!(
-                            "Exception '{name}': Fields and values lists must have equal length"
-                        ),
-                    ));
-                }
-            }
+/// `override: {key: append}`: text joined with a space (when the addition is not empty), tags
+/// added.
+fn append_key(ctx: &Ctx, rule: &mut RuleDef, key: &str, value: &Node) -> Res<()> {
+    let join = |old: &mut String, new: String| {
+        if !new.is_empty() {
+            *old = format!("{old} {new}");
         }
-        (Some(Slot::Scalar(_)), Some(Slot::List(_))) => {
-            return Err(ctx.err(
-                pos,
-                format!("Exception '{name}': fields is a scalar, so comps must be a scalar too"),
-            ));
-        }
-        (Some(Slot::Scalar(_)), _) => {
-            for value in &ex.values {
-                if value.len() != 1 || !matches!(value[0], Slot::Scalar(_)) {
-                    return Err(ctx.err(
-                        pos,
-                        format!("Exception '{name}': with a single field, values must be scalars"),
-                    ));
-                }
-            }
-        }
-        (None, _) => {}
+    };
+    match key {
+        "condition" => join(&mut rule.condition, text_of(ctx, value, key)?),
+        "output" => join(
+            &mut rule.output,
+            text_of(ctx, value, key)?.trim().to_string(),
+        ),
+        "desc" => join(&mut rule.desc, text_of(ctx, value, key)?),
+        "tags" => rule.tags.extend(scalars(ctx, value, key)?),
+        _ => {}
     }
     Ok(())
+}
+
+/// `override: {key: replace}`.
+fn replace_key(ctx: &Ctx, rule: &mut RuleDef, key: &str, value: &Node) -> Res<()> {
+    match key {
+        "condition" => {
+            rule.condition = text_of(ctx, value, key)?;
+            rule.cond_pos = value.pos();
+        }
+        "output" => {
+            rule.output = text_of(ctx, value, key)?.trim().to_string();
+            rule.output_pos = value.pos();
+        }
+        "desc" => rule.desc = text_of(ctx, value, key)?,
+        "tags" => rule.tags = scalars(ctx, value, key)?.into_iter().collect(),
+        "priority" => {
+            let text = scalar(ctx, value, key)?;
+            rule.priority = text
+                .parse()
+                .map_err(|_| ctx.err(value.pos(), format!("Invalid priority '{text}'")))?;
+        }
+        "enabled" => rule.enabled = bool_of(ctx, value, key)?,
+        "skip-if-unknown-filter" => rule.skip_if_unknown_filter = bool_of(ctx, value, key)?,
+        _ => {} // warn_evttypes, capture, capture_duration: accepted, no effect here
+    }
+    Ok(())
+}
+
+/// One item of a rule's `exceptions`: its name, fields and comps (as written) and values.
+fn read_exception(ctx: &Ctx, ex: &Node, defining: bool) -> Res<ExceptionDef> {
+    let name_node = ex
+        .get("name")
+        .ok_or_else(|| ctx.err(ex.pos(), "Item has no mapping for key 'name'"))?;
+    let name = text_of(ctx, name_node, "name")?;
+    let fields = ex
+        .get("fields")
+        .map(|f| slot(ctx, f, "fields"))
+        .transpose()?;
+    let comps = ex.get("comps").map(|c| slot(ctx, c, "comps")).transpose()?;
+    if defining && fields.is_none() {
+        return Err(ctx.err(
+            ex.pos(),
+            format!("Exception '{name}': Item has no mapping for key 'fields'"),
+        ));
+    }
+    Ok(ExceptionDef {
+        name,
+        fields,
+        comps,
+        values: exception_values(ctx, ex.get("values"))?,
+        pos: ex.pos(),
+    })
+}
+
+/// An exception's `values`: a sequence of tuples, or of scalars (the scalar form, one slot each).
+fn exception_values(ctx: &Ctx, values: Option<&Node>) -> Res<Vec<Vec<Slot>>> {
+    match values {
+        None | Some(Node::Null(_)) => Ok(Vec::new()),
+        Some(Node::Seq { items, .. }) => items
+            .iter()
+            .map(|v| match v {
+                Node::Seq { items: tuple, .. } => {
+                    tuple.iter().map(|t| slot(ctx, t, "values")).collect()
+                }
+                other => slot(ctx, other, "values").map(|s| vec![s]),
+            })
+            .collect(),
+        Some(other) => Err(ctx.err(other.pos(), "'values' must be a sequence")),
+    }
+}
+
+/// Values appended to an existing exception: only values may be added, and they meet the same
+/// checks as values written in place, against the fields and comps of the exception they join.
+fn join_values(
+    ctx: &Ctx,
+    existing: &mut ExceptionDef,
+    ex: ExceptionDef,
+    warnings: &mut Vec<Diagnostic>,
+) -> Res<()> {
+    if ex.fields.is_some() || ex.comps.is_some() {
+        return Err(ctx.err(
+            ex.pos,
+            format!(
+                "Can not append exception fields to existing exception '{}', only values",
+                ex.name
+            ),
+        ));
+    }
+    if ex.values.is_empty() {
+        let message = format!(
+            "Overriding/appending exception '{}' with no values",
+            ex.name
+        );
+        warnings.push(ctx.err(ex.pos, message));
+    }
+    let joined = ExceptionDef {
+        name: ex.name,
+        fields: existing.fields.clone(),
+        comps: existing.comps.clone(),
+        values: ex.values,
+        pos: ex.pos,
+    };
+    check_exception_shape(ctx, &joined, ex.pos)?;
+    existing.values.extend(joined.values);
+    Ok(())
+}
+
+/// An exception an override adds must be whole: fields and values.
+fn check_new_exception(ctx: &Ctx, ex: &ExceptionDef) -> Res<()> {
+    if ex.fields.is_none() {
+        return Err(ctx.err(
+            ex.pos,
+            format!(
+                "Exception '{}': Item has no mapping for key 'fields'",
+                ex.name
+            ),
+        ));
+    }
+    if ex.values.is_empty() {
+        return Err(ctx.err(
+            ex.pos,
+            format!("Exception '{}' is new and has no values", ex.name),
+        ));
+    }
+    Ok(())
+}
+
+fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, pos: Pos) -> Res<()> {
+    let refuse = |what: &str| Err(ctx.err(pos, format!("Exception '{}': {what}", ex.name)));
+    match (&ex.fields, &ex.comps) {
+        (Some(Slot::List(_)), Some(Slot::Scalar(_))) => {
+            refuse("fields is a list, so comps must be a list too")
+        }
+        (Some(Slot::List(fields)), Some(Slot::List(comps))) if comps.len() != fields.len() => {
+            refuse("Fields and comps lists must have equal length")
+        }
+        (Some(Slot::List(fields)), _) if ex.values.iter().any(|t| t.len() != fields.len()) => {
+            refuse("Fields and values lists must have equal length")
+        }
+        (Some(Slot::Scalar(_)), Some(Slot::List(_))) => {
+            refuse("fields is a scalar, so comps must be a scalar too")
+        }
+        (Some(Slot::Scalar(_)), _)
+            if ex
+                .values
+                .iter()
+                .any(|v| v.len() != 1 || !matches!(v[0], Slot::Scalar(_))) =>
+        {
+            refuse("with a single field, values must be scalars")
+        }
+        _ => Ok(()),
+    }
 }
