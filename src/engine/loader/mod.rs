@@ -201,6 +201,36 @@ fn scalars(ctx: &Ctx, node: &Node, key: &str) -> Res<Vec<String>> {
     }
 }
 
+/// One `override` entry `key: append|replace`, allowed for the key, naming a key the item has.
+fn override_entry(
+    ctx: &Ctx,
+    node: &Node,
+    k: &Node,
+    v: &Node,
+    (allowed_append, allowed_replace): (&[&str], &[&str]),
+) -> Res<(String, bool)> {
+    let key = scalar(ctx, k, "override")?;
+    let mode = scalar(ctx, v, key)?;
+    let refused = match mode {
+        "append" if allowed_append.contains(&key) => None,
+        "replace" if allowed_replace.contains(&key) => None,
+        "append" | "replace" => Some(format!("Key '{key}' cannot be overridden with '{mode}'")),
+        other => Some(format!(
+            "Invalid override mode '{other}' for '{key}' (expected append or replace)"
+        )),
+    };
+    if let Some(message) = refused {
+        return Err(ctx.err(v.pos(), message));
+    }
+    if node.get(key).is_none() {
+        return Err(ctx.err(
+            k.pos(),
+            format!("An override is defined for '{key}' but the item has no '{key}' key"),
+        ));
+    }
+    Ok((key.to_string(), mode == "append"))
+}
+
 /// One `required_plugin_versions` entry: the plugin and its alternatives, each with a semver.
 fn plugin_alternatives(ctx: &Ctx, entry: &Node) -> Res<Vec<(String, String)>> {
     let required = |key: &str| {
@@ -379,32 +409,11 @@ impl Collection {
         let Node::Map { entries, .. } = ov else {
             return Err(ctx.err(ov.pos(), "'override' must be a mapping"));
         };
-        let mut out = Vec::new();
-        for (k, v) in entries {
-            let key = scalar(ctx, k, "override")?;
-            let mode = scalar(ctx, v, key)?;
-            let message = match mode {
-                "append" if allowed_append.contains(&key) => None,
-                "replace" if allowed_replace.contains(&key) => None,
-                "append" | "replace" => {
-                    Some(format!("Key '{key}' cannot be overridden with '{mode}'"))
-                }
-                other => Some(format!(
-                    "Invalid override mode '{other}' for '{key}' (expected append or replace)"
-                )),
-            };
-            if let Some(message) = message {
-                return Err(ctx.err(v.pos(), message));
-            }
-            let append = mode == "append";
-            if node.get(key).is_none() {
-                return Err(ctx.err(
-                    k.pos(),
-                    format!("An override is defined for '{key}' but the item has no '{key}' key"),
-                ));
-            }
-            out.push((key.to_string(), append));
-        }
+        let allowed = (allowed_append, allowed_replace);
+        let out = entries
+            .iter()
+            .map(|(k, v)| override_entry(ctx, node, k, v, allowed))
+            .collect::<Res<Vec<_>>>()?;
         let overridable =
             |key: &str| allowed_append.contains(&key) || allowed_replace.contains(&key);
         let missed = node.entries().iter().find(|(k, _)| {

@@ -8,7 +8,9 @@ use super::{CompiledRule, LoadOptions, RuleInfo, RuleSet, SourceIndex, NATIVE_PL
 use crate::engine::ast::{Expr, Op};
 use crate::engine::compiler::{self, getter, CompileError};
 use crate::engine::format::OutputFormat;
-use crate::engine::loader::{Collection, Diagnostic, ListDef, MacroDef, RuleDef, Slot};
+use crate::engine::loader::{
+    Collection, Diagnostic, ExceptionDef, ListDef, MacroDef, RuleDef, Slot,
+};
 use crate::engine::parser;
 use crate::engine::text::{apply_exceptions, expand_lists, substitute_lists};
 use crate::engine::yaml::Pos;
@@ -92,6 +94,18 @@ struct Macros<'c> {
 }
 
 impl<'c> Macros<'c> {
+    fn new(c: &'c Collection, expanded: &'c [Vec<String>]) -> Macros<'c> {
+        Macros {
+            defs: &c.macros,
+            lists: &c.lists,
+            expanded,
+            resolved: HashMap::new(),
+            in_progress: HashSet::new(),
+            used: HashSet::new(),
+            used_lists: HashSet::new(),
+        }
+    }
+
     fn get(&mut self, name: &str) -> Result<(Expr, usize, usize), Diagnostic> {
         if let Some(found) = self.resolved.get(name) {
             return Ok(found.clone());
@@ -102,21 +116,14 @@ impl<'c> Macros<'c> {
             .find(|m| m.name == name)
             .expect("caller checked");
         let item = format!("macro '{}'", m.name);
+        let here = |message: String| diag(&m.file, m.cond_pos, item.clone(), message);
         if !self.in_progress.insert(name.to_string()) {
-            return Err(diag(
-                &m.file,
-                m.cond_pos,
-                item,
-                "reference loop in macro".into(),
-            ));
+            return Err(here("reference loop in macro".into()));
         }
         if self.in_progress.len() > MAX_MACRO_NESTING {
-            return Err(diag(
-                &m.file,
-                m.cond_pos,
-                item,
-                format!("macros nest deeper than {MAX_MACRO_NESTING} levels"),
-            ));
+            return Err(here(format!(
+                "macros nest deeper than {MAX_MACRO_NESTING} levels"
+            )));
         }
         let text = substitute_tracking(
             &m.condition,
@@ -124,27 +131,16 @@ impl<'c> Macros<'c> {
             self.expanded,
             &mut self.used_lists,
         );
-        let parsed = parser::parse(&text).map_err(|e| {
-            diag(
-                &m.file,
-                m.cond_pos,
-                item.clone(),
-                format!("{}{}", e.message, position_note(&text, e.offset)),
-            )
-        })?;
+        let parsed = parser::parse(&text)
+            .map_err(|e| here(format!("{}{}", e.message, position_note(&text, e.offset))))?;
         let resolved = self
             .resolve(&parsed, Some(m.visibility), 0)
             .map_err(|e| match e {
-                Resolve::Here(e) => diag(
-                    &m.file,
-                    m.cond_pos,
-                    item.clone(),
-                    format!(
-                        "{}{}",
-                        e.message,
-                        position_note(&text, e.offset.unwrap_or(0))
-                    ),
-                ),
+                Resolve::Here(e) => here(format!(
+                    "{}{}",
+                    e.message,
+                    position_note(&text, e.offset.unwrap_or(0))
+                )),
                 Resolve::Inner(d) => d,
             })?;
         self.in_progress.remove(name);
@@ -162,90 +158,103 @@ impl<'c> Macros<'c> {
         visibility: Option<u64>,
         depth: usize,
     ) -> Result<(Expr, usize, usize), Resolve> {
-        let offset = match expr {
-            Expr::Macro { offset, .. } | Expr::Check { offset, .. } => Some(*offset),
-            _ => None,
-        };
-        let too_big = |what: String| {
-            Resolve::Here(CompileError {
-                offset,
-                message: what,
-            })
-        };
         if depth > parser::MAX_DEPTH {
-            return Err(too_big(format!(
-                "the condition with its macros expanded nests deeper than {}",
-                parser::MAX_DEPTH
-            )));
-        }
-        let list =
-            |items: &[Expr], this: &mut Self| -> Result<(Vec<Expr>, usize, usize), Resolve> {
-                let mut out = Vec::with_capacity(items.len());
-                let (mut nodes, mut deepest) = (1usize, 0usize);
-                for item in items {
-                    let (e, n, d) = this.resolve(item, visibility, depth + 1)?;
-                    nodes += n;
-                    deepest = deepest.max(d);
-                    if nodes > MAX_NODES {
-                        return Err(Resolve::Here(CompileError {
-                            offset: None,
-                            message: format!(
-                            "the condition with its macros expanded has more than {MAX_NODES} parts"
-                        ),
-                        }));
-                    }
-                    out.push(e);
-                }
-                Ok((out, nodes, deepest + 1))
+            let offset = match expr {
+                Expr::Macro { offset, .. } | Expr::Check { offset, .. } => Some(*offset),
+                _ => None,
             };
+            return Err(too_deep(offset));
+        }
         Ok(match expr {
             Expr::And(items) => {
-                let (items, n, d) = list(items, self)?;
+                let (items, n, d) = self.resolve_all(items, visibility, depth)?;
                 (Expr::And(items), n, d)
             }
             Expr::Or(items) => {
-                let (items, n, d) = list(items, self)?;
+                let (items, n, d) = self.resolve_all(items, visibility, depth)?;
                 (Expr::Or(items), n, d)
             }
             Expr::Not(inner) => {
                 let (e, n, d) = self.resolve(inner, visibility, depth + 1)?;
                 (Expr::Not(Box::new(e)), n + 1, d + 1)
             }
-            Expr::Macro { name, offset } => {
-                let visible = self
-                    .defs
-                    .iter()
-                    .any(|m| &m.name == name && visibility.is_none_or(|v| m.index < v));
-                if !visible {
-                    return Err(Resolve::Here(CompileError {
-                        offset: Some(*offset),
-                        message: format!("Undefined macro '{name}' used in filter."),
-                    }));
-                }
-                self.used.insert(name.clone());
-                let (nodes, macro_depth) = match self.resolved.get(name) {
-                    Some((_, n, d)) => (*n, *d),
-                    None => {
-                        let (_, n, d) = self.get(name).map_err(Resolve::Inner)?;
-                        (n, d)
-                    }
-                };
-                if depth + macro_depth > parser::MAX_DEPTH {
-                    return Err(too_big(format!(
-                        "the condition with its macros expanded nests deeper than {}",
-                        parser::MAX_DEPTH
-                    )));
-                }
-                if nodes > MAX_NODES {
-                    return Err(too_big(format!(
-                        "the condition with its macros expanded has more than {MAX_NODES} parts"
-                    )));
-                }
-                self.get(name).map_err(Resolve::Inner)?
-            }
+            Expr::Macro { name, offset } => self.resolve_macro(name, *offset, visibility, depth)?,
             check => (check.clone(), 1, 1),
         })
     }
+
+    /// The operands of an `and` / `or`, with their total parts and depth.
+    fn resolve_all(
+        &mut self,
+        items: &[Expr],
+        visibility: Option<u64>,
+        depth: usize,
+    ) -> Result<(Vec<Expr>, usize, usize), Resolve> {
+        let mut out = Vec::with_capacity(items.len());
+        let (mut nodes, mut deepest) = (1usize, 0usize);
+        for item in items {
+            let (e, n, d) = self.resolve(item, visibility, depth + 1)?;
+            nodes += n;
+            deepest = deepest.max(d);
+            if nodes > MAX_NODES {
+                return Err(too_many(None));
+            }
+            out.push(e);
+        }
+        Ok((out, nodes, deepest + 1))
+    }
+
+    /// A macro used at `offset`: visible from here, and within the bounds once expanded.
+    fn resolve_macro(
+        &mut self,
+        name: &str,
+        offset: usize,
+        visibility: Option<u64>,
+        depth: usize,
+    ) -> Result<(Expr, usize, usize), Resolve> {
+        let visible = self
+            .defs
+            .iter()
+            .any(|m| m.name == name && visibility.is_none_or(|v| m.index < v));
+        if !visible {
+            return Err(Resolve::Here(CompileError {
+                offset: Some(offset),
+                message: format!("Undefined macro '{name}' used in filter."),
+            }));
+        }
+        self.used.insert(name.to_string());
+        let (nodes, macro_depth) = match self.resolved.get(name) {
+            Some((_, n, d)) => (*n, *d),
+            None => {
+                let (_, n, d) = self.get(name).map_err(Resolve::Inner)?;
+                (n, d)
+            }
+        };
+        if depth + macro_depth > parser::MAX_DEPTH {
+            return Err(too_deep(Some(offset)));
+        }
+        if nodes > MAX_NODES {
+            return Err(too_many(Some(offset)));
+        }
+        self.get(name).map_err(Resolve::Inner)
+    }
+}
+
+fn too_deep(offset: Option<usize>) -> Resolve {
+    Resolve::Here(CompileError {
+        offset,
+        message: format!(
+            "the condition with its macros expanded nests deeper than {}",
+            parser::MAX_DEPTH
+        ),
+    })
+}
+
+fn too_many(offset: Option<usize>) -> Resolve {
+    Resolve::Here(CompileError {
+        offset,
+        message: format!("the condition with its macros expanded has more than {MAX_NODES} parts"),
+    })
 }
 
 enum Resolve {
@@ -280,15 +289,7 @@ pub(super) fn compile_collection(
     opts: &LoadOptions,
 ) -> Result<RuleSet, Diagnostic> {
     let expanded = expand_lists(&c.lists);
-    let mut macros = Macros {
-        defs: &c.macros,
-        lists: &c.lists,
-        expanded: &expanded,
-        resolved: HashMap::new(),
-        in_progress: HashSet::new(),
-        used: HashSet::new(),
-        used_lists: HashSet::new(),
-    };
+    let mut macros = Macros::new(c, &expanded);
     // Every macro is parsed and resolved, used or not.
     for m in &c.macros {
         macros.get(&m.name)?;
@@ -340,8 +341,7 @@ fn compile_rule(
 ) -> Result<Option<(CompiledRule, Option<HashSet<String>>)>, Diagnostic> {
     let item = format!("rule '{}'", r.name);
     check_exceptions(r, warnings)?;
-    let with_ex = apply_exceptions(&r.condition, &r.exceptions);
-    let text = substitute_tracking(&with_ex, &c.lists, macros.expanded, &mut macros.used_lists);
+    let (text, resolved) = rule_condition(r, c, macros)?;
     let fail = |e: CompileError| {
         let note = position_note(&text, e.offset.unwrap_or(0));
         diag(
@@ -350,17 +350,6 @@ fn compile_rule(
             item.clone(),
             format!("{}{note}", e.message),
         )
-    };
-    let parsed = parser::parse(&text).map_err(|e| {
-        fail(CompileError {
-            offset: Some(e.offset),
-            message: e.message,
-        })
-    })?;
-    let resolved = match macros.resolve(&parsed, None, 0) {
-        Ok((expr, ..)) => expr,
-        Err(Resolve::Here(e)) => return Err(fail(e)),
-        Err(Resolve::Inner(d)) => return Err(d),
     };
     let cond = match compiler::compile(&r.source, &resolved) {
         Ok(cond) => cond,
@@ -391,6 +380,33 @@ fn compile_rule(
         output,
     };
     Ok(Some((rule, types)))
+}
+
+/// A rule's condition as compiled: exceptions rewritten in, lists substituted (the text), parsed
+/// and its macros resolved (the tree).
+fn rule_condition(
+    r: &RuleDef,
+    c: &Collection,
+    macros: &mut Macros<'_>,
+) -> Result<(String, Expr), Diagnostic> {
+    let with_ex = apply_exceptions(&r.condition, &r.exceptions);
+    let text = substitute_tracking(&with_ex, &c.lists, macros.expanded, &mut macros.used_lists);
+    let fail = |message: String, offset: usize| {
+        let note = position_note(&text, offset);
+        diag(
+            &r.file,
+            r.cond_pos,
+            format!("rule '{}'", r.name),
+            format!("{message}{note}"),
+        )
+    };
+    let parsed = parser::parse(&text).map_err(|e| fail(e.message, e.offset))?;
+    let resolved = match macros.resolve(&parsed, None, 0) {
+        Ok((expr, ..)) => expr,
+        Err(Resolve::Here(e)) => return Err(fail(e.message, e.offset.unwrap_or(0))),
+        Err(Resolve::Inner(d)) => return Err(d),
+    };
+    Ok((text, resolved))
 }
 
 /// Per source, the rules each event type can meet: the rules pinned to it plus every untyped
@@ -455,67 +471,63 @@ fn unused_warnings(c: &Collection, macros: &Macros<'_>, warnings: &mut Vec<Diagn
 
 /// Exception fields must be fields of the rule's source and comps known operators.
 fn check_exceptions(r: &RuleDef, warnings: &mut Vec<Diagnostic>) -> Result<(), Diagnostic> {
-    let item = format!("rule '{}'", r.name);
-    for ex in &r.exceptions {
-        let fields: Vec<&String> = match &ex.fields {
-            Some(Slot::Scalar(f)) => vec![f],
-            Some(Slot::List(fs)) => fs.iter().collect(),
-            None => continue,
-        };
-        for f in &fields {
-            let parsed = parser::parse_field_prefix(f).filter(|(_, used)| *used == f.len());
-            let ok = parsed
-                .as_ref()
-                .is_some_and(|(field, _)| getter(&r.source, field).is_ok());
-            if !ok {
-                return Err(diag(
-                    &r.file,
-                    ex.pos,
-                    item,
-                    format!(
-                        "Exception '{}': '{f}' is not a valid field for source {}",
-                        ex.name, r.source
-                    ),
-                ));
-            }
-        }
-        let comps: Vec<String> = match &ex.comps {
-            Some(Slot::Scalar(c)) => vec![c.trim().to_string()],
-            Some(Slot::List(cs)) => cs.iter().map(|c| c.trim().to_string()).collect(),
-            None => Vec::new(),
-        };
-        for comp in &comps {
-            let base = comp.split_whitespace().next().unwrap_or("");
-            let modifier_ok = comp
-                .split_whitespace()
-                .nth(1)
-                .is_none_or(|m| matches!(m, "oneof" | "anyof" | "allof"));
-            if Op::from_text(base).is_none() || !modifier_ok {
-                return Err(diag(
-                    &r.file,
-                    ex.pos,
-                    item,
-                    format!(
-                        "Exception '{}': '{comp}' is not a known comparison operator",
-                        ex.name
-                    ),
-                ));
-            }
-        }
-        for tuple in &ex.values {
-            for slot in tuple {
-                if let Slot::Scalar(v) = slot {
-                    let looks_like_field = parser::parse_field_prefix(v)
-                        .filter(|(_, used)| *used == v.len())
-                        .is_some_and(|(field, _)| getter(&r.source, &field).is_ok());
-                    if looks_like_field {
-                        warnings.push(diag(&r.file, ex.pos, item.clone(), format!(
-                            "Exception '{}': value '{v}' may be a valid field misused as a const string value", ex.name
-                        )));
-                    }
-                }
+    r.exceptions
+        .iter()
+        .try_for_each(|ex| check_exception(r, ex, warnings))
+}
+
+fn check_exception(
+    r: &RuleDef,
+    ex: &ExceptionDef,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<(), Diagnostic> {
+    let here = |message: String| diag(&r.file, ex.pos, format!("rule '{}'", r.name), message);
+    let fields: Vec<&String> = match &ex.fields {
+        Some(Slot::Scalar(f)) => vec![f],
+        Some(Slot::List(fs)) => fs.iter().collect(),
+        None => return Ok(()),
+    };
+    if let Some(f) = fields.iter().find(|f| !is_field(&r.source, f)) {
+        return Err(here(format!(
+            "Exception '{}': '{f}' is not a valid field for source {}",
+            ex.name, r.source
+        )));
+    }
+    let comps: Vec<&str> = match &ex.comps {
+        Some(Slot::Scalar(c)) => vec![c.trim()],
+        Some(Slot::List(cs)) => cs.iter().map(|c| c.trim()).collect(),
+        None => Vec::new(),
+    };
+    let known = |comp: &str| {
+        let mut words = comp.split_whitespace();
+        let base = words.next().unwrap_or("");
+        let modifier_ok = words
+            .next()
+            .is_none_or(|m| matches!(m, "oneof" | "anyof" | "allof"));
+        Op::from_text(base).is_some() && modifier_ok
+    };
+    if let Some(comp) = comps.iter().find(|c| !known(c)) {
+        return Err(here(format!(
+            "Exception '{}': '{comp}' is not a known comparison operator",
+            ex.name
+        )));
+    }
+    for slot in ex.values.iter().flatten() {
+        if let Slot::Scalar(v) = slot {
+            if is_field(&r.source, v) {
+                warnings.push(here(format!(
+                    "Exception '{}': value '{v}' may be a valid field misused as a const string value",
+                    ex.name
+                )));
             }
         }
     }
     Ok(())
+}
+
+/// Whether `text` is exactly one field (with its argument or transformers) of `source`.
+fn is_field(source: &str, text: &str) -> bool {
+    parser::parse_field_prefix(text)
+        .filter(|(_, used)| *used == text.len())
+        .is_some_and(|(field, _)| getter(source, &field).is_ok())
 }
