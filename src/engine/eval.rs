@@ -279,56 +279,21 @@ fn pmatch(paths: &[Vec<String>], value: &str) -> bool {
 
 /// fnmatch(3) with no flags (or FNM_CASEFOLD): `*` matches `/` too; `?`, `[...]`, `\` escapes.
 pub fn fnmatch(pattern: &[u8], text: &[u8], fold: bool) -> bool {
-    let eq = |a: u8, b: u8| {
-        if fold {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    star = Some((p, t));
-                    p += 1;
-                    continue;
-                }
-                b'?' => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                b'[' => {
-                    if let Some((matched, next)) = bracket(pattern, p, text[t], fold) {
-                        if matched {
-                            p = next;
-                            t += 1;
-                            continue;
-                        }
-                    } else if eq(b'[', text[t]) {
-                        p += 1;
-                        t += 1;
-                        continue;
-                    }
-                }
-                b'\\' if p + 1 < pattern.len() => {
-                    if eq(pattern[p + 1], text[t]) {
-                        p += 2;
-                        t += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if eq(c, text[t]) {
-                        p += 1;
-                        t += 1;
-                        continue;
-                    }
-                }
-            }
+        if pattern.get(p) == Some(&b'*') {
+            star = Some((p, t));
+            p += 1;
+            continue;
+        }
+        if let Some(next) = (p < pattern.len())
+            .then(|| one_byte(pattern, p, text[t], fold))
+            .flatten()
+        {
+            p = next;
+            t += 1;
+            continue;
         }
         match star {
             Some((sp, st)) => {
@@ -343,6 +308,27 @@ pub fn fnmatch(pattern: &[u8], text: &[u8], fold: bool) -> bool {
         p += 1;
     }
     p == pattern.len()
+}
+
+/// Matches the text byte `c` against the pattern item at `pattern[p]` (not `*`): the index after
+/// the item, or `None` when it does not match.
+fn one_byte(pattern: &[u8], p: usize, c: u8, fold: bool) -> Option<usize> {
+    let eq = |a: u8, b: u8| {
+        if fold {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
+    match pattern[p] {
+        b'?' => Some(p + 1),
+        b'[' => match bracket(pattern, p, c, fold) {
+            Some((matched, next)) => matched.then_some(next),
+            None => eq(b'[', c).then_some(p + 1),
+        },
+        b'\\' if p + 1 < pattern.len() => eq(pattern[p + 1], c).then_some(p + 2),
+        other => eq(other, c).then_some(p + 1),
+    }
 }
 
 /// A `[...]` class at `pattern[start]`: (does `c` match, index after the class), or `None` if

@@ -1,6 +1,7 @@
 //! Output formatting: `%field` substitution (`<NA>` when missing, lists as `(a,b)`, optional
 //! width), the text alert line and the JSON alert document.
 
+use super::ast::FieldRef;
 use super::compiler::getter;
 use super::eval::Getter;
 use super::extract::{EventData, Extracted};
@@ -55,22 +56,8 @@ impl OutputFormat {
                 rest = &spec[consumed..];
                 continue;
             }
-            // If the longest field-looking text is unknown, retry with shorter prefixes.
-            let compiled = loop {
-                match getter(source, &field) {
-                    Ok(g) => break g,
-                    Err(e) => match field.name.rfind('.') {
-                        Some(dot)
-                            if field.transformers.is_empty() && field.name[..dot].contains('.') =>
-                        {
-                            field.name.truncate(dot);
-                            field.arg = None;
-                            consumed = dot;
-                        }
-                        _ => return Err(format!("{e} (in output at offset {offset})")),
-                    },
-                }
-            };
+            let compiled = longest_known(source, &mut field, &mut consumed)
+                .map_err(|e| format!("{e} (in output at offset {offset})"))?;
             if !text.is_empty() {
                 segments.push(Segment::Text(std::mem::take(&mut text)));
             }
@@ -191,4 +178,26 @@ pub fn alert_json(a: &JsonAlert<'_>) -> String {
     }
     doc.insert("time".into(), iso_time(a.time_ns).into());
     serde_json::Value::Object(doc).to_string()
+}
+
+/// The getter of `field`; when the longest field-looking text is unknown, of its shorter
+/// prefixes (`%proc.name.x` is `%proc.name` then `.x`), shortening `field` and `consumed`.
+fn longest_known(
+    source: &str,
+    field: &mut FieldRef,
+    consumed: &mut usize,
+) -> Result<Getter, String> {
+    loop {
+        match getter(source, field) {
+            Ok(g) => return Ok(g),
+            Err(e) => match field.name.rfind('.') {
+                Some(dot) if field.transformers.is_empty() && field.name[..dot].contains('.') => {
+                    field.name.truncate(dot);
+                    field.arg = None;
+                    *consumed = dot;
+                }
+                _ => return Err(e),
+            },
+        }
+    }
 }

@@ -50,14 +50,7 @@ pub fn substitute_one(text: &str, name: &str, items: &[String]) -> String {
     let replacement = if items.is_empty() {
         " ".to_string()
     } else {
-        format!(
-            " {} ",
-            items
-                .iter()
-                .map(|i| quote(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!(" {} ", quoted_items(items))
     };
     let s = text.as_bytes();
     let mut out = String::with_capacity(text.len() + replacement.len());
@@ -72,22 +65,7 @@ pub fn substitute_one(text: &str, name: &str, items: &[String]) -> String {
             i = start + 1;
             continue;
         }
-        let mut from = start;
-        while from > copied && is_blank(s[from - 1]) {
-            from -= 1;
-        }
-        let mut to = end;
-        while to < s.len() && is_blank(s[to]) {
-            to += 1;
-        }
-        if items.is_empty() {
-            // An empty list also takes one neighbouring comma: `(a, empty)` → `(a )`.
-            if from > copied && s[from - 1] == b',' {
-                from -= 1;
-            } else if to < s.len() && s[to] == b',' {
-                to += 1;
-            }
-        }
+        let (from, to) = replaced_span(s, copied, start, end, items.is_empty());
         out.push_str(&text[copied..from]);
         out.push_str(&replacement);
         copied = to;
@@ -98,6 +76,36 @@ pub fn substitute_one(text: &str, name: &str, items: &[String]) -> String {
     }
     out.push_str(&text[copied..]);
     out
+}
+
+/// The bytes a list name at `start..end` replaces: the name with the blanks around it (not
+/// before `copied`); an empty list also takes one neighbouring comma: `(a, empty)` → `(a )`.
+fn replaced_span(s: &[u8], copied: usize, start: usize, end: usize, empty: bool) -> (usize, usize) {
+    let mut from = start;
+    while from > copied && is_blank(s[from - 1]) {
+        from -= 1;
+    }
+    let mut to = end;
+    while to < s.len() && is_blank(s[to]) {
+        to += 1;
+    }
+    if empty {
+        if from > copied && s[from - 1] == b',' {
+            from -= 1;
+        } else if to < s.len() && s[to] == b',' {
+            to += 1;
+        }
+    }
+    (from, to)
+}
+
+/// The items quoted as needed and joined with `, `.
+fn quoted_items(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| quote(i))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Substitutes every list (in definition order) into `text`.
@@ -120,16 +128,7 @@ fn is_list_comp(comp: &str) -> bool {
 
 fn exception_value(slot: &Slot, comp: &str) -> String {
     match slot {
-        Slot::List(items) => {
-            format!(
-                "({})",
-                items
-                    .iter()
-                    .map(|i| quote(i))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
+        Slot::List(items) => format!("({})", quoted_items(items)),
         Slot::Scalar(v) if is_list_comp(comp) => {
             if v.starts_with('(') {
                 v.clone()
@@ -144,55 +143,55 @@ fn exception_value(slot: &Slot, comp: &str) -> String {
 /// The rule condition with its exceptions appended as Falco builds it (spacing included).
 pub fn apply_exceptions(condition: &str, exceptions: &[ExceptionDef]) -> String {
     let mut cond = format!("({condition})");
-    for ex in exceptions {
-        let part = match &ex.fields {
-            Some(Slot::Scalar(field)) => {
-                if ex.values.is_empty() {
-                    continue;
-                }
-                let comp = match &ex.comps {
-                    Some(Slot::Scalar(c)) => c.trim().to_string(),
-                    _ => "in".to_string(),
-                };
-                let values: Vec<String> = ex
-                    .values
-                    .iter()
-                    .filter_map(|v| match v.first() {
-                        Some(Slot::Scalar(s)) => Some(quote(s)),
-                        _ => None,
-                    })
-                    .collect();
-                format!("({field} {comp} ({}))", values.join(", "))
-            }
-            Some(Slot::List(fields)) => {
-                if ex.values.is_empty() {
-                    continue;
-                }
-                let comps: Vec<String> = match &ex.comps {
-                    Some(Slot::List(c)) => c.iter().map(|c| c.trim().to_string()).collect(),
-                    _ => vec!["=".to_string(); fields.len()],
-                };
-                let tuples: Vec<String> = ex
-                    .values
-                    .iter()
-                    .map(|tuple| {
-                        let parts: Vec<String> = fields
-                            .iter()
-                            .zip(&comps)
-                            .zip(tuple)
-                            .map(|((f, c), v)| format!(" {f} {c} {}", exception_value(v, c)))
-                            .collect();
-                        format!("({})", parts.join(" and "))
-                    })
-                    .collect();
-                format!("({})", tuples.join(" or "))
-            }
-            None => continue,
-        };
+    for part in exceptions.iter().filter_map(exception_clause) {
         cond.push_str(" and not ");
         cond.push_str(&part);
     }
     cond
+}
+
+/// One exception as a condition clause; `None` when it has no fields or no values.
+fn exception_clause(ex: &ExceptionDef) -> Option<String> {
+    if ex.values.is_empty() {
+        return None;
+    }
+    match ex.fields.as_ref()? {
+        Slot::Scalar(field) => {
+            let comp = match &ex.comps {
+                Some(Slot::Scalar(c)) => c.trim().to_string(),
+                _ => "in".to_string(),
+            };
+            let values: Vec<String> = ex
+                .values
+                .iter()
+                .filter_map(|v| match v.first() {
+                    Some(Slot::Scalar(s)) => Some(quote(s)),
+                    _ => None,
+                })
+                .collect();
+            Some(format!("({field} {comp} ({}))", values.join(", ")))
+        }
+        Slot::List(fields) => {
+            let comps: Vec<String> = match &ex.comps {
+                Some(Slot::List(c)) => c.iter().map(|c| c.trim().to_string()).collect(),
+                _ => vec!["=".to_string(); fields.len()],
+            };
+            let tuples: Vec<String> = ex
+                .values
+                .iter()
+                .map(|tuple| {
+                    let parts: Vec<String> = fields
+                        .iter()
+                        .zip(&comps)
+                        .zip(tuple)
+                        .map(|((f, c), v)| format!(" {f} {c} {}", exception_value(v, c)))
+                        .collect();
+                    format!("({})", parts.join(" and "))
+                })
+                .collect();
+            Some(format!("({})", tuples.join(" or ")))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,20 @@ enum Open {
     Map(Vec<(Node, Node)>, Option<Node>, Pos, usize),
 }
 
+/// A scalar event as a node: plain `~`, `null` or nothing is null.
+fn scalar(text: std::borrow::Cow<'_, str>, style: ScalarStyle, pos: Pos) -> Node {
+    let quoted = !matches!(style, ScalarStyle::Plain);
+    if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+        Node::Null(pos)
+    } else {
+        Node::Scalar {
+            text: text.into_owned(),
+            quoted,
+            pos,
+        }
+    }
+}
+
 struct Builder {
     /// Anchor id, the node, and its size in nodes, text bytes and depth.
     anchors: Vec<(usize, Node, (usize, usize, usize))>,
@@ -219,18 +233,7 @@ impl Builder {
             }
             Event::Scalar(text, style, anchor, _tag) => {
                 self.grow(1, text.len(), pos)?;
-                let quoted = !matches!(style, ScalarStyle::Plain);
-                let node =
-                    if !quoted && matches!(text.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
-                        Node::Null(pos)
-                    } else {
-                        Node::Scalar {
-                            text: text.into_owned(),
-                            quoted,
-                            pos,
-                        }
-                    };
-                self.push(node, anchor);
+                self.push(scalar(text, style, pos), anchor);
             }
             Event::SequenceStart(_, anchor, _) => {
                 self.open(Open::Seq(Vec::new(), pos, anchor), pos)?
@@ -238,53 +241,55 @@ impl Builder {
             Event::MappingStart(_, anchor, _) => {
                 self.open(Open::Map(Vec::new(), None, pos, anchor), pos)?
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Open::Seq(items, pos, anchor)) => (Node::Seq { items, pos }, anchor),
-                    Some(Open::Map(entries, _, pos, anchor)) => {
-                        (Node::Map { entries, pos }, anchor)
-                    }
-                    None => {
-                        return Err(YamlError {
-                            pos,
-                            message: "unbalanced collection end".into(),
-                        })
-                    }
-                };
-                self.push(node, anchor);
-            }
-            Event::Alias(id) => {
-                let (nodes, bytes, depth) = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, ..)| *a == id)
-                    .map(|(_, _, size)| *size)
-                    .ok_or_else(|| YamlError {
-                        pos,
-                        message: "alias to an unknown anchor".into(),
-                    })?;
-                if self.stack.len() + depth > MAX_NESTING {
-                    return Err(YamlError {
-                        pos,
-                        message: format!(
-                            "sequences and mappings nest deeper than {MAX_NESTING} levels"
-                        ),
-                    });
-                }
-                // Counted before it is copied, so a bomb is refused before it takes memory.
-                self.grow(nodes, bytes, pos)?;
-                let node = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, ..)| *a == id)
-                    .map(|(_, n, ..)| n.clone())
-                    .expect("found above");
-                self.push(node, 0);
-            }
+            Event::SequenceEnd | Event::MappingEnd => self.close(pos)?,
+            Event::Alias(id) => self.alias(id, pos)?,
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The end of the innermost open sequence or mapping.
+    fn close(&mut self, pos: Pos) -> Result<(), YamlError> {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Open::Seq(items, pos, anchor)) => (Node::Seq { items, pos }, anchor),
+            Some(Open::Map(entries, _, pos, anchor)) => (Node::Map { entries, pos }, anchor),
+            None => {
+                return Err(YamlError {
+                    pos,
+                    message: "unbalanced collection end".into(),
+                })
+            }
+        };
+        self.push(node, anchor);
+        Ok(())
+    }
+
+    /// A copy of the anchored node, counted against the limits before it is copied, so a bomb
+    /// is refused before it takes memory.
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<(), YamlError> {
+        let anchored = self.anchors.iter().rev().find(|(a, ..)| *a == id);
+        let (nodes, bytes, depth) =
+            anchored
+                .map(|(_, _, size)| *size)
+                .ok_or_else(|| YamlError {
+                    pos,
+                    message: "alias to an unknown anchor".into(),
+                })?;
+        if self.stack.len() + depth > MAX_NESTING {
+            return Err(YamlError {
+                pos,
+                message: format!("sequences and mappings nest deeper than {MAX_NESTING} levels"),
+            });
+        }
+        self.grow(nodes, bytes, pos)?;
+        let node = self
+            .anchors
+            .iter()
+            .rev()
+            .find(|(a, ..)| *a == id)
+            .map(|(_, n, ..)| n.clone())
+            .expect("found above");
+        self.push(node, 0);
         Ok(())
     }
 
