@@ -326,60 +326,84 @@ pub struct Runtime {
 
 /// The settings of an effective configuration; `workers` is a boot-only setting.
 pub fn runtime(effective: &BTreeMap<String, String>, workers: usize) -> Runtime {
-    let get = |k: &str| {
-        effective
-            .get(k)
-            .map(String::as_str)
-            .unwrap_or_else(|| find(k).map_or("", |k| k.default))
-    };
-    let b = |k: &str| get(k) == "true";
-    let f = |k: &str| get(k).parse::<f64>().unwrap_or(0.0);
-    let u = |k: &str| get(k).parse::<u64>().unwrap_or(1);
-    let output = OutputSettings {
-        json_output: b("json_output"),
-        json_include_output_property: b("json_include_output_property"),
-        json_include_tags_property: b("json_include_tags_property"),
-        time_format_iso_8601: b("time_format_iso_8601"),
-        min_priority: get("priority").parse().unwrap_or(Priority::Debug),
-        matching: if get("rule_matching") == "all" {
-            Matching::All
-        } else {
-            Matching::First
-        },
-        hostname: get("hostname").to_string(),
-    };
-    let client_rate = match f("ingest.client_rate") {
-        r if r > 0.0 => {
-            let burst = f("ingest.client_burst");
-            Some((r, if burst > 0.0 { burst } else { r.max(1.0) }))
-        }
-        _ => None,
-    };
+    let v = Values(effective);
     Runtime {
         pipeline: Settings {
-            queue_size: u("ingest.queue_size") as usize,
-            policy: if get("ingest.policy") == "drop" {
+            queue_size: v.count("ingest.queue_size") as usize,
+            policy: if v.text("ingest.policy") == "drop" {
                 QueuePolicy::Drop
             } else {
                 QueuePolicy::Block
             },
-            max_payload_bytes: u("ingest.max_payload_bytes") as usize,
-            client_rate,
+            max_payload_bytes: v.count("ingest.max_payload_bytes") as usize,
+            client_rate: client_rate(&v),
             workers,
-            output,
+            output: output_settings(&v),
             drop_alerts: DropAlertSettings {
-                threshold: f("drops.alert_threshold"),
-                rate: f("drops.alert_rate"),
-                max_burst: f("drops.alert_max_burst"),
+                threshold: v.number("drops.alert_threshold"),
+                rate: v.number("drops.alert_rate"),
+                max_burst: v.number("drops.alert_max_burst"),
             },
         },
-        outputs_capacity: u("outputs.capacity"),
-        drops_capacity: u("drops.capacity"),
-        outputs_max_bytes: u("outputs.max_bytes"),
-        drops_max_bytes: u("drops.max_bytes"),
-        outputs_rate: f("outputs.rate"),
-        outputs_max_burst: f("outputs.max_burst"),
-        log_level: get("log_level").to_string(),
+        outputs_capacity: v.count("outputs.capacity"),
+        drops_capacity: v.count("drops.capacity"),
+        outputs_max_bytes: v.count("outputs.max_bytes"),
+        drops_max_bytes: v.count("drops.max_bytes"),
+        outputs_rate: v.number("outputs.rate"),
+        outputs_max_burst: v.number("outputs.max_burst"),
+        log_level: v.text("log_level").to_string(),
+    }
+}
+
+/// Effective values (already validated) read as what each key holds; a key not set has its
+/// default.
+struct Values<'a>(&'a BTreeMap<String, String>);
+
+impl Values<'_> {
+    fn text(&self, k: &str) -> &str {
+        self.0
+            .get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| find(k).map_or("", |k| k.default))
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.text(k) == "true"
+    }
+
+    fn number(&self, k: &str) -> f64 {
+        self.text(k).parse::<f64>().unwrap_or(0.0)
+    }
+
+    fn count(&self, k: &str) -> u64 {
+        self.text(k).parse::<u64>().unwrap_or(1)
+    }
+}
+
+fn output_settings(v: &Values) -> OutputSettings {
+    OutputSettings {
+        json_output: v.flag("json_output"),
+        json_include_output_property: v.flag("json_include_output_property"),
+        json_include_tags_property: v.flag("json_include_tags_property"),
+        time_format_iso_8601: v.flag("time_format_iso_8601"),
+        min_priority: v.text("priority").parse().unwrap_or(Priority::Debug),
+        matching: if v.text("rule_matching") == "all" {
+            Matching::All
+        } else {
+            Matching::First
+        },
+        hostname: v.text("hostname").to_string(),
+    }
+}
+
+/// Per-client rate and burst; none when the rate is 0 (a burst of 0 means the rate, at least 1).
+fn client_rate(v: &Values) -> Option<(f64, f64)> {
+    match v.number("ingest.client_rate") {
+        r if r > 0.0 => {
+            let burst = v.number("ingest.client_burst");
+            Some((r, if burst > 0.0 { burst } else { r.max(1.0) }))
+        }
+        _ => None,
     }
 }
 

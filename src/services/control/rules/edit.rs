@@ -2,9 +2,11 @@
 //! boot import. Each is compiled against the whole effective set before it commits, and retried
 //! when another change lands while it compiles.
 
-use super::state::contents;
+use std::collections::BTreeMap;
+
+use super::state::{contents, RulesState};
 use super::{falco_only, valid_name, Meta, Rules};
-use crate::engine::Diagnostic;
+use crate::engine::{Diagnostic, RuleSet};
 use crate::services::control::target::{self, Kind};
 use crate::services::control::{check_global, Change as Asked, ControlError};
 use crate::store::{Change, Current};
@@ -139,57 +141,12 @@ impl Rules {
         check_global(&self.store, expected)?;
         let then = self.state_at(revision)?;
         let now = self.state_now()?;
-        let mut changes = Vec::new();
-        let (files, toggles) = if name.is_empty() {
-            // Files are keyed by name, toggles by their whole target text.
-            let file = Kind::File.prefix();
-            for (target, before) in [(file, &now.files), ("", &now.toggles)] {
-                let after = if target == file {
-                    &then.files
-                } else {
-                    &then.toggles
-                };
-                for (k, c) in after {
-                    if before.get(k).map(|b| &b.value) != Some(&c.value) {
-                        changes.push(Change {
-                            target: format!("{target}{k}"),
-                            value: Some(c.value.clone()),
-                        });
-                    }
-                }
-                for k in before.keys().filter(|k| !after.contains_key(*k)) {
-                    changes.push(Change {
-                        target: format!("{target}{k}"),
-                        value: None,
-                    });
-                }
-            }
-            (contents(&then.files), then.toggles)
+        let (changes, files, toggles) = if name.is_empty() {
+            (restoring(&now, &then), contents(&then.files), then.toggles)
         } else {
             valid_name(name)?;
-            let mut files = contents(&now.files);
-            match then.files.get(name) {
-                Some(c) => {
-                    files.insert(name.to_string(), c.value.clone());
-                    changes.push(Change {
-                        target: Kind::File.of(name).to_string(),
-                        value: Some(c.value.clone()),
-                    });
-                }
-                None if now.files.contains_key(name) => {
-                    files.remove(name);
-                    changes.push(Change {
-                        target: Kind::File.of(name).to_string(),
-                        value: None,
-                    });
-                }
-                None => {
-                    return Err(ControlError::NotFound(format!(
-                        "rules file '{name}' exists neither now nor at revision {revision}"
-                    )))
-                }
-            }
-            (files, now.toggles)
+            let (change, files) = restoring_file(name, revision, &now, &then)?;
+            (vec![change], files, now.toggles)
         };
         if changes.is_empty() {
             return Err(ControlError::InvalidArgument(format!(
@@ -250,38 +207,23 @@ impl Rules {
         let v = self.store.versioned();
         let guard = v.lock();
         check_global(&self.store, expected)?;
-        let current = self.pipeline.rules();
-        for r in rules {
-            if !current.infos().iter().any(|i| &i.name == r) {
-                return Err(ControlError::NotFound(format!(
-                    "no rule named '{r}' in the effective rules"
-                )));
-            }
-        }
-        for t in tags {
-            if !current.infos().iter().any(|i| i.tags.contains(t)) {
-                return Err(ControlError::NotFound(format!("no rule has the tag '{t}'")));
-            }
-        }
+        check_toggle_names(&self.pipeline.rules(), rules, tags)?;
         let state = self.state_now()?;
         let mut toggles = state.toggles;
         let value = target::toggle_value(enabled);
+        let targets = rules.iter().map(|r| Kind::Rule.of(r).to_string());
+        let targets = targets.chain(tags.iter().map(|t| Kind::Tag.of(t).to_string()));
         let mut changes = Vec::new();
-        for target in rules
-            .iter()
-            .map(|r| Kind::Rule.of(r).to_string())
-            .chain(tags.iter().map(|t| Kind::Tag.of(t).to_string()))
-        {
-            toggles.insert(
-                target.clone(),
-                Current {
-                    value: value.to_string(),
-                    revision: 0,
-                },
-            );
+        for target in targets {
+            let value = value.to_string();
+            let current = Current {
+                value: value.clone(),
+                revision: 0,
+            };
+            toggles.insert(target.clone(), current);
             changes.push(Change {
                 target,
-                value: Some(value.to_string()),
+                value: Some(value),
             });
         }
         let action = if enabled { "enable" } else { "disable" };
@@ -346,4 +288,87 @@ impl Rules {
         )
         .map(|(r, _)| Some(r))
     }
+}
+
+/// The changes that bring every file and toggle of `now` back to `then`: changed and restored
+/// entries in `then`'s order, then the entries `then` did not have. Files are keyed by name,
+/// toggles by their whole target text.
+fn restoring(now: &RulesState, then: &RulesState) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let file = Kind::File.prefix();
+    for (prefix, before, after) in [
+        (file, &now.files, &then.files),
+        ("", &now.toggles, &then.toggles),
+    ] {
+        for (k, c) in after {
+            if before.get(k).map(|b| &b.value) != Some(&c.value) {
+                changes.push(Change {
+                    target: format!("{prefix}{k}"),
+                    value: Some(c.value.clone()),
+                });
+            }
+        }
+        for k in before.keys().filter(|k| !after.contains_key(*k)) {
+            changes.push(Change {
+                target: format!("{prefix}{k}"),
+                value: None,
+            });
+        }
+    }
+    changes
+}
+
+/// File `name` as of `then` (restored, or deleted if it did not exist then): the change and
+/// the files after it.
+fn restoring_file(
+    name: &str,
+    revision: u64,
+    now: &RulesState,
+    then: &RulesState,
+) -> Result<(Change, BTreeMap<String, String>), ControlError> {
+    let mut files = contents(&now.files);
+    let target = Kind::File.of(name).to_string();
+    match then.files.get(name) {
+        Some(c) => {
+            files.insert(name.to_string(), c.value.clone());
+            let value = Some(c.value.clone());
+            Ok((Change { target, value }, files))
+        }
+        None if now.files.contains_key(name) => {
+            files.remove(name);
+            Ok((
+                Change {
+                    target,
+                    value: None,
+                },
+                files,
+            ))
+        }
+        None => Err(ControlError::NotFound(format!(
+            "rules file '{name}' exists neither now nor at revision {revision}"
+        ))),
+    }
+}
+
+/// Each rule named exists in `current`, and each tag is on at least one of its rules.
+fn check_toggle_names(
+    current: &RuleSet,
+    rules: &[String],
+    tags: &[String],
+) -> Result<(), ControlError> {
+    if let Some(r) = rules
+        .iter()
+        .find(|r| !current.infos().iter().any(|i| &i.name == *r))
+    {
+        return Err(ControlError::NotFound(format!(
+            "no rule named '{r}' in the effective rules"
+        )));
+    }
+    if let Some(t) = tags
+        .iter()
+        .find(|t| !current.infos().iter().any(|i| i.tags.contains(*t)))
+    {
+        return Err(ControlError::NotFound(format!("no rule has the tag '{t}'")));
+    }
+    Ok(())
 }

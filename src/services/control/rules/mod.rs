@@ -17,7 +17,7 @@ mod state;
 
 pub use super::target::digest;
 pub use state::{build, FalcoView, RulesState, Snapshot};
-use state::{contents, split_toggles, strip};
+use state::{changes_to, contents, split_toggles, strip};
 
 fn valid_name(name: &str) -> Result<(), ControlError> {
     let ok = !name.is_empty()
@@ -109,61 +109,14 @@ impl Rules {
         for name in files.keys() {
             valid_name(name)?;
         }
-        for target in toggles.keys() {
-            if !(target.starts_with(Kind::Rule.prefix()) || target.starts_with(Kind::Tag.prefix()))
-            {
-                return Err(ControlError::InvalidArgument(format!(
-                    "toggle target '{target}' is neither rule:NAME nor tag:NAME"
-                )));
-            }
-        }
+        check_toggle_targets(toggles)?;
         self.retrying(|| {
             let v = self.store.versioned();
             let guard = v.lock();
             let state = self.state_now()?;
-            let mut changes = Vec::new();
-            for (name, current) in &state.files {
-                if !files.contains_key(name) {
-                    changes.push(Change {
-                        target: Kind::File.of(name).to_string(),
-                        value: None,
-                    });
-                } else if files[name] != current.value {
-                    changes.push(Change {
-                        target: Kind::File.of(name).to_string(),
-                        value: Some(files[name].clone()),
-                    });
-                }
-            }
-            for (name, content) in files {
-                if !state.files.contains_key(name) {
-                    changes.push(Change {
-                        target: Kind::File.of(name).to_string(),
-                        value: Some(content.clone()),
-                    });
-                }
-            }
-            for (target, current) in &state.toggles {
-                match toggles.get(target) {
-                    None => changes.push(Change {
-                        target: target.clone(),
-                        value: None,
-                    }),
-                    Some(v) if *v != current.value => changes.push(Change {
-                        target: target.clone(),
-                        value: Some(v.clone()),
-                    }),
-                    _ => {}
-                }
-            }
-            for (target, value) in toggles {
-                if !state.toggles.contains_key(target) {
-                    changes.push(Change {
-                        target: target.clone(),
-                        value: Some(value.clone()),
-                    });
-                }
-            }
+            let mut changes =
+                changes_to(&state.files, files, |name| Kind::File.of(name).to_string());
+            changes.extend(changes_to(&state.toggles, toggles, str::to_string));
             if changes.is_empty() {
                 return Ok(None);
             }
@@ -457,6 +410,17 @@ impl Rules {
     pub fn effective(&self) -> (Vec<RuleInfo>, u64) {
         let set = self.pipeline.rules();
         (set.infos().to_vec(), set.revision)
+    }
+}
+
+/// Every toggle target names a rule (`rule:NAME`) or a tag (`tag:NAME`).
+fn check_toggle_targets(toggles: &BTreeMap<String, String>) -> Result<(), ControlError> {
+    let known = |t: &str| t.starts_with(Kind::Rule.prefix()) || t.starts_with(Kind::Tag.prefix());
+    match toggles.keys().find(|t| !known(t)) {
+        Some(target) => Err(ControlError::InvalidArgument(format!(
+            "toggle target '{target}' is neither rule:NAME nor tag:NAME"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::super::target::{self, Kind, Target};
 use super::super::ControlError;
 use crate::engine::{LoadOptions, RuleSet, RulesFile};
-use crate::store::Current;
+use crate::store::{Change, Current};
 
 /// The stored rules: files (name → content and revision), toggles (target → value), and the
 /// global revision.
@@ -96,4 +96,36 @@ pub struct FalcoView {
     pub revision: u64,
     pub files: Vec<(String, String)>,
     pub enabled: Vec<(String, bool)>,
+}
+
+/// The changes that make `current` equal to `wanted`: removed and changed entries in order,
+/// then added ones; `target` names each entry's stored target.
+pub(super) fn changes_to(
+    current: &BTreeMap<String, Current>,
+    wanted: &BTreeMap<String, String>,
+    target: impl Fn(&str) -> String,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (name, c) in current {
+        match wanted.get(name) {
+            None => out.push(Change {
+                target: target(name),
+                value: None,
+            }),
+            Some(v) if *v != c.value => out.push(Change {
+                target: target(name),
+                value: Some(v.clone()),
+            }),
+            _ => {}
+        }
+    }
+    for (name, v) in wanted {
+        if !current.contains_key(name) {
+            out.push(Change {
+                target: target(name),
+                value: Some(v.clone()),
+            });
+        }
+    }
+    out
 }
