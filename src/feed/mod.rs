@@ -265,50 +265,54 @@ fn commit_loop<T: Record>(shared: Arc<Shared<T>>, mut rx: mpsc::Receiver<Msg<T>>
             }
             continue;
         }
-        let counts: Vec<usize> = pending.iter().map(|a| a.records.len()).collect();
-        let records: Vec<T> = pending
-            .iter_mut()
-            .flat_map(|a| a.records.drain(..))
-            .collect();
-        let marks: Vec<(String, u64)> =
-            pending.iter_mut().flat_map(|a| a.marks.drain(..)).collect();
-        // One durable write transaction for every append gathered (group commit).
-        let began = std::time::Instant::now();
-        let result = shared.ring().append_marked(&records, &marks);
-        match result {
-            Ok(range) => {
-                if let Some(observe) = &shared.observer {
-                    observe(records, range.end - 1, began.elapsed());
-                }
-                shared.head.send_replace(range.end - 1);
-                let mut next = range.start;
-                for (append, n) in pending.drain(..).zip(counts) {
-                    let _ = append.reply.send(Ok(next..next + n as u64));
-                    next += n as u64;
-                }
-            }
-            Err(e) => {
-                tracing::error!(log = shared.name, error = %e, "append failed");
-                let full = match &e {
-                    StoreError::NoSpace(m) => Some(m.clone()),
-                    _ => None,
-                };
-                let message = e.to_string();
-                for append in pending.drain(..) {
-                    let error = match &full {
-                        Some(m) => FeedError::Store(StoreError::NoSpace(m.clone())),
-                        None => FeedError::Append {
-                            log: shared.name,
-                            message: message.clone(),
-                        },
-                    };
-                    let _ = append.reply.send(Err(error));
-                }
-            }
-        }
+        commit_group(&shared, &mut pending);
         if let Some(done) = closing.take() {
             let _ = done.send(());
             return;
         }
+    }
+}
+
+/// Appends every gathered request in one durable write transaction (group commit) and answers
+/// each with its range, or all with the error.
+fn commit_group<T: Record>(shared: &Shared<T>, pending: &mut Vec<Append<T>>) {
+    let counts: Vec<usize> = pending.iter().map(|a| a.records.len()).collect();
+    let records: Vec<T> = pending
+        .iter_mut()
+        .flat_map(|a| a.records.drain(..))
+        .collect();
+    let marks: Vec<(String, u64)> = pending.iter_mut().flat_map(|a| a.marks.drain(..)).collect();
+    // One durable write transaction for every append gathered (group commit).
+    let began = std::time::Instant::now();
+    let result = shared.ring().append_marked(&records, &marks);
+    match result {
+        Ok(range) => {
+            if let Some(observe) = &shared.observer {
+                observe(records, range.end - 1, began.elapsed());
+            }
+            shared.head.send_replace(range.end - 1);
+            let mut next = range.start;
+            for (append, n) in pending.drain(..).zip(counts) {
+                let _ = append.reply.send(Ok(next..next + n as u64));
+                next += n as u64;
+            }
+        }
+        Err(e) => fail_all(shared, pending, e),
+    }
+}
+
+/// Answers every gathered request with the append's error; a full disk keeps its kind.
+fn fail_all<T: Record>(shared: &Shared<T>, pending: &mut Vec<Append<T>>, e: StoreError) {
+    tracing::error!(log = shared.name, error = %e, "append failed");
+    let message = e.to_string();
+    for append in pending.drain(..) {
+        let error = match &e {
+            StoreError::NoSpace(m) => FeedError::Store(StoreError::NoSpace(m.clone())),
+            _ => FeedError::Append {
+                log: shared.name,
+                message: message.clone(),
+            },
+        };
+        let _ = append.reply.send(Err(error));
     }
 }

@@ -164,55 +164,10 @@ fn legacy_version(db: &sled::Db) -> Result<u32> {
 /// Converts the sled database in `legacy` into `path` (unless an earlier, interrupted start
 /// already did), then moves `legacy` aside. Returns where it was kept.
 fn convert_legacy(dir: &Path, legacy: &Path, path: &Path) -> Result<PathBuf> {
+    // A conversion interrupted after its rename has its redb file already: only the sled
+    // directory is left to set aside.
     if !path.exists() {
-        let sled = open_sled(legacy, dir)?;
-        let found = legacy_version(&sled)?;
-        if found >= steps::REDB_VERSION {
-            return Err(StoreError::TooNew {
-                path: legacy.to_path_buf(),
-                found,
-                supported: steps::REDB_VERSION - 1,
-            });
-        }
-        let meta = sled.open_tree("meta").map_err(legacy_error)?;
-        for step in &steps::LEGACY_STEPS[found as usize..] {
-            tracing::info!(
-                version = step.version,
-                name = step.name,
-                "migrating the sled database"
-            );
-            (step.apply)(&sled).map_err(|message| StoreError::Migration {
-                version: step.version,
-                name: step.name,
-                message,
-            })?;
-            meta.insert(SCHEMA_VERSION_KEY, &step.version.to_be_bytes())
-                .map_err(legacy_error)?;
-            sled.flush().map_err(legacy_error)?;
-        }
-        let converting = dir.join(CONVERTING);
-        match std::fs::remove_file(&converting) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(legacy_error(e)),
-        }
-        let copied = {
-            let target = Database::create(&converting)?;
-            steps::v6_redb::apply(&sled, &target).map_err(legacy_error)?
-        };
-        drop(sled);
-        File::open(&converting)
-            .and_then(|f| f.sync_all())
-            .map_err(legacy_error)?;
-        std::fs::rename(&converting, path).map_err(legacy_error)?;
-        sync_dir(dir)?;
-        tracing::info!(
-            blocks = copied.blocks,
-            consumers = copied.consumers,
-            revisions = copied.revisions,
-            states = copied.states,
-            "converted the sled database to redb"
-        );
+        convert_sled(dir, legacy, path)?;
     }
     let mut kept = dir.join(LEGACY_KEPT);
     let mut n = 1;
@@ -228,6 +183,66 @@ fn convert_legacy(dir: &Path, legacy: &Path, path: &Path) -> Result<PathBuf> {
         "the sled database of an earlier falco-api was converted; it is kept until you remove it"
     );
     Ok(kept)
+}
+
+/// Brings the sled database to its last schema, then copies it into a new redb file beside it,
+/// made durable and renamed into place at `path`.
+fn convert_sled(dir: &Path, legacy: &Path, path: &Path) -> Result<()> {
+    let sled = open_sled(legacy, dir)?;
+    let found = legacy_version(&sled)?;
+    if found >= steps::REDB_VERSION {
+        return Err(StoreError::TooNew {
+            path: legacy.to_path_buf(),
+            found,
+            supported: steps::REDB_VERSION - 1,
+        });
+    }
+    upgrade_sled(&sled, found)?;
+    let converting = dir.join(CONVERTING);
+    match std::fs::remove_file(&converting) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(legacy_error(e)),
+    }
+    let copied = {
+        let target = Database::create(&converting)?;
+        steps::v6_redb::apply(&sled, &target).map_err(legacy_error)?
+    };
+    drop(sled);
+    File::open(&converting)
+        .and_then(|f| f.sync_all())
+        .map_err(legacy_error)?;
+    std::fs::rename(&converting, path).map_err(legacy_error)?;
+    sync_dir(dir)?;
+    tracing::info!(
+        blocks = copied.blocks,
+        consumers = copied.consumers,
+        revisions = copied.revisions,
+        states = copied.states,
+        "converted the sled database to redb"
+    );
+    Ok(())
+}
+
+/// Runs the sled schema steps after version `found`, each recorded and flushed as it ends.
+fn upgrade_sled(sled: &sled::Db, found: u32) -> Result<()> {
+    let meta = sled.open_tree("meta").map_err(legacy_error)?;
+    for step in &steps::LEGACY_STEPS[found as usize..] {
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "migrating the sled database"
+        );
+        (step.apply)(&sled).map_err(|message| StoreError::Migration {
+            version: step.version,
+            name: step.name,
+            message,
+        })?;
+        meta.insert(SCHEMA_VERSION_KEY, &step.version.to_be_bytes())
+            .map_err(legacy_error)?;
+        sled.flush().map_err(legacy_error)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

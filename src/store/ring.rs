@@ -82,6 +82,28 @@ pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+/// Encoded records cut into blocks: at most [`BLOCK_RECORDS`] records each, and at most
+/// [`BLOCK_BYTES`] unless one record alone is larger.
+fn group_blocks(encoded: &[Vec<u8>]) -> Vec<Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < encoded.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < encoded.len() && end - start < BLOCK_RECORDS {
+            let next = bytes + encoded[end].len();
+            if end > start && next > BLOCK_BYTES {
+                break;
+            }
+            bytes = next;
+            end += 1;
+        }
+        parts.push(start..end);
+        start = end;
+    }
+    parts
+}
+
 /// Encodes already-encoded records as one block (a postcard `Vec`).
 pub fn encode_block(records: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.iter().map(Vec::len).sum::<usize>() + 4);
@@ -339,26 +361,14 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         let txn = self.db.begin_write()?;
         {
             let mut blocks = txn.open_table(self.table)?;
-            let mut start = 0;
-            while start < encoded.len() {
-                let mut end = start;
-                let mut bytes = 0;
-                while end < encoded.len() && end - start < BLOCK_RECORDS {
-                    let next = bytes + encoded[end].len();
-                    if end > start && next > BLOCK_BYTES {
-                        break;
-                    }
-                    bytes = next;
-                    end += 1;
-                }
-                let block = encode_block(&encoded[start..end]);
-                blocks.insert(first + start as u64, block.as_slice())?;
+            for part in group_blocks(&encoded) {
+                let block = encode_block(&encoded[part.clone()]);
+                blocks.insert(first + part.start as u64, block.as_slice())?;
                 added.push(BlockSize {
-                    first: first + start as u64,
-                    records: (end - start) as u64,
+                    first: first + part.start as u64,
+                    records: part.len() as u64,
                     bytes: block.len() as u64,
                 });
-                start = end;
             }
         }
         let total = state.bytes + added.iter().map(|b| b.bytes).sum::<u64>();

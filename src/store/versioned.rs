@@ -316,28 +316,7 @@ impl Versioned {
             action: action.to_string(),
             changes,
         };
-        {
-            let mut state = txn.open_table(STATE)?;
-            let mut index = txn.open_table(HISTORY_INDEX)?;
-            for c in &record.changes {
-                match &c.value {
-                    Some(v) => {
-                        let current = Current {
-                            value: v.clone(),
-                            revision,
-                        };
-                        state.insert(c.target.as_str(), encode("state", &current)?.as_slice())?;
-                    }
-                    None => {
-                        state.remove(c.target.as_str())?;
-                    }
-                }
-                index.insert((c.target.as_str(), revision), ())?;
-            }
-            txn.open_table(HISTORY)?
-                .insert(revision, encode("history", &record)?.as_slice())?;
-            txn.open_table(META)?.insert(REVISION_KEY, revision)?;
-        }
+        write_record(&txn, &record)?;
         self.trim(&txn, revision)?;
         txn.commit()?;
         let mut s = self.sync_state();
@@ -395,4 +374,31 @@ fn record_in(txn: &ReadTransaction, revision: u64) -> Result<Option<HistoryRecor
     let history = txn.open_table(HISTORY)?;
     let value = history.get(revision)?;
     value.map(|v| decode("history", v.value())).transpose()
+}
+
+/// One revision in `txn`: each change applied to the state and indexed by target, the record
+/// in the history, the revision as the newest.
+fn write_record(txn: &WriteTransaction, record: &HistoryRecord) -> Result<()> {
+    let revision = record.revision;
+    let mut state = txn.open_table(STATE)?;
+    let mut index = txn.open_table(HISTORY_INDEX)?;
+    for c in &record.changes {
+        match &c.value {
+            Some(v) => {
+                let current = Current {
+                    value: v.clone(),
+                    revision,
+                };
+                state.insert(c.target.as_str(), encode("state", &current)?.as_slice())?;
+            }
+            None => {
+                state.remove(c.target.as_str())?;
+            }
+        }
+        index.insert((c.target.as_str(), revision), ())?;
+    }
+    txn.open_table(HISTORY)?
+        .insert(revision, encode("history", record)?.as_slice())?;
+    txn.open_table(META)?.insert(REVISION_KEY, revision)?;
+    Ok(())
 }

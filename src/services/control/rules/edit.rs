@@ -187,6 +187,11 @@ impl Rules {
             comment,
         } = change;
         self.followed()?;
+        if rules.is_empty() && tags.is_empty() {
+            return Err(ControlError::InvalidArgument(
+                "name at least one rule or tag".into(),
+            ));
+        }
         self.retrying(|| self.toggle_once(rules, tags, enabled, expected, comment, author))
     }
 
@@ -199,11 +204,6 @@ impl Rules {
         comment: &str,
         author: &str,
     ) -> Result<(u64, Vec<Diagnostic>), ControlError> {
-        if rules.is_empty() && tags.is_empty() {
-            return Err(ControlError::InvalidArgument(
-                "name at least one rule or tag".into(),
-            ));
-        }
         let v = self.store.versioned();
         let guard = v.lock();
         check_global(&self.store, expected)?;
