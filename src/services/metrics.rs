@@ -110,40 +110,8 @@ fn logs(app: &App, g: &mut Gauges) {
         ),
     ];
     for (log, b, subscribers) in bounds {
-        let l = [("log", log)];
-        g.gauge(
-            "falco_api_log_head_seq",
-            "The newest durable seq of a log.",
-            &l,
-            b.newest as f64,
-        );
-        g.gauge(
-            "falco_api_log_oldest_seq",
-            "The oldest retained seq of a log (the head + 1 when empty).",
-            &l,
-            b.oldest as f64,
-        );
-        g.gauge(
-            "falco_api_log_records",
-            "Records a log retains.",
-            &l,
-            b.len() as f64,
-        );
-        g.gauge(
-            "falco_api_log_subscribers",
-            "Open subscriptions (sub, get, consumers) on a log.",
-            &l,
-            subscribers as f64,
-        );
         let consumers = app.store.consumers().list(log).unwrap_or_default();
-        for (name, acked) in consumers.iter().take(MAX_CONSUMER_SERIES) {
-            g.gauge(
-                "falco_api_consumer_lag_records",
-                "Records a named consumer has not acknowledged (head - acknowledged seq).",
-                &[("log", log), ("consumer", name)],
-                b.newest.saturating_sub(*acked) as f64,
-            );
-        }
+        log_gauges(g, log, b, subscribers, &consumers);
     }
     if let Ok(bytes) = app.store.size_on_disk() {
         g.gauge(
@@ -169,6 +137,72 @@ fn state(app: &App, g: &mut Gauges) {
         &[],
         capacity as f64,
     );
+    rules_gauges(app, g);
+    if let Ok(newest) = app.config.last_change(10_000) {
+        g.gauge(
+            "falco_api_config_revision",
+            "The newest revision that changed the configuration: a set, unset or rollback (0: none ever did).",
+            &[],
+            newest as f64,
+        );
+    }
+    g.gauge(
+        "falco_api_build_info",
+        "Always 1; the labels name the build.",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("engine_version", &crate::engine::engine_version_string()),
+        ],
+        1.0,
+    );
+}
+
+/// One log's bounds and subscribers, and the lag of its named consumers (at most
+/// [`MAX_CONSUMER_SERIES`]).
+fn log_gauges(
+    g: &mut Gauges,
+    log: &str,
+    b: crate::store::Bounds,
+    subscribers: usize,
+    consumers: &[(String, u64)],
+) {
+    let l = [("log", log)];
+    g.gauge(
+        "falco_api_log_head_seq",
+        "The newest durable seq of a log.",
+        &l,
+        b.newest as f64,
+    );
+    g.gauge(
+        "falco_api_log_oldest_seq",
+        "The oldest retained seq of a log (the head + 1 when empty).",
+        &l,
+        b.oldest as f64,
+    );
+    g.gauge(
+        "falco_api_log_records",
+        "Records a log retains.",
+        &l,
+        b.len() as f64,
+    );
+    g.gauge(
+        "falco_api_log_subscribers",
+        "Open subscriptions (sub, get, consumers) on a log.",
+        &l,
+        subscribers as f64,
+    );
+    for (name, acked) in consumers.iter().take(MAX_CONSUMER_SERIES) {
+        g.gauge(
+            "falco_api_consumer_lag_records",
+            "Records a named consumer has not acknowledged (head - acknowledged seq).",
+            &[("log", log), ("consumer", name)],
+            b.newest.saturating_sub(*acked) as f64,
+        );
+    }
+}
+
+/// The rules in force: revision, rules loaded and enabled, files stored.
+fn rules_gauges(app: &App, g: &mut Gauges) {
     let rules = app.pipeline.rules();
     g.gauge(
         "falco_api_rules_revision",
@@ -198,23 +232,6 @@ fn state(app: &App, g: &mut Gauges) {
             files.len() as f64,
         );
     }
-    if let Ok(newest) = app.config.last_change(10_000) {
-        g.gauge(
-            "falco_api_config_revision",
-            "The newest revision that changed the configuration: a set, unset or rollback (0: none ever did).",
-            &[],
-            newest as f64,
-        );
-    }
-    g.gauge(
-        "falco_api_build_info",
-        "Always 1; the labels name the build.",
-        &[
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("engine_version", &crate::engine::engine_version_string()),
-        ],
-        1.0,
-    );
 }
 
 /// How a field of Falco's metrics snapshot is exposed, after Falco's own Prometheus naming

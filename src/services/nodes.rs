@@ -61,6 +61,31 @@ impl Node {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// One more alert from this node: last seen, origins, the alert rate's window, drop alerts.
+    fn count(&mut self, ev: &OutputEvent) {
+        self.alerts += 1;
+        self.last_seen_ns = self.last_seen_ns.max(ev.time_ns);
+        if !self.origins.contains(&ev.origin.name()) {
+            self.origins.push(ev.origin.name());
+        }
+        if ev.time_ns >= self.window_start_ns + RATE_WINDOW_NS {
+            let elapsed = ev.time_ns - self.window_start_ns;
+            // A window with nothing after it means the rate has since fallen to nothing.
+            self.alert_rate = if elapsed < 2 * RATE_WINDOW_NS {
+                self.window_count as f64 / (elapsed as f64 / 1e9)
+            } else {
+                0.0
+            };
+            self.window_start_ns = ev.time_ns;
+            self.window_count = 0;
+        }
+        self.window_count += 1;
+        if ev.source == "internal" && ev.rule == SYSCALL_DROP_RULE {
+            self.drop_alerts += 1;
+            self.syscall_drops += field(ev, "n_drops").unwrap_or(0);
+        }
+    }
 }
 
 /// Whether a file or directory falco-api writes for Falco holds the newest revision.
@@ -175,27 +200,7 @@ impl Nodes {
             window_start_ns: ev.time_ns,
             ..Node::default()
         });
-        node.alerts += 1;
-        node.last_seen_ns = node.last_seen_ns.max(ev.time_ns);
-        if !node.origins.contains(&ev.origin.name()) {
-            node.origins.push(ev.origin.name());
-        }
-        if ev.time_ns >= node.window_start_ns + RATE_WINDOW_NS {
-            let elapsed = ev.time_ns - node.window_start_ns;
-            // A window with nothing after it means the rate has since fallen to nothing.
-            node.alert_rate = if elapsed < 2 * RATE_WINDOW_NS {
-                node.window_count as f64 / (elapsed as f64 / 1e9)
-            } else {
-                0.0
-            };
-            node.window_start_ns = ev.time_ns;
-            node.window_count = 0;
-        }
-        node.window_count += 1;
-        if ev.source == "internal" && ev.rule == SYSCALL_DROP_RULE {
-            node.drop_alerts += 1;
-            node.syscall_drops += field(ev, "n_drops").unwrap_or(0);
-        }
+        node.count(ev);
         if ev.rule == METRICS_RULE && ev.time_ns >= node.metrics_time_ns {
             let fields = snapshot_fields(&ev.output_fields);
             let (old, new) = (snapshot_bytes(&node.metrics), snapshot_bytes(&fields));
