@@ -81,6 +81,11 @@ pub struct AlertsOptions {
     pub quiet: bool,
 }
 
+/// Says that the line starting at byte `at` was stepped past for its size.
+fn report_skipped(at: u64, bytes: u64) {
+    eprintln!("line at byte {at} skipped: {bytes} bytes, over the {MAX_LINE}-byte limit");
+}
+
 /// A device and inode as one number, to tell a rotated file from the one that replaced it.
 fn file_id(meta: &std::fs::Metadata) -> u64 {
     meta.dev().rotate_left(32) ^ meta.ino()
@@ -372,21 +377,14 @@ impl Followed {
                     let so_far = self.skipping.unwrap_or(0) + n;
                     self.skipping = Some(so_far);
                     if complete {
-                        eprintln!(
-                            "line at byte {} skipped: {so_far} bytes, over the {MAX_LINE}-byte limit",
-                            end - so_far
-                        );
+                        report_skipped(end - so_far, so_far);
                         self.skipping = None;
                     }
                 }
                 (Line::Text(text), true) => {
                     end += n;
                     if let Some(before) = self.skipping.take() {
-                        eprintln!(
-                            "line at byte {} skipped: {} bytes, over the {MAX_LINE}-byte limit",
-                            end - n - before,
-                            before + n
-                        );
+                        report_skipped(end - n - before, before + n);
                         continue;
                     }
                     size += text.len();

@@ -248,7 +248,7 @@ impl ServeConfig {
     }
 
     pub fn merge(file: FileConfig, o: &Overrides) -> Result<ServeConfig, ConfigError> {
-        let mut values = file_values(&file);
+        let values = file_values(&file);
         let data_dir = o
             .data_dir
             .clone()
@@ -256,50 +256,26 @@ impl ServeConfig {
             .unwrap_or_else(default_data_dir);
         let listen = listeners(&file, o, &data_dir)?;
         let tls = file.tls.as_ref().map(read_tls).transpose()?;
-        if let (Some(Listen::Tcp(addr)), None) =
-            (listen.iter().find(|l| matches!(l, Listen::Tcp(_))), &tls)
-        {
-            return Err(invalid(format!(
-                "TCP listener {addr} needs mutual TLS: set tls.cert, tls.key and tls.client_ca in the boot \
-                 config (`falco-api certs generate --out DIR` makes a set); plaintext TCP is not offered"
-            )));
-        }
+        check_tcp_has_tls(&listen, tls.is_some())?;
         let limits = sections::limits(&file)?;
-        let socket = file.socket.unwrap_or_default();
-        let socket_mode = sections::socket_mode(&socket)?;
-        let socket_gid = socket.group.as_deref().map(group_id).transpose()?;
+        let (socket_mode, socket_gid) = socket(file.socket.unwrap_or_default())?;
         let policy = sections::policy(file.auth.unwrap_or_default())?;
-        if let Some(c) = o.outputs_capacity {
-            values.insert("outputs.capacity".into(), c.to_string());
-        }
-        if let Some(l) = &o.log_level {
-            values.insert("log_level".into(), l.clone());
-        }
-        let boot_values = keys::validate_all(&values).map_err(invalid)?;
-        let grace = file.shutdown_grace_secs.unwrap_or(10);
-        if grace > 3600 {
-            return Err(invalid(format!(
-                "shutdown_grace_secs {grace} is out of range (0 to 3600)"
-            )));
-        }
-        let ingest = file.ingest.unwrap_or_default();
-        let workers = ingest
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        if workers == 0 || workers > 256 {
-            return Err(invalid(format!(
-                "ingest.workers {workers} is out of range (1 to 256)"
-            )));
-        }
+        let boot_values = boot_values(values, o)?;
+        let grace = in_range(
+            "shutdown_grace_secs",
+            file.shutdown_grace_secs.unwrap_or(10),
+            0,
+            3600,
+        )?;
+        let workers = file.ingest.unwrap_or_default().workers;
+        let workers =
+            workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = in_range("ingest.workers", workers as u64, 1, 256)? as usize;
         let metrics = file.metrics.unwrap_or_default();
         let max_series = metrics
             .max_series
             .unwrap_or(crate::services::telemetry::DEFAULT_MAX_SERIES);
-        if max_series == 0 || max_series > 1_000_000 {
-            return Err(invalid(format!(
-                "metrics.max_series {max_series} is out of range (1 to 1000000)"
-            )));
-        }
+        let max_series = in_range("metrics.max_series", max_series as u64, 1, 1_000_000)? as usize;
         let http = sections::http(
             file.webhook.unwrap_or_default(),
             file.falco.as_ref(),
@@ -310,22 +286,7 @@ impl ServeConfig {
         )?;
         let fleet = FleetConfig::from_section(file.fleet.unwrap_or_default())?;
         let falco = file.falco.unwrap_or_default();
-        let falco = FalcoSync {
-            rules_dir: falco.rules_dir,
-            config_file: falco.config_file,
-        };
-        let allowed_hosts = file.allowed_hosts.clone().unwrap_or_default();
-        if let Some(bad) = allowed_hosts.iter().find(|h| {
-            h.is_empty()
-                || h.len() > 253
-                || !h
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        }) {
-            return Err(invalid(format!(
-                "allowed_hosts: '{bad}' is not a host name (letters, digits, '.', '-')"
-            )));
-        }
+        let allowed_hosts = allowed_hosts(file.allowed_hosts.clone().unwrap_or_default())?;
         let rules_files = if o.rules_files.is_empty() {
             file.rules_files.unwrap_or_default()
         } else {
@@ -345,7 +306,10 @@ impl ServeConfig {
             boot_values,
             workers,
             http,
-            falco,
+            falco: FalcoSync {
+                rules_dir: falco.rules_dir,
+                config_file: falco.config_file,
+            },
             max_series,
             fleet,
             history_retention: file.history_retention.unwrap_or(0),
@@ -354,6 +318,65 @@ impl ServeConfig {
                 .unwrap_or(crate::store::StoreOptions::default().min_free_bytes),
             allowed_hosts,
         })
+    }
+}
+
+/// The runtime keys' boot values: the file's, then the command line's, validated.
+fn boot_values(
+    mut values: BTreeMap<String, String>,
+    o: &Overrides,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    if let Some(c) = o.outputs_capacity {
+        values.insert("outputs.capacity".into(), c.to_string());
+    }
+    if let Some(l) = &o.log_level {
+        values.insert("log_level".into(), l.clone());
+    }
+    keys::validate_all(&values).map_err(invalid)
+}
+
+/// The socket's mode and group.
+fn socket(socket: SocketSection) -> Result<(u32, Option<u32>), ConfigError> {
+    let mode = sections::socket_mode(&socket)?;
+    let gid = socket.group.as_deref().map(group_id).transpose()?;
+    Ok((mode, gid))
+}
+
+/// `value` of `key` within `lo..=hi`.
+fn in_range(key: &str, value: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    if (lo..=hi).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(format!(
+            "{key} {value} is out of range ({lo} to {hi})"
+        )))
+    }
+}
+
+/// A TCP listener is offered only with mutual TLS.
+fn check_tcp_has_tls(listen: &[Listen], have_tls: bool) -> Result<(), ConfigError> {
+    match listen.iter().find(|l| matches!(l, Listen::Tcp(_))) {
+        Some(Listen::Tcp(addr)) if !have_tls => Err(invalid(format!(
+            "TCP listener {addr} needs mutual TLS: set tls.cert, tls.key and tls.client_ca in the boot \
+             config (`falco-api certs generate --out DIR` makes a set); plaintext TCP is not offered"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `allowed_hosts`: host names only (letters, digits, `.`, `-`; at most 253 bytes).
+fn allowed_hosts(hosts: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let host_name = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    match hosts.iter().find(|h| !host_name(h)) {
+        Some(bad) => Err(invalid(format!(
+            "allowed_hosts: '{bad}' is not a host name (letters, digits, '.', '-')"
+        ))),
+        None => Ok(hosts),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     invalid, AuthSection, ConfigError, ConsoleSection, FalcoSection, FileConfig, HttpEndpoint,
-    HttpKind, MetricsSection, Overrides, SocketSection, WebhookSection,
+    HttpKind, LimitsSection, MetricsSection, Overrides, SocketSection, WebhookSection,
 };
 use crate::net::identity::{Policy, Role};
 use crate::net::Limits;
@@ -20,37 +20,23 @@ pub fn limits(file: &FileConfig) -> Result<Limits, ConfigError> {
         .as_ref()
         .and_then(|t| t.handshake_timeout_secs)
         .unwrap_or(10);
-    let l = file.limits.as_ref();
+    let none = LimitsSection::default();
+    let l = file.limits.as_ref().unwrap_or(&none);
     let d = Limits::default();
+    let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
     let limits = Limits {
-        max_message_bytes: l
-            .and_then(|l| l.max_message_bytes)
-            .unwrap_or(d.max_message_bytes),
-        max_concurrent_streams: l
-            .and_then(|l| l.max_concurrent_streams)
-            .unwrap_or(d.max_concurrent_streams),
-        keepalive_interval: l
-            .and_then(|l| l.keepalive_interval_secs)
-            .map_or(d.keepalive_interval, Duration::from_secs),
-        keepalive_timeout: l
-            .and_then(|l| l.keepalive_timeout_secs)
-            .map_or(d.keepalive_timeout, Duration::from_secs),
+        max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
+        max_concurrent_streams: l.max_concurrent_streams.unwrap_or(d.max_concurrent_streams),
+        keepalive_interval: secs(l.keepalive_interval_secs, d.keepalive_interval),
+        keepalive_timeout: secs(l.keepalive_timeout_secs, d.keepalive_timeout),
         handshake_timeout: Duration::from_secs(handshake),
-        max_connections: l
-            .and_then(|l| l.max_connections)
-            .unwrap_or(d.max_connections),
+        max_connections: l.max_connections.unwrap_or(d.max_connections),
         max_connections_per_peer: l
-            .and_then(|l| l.max_connections_per_peer)
+            .max_connections_per_peer
             .unwrap_or(d.max_connections_per_peer),
-        first_byte_timeout: l
-            .and_then(|l| l.first_byte_timeout_secs)
-            .map_or(d.first_byte_timeout, Duration::from_secs),
-        idle_timeout: l
-            .and_then(|l| l.idle_timeout_secs)
-            .map_or(d.idle_timeout, Duration::from_secs),
-        header_read_timeout: l
-            .and_then(|l| l.header_read_timeout_secs)
-            .map_or(d.header_read_timeout, Duration::from_secs),
+        first_byte_timeout: secs(l.first_byte_timeout_secs, d.first_byte_timeout),
+        idle_timeout: secs(l.idle_timeout_secs, d.idle_timeout),
+        header_read_timeout: secs(l.header_read_timeout_secs, d.header_read_timeout),
     };
     if limits.max_message_bytes < 1024
         || limits.max_concurrent_streams == 0
@@ -171,67 +157,64 @@ pub fn http(
     let listen = o.webhook.as_deref().or(hook.listen.as_deref());
     let remote = hook.allow_remote_plaintext.unwrap_or(false);
     if let Some(addr) = http_listener("webhook", listen, tls, remote, have_tls)? {
-        out.push(HttpEndpoint {
-            kind: HttpKind::Webhook,
-            addr,
-            tls,
-            max_body: hook.max_body_bytes.unwrap_or(12 << 20),
-            stall_timeout: DEFAULT_STALL,
-            client_bytes_per_sec: 0,
-        });
+        let max_body = hook.max_body_bytes.unwrap_or(12 << 20);
+        out.push(HttpEndpoint::new(HttpKind::Webhook, addr, tls, max_body));
     }
     let empty = FalcoSection::default();
     let falco = falco.unwrap_or(&empty);
     let falco_listen = o.falco_http.as_deref().or(falco.listen.as_deref());
     let options = (falco.tls, falco.mtls, falco.allow_remote_plaintext);
     if let Some((addr, tls, mtls)) = guarded("falco", falco_listen, options, have_tls)? {
+        let max_body = falco.max_body_bytes.unwrap_or(1 << 20);
         out.push(HttpEndpoint {
-            kind: HttpKind::Falco { mtls },
-            addr,
-            tls,
-            max_body: falco.max_body_bytes.unwrap_or(1 << 20),
-            stall_timeout: DEFAULT_STALL,
             client_bytes_per_sec: falco.client_bytes_per_sec.unwrap_or(16 << 20),
+            ..HttpEndpoint::new(HttpKind::Falco { mtls }, addr, tls, max_body)
         });
     }
     let metrics_listen = o.metrics.as_deref().or(metrics.listen.as_deref());
     let options = (metrics.tls, metrics.mtls, metrics.allow_remote_plaintext);
     if let Some((addr, tls, mtls)) = guarded("metrics", metrics_listen, options, have_tls)? {
-        out.push(HttpEndpoint {
-            kind: HttpKind::Metrics { mtls },
-            addr,
-            tls,
-            max_body: 0,
-            stall_timeout: DEFAULT_STALL,
-            client_bytes_per_sec: 0,
-        });
+        out.push(HttpEndpoint::new(HttpKind::Metrics { mtls }, addr, tls, 0));
     }
+    out.extend(console_endpoint(console, o, have_tls)?);
+    check_shared_listeners(&out)?;
+    Ok(out)
+}
+
+/// The console's endpoint, if it listens; plain HTTP beyond loopback is warned about.
+fn console_endpoint(
+    console: &ConsoleSection,
+    o: &Overrides,
+    have_tls: bool,
+) -> Result<Option<HttpEndpoint>, ConfigError> {
     let console_listen = o.console.as_deref().or(console.listen.as_deref());
     let options = (console.tls, None, console.allow_remote_plaintext);
-    if let Some((addr, tls, _)) = guarded("console", console_listen, options, have_tls)? {
-        if !tls && !addr.ip().is_loopback() {
-            tracing::warn!(
-                %addr,
-                "the console serves plain HTTP beyond this machine (console.allow_remote_plaintext): tokens and session cookies cross the network in clear"
-            );
-        }
-        out.push(HttpEndpoint {
-            kind: HttpKind::Console,
-            addr,
-            tls,
-            max_body: 4 << 20,
-            stall_timeout: match console.stall_timeout_secs {
-                None => DEFAULT_STALL,
-                Some(s @ 1..=3600) => Duration::from_secs(s),
-                Some(s) => {
-                    return Err(invalid(format!(
-                        "console.stall_timeout_secs {s} is out of range (1 to 3600)"
-                    )))
-                }
-            },
-            client_bytes_per_sec: 0,
-        });
+    let Some((addr, tls, _)) = guarded("console", console_listen, options, have_tls)? else {
+        return Ok(None);
+    };
+    if !tls && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the console serves plain HTTP beyond this machine (console.allow_remote_plaintext): tokens and session cookies cross the network in clear"
+        );
     }
+    let stall_timeout = match console.stall_timeout_secs {
+        None => DEFAULT_STALL,
+        Some(s @ 1..=3600) => Duration::from_secs(s),
+        Some(s) => {
+            return Err(invalid(format!(
+                "console.stall_timeout_secs {s} is out of range (1 to 3600)"
+            )))
+        }
+    };
+    Ok(Some(HttpEndpoint {
+        stall_timeout,
+        ..HttpEndpoint::new(HttpKind::Console, addr, tls, 4 << 20)
+    }))
+}
+
+/// Endpoints on one address share its listener, so they must agree on TLS.
+fn check_shared_listeners(out: &[HttpEndpoint]) -> Result<(), ConfigError> {
     for (i, a) in out.iter().enumerate() {
         for b in &out[i + 1..] {
             if a.addr == b.addr && a.addr.port() != 0 && a.tls != b.tls {
@@ -244,5 +227,5 @@ pub fn http(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
