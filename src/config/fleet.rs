@@ -51,22 +51,14 @@ impl FleetConfig {
             collect: f.collect.unwrap_or(false),
             url,
             creds_file: nats.creds_file,
-            user_password: match (nats.user, nats.password) {
-                (Some(u), Some(p)) => Some((u, p)),
-                (None, None) => None,
-                _ => return Err(invalid("fleet.nats.user and password go together".into())),
-            },
+            user_password: both(nats.user, nats.password, "fleet.nats.user and password")?,
             token: nats.token,
             tls_ca: nats.tls_ca,
-            tls_client: match (nats.tls_cert, nats.tls_key) {
-                (Some(c), Some(k)) => Some((c, k)),
-                (None, None) => None,
-                _ => {
-                    return Err(invalid(
-                        "fleet.nats.tls_cert and tls_key go together".into(),
-                    ))
-                }
-            },
+            tls_client: both(
+                nats.tls_cert,
+                nats.tls_key,
+                "fleet.nats.tls_cert and tls_key",
+            )?,
             window: f.window.unwrap_or(512),
             collect_filter: f.collect_filter,
             consumer: f.consumer.unwrap_or_else(|| "falco-api-collector".into()),
@@ -75,16 +67,7 @@ impl FleetConfig {
             max_age_secs: stream.max_age_secs.unwrap_or(0),
             max_bytes: stream.max_bytes.unwrap_or(0),
             duplicate_window_secs: stream.duplicate_window_secs.unwrap_or(120),
-            rules: match f.rules.as_deref() {
-                None => FleetRules::Own,
-                Some("publish") => FleetRules::Publish,
-                Some("follow") => FleetRules::Follow,
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "fleet.rules '{other}' is not publish or follow"
-                    )))
-                }
-            },
+            rules: rules_mode(f.rules.as_deref())?,
             rules_bucket: f.rules_bucket.unwrap_or_else(|| "falco-rules".into()),
             protobuf: match f.format.as_deref() {
                 None | Some("json") => false,
@@ -96,6 +79,13 @@ impl FleetConfig {
                 }
             },
         };
+        c.check()?;
+        Ok(c)
+    }
+
+    /// What each setting needs of the others, and the names NATS accepts.
+    fn check(&self) -> Result<(), ConfigError> {
+        let c = self;
         if (c.forward || c.collect || c.rules != FleetRules::Own) && c.url.is_empty() {
             return Err(invalid(
                 "fleet.forward, fleet.collect and fleet.rules need fleet.nats.url".into(),
@@ -136,6 +126,26 @@ impl FleetConfig {
                 c.replicas
             )));
         }
-        Ok(c)
+        Ok(())
+    }
+}
+
+/// Two settings given together or not at all.
+fn both<A, B>(a: Option<A>, b: Option<B>, what: &str) -> Result<Option<(A, B)>, ConfigError> {
+    match (a, b) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (None, None) => Ok(None),
+        _ => Err(invalid(format!("{what} go together"))),
+    }
+}
+
+fn rules_mode(mode: Option<&str>) -> Result<FleetRules, ConfigError> {
+    match mode {
+        None => Ok(FleetRules::Own),
+        Some("publish") => Ok(FleetRules::Publish),
+        Some("follow") => Ok(FleetRules::Follow),
+        Some(other) => Err(invalid(format!(
+            "fleet.rules '{other}' is not publish or follow"
+        ))),
     }
 }
