@@ -87,12 +87,12 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
         }
         ConfigCommand::Unset {
             keys,
-            expect,
+            expect: expected_revision,
             comment,
         } => {
             let req = cpb::UnsetRequest {
                 keys,
-                expected_revision: expect,
+                expected_revision,
                 comment,
             };
             c.unset(req).await?.into_inner()
@@ -109,28 +109,37 @@ pub async fn config(connect: ConnectArgs, command: ConfigCommand) -> anyhow::Res
             revision,
             expect,
             comment,
-        } => {
-            let req = cpb::RollbackRequest {
-                revision,
-                expected_revision: expect,
-                comment,
-            };
-            let r = c.rollback(req).await?.into_inner();
-            for w in &r.warnings {
-                eprintln!("warning: {w}");
-            }
-            println!(
-                "rolled back to revision {revision}: now revision {}",
-                r.revision
-            );
-            return Ok(0);
-        }
+        } => return rollback(&mut c, revision, expect, comment).await,
     };
-    for w in &changed.warnings {
-        eprintln!("warning: {w}");
-    }
+    warn_all(&changed.warnings);
     println!("revision {}", changed.revision);
     Ok(0)
+}
+
+async fn rollback(
+    c: &mut Configs,
+    revision: u64,
+    expected_revision: Option<u64>,
+    comment: String,
+) -> anyhow::Result<i32> {
+    let req = cpb::RollbackRequest {
+        revision,
+        expected_revision,
+        comment,
+    };
+    let r = c.rollback(req).await?.into_inner();
+    warn_all(&r.warnings);
+    println!(
+        "rolled back to revision {revision}: now revision {}",
+        r.revision
+    );
+    Ok(0)
+}
+
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// `key=value` arguments as a map.

@@ -144,16 +144,7 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
             name,
             expect,
             comment,
-        } => {
-            let req = rpb::DeleteRequest {
-                name: name.clone(),
-                expected_revision: expect,
-                comment,
-            };
-            let r = c.delete(req).await?.into_inner();
-            print_warnings(&r.warnings);
-            println!("{name} deleted: revision {}", r.revision);
-        }
+        } => delete(&mut c, name, expect, comment).await?,
         RulesCommand::History {
             target,
             limit,
@@ -161,12 +152,8 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
             no_diff,
             diff_lines,
         } => {
-            let req = rpb::HistoryRequest {
-                target: target.unwrap_or_default(),
-                before,
-                limit,
-            };
-            history(&mut c, req, (!no_diff).then_some(diff_lines)).await?
+            let diffs = (!no_diff).then_some(diff_lines);
+            history(&mut c, target.unwrap_or_default(), before, limit, diffs).await?
         }
         RulesCommand::Rollback {
             revision,
@@ -174,18 +161,8 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
             expect,
             comment,
         } => {
-            let req = rpb::RollbackRequest {
-                revision,
-                name: name.unwrap_or_default(),
-                expected_revision: expect,
-                comment,
-            };
-            let r = c.rollback(req).await?.into_inner();
-            print_warnings(&r.warnings);
-            println!(
-                "rolled back to revision {revision}: now revision {}",
-                r.revision
-            );
+            let name = name.unwrap_or_default();
+            rollback(&mut c, revision, name, expect, comment).await?
         }
         RulesCommand::Validate { files } => return validate(&mut c, &files).await,
         RulesCommand::Effective => effective(&mut c).await?,
@@ -198,6 +175,45 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
         RulesCommand::Disable(a) => return toggle(&mut c, a, false).await,
     }
     Ok(0)
+}
+
+async fn delete(
+    c: &mut Rules,
+    name: String,
+    expect: Option<u64>,
+    comment: String,
+) -> anyhow::Result<()> {
+    let req = rpb::DeleteRequest {
+        name: name.clone(),
+        expected_revision: expect,
+        comment,
+    };
+    let r = c.delete(req).await?.into_inner();
+    print_warnings(&r.warnings);
+    println!("{name} deleted: revision {}", r.revision);
+    Ok(())
+}
+
+async fn rollback(
+    c: &mut Rules,
+    revision: u64,
+    name: String,
+    expected_revision: Option<u64>,
+    comment: String,
+) -> anyhow::Result<()> {
+    let req = rpb::RollbackRequest {
+        revision,
+        name,
+        expected_revision,
+        comment,
+    };
+    let r = c.rollback(req).await?.into_inner();
+    print_warnings(&r.warnings);
+    println!(
+        "rolled back to revision {revision}: now revision {}",
+        r.revision
+    );
+    Ok(())
 }
 
 async fn list_files(c: &mut Rules, revision: u64) -> anyhow::Result<()> {
@@ -252,9 +268,16 @@ async fn put_file(
 /// Prints history entries; with `diffs`, each file change's diff, at most that many lines.
 async fn history(
     c: &mut Rules,
-    req: rpb::HistoryRequest,
+    target: String,
+    before: u64,
+    limit: u32,
     diffs: Option<usize>,
 ) -> anyhow::Result<()> {
+    let req = rpb::HistoryRequest {
+        target,
+        before,
+        limit,
+    };
     let h = c.history(req).await?.into_inner();
     for e in h.entries {
         print_header(e.revision, &e.time, &e.action, &e.author, &e.comment);

@@ -137,25 +137,7 @@ pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
         stages: Vec::new(),
         sources: args.sources.clone(),
     };
-    let print = |d: &Drop| {
-        if args.json {
-            let time = d
-                .time
-                .as_ref()
-                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32));
-            let value = serde_json::json!({
-                "seq": d.seq, "id": d.id, "time": time.map(|t| t.to_rfc3339()), "stage": d.stage,
-                "source": d.source, "client": d.client, "n_drops": d.n_drops, "n_evts": d.n_evts,
-                "message": d.message, "lost": d.lost,
-            });
-            println!("{value}");
-        } else {
-            println!(
-                "{} {} {}/{} dropped ({}, client {}): {}",
-                d.seq, d.stage, d.n_drops, d.n_evts, d.source, d.client, d.message
-            );
-        }
-    };
+    let print = |d: &Drop| print_drop(d, args.json);
     if args.once {
         let mut stream = client.get(request).await?.into_inner();
         let mut printed = 0u64;
@@ -184,6 +166,26 @@ pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(shut_down())
+}
+
+fn print_drop(d: &crate::proto::drops::Response, json: bool) {
+    if json {
+        let time = d
+            .time
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32));
+        let value = serde_json::json!({
+            "seq": d.seq, "id": d.id, "time": time.map(|t| t.to_rfc3339()), "stage": d.stage,
+            "source": d.source, "client": d.client, "n_drops": d.n_drops, "n_evts": d.n_evts,
+            "message": d.message, "lost": d.lost,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "{} {} {}/{} dropped ({}, client {}): {}",
+            d.seq, d.stage, d.n_drops, d.n_evts, d.source, d.client, d.message
+        );
+    }
 }
 
 fn print_response(r: &Response, json: bool) {

@@ -79,42 +79,13 @@ pub async fn run(connect: ConnectArgs, command: TokenCommand) -> anyhow::Result<
                 "token for token:{} (role {}{}); it is shown only now:",
                 info.name,
                 info.role,
-                if info.expires_ns == 0 {
-                    String::new()
-                } else {
-                    format!(", expires {}", when(info.expires_ns))
-                }
+                expires(info.expires_ns)
             );
             println!("{}", r.token);
         }
         TokenCommand::List { json } => {
             let tokens = client.list(pb::ListRequest {}).await?.into_inner().tokens;
-            for t in tokens {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "name": t.name, "role": t.role, "created": when(t.created_ns),
-                            "expires": (t.expires_ns != 0).then(|| when(t.expires_ns)),
-                            "revoked": t.revoked, "author": t.author,
-                        })
-                    );
-                } else {
-                    println!(
-                        "{:<24} {:<7} created {} by {}{}{}",
-                        t.name,
-                        t.role,
-                        when(t.created_ns),
-                        t.author,
-                        if t.expires_ns == 0 {
-                            String::new()
-                        } else {
-                            format!(", expires {}", when(t.expires_ns))
-                        },
-                        if t.revoked { ", REVOKED" } else { "" }
-                    );
-                }
-            }
+            tokens.iter().for_each(|t| print_token(t, json));
         }
         TokenCommand::Revoke { name } => {
             client
@@ -128,6 +99,38 @@ pub async fn run(connect: ConnectArgs, command: TokenCommand) -> anyhow::Result<
         }
     }
     Ok(0)
+}
+
+/// `, expires <when>`, or nothing for a token that does not expire.
+fn expires(ns: i64) -> String {
+    if ns == 0 {
+        String::new()
+    } else {
+        format!(", expires {}", when(ns))
+    }
+}
+
+fn print_token(t: &pb::TokenInfo, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": t.name, "role": t.role, "created": when(t.created_ns),
+                "expires": (t.expires_ns != 0).then(|| when(t.expires_ns)),
+                "revoked": t.revoked, "author": t.author,
+            })
+        );
+    } else {
+        println!(
+            "{:<24} {:<7} created {} by {}{}{}",
+            t.name,
+            t.role,
+            when(t.created_ns),
+            t.author,
+            expires(t.expires_ns),
+            if t.revoked { ", REVOKED" } else { "" }
+        );
+    }
 }
 
 #[cfg(test)]
