@@ -40,22 +40,7 @@ pub fn prepare(
     let boot_rules = load_rules(&config.rules_files)?;
     let runtime = config.boot_runtime();
     let telemetry = crate::services::telemetry::Telemetry::new(config.max_series, true);
-    let opts = StoreOptions {
-        outputs_capacity: runtime.outputs_capacity,
-        drops_capacity: runtime.drops_capacity,
-        outputs_max_bytes: runtime.outputs_max_bytes,
-        drops_max_bytes: runtime.drops_max_bytes,
-        history_retention: config.history_retention,
-        min_free_bytes: config.min_free_bytes,
-        // The socket's group must be able to reach the socket inside the data directory.
-        dir_mode: if config.socket_gid.is_some() {
-            0o750
-        } else {
-            0o700
-        },
-        dir_gid: config.socket_gid,
-        ..Default::default()
-    };
+    let opts = store_options(config, &runtime);
     let app = App::open_with(&config.data_dir, &opts, runtime.pipeline.clone(), telemetry)
         .with_context(|| {
             format!(
@@ -83,6 +68,29 @@ pub fn prepare(
         imported,
         open_files,
     })
+}
+
+/// The store's limits from the boot values, and its directory's mode.
+fn store_options(
+    config: &ServeConfig,
+    runtime: &crate::services::control::Runtime,
+) -> StoreOptions {
+    StoreOptions {
+        outputs_capacity: runtime.outputs_capacity,
+        drops_capacity: runtime.drops_capacity,
+        outputs_max_bytes: runtime.outputs_max_bytes,
+        drops_max_bytes: runtime.drops_max_bytes,
+        history_retention: config.history_retention,
+        min_free_bytes: config.min_free_bytes,
+        // The socket's group must be able to reach the socket inside the data directory.
+        dir_mode: if config.socket_gid.is_some() {
+            0o750
+        } else {
+            0o700
+        },
+        dir_gid: config.socket_gid,
+        ..Default::default()
+    }
 }
 
 /// Binds every listener and serves until a signal; returns once everything is flushed.

@@ -66,37 +66,43 @@ fn from_json(text: &str) -> Result<OutputEvent, String> {
     };
     let source = string("source")?.unwrap_or("syscall");
     let hostname = string("hostname")?.unwrap_or("");
-    let tags: Vec<String> = match obj.get("tags") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
+    let tags = tags(obj.get("tags"))?;
+    let fields = output_fields(obj.get("output_fields"))?;
+    Ok(OutputEvent::new(time_ns, priority, rule, output, source)
+        .with_tags(tags)
+        .with_fields(fields)
+        .with_hostname(hostname))
+}
+
+fn tags(v: Option<&serde_json::Value>) -> Result<Vec<String>, String> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
         Some(serde_json::Value::Array(items)) => items
             .iter()
             .map(|t| {
                 t.as_str()
                     .map(str::to_string)
-                    .ok_or("not a Falco alert: 'tags' must be strings")
+                    .ok_or_else(|| "not a Falco alert: 'tags' must be strings".to_string())
             })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err("not a Falco alert: 'tags' must be an array".into()),
-    };
-    let fields: Vec<(String, String)> = match obj.get("output_fields") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Object(map)) => {
-            if map.len() > MAX_FIELDS {
-                return Err(format!(
-                    "not a Falco alert: {} output fields (at most {MAX_FIELDS})",
-                    map.len()
-                ));
-            }
-            map.iter()
-                .map(|(k, v)| (k.clone(), field_text(v)))
-                .collect()
-        }
-        Some(_) => return Err("not a Falco alert: 'output_fields' must be an object".into()),
-    };
-    Ok(OutputEvent::new(time_ns, priority, rule, output, source)
-        .with_tags(tags)
-        .with_fields(fields)
-        .with_hostname(hostname))
+            .collect(),
+        Some(_) => Err("not a Falco alert: 'tags' must be an array".into()),
+    }
+}
+
+/// `output_fields`: at most [`MAX_FIELDS`], each value as text.
+fn output_fields(v: Option<&serde_json::Value>) -> Result<Vec<(String, String)>, String> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Object(map)) if map.len() > MAX_FIELDS => Err(format!(
+            "not a Falco alert: {} output fields (at most {MAX_FIELDS})",
+            map.len()
+        )),
+        Some(serde_json::Value::Object(map)) => Ok(map
+            .iter()
+            .map(|(k, v)| (k.clone(), field_text(v)))
+            .collect()),
+        Some(_) => Err("not a Falco alert: 'output_fields' must be an object".into()),
+    }
 }
 
 /// A field's value as gRPC carried it: strings as they are, null as Falco's `<NA>`, numbers and

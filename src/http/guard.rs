@@ -108,31 +108,8 @@ pub async fn same_origin(
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     if changes {
-        let cross_site = request
-            .headers()
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-        let origin = request
-            .headers()
-            .get(header::ORIGIN)
-            .map(|o| o.to_str().unwrap_or("?").to_string());
-        let foreign = origin.as_deref().is_some_and(|o| {
-            let scheme_port = if hosts.tls { "443" } else { "80" };
-            let host = if host.contains(':') && !host.ends_with(']') {
-                host.clone()
-            } else {
-                format!("{host}:{scheme_port}")
-            };
-            origin_authority(o).is_none_or(|a| !a.eq_ignore_ascii_case(&host))
-        });
-        if cross_site || foreign {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "a request from another site ({}) cannot change anything here",
-                    origin.as_deref().unwrap_or("Sec-Fetch-Site: cross-site")
-                ),
-            );
+        if let Some(refused) = cross_site_refusal(&request, &host, hosts.tls) {
+            return refused;
         }
     }
     let mut response = next.run(request).await;
@@ -142,6 +119,37 @@ pub async fn same_origin(
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// The refusal of a change from another site: a browser's `Sec-Fetch-Site: cross-site`, or an
+/// `Origin` whose authority is not the `Host` asked for (with the scheme's port when it has none).
+fn cross_site_refusal(request: &Request, host: &str, tls: bool) -> Option<Response> {
+    let cross_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("?").to_string());
+    let foreign = origin.as_deref().is_some_and(|o| {
+        let scheme_port = if tls { "443" } else { "80" };
+        let host = if host.contains(':') && !host.ends_with(']') {
+            host.to_string()
+        } else {
+            format!("{host}:{scheme_port}")
+        };
+        origin_authority(o).is_none_or(|a| !a.eq_ignore_ascii_case(&host))
+    });
+    (cross_site || foreign).then(|| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a request from another site ({}) cannot change anything here",
+                origin.as_deref().unwrap_or("Sec-Fetch-Site: cross-site")
+            ),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -296,12 +296,8 @@ async fn connection(
                 tokio::time::timeout(opts.limits.handshake_timeout, acceptor.accept(stream));
             match handshake.await {
                 Ok(Ok(tls)) => {
-                    let identity = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|leaf| opts.policy.identify_certificate(leaf.as_ref()));
+                    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    let identity = leaf.and_then(|l| opts.policy.identify_certificate(l.as_ref()));
                     drive(&http, TokioIo::new(tls), with(identity), shutdown).await
                 }
                 Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
