@@ -226,26 +226,7 @@ fn serve_http(
         let tls_wanted = endpoints.iter().any(|e| e.tls);
         let scheme = if tls_wanted { "https" } else { "http" };
         for e in &endpoints {
-            match e.kind {
-                HttpKind::Webhook => println!("k8s audit webhook: {scheme}://{addr}/k8s-audit"),
-                HttpKind::Console => println!("web console: {scheme}://{addr}/console/"),
-                HttpKind::Metrics { mtls } => println!(
-                    "prometheus metrics: {scheme}://{addr}/metrics{}",
-                    if mtls {
-                        ", client certificates with the reader role"
-                    } else {
-                        ""
-                    }
-                ),
-                HttpKind::Falco { mtls } => println!(
-                    "falco http_output receiver: {scheme}://{addr}/ (and /falco){}",
-                    if mtls {
-                        ", client certificates with the ingest role"
-                    } else {
-                        ""
-                    }
-                ),
-            }
+            println!("{}", endpoint_line(e.kind, scheme, addr));
         }
         // Where every endpoint on the listener needs a certificate, the handshake asks for one.
         let require_cert = endpoints.iter().all(|e| {
@@ -273,6 +254,29 @@ fn serve_http(
         tasks.spawn(crate::http::serve(app.clone(), listener, router, opts));
     }
     Ok(())
+}
+
+/// The line `serve` prints for an HTTP endpoint: what it is and its URL.
+fn endpoint_line(kind: HttpKind, scheme: &str, addr: std::net::SocketAddr) -> String {
+    let certs = |mtls: bool, role: &str| {
+        if mtls {
+            format!(", client certificates with the {role} role")
+        } else {
+            String::new()
+        }
+    };
+    match kind {
+        HttpKind::Webhook => format!("k8s audit webhook: {scheme}://{addr}/k8s-audit"),
+        HttpKind::Console => format!("web console: {scheme}://{addr}/console/"),
+        HttpKind::Metrics { mtls } => format!(
+            "prometheus metrics: {scheme}://{addr}/metrics{}",
+            certs(mtls, "reader")
+        ),
+        HttpKind::Falco { mtls } => format!(
+            "falco http_output receiver: {scheme}://{addr}/ (and /falco){}",
+            certs(mtls, "ingest")
+        ),
+    }
 }
 
 /// An HTTP listener and the endpoints it serves.

@@ -99,32 +99,8 @@ pub async fn publish(app: App, js: jetstream::Context, cfg: FleetConfig) {
         }
         Vec::new()
     }));
-    // Followers' reports.
-    let reports = {
-        let store = store.clone();
-        let app = app.clone();
-        let shutdown = app.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(mut watch) = store.watch_with_history(format!("{STATUS}>")).await {
-                    loop {
-                        let entry = tokio::select! {
-                            e = watch.next() => e,
-                            _ = shutdown.cancelled() => return,
-                        };
-                        let Some(Ok(entry)) = entry else { break };
-                        if let Ok(s) = serde_json::from_slice::<NodeStatus>(&entry.value) {
-                            app.nodes.fleet.report(s);
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        })
-    };
+    // Followers' reports, until the publisher stops.
+    let reports = tokio::spawn(watch_reports(store.clone(), app.clone()));
     let publisher = app.current_hostname();
     let mut first = true;
     loop {
@@ -145,6 +121,30 @@ pub async fn publish(app: App, js: jetstream::Context, cfg: FleetConfig) {
         }
     }
     reports.abort();
+}
+
+/// Reads the followers' status reports into `Nodes`, watching the bucket again a second after
+/// a watch ends, until shutdown.
+async fn watch_reports(store: kv::Store, app: App) {
+    let shutdown = app.shutdown.clone();
+    loop {
+        if let Ok(mut watch) = store.watch_with_history(format!("{STATUS}>")).await {
+            loop {
+                let entry = tokio::select! {
+                    e = watch.next() => e,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some(Ok(entry)) = entry else { break };
+                if let Ok(s) = serde_json::from_slice::<NodeStatus>(&entry.value) {
+                    app.nodes.fleet.report(s);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn publish_once(app: &App, store: &kv::Store, publisher: &str) -> Result<(), String> {

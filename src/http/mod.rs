@@ -100,34 +100,9 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
     let mut router = Router::new();
     let mut paths = Vec::new();
     for e in endpoints {
-        match e.kind {
-            HttpKind::Webhook => {
-                router = router.merge(webhook::routes(Ingest::new(app.clone()), e.max_body));
-                paths.push(format!("POST {}", webhook::PATH));
-            }
-            HttpKind::Falco { mtls } => {
-                router = router.merge(falco::routes(
-                    app.clone(),
-                    e.max_body,
-                    mtls,
-                    e.client_bytes_per_sec,
-                ));
-                paths.extend(falco::PATHS.iter().map(|p| format!("POST {p}")));
-            }
-            HttpKind::Console => {
-                router = router.merge(console::routes(
-                    app.clone(),
-                    e.tls,
-                    e.max_body,
-                    e.stall_timeout,
-                ));
-                paths.push("GET /console/".to_string());
-            }
-            HttpKind::Metrics { mtls } => {
-                router = router.merge(metrics::routes(app.clone(), mtls));
-                paths.push(format!("GET {}", metrics::PATH));
-            }
-        }
+        let (routes, served) = endpoint_routes(&app, e);
+        router = router.merge(routes);
+        paths.extend(served);
     }
     // The console's listener sends a bare visit to the console (unless `/` is Falco's).
     let console = endpoints.iter().any(|e| e.kind == HttpKind::Console);
@@ -152,6 +127,28 @@ pub fn router(app: App, endpoints: &[&HttpEndpoint]) -> Router {
             app.telemetry.clone(),
             count,
         ))
+}
+
+/// One endpoint's routes, and its paths as the not-found answer names them.
+fn endpoint_routes(app: &App, e: &HttpEndpoint) -> (Router, Vec<String>) {
+    match e.kind {
+        HttpKind::Webhook => (
+            webhook::routes(Ingest::new(app.clone()), e.max_body),
+            vec![format!("POST {}", webhook::PATH)],
+        ),
+        HttpKind::Falco { mtls } => (
+            falco::routes(app.clone(), e.max_body, mtls, e.client_bytes_per_sec),
+            falco::PATHS.iter().map(|p| format!("POST {p}")).collect(),
+        ),
+        HttpKind::Console => (
+            console::routes(app.clone(), e.tls, e.max_body, e.stall_timeout),
+            vec!["GET /console/".to_string()],
+        ),
+        HttpKind::Metrics { mtls } => (
+            metrics::routes(app.clone(), mtls),
+            vec![format!("GET {}", metrics::PATH)],
+        ),
+    }
 }
 
 /// Counts each answered request by route (`unmatched` for any other path) and status.
