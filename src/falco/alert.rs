@@ -4,9 +4,51 @@
 
 use crate::base::event::{stage, DropRecord, Origin, OutputEvent, Priority};
 use crate::services::nodes::SYSCALL_DROP_RULE;
+use crate::services::status::{Kind, ServiceError};
 
 /// Output fields kept per alert at most (Falco's own alerts have a few dozen).
 const MAX_FIELDS: usize = 4096;
+
+/// Why a body is not one of Falco's alerts; the message names the field or the part at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("the alert is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    #[error("empty alert")]
+    Empty,
+    #[error("not a Falco alert: invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not a Falco alert: expected a JSON object")]
+    NotAnObject,
+    #[error("not a Falco alert: '{0}' must be a string")]
+    NotAString(String),
+    #[error("not a Falco alert: '{0}' is missing")]
+    Missing(String),
+    #[error("not a Falco alert: {0}")]
+    Priority(#[from] crate::base::event::InvalidPriority),
+    #[error("not a Falco alert: time '{0}' is not an RFC 3339 time")]
+    Time(String),
+    #[error("not a Falco alert: 'tags' must be strings")]
+    TagsNotStrings,
+    #[error("not a Falco alert: 'tags' must be an array")]
+    TagsNotAnArray,
+    #[error("not a Falco alert: {0} output fields (at most {MAX_FIELDS})")]
+    TooManyFields(usize),
+    #[error("not a Falco alert: 'output_fields' must be an object")]
+    FieldsNotAnObject,
+    #[error("not a Falco alert line: expected 'TIME: Priority output'")]
+    LineShape,
+    #[error("not a Falco alert line: '{0}' is not a priority")]
+    LinePriority(String),
+    #[error("not a Falco alert line: the time does not parse")]
+    LineTime,
+}
+
+impl ServiceError for AlertError {
+    fn kind(&self) -> Kind {
+        Kind::InvalidArgument
+    }
+}
 
 /// One alert from Falco, and the drop record its internal drop alert implies.
 #[derive(Debug, Clone)]
@@ -17,11 +59,10 @@ pub struct FalcoAlert {
 
 /// Parses one alert: JSON when it starts with `{`, else Falco's text line. `hostname` is used
 /// when the alert names none (text lines never do).
-pub fn parse(body: &[u8], origin: Origin, hostname: &str) -> Result<FalcoAlert, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("the alert is not UTF-8: {e}"))?;
-    let trimmed = text.trim();
+pub fn parse(body: &[u8], origin: Origin, hostname: &str) -> Result<FalcoAlert, AlertError> {
+    let trimmed = std::str::from_utf8(body)?.trim();
     if trimmed.is_empty() {
-        return Err("empty alert".into());
+        return Err(AlertError::Empty);
     }
     let event = if trimmed.starts_with('{') {
         from_json(trimmed)?
@@ -36,29 +77,23 @@ pub fn parse(body: &[u8], origin: Origin, hostname: &str) -> Result<FalcoAlert, 
     Ok(FalcoAlert { event, drop })
 }
 
-fn from_json(text: &str) -> Result<OutputEvent, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not a Falco alert: invalid JSON: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or("not a Falco alert: expected a JSON object")?;
-    let string = |key: &str| -> Result<Option<&str>, String> {
+fn from_json(text: &str) -> Result<OutputEvent, AlertError> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let obj = value.as_object().ok_or(AlertError::NotAnObject)?;
+    let string = |key: &str| -> Result<Option<&str>, AlertError> {
         match obj.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("not a Falco alert: '{key}' must be a string")),
+            Some(_) => Err(AlertError::NotAString(key.to_string())),
         }
     };
-    let need = |key: &str| -> Result<&str, String> {
-        string(key)?.ok_or_else(|| format!("not a Falco alert: '{key}' is missing"))
+    let need = |key: &str| -> Result<&str, AlertError> {
+        string(key)?.ok_or_else(|| AlertError::Missing(key.to_string()))
     };
     let rule = need("rule")?;
-    let priority: Priority = need("priority")?
-        .parse()
-        .map_err(|e| format!("not a Falco alert: {e}"))?;
+    let priority: Priority = need("priority")?.parse()?;
     let time = need("time")?;
-    let time_ns = parse_time(time)
-        .ok_or_else(|| format!("not a Falco alert: time '{time}' is not an RFC 3339 time"))?;
+    let time_ns = parse_time(time).ok_or_else(|| AlertError::Time(time.to_string()))?;
     let output = match (string("output")?, string("message")?) {
         (Some(o), _) => o,
         (None, Some(m)) => m,
@@ -74,7 +109,7 @@ fn from_json(text: &str) -> Result<OutputEvent, String> {
         .with_hostname(hostname))
 }
 
-fn tags(v: Option<&serde_json::Value>) -> Result<Vec<String>, String> {
+fn tags(v: Option<&serde_json::Value>) -> Result<Vec<String>, AlertError> {
     match v {
         None | Some(serde_json::Value::Null) => Ok(Vec::new()),
         Some(serde_json::Value::Array(items)) => items
@@ -82,26 +117,25 @@ fn tags(v: Option<&serde_json::Value>) -> Result<Vec<String>, String> {
             .map(|t| {
                 t.as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| "not a Falco alert: 'tags' must be strings".to_string())
+                    .ok_or(AlertError::TagsNotStrings)
             })
             .collect(),
-        Some(_) => Err("not a Falco alert: 'tags' must be an array".into()),
+        Some(_) => Err(AlertError::TagsNotAnArray),
     }
 }
 
 /// `output_fields`: at most [`MAX_FIELDS`], each value as text.
-fn output_fields(v: Option<&serde_json::Value>) -> Result<Vec<(String, String)>, String> {
+fn output_fields(v: Option<&serde_json::Value>) -> Result<Vec<(String, String)>, AlertError> {
     match v {
         None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(serde_json::Value::Object(map)) if map.len() > MAX_FIELDS => Err(format!(
-            "not a Falco alert: {} output fields (at most {MAX_FIELDS})",
-            map.len()
-        )),
+        Some(serde_json::Value::Object(map)) if map.len() > MAX_FIELDS => {
+            Err(AlertError::TooManyFields(map.len()))
+        }
         Some(serde_json::Value::Object(map)) => Ok(map
             .iter()
             .map(|(k, v)| (k.clone(), field_text(v)))
             .collect()),
-        Some(_) => Err("not a Falco alert: 'output_fields' must be an object".into()),
+        Some(_) => Err(AlertError::FieldsNotAnObject),
     }
 }
 
@@ -123,14 +157,13 @@ fn parse_time(text: &str) -> Option<i64> {
 
 /// `TIME: Priority output…`, TIME being `HH:MM:SS.nnnnnnnnn` (today, UTC) or ISO 8601 with
 /// `time_format_iso_8601`. The rule is not in the line, except for Falco's internal drop alert.
-fn from_text(line: &str) -> Result<OutputEvent, String> {
-    let (time, rest) =
-        split_time(line).ok_or("not a Falco alert line: expected 'TIME: Priority output'")?;
+fn from_text(line: &str) -> Result<OutputEvent, AlertError> {
+    let (time, rest) = split_time(line).ok_or(AlertError::LineShape)?;
     let (word, output) = rest.split_once(' ').unwrap_or((rest, ""));
     let priority: Priority = word
         .parse()
-        .map_err(|_| format!("not a Falco alert line: '{word}' is not a priority"))?;
-    let time_ns = time.ok_or("not a Falco alert line: the time does not parse")?;
+        .map_err(|_| AlertError::LinePriority(word.to_string()))?;
+    let time_ns = time.ok_or(AlertError::LineTime)?;
     let (rule, source) = if output.starts_with(SYSCALL_DROP_RULE) {
         (SYSCALL_DROP_RULE, "internal")
     } else {
@@ -258,7 +291,7 @@ mod tests {
             (b"  ", "empty"),
         ];
         for (body, want) in cases {
-            let e = parse(body, Origin::FalcoHttp, "h").unwrap_err();
+            let e = parse(body, Origin::FalcoHttp, "h").unwrap_err().to_string();
             assert!(e.contains(want), "{:?}: {e}", String::from_utf8_lossy(body));
         }
     }

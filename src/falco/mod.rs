@@ -9,7 +9,7 @@ pub mod sync;
 use crate::feed::FeedError;
 use crate::services::logs::{Batch, Logs, Writer, Written};
 
-pub use alert::{parse, FalcoAlert};
+pub use alert::{parse, AlertError, FalcoAlert};
 
 /// What [`store`] stored.
 pub type Stored = Written;

@@ -145,7 +145,7 @@ pub fn decode(subject: &str, headers: Option<&HeaderMap>, body: &[u8]) -> Result
     if header(headers, CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-protobuf")) {
         return from_protobuf(body, id, origin).map(Record::Alert);
     }
-    let parsed = crate::falco::parse(body, origin, "")?;
+    let parsed = crate::falco::parse(body, origin, "").map_err(|e| e.to_string())?;
     let mut ev = parsed.event;
     ev.id = id;
     ev.origin = origin;

@@ -71,7 +71,7 @@ async fn store(
             Ok(a) => alerts.push(a),
             Err(reason) => rejected.push(pb::RejectedLine {
                 index: i as u32,
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::Diagnostic;
+use crate::falco::AlertError;
 use crate::feed::FeedError;
 use crate::services::control::ControlError;
 use crate::services::ingest::IngestError;
@@ -79,7 +80,7 @@ macro_rules! by_kind {
     )*};
 }
 
-by_kind!(FeedError, IngestError, StoreError, TokenError);
+by_kind!(FeedError, IngestError, StoreError, TokenError, AlertError);
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {

@@ -111,8 +111,7 @@ async fn receive(
             "over falco.client_bytes_per_sec: this alert was not stored (recorded as a drop)",
         ));
     }
-    let alert =
-        crate::falco::parse(&body, Origin::FalcoHttp, &hostname).map_err(ApiError::bad_request)?;
+    let alert = crate::falco::parse(&body, Origin::FalcoHttp, &hostname)?;
     let stored = crate::falco::store(&app.logs, vec![alert], &hostname, Vec::new()).await?;
     Ok(Json(Stored {
         seq: stored.seqs.start,
