@@ -27,7 +27,6 @@
 //! - [`cli`]: the client commands; [`bench`]: the load generators, their baselines and the
 //!   crash soak.
 
-#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod base;

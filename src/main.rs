@@ -1,6 +1,5 @@
 //! The `falco-api` binary: parse the command line, set up logging, run the command.
 
-#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

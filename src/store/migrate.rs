@@ -233,7 +233,7 @@ fn upgrade_sled(sled: &sled::Db, found: u32) -> Result<()> {
             name = step.name,
             "migrating the sled database"
         );
-        (step.apply)(&sled).map_err(|message| StoreError::Migration {
+        (step.apply)(sled).map_err(|message| StoreError::Migration {
             version: step.version,
             name: step.name,
             message,

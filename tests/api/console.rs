@@ -170,8 +170,8 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // The whole group: ChromeDriver and the Chromium it started.
-        unsafe {
-            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+        if let Some(group) = rustix::process::Pid::from_raw(self.driver.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
         let _ = self.driver.wait();
     }
