@@ -27,7 +27,6 @@
 //! - [`cli`]: the client commands; [`bench`]: the load generators, their baselines and the
 //!   crash soak.
 
-
 pub mod app;
 pub mod base;
 pub mod bench;

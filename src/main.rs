@@ -1,6 +1,5 @@
 //! The `falco-api` binary: parse the command line, set up logging, run the command.
 
-
 use std::process::ExitCode;
 
 // mimalloc instead of glibc's malloc: the log replay path allocates on one thread and frees on
