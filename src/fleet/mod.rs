@@ -134,7 +134,7 @@ pub fn start(app: &App, cfg: &FleetConfig) -> TaskTracker {
     if cfg.forward {
         // From the moment forwarding is configured, every record is forwarded or reported lost:
         // a forwarder that never ran starts at the oldest record kept now.
-        let consumers = app.store.consumers();
+        let consumers = app.logs.consumers();
         for (log, oldest) in [
             ("outputs", app.logs.outputs.oldest()),
             ("drops", app.logs.drops.oldest()),
@@ -246,7 +246,7 @@ where
     T: LogRecord,
     F: Fn(u64, &T) -> (String, async_nats::HeaderMap, Vec<u8>) + Send + Sync + 'static,
 {
-    let consumers = app.store.consumers();
+    let consumers = app.logs.consumers();
     let position = consumers.get(log, FORWARDER).map_err(|e| e.to_string())?;
     let start = Start::After(position.unwrap_or(0));
     let mut sub = feed
@@ -360,11 +360,8 @@ fn mark_name(cfg: &FleetConfig) -> String {
 /// same transaction) and only then acknowledged.
 pub async fn collect(app: App, js: jetstream::Context, cfg: FleetConfig) {
     let mut recent = RecentIds::new();
-    {
-        let store = app.store.clone();
-        recent.seed(store.outputs(), |e: &OutputEvent| e.id);
-        recent.seed(store.drops(), |d: &DropRecord| d.id);
-    }
+    recent.seed(app.logs.outputs_log(), |e: &OutputEvent| e.id);
+    recent.seed(app.logs.drops_log(), |d: &DropRecord| d.id);
     loop {
         if app.shutdown.is_cancelled() {
             return;

@@ -170,7 +170,7 @@ async fn publish_once(app: &App, store: &kv::Store, publisher: &str) -> Result<(
     }
     let mut wanted: BTreeMap<String, FileValue> = BTreeMap::new();
     for (name, (content, rev)) in files {
-        let record = app.store.versioned().record(rev).ok().flatten();
+        let record = app.rules.record(rev).ok().flatten();
         wanted.insert(
             format!("{FILES}{}", hex::encode(&name)),
             FileValue {
@@ -204,7 +204,7 @@ async fn publish_once(app: &App, store: &kv::Store, publisher: &str) -> Result<(
         .put(TOGGLES, toggles.into())
         .await
         .map_err(|e| e.to_string())?;
-    let record = app.store.versioned().record(revision).ok().flatten();
+    let record = app.rules.record(revision).ok().flatten();
     let head = Head {
         revision,
         publisher: publisher.to_string(),

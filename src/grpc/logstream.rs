@@ -58,7 +58,7 @@ impl<R: Record> Query<R> {
         follow: bool,
         live: Option<u64>,
     ) -> Result<Subscription<R>, Status> {
-        let start = match self.cursor.start(app.store.consumers(), feed.name())? {
+        let start = match self.cursor.start(app.logs.consumers(), feed.name())? {
             Start::Live => Start::After(live.unwrap_or_else(|| feed.head())),
             other => other,
         };
@@ -162,12 +162,12 @@ async fn pump_get<L: WireLog>(
         }
         since_ack += 1;
         if let (Some(name), true) = (consumer, since_ack >= AUTO_ACK_EVERY) {
-            app.store.consumers().advance(L::LOG, name, sub.cursor())?;
+            app.logs.consumers().advance(L::LOG, name, sub.cursor())?;
             since_ack = 0;
         }
     }
     if let Some(name) = consumer {
-        app.store.consumers().advance(L::LOG, name, sub.cursor())?;
+        app.logs.consumers().advance(L::LOG, name, sub.cursor())?;
     }
     Ok(())
 }
@@ -249,7 +249,7 @@ where
 fn ack<L: WireLog>(app: &App, consumer: Option<&str>, seq: u64) -> Result<(), Status> {
     Ok(cursor::acknowledge(
         L::feed(app),
-        app.store.consumers(),
+        app.logs.consumers(),
         consumer,
         seq,
     )?)

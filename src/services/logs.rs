@@ -143,6 +143,21 @@ pub struct Logs {
 }
 
 impl Logs {
+    /// The named consumers' acknowledged positions in both logs.
+    pub fn consumers(&self) -> &crate::store::Consumers {
+        self.store.consumers()
+    }
+
+    /// The stored outputs log, for reads (writes go through [`Logs::write`]).
+    pub fn outputs_log(&self) -> &crate::store::RingLog<OutputEvent> {
+        self.store.outputs()
+    }
+
+    /// The stored drops log, for reads.
+    pub fn drops_log(&self) -> &crate::store::RingLog<DropRecord> {
+        self.store.drops()
+    }
+
     /// Starts the two log writers over `store`.
     pub fn start(
         store: Arc<Store>,

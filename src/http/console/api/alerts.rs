@@ -149,7 +149,7 @@ fn scan_newest(
     scan: u64,
     mut visit: impl FnMut(u64, OutputEvent) -> bool,
 ) -> Result<(), crate::store::StoreError> {
-    let ring = app.store.outputs();
+    let ring = app.logs.outputs_log();
     let oldest = ring.bounds().oldest;
     let mut end = before.saturating_sub(1);
     let mut scanned = 0;
@@ -282,7 +282,7 @@ fn overview_of(app: &App) -> Result<Value, crate::store::StoreError> {
             .map(|(name, count)| json!({"name": name, "count": count}))
             .collect::<Vec<_>>()
     };
-    let drops = app.store.drops();
+    let drops = app.logs.drops_log();
     let drop_bounds = drops.bounds();
     let mut drop_stages: BTreeMap<String, u64> = BTreeMap::new();
     let from = drop_bounds.newest.saturating_sub(10_000);

@@ -75,7 +75,7 @@ struct DropsQuery {
 
 async fn drops(State(app): State<App>, Query(q): Query<DropsQuery>) -> Response {
     answer(move || -> Result<Value, crate::store::StoreError> {
-        let ring = app.store.drops();
+        let ring = app.logs.drops_log();
         let b = ring.bounds();
         let limit = q.limit.unwrap_or(500).clamp(1, 5000);
         let stage = nonempty(&q.stage);

@@ -46,7 +46,7 @@ async fn rules(State(app): State<App>) -> Response {
         let (files, revision) = app.rules.list(0)?;
         let mut out = Vec::new();
         for (name, current) in files {
-            let record = app.store.versioned().record(current.revision)?;
+            let record = app.rules.record(current.revision)?;
             out.push(json!({
                 "name": name, "revision": current.revision,
                 "author": record.as_ref().map(|r| r.author.clone()),
