@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::file::FleetSection;
-use super::{invalid, ConfigError};
+use super::{in_range, invalid, ConfigError};
 
 /// Where and how this server joins a fleet (see `crate::fleet`).
 #[derive(Debug, Clone, Default)]
@@ -102,12 +102,7 @@ impl FleetConfig {
                 c.rules_bucket
             )));
         }
-        if c.window == 0 || c.window > 65_536 {
-            return Err(invalid(format!(
-                "fleet.window {} is out of range (1 to 65536)",
-                c.window
-            )));
-        }
+        in_range("fleet.window", c.window as u64, 1, 65_536)?;
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.len() <= 64
@@ -120,12 +115,7 @@ impl FleetConfig {
                 c.stream, c.consumer
             )));
         }
-        if c.replicas == 0 || c.replicas > 5 {
-            return Err(invalid(format!(
-                "fleet.stream.replicas {} is out of range (1 to 5)",
-                c.replicas
-            )));
-        }
+        in_range("fleet.stream.replicas", c.replicas as u64, 1, 5)?;
         Ok(())
     }
 }

@@ -343,7 +343,7 @@ fn socket(socket: SocketSection) -> Result<(u32, Option<u32>), ConfigError> {
 }
 
 /// `value` of `key` within `lo..=hi`.
-fn in_range(key: &str, value: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+pub(super) fn in_range(key: &str, value: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
     if (lo..=hi).contains(&value) {
         Ok(value)
     } else {

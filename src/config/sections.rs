@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::{
-    invalid, AuthSection, ConfigError, ConsoleSection, FalcoSection, FileConfig, HttpEndpoint,
-    HttpKind, LimitsSection, MetricsSection, Overrides, SocketSection, WebhookSection,
+    in_range, invalid, AuthSection, ConfigError, ConsoleSection, FalcoSection, FileConfig,
+    HttpEndpoint, HttpKind, LimitsSection, MetricsSection, Overrides, SocketSection,
+    WebhookSection,
 };
 use crate::net::identity::{Policy, Role};
 use crate::net::Limits;
@@ -200,12 +201,7 @@ fn console_endpoint(
     }
     let stall_timeout = match console.stall_timeout_secs {
         None => DEFAULT_STALL,
-        Some(s @ 1..=3600) => Duration::from_secs(s),
-        Some(s) => {
-            return Err(invalid(format!(
-                "console.stall_timeout_secs {s} is out of range (1 to 3600)"
-            )))
-        }
+        Some(s) => Duration::from_secs(in_range("console.stall_timeout_secs", s, 1, 3600)?),
     };
     Ok(Some(HttpEndpoint {
         stall_timeout,
