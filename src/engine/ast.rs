@@ -114,21 +114,116 @@ impl Transformer {
     }
 }
 
+/// A string comparison's modifier (Falco 0.44): `proc.name = oneof (a, b)` is true when exactly
+/// one element compares true, `anyof` when at least one does, `allof` when all do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Modifier {
+    OneOf,
+    AnyOf,
+    AllOf,
+}
+
+impl Modifier {
+    pub const ALL: [(Modifier, &'static str); 3] = [
+        (Modifier::OneOf, "oneof"),
+        (Modifier::AnyOf, "anyof"),
+        (Modifier::AllOf, "allof"),
+    ];
+
+    pub fn text(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+
+    pub fn from_text(text: &str) -> Option<Modifier> {
+        Self::ALL.iter().find(|(_, n)| *n == text).map(|(m, _)| *m)
+    }
+}
+
+/// The multi-value transformers of libs 0.25: `concat(a, b, …)`, `join(sep, (a, b, …))` and
+/// `getopt(args, "optstring")[opt]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Multi {
+    Concat,
+    Join,
+    Getopt,
+}
+
+impl Multi {
+    pub const ALL: [(Multi, &'static str); 3] = [
+        (Multi::Concat, "concat"),
+        (Multi::Join, "join"),
+        (Multi::Getopt, "getopt"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// An argument of a multi-value transformer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TArg {
+    Field(FieldRef),
+    /// A quoted string or a number.
+    Str(String),
+    /// A transformer list `(a, "b", tolower(c))`.
+    List(Vec<TArg>),
+}
+
+/// A multi-value transformer call with its arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Call {
+    pub multi: Multi,
+    pub args: Vec<TArg>,
+}
+
 /// A field reference, possibly with an argument and wrapped in transformers (outermost first).
+/// When `call` is set it is a multi-value transformer call instead of a field: `name` is then the
+/// transformer's name and `arg` its selector (`getopt(…)[t]`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FieldRef {
     pub name: String,
     pub arg: Option<String>,
     pub transformers: Vec<Transformer>,
+    pub call: Option<Box<Call>>,
 }
 
 impl FieldRef {
-    /// The field as written without transformers: `name` or `name[arg]`.
+    pub fn field(name: impl Into<String>, arg: Option<String>) -> FieldRef {
+        FieldRef {
+            name: name.into(),
+            arg,
+            transformers: Vec::new(),
+            call: None,
+        }
+    }
+
+    /// The field as written without single-value transformers: `name`, `name[arg]` or the call.
     pub fn plain(&self) -> String {
+        if self.call.is_some() {
+            let bare = FieldRef {
+                transformers: Vec::new(),
+                ..self.clone()
+            };
+            return bare.to_string();
+        }
         match &self.arg {
             Some(arg) => format!("{}[{}]", self.name, arg),
             None => self.name.clone(),
         }
+    }
+
+    /// A field with no transformer of either kind.
+    pub fn is_plain(&self) -> bool {
+        self.transformers.is_empty() && self.call.is_none()
     }
 }
 
@@ -150,6 +245,8 @@ pub enum Expr {
     Check {
         field: FieldRef,
         op: Op,
+        /// `oneof`/`anyof`/`allof` after a string operator; the value is then a list.
+        modifier: Option<Modifier>,
         value: Value,
         offset: usize,
     },
@@ -169,6 +266,12 @@ fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
         return f.write_str(s);
     }
     f.write_str("\"")?;
+    write_escaped(f, s)?;
+    f.write_str("\"")
+}
+
+/// `s` escaped for the inside of a double-quoted string.
+fn write_escaped(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     for c in s.chars() {
         match c {
             '"' => f.write_str("\\\"")?,
@@ -183,7 +286,7 @@ fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
             c => write!(f, "{c}")?,
         }
     }
-    f.write_str("\"")
+    Ok(())
 }
 
 impl fmt::Display for FieldRef {
@@ -191,7 +294,14 @@ impl fmt::Display for FieldRef {
         for t in &self.transformers {
             write!(f, "{}(", t.name())?;
         }
-        f.write_str(&self.name)?;
+        match &self.call {
+            Some(call) => {
+                write!(f, "{}(", call.multi.name())?;
+                write_targs(f, &call.args)?;
+                f.write_str(")")?;
+            }
+            None => f.write_str(&self.name)?,
+        }
         if let Some(arg) = &self.arg {
             // Bare arguments allow almost anything but brackets, quotes and blanks.
             if arg
@@ -210,6 +320,29 @@ impl fmt::Display for FieldRef {
         }
         Ok(())
     }
+}
+
+fn write_targs(f: &mut fmt::Formatter<'_>, args: &[TArg]) -> fmt::Result {
+    for (i, arg) in args.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        match arg {
+            TArg::Field(field) => write!(f, "{field}")?,
+            TArg::Str(s) => {
+                // Always quoted: a bare word here would read as a field or a macro.
+                f.write_str("\"")?;
+                write_escaped(f, s)?;
+                f.write_str("\"")?;
+            }
+            TArg::List(items) => {
+                f.write_str("(")?;
+                write_targs(f, items)?;
+                f.write_str(")")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for Expr {
@@ -233,9 +366,16 @@ impl fmt::Display for Expr {
             Expr::Not(inner) => write!(f, "not ({inner})"),
             Expr::Macro { name, .. } => f.write_str(name),
             Expr::Check {
-                field, op, value, ..
+                field,
+                op,
+                modifier,
+                value,
+                ..
             } => {
                 write!(f, "{field} {}", op.text())?;
+                if let Some(m) = modifier {
+                    write!(f, " {}", m.text())?;
+                }
                 match value {
                     Value::None => Ok(()),
                     Value::Str(s) => {
@@ -252,7 +392,7 @@ impl fmt::Display for Expr {
                         }
                         f.write_str(")")
                     }
-                    Value::Field(other) if other.transformers.is_empty() => {
+                    Value::Field(other) if other.is_plain() => {
                         write!(f, " val({other})")
                     }
                     Value::Field(other) => write!(f, " {other}"),

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::ast::{Expr, FieldRef, Op, Transformer, Value};
+use super::ast::{Expr, FieldRef, Modifier, Op, Transformer, Value};
 use super::eval::{Check, Cond, Getter, Net, Rhs};
 use super::extract;
 use super::fields::FieldType;
@@ -26,9 +26,13 @@ impl CompileError {
 
 /// Builds the getter for a field reference in `source`.
 pub fn getter(source: &str, field: &FieldRef) -> Result<Getter, String> {
-    let resolved = extract::resolve(source, &field.name, field.arg.as_deref())?;
-    let mut ty = resolved.info.ty;
-    let mut list = resolved.info.list;
+    let (extract, mut ty, mut list) = match &field.call {
+        Some(call) => super::multi::compile(source, call, field.arg.as_deref())?,
+        None => {
+            let resolved = extract::resolve(source, &field.name, field.arg.as_deref())?;
+            (resolved.extract, resolved.info.ty, resolved.info.list)
+        }
+    };
     // Transformers are written outermost first; apply innermost first.
     let transformers: Vec<Transformer> = field.transformers.iter().rev().copied().collect();
     for t in &transformers {
@@ -49,7 +53,7 @@ pub fn getter(source: &str, field: &FieldRef) -> Result<Getter, String> {
         }
     }
     Ok(Getter {
-        extract: resolved.extract,
+        extract,
         transformers,
         ty,
         list,
@@ -78,12 +82,25 @@ pub fn compile(source: &str, expr: &Expr) -> Result<Cond, CompileError> {
         Expr::Check {
             field,
             op,
+            modifier,
             value,
             offset,
         } => {
-            let lhs = getter(source, field).map_err(|m| CompileError::at(*offset, m))?;
-            check_operator(field, &lhs, *op).map_err(|m| CompileError::at(*offset, m))?;
-            let rhs = rhs(source, &lhs, *op, value).map_err(|m| CompileError::at(*offset, m))?;
+            let at = |m| CompileError::at(*offset, m);
+            let lhs = getter(source, field).map_err(at)?;
+            check_operator(field, &lhs, *op).map_err(at)?;
+            let rhs = match (modifier, value) {
+                (Some(m), Value::List(items)) => {
+                    check_modifier(&lhs, *op, *m).map_err(at)?;
+                    let each = items
+                        .iter()
+                        .map(|i| rhs(source, &lhs, *op, &Value::Str(i.clone())))
+                        .collect::<Result<_, _>>()
+                        .map_err(at)?;
+                    Rhs::Each(*m, each)
+                }
+                _ => rhs(source, &lhs, *op, value).map_err(at)?,
+            };
             Ok(Cond::Check(Box::new(Check { lhs, op: *op, rhs })))
         }
     }
@@ -121,6 +138,18 @@ fn check_operator(field: &FieldRef, lhs: &Getter, op: Op) -> Result<(), String> 
             "'{}' operator not supported on field '{name}' of type {:?}",
             op.text(),
             lhs.ty
+        ));
+    }
+    Ok(())
+}
+
+/// libsinsp refuses modifiers on IP fields except with `=`/`!=`.
+fn check_modifier(lhs: &Getter, op: Op, m: Modifier) -> Result<(), String> {
+    if matches!(lhs.ty, FieldType::Ip | FieldType::IpNet) && !matches!(op, Op::Eq | Op::Ne) {
+        return Err(format!(
+            "'{}' with modifier {} not supported for ip address and network filters",
+            op.text(),
+            m.text()
         ));
     }
     Ok(())
@@ -201,8 +230,12 @@ fn rhs(source: &str, lhs: &Getter, op: Op, value: &Value) -> Result<Rhs, String>
 pub fn event_types(expr: &Expr) -> Option<HashSet<String>> {
     match expr {
         Expr::Check {
-            field, op, value, ..
-        } if field.name == "evt.type" && field.transformers.is_empty() => match (op, value) {
+            field,
+            op,
+            value,
+            modifier: None,
+            ..
+        } if field.name == "evt.type" && field.is_plain() => match (op, value) {
             (Op::Eq, Value::Str(s)) => Some([s.clone()].into()),
             (Op::In | Op::Intersects, Value::List(items)) => Some(items.iter().cloned().collect()),
             _ => None,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
-use super::ast::{Op, Transformer};
+use super::ast::{Modifier, Op, Transformer};
 use super::extract::{EventData, ExtractFn, Extracted};
 use super::fields::FieldType;
 
@@ -69,6 +69,8 @@ pub enum Rhs {
     Nets(Vec<Net>),
     Bytes(Vec<u8>),
     Field(Box<Getter>),
+    /// `oneof`/`anyof`/`allof`: the operator against each element, counted.
+    Each(Modifier, Vec<Rhs>),
 }
 
 pub struct Check {
@@ -171,9 +173,23 @@ impl Check {
     }
 
     fn scalar(&self, v: &str) -> bool {
+        match &self.rhs {
+            Rhs::Each(modifier, each) => {
+                let mut hits = each.iter().filter(|r| self.compare(r, v));
+                match modifier {
+                    Modifier::AnyOf => hits.next().is_some(),
+                    Modifier::OneOf => hits.next().is_some() && hits.next().is_none(),
+                    Modifier::AllOf => !each.is_empty() && hits.count() == each.len(),
+                }
+            }
+            rhs => self.compare(rhs, v),
+        }
+    }
+
+    fn compare(&self, rhs: &Rhs, v: &str) -> bool {
         let numeric = matches!(self.lhs.ty, FieldType::Number)
             || self.lhs.transformers.last() == Some(&Transformer::Len);
-        match (self.op, &self.rhs) {
+        match (self.op, rhs) {
             (Op::In | Op::Intersects | Op::PMatch, _) => self.member(v),
             (Op::Eq | Op::Ne, Rhs::Nets(nets)) => {
                 let hit = v
@@ -188,7 +204,7 @@ impl Check {
             (op, Rhs::Number(_) | Rhs::Text(_))
                 if op.is_num_op() || matches!(op, Op::Eq | Op::Ne) =>
             {
-                let text = match &self.rhs {
+                let text = match rhs {
                     Rhs::Text(t) => t.as_str(),
                     _ => return false,
                 };

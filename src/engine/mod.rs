@@ -16,6 +16,7 @@ pub mod format;
 pub mod input;
 pub mod isolate;
 pub mod loader;
+pub mod multi;
 pub mod parser;
 pub mod ruleset;
 pub mod text;

@@ -2,7 +2,7 @@
 //! word operators need whitespace after them, `in`/`intersects`/`pmatch` do not, the whole input
 //! must be consumed). Errors carry the byte offset where parsing failed.
 
-use super::ast::{Expr, FieldRef, Op, Transformer, Value};
+use super::ast::{Call, Expr, FieldRef, Modifier, Multi, Op, Transformer, Value};
 
 mod operand;
 
@@ -49,6 +49,13 @@ pub fn parse_field_prefix(text: &str) -> Option<(FieldRef, usize)> {
     };
     let field = p.field_or_transformer().ok()??;
     Some((field, p.pos))
+}
+
+/// A transformer name as written before its `(`.
+#[derive(Clone, Copy)]
+enum Named {
+    Single(Transformer),
+    Multi(Multi),
 }
 
 struct Parser<'a> {
@@ -206,10 +213,11 @@ impl<'a> Parser<'a> {
             return Ok(inner);
         }
         if let Some(field) = self.field_or_transformer()? {
-            let (op, value) = self.condition()?;
+            let (op, modifier, value) = self.condition()?;
             return Ok(Expr::Check {
                 field,
                 op,
+                modifier,
                 value,
                 offset,
             });
@@ -280,32 +288,55 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn transformer_name(&self) -> Option<(Transformer, usize)> {
-        Transformer::ALL.iter().find_map(|(t, name)| {
+    /// A transformer's name and its `(` at the current position: (transformer, bytes).
+    fn transformer_name(&self) -> Option<(Named, usize)> {
+        let single = Transformer::ALL
+            .iter()
+            .map(|(t, name)| (Named::Single(*t), *name));
+        let multi = Multi::ALL.iter().map(|(m, name)| (Named::Multi(*m), *name));
+        single.chain(multi).find_map(|(t, name)| {
             let with_paren = self.s[self.pos..].starts_with(name.as_bytes())
                 && self.s.get(self.pos + name.len()) == Some(&b'(');
-            with_paren.then_some((*t, name.len() + 1))
+            with_paren.then_some((t, name.len() + 1))
         })
     }
 
-    /// A field (with optional argument) or a transformer applied to one.
+    /// A field (with optional argument), a transformer applied to one, or a multi-value
+    /// transformer call.
     fn field_or_transformer(&mut self) -> Result<Option<FieldRef>, ParseError> {
-        if let Some((t, len)) = self.transformer_name() {
-            self.pos += len;
-            self.blanks();
-            self.enter()?;
-            let inner = self.field_or_transformer()?;
-            self.depth -= 1;
-            let Some(mut inner) = inner else {
-                return Err(self.error(format!("expected a field inside {}()", t.name())));
-            };
-            self.blanks();
-            if self.peek() != Some(b')') {
-                return Err(self.error(format!("expected ')' closing {}(", t.name())));
+        match self.transformer_name() {
+            Some((Named::Single(t), len)) => {
+                self.pos += len;
+                self.blanks();
+                self.enter()?;
+                let inner = self.field_or_transformer()?;
+                self.depth -= 1;
+                let Some(mut inner) = inner else {
+                    return Err(self.error(format!("expected a field inside {}()", t.name())));
+                };
+                self.blanks();
+                if self.peek() != Some(b')') {
+                    return Err(self.error(format!("expected ')' closing {}(", t.name())));
+                }
+                self.pos += 1;
+                inner.transformers.insert(0, t);
+                return Ok(Some(inner));
             }
-            self.pos += 1;
-            inner.transformers.insert(0, t);
-            return Ok(Some(inner));
+            Some((Named::Multi(multi), len)) => {
+                self.pos += len;
+                self.enter()?;
+                let args = self.call_args();
+                self.depth -= 1;
+                let args = args?;
+                let arg = self.field_arg()?;
+                return Ok(Some(FieldRef {
+                    name: multi.name().to_string(),
+                    arg,
+                    transformers: Vec::new(),
+                    call: Some(Box::new(Call { multi, args })),
+                }));
+            }
+            None => {}
         }
         let len = self.field_name_len();
         if len == 0 {
@@ -313,40 +344,42 @@ impl<'a> Parser<'a> {
         }
         let name = self.text[self.pos..self.pos + len].to_string();
         self.pos += len;
-        let arg = if self.peek() == Some(b'[') {
-            self.pos += 1;
-            let arg = match self.peek() {
-                Some(b'"') | Some(b'\'') => self.quoted()?,
-                _ => {
-                    let start = self.pos;
-                    while self
-                        .peek()
-                        .is_some_and(|b| !matches!(b, b'[' | b']' | b'"' | b'\'') && !is_space(b))
-                    {
-                        self.pos += 1;
-                    }
-                    if self.pos == start {
-                        return Err(self.error("empty field argument"));
-                    }
-                    self.text[start..self.pos].to_string()
-                }
-            };
-            if self.peek() != Some(b']') {
-                return Err(self.error("expected ']' after the field argument"));
-            }
-            self.pos += 1;
-            Some(arg)
-        } else {
-            None
-        };
-        Ok(Some(FieldRef {
-            name,
-            arg,
-            transformers: Vec::new(),
-        }))
+        let arg = self.field_arg()?;
+        Ok(Some(FieldRef::field(name, arg)))
     }
 
-    fn condition(&mut self) -> Result<(Op, Value), ParseError> {
+    /// An optional `[arg]` after a field or a call: bare (no brackets, quotes or spaces) or quoted.
+    fn field_arg(&mut self) -> Result<Option<String>, ParseError> {
+        if self.peek() != Some(b'[') {
+            return Ok(None);
+        }
+        self.pos += 1;
+        let arg = match self.peek() {
+            Some(b'"') | Some(b'\'') => self.quoted()?,
+            _ => {
+                let start = self.pos;
+                while self
+                    .peek()
+                    .is_some_and(|b| !matches!(b, b'[' | b']' | b'"' | b'\'') && !is_space(b))
+                {
+                    self.pos += 1;
+                }
+                if self.pos == start {
+                    return Err(self.error(
+                        "expected a valid field argument: a quoted string or a bare string",
+                    ));
+                }
+                self.text[start..self.pos].to_string()
+            }
+        };
+        if self.peek() != Some(b']') {
+            return Err(self.error("expected a ']' token"));
+        }
+        self.pos += 1;
+        Ok(Some(arg))
+    }
+
+    fn condition(&mut self) -> Result<(Op, Option<Modifier>, Value), ParseError> {
         self.blanks();
         const WORD_OPS: [(&str, Op); 9] = [
             ("icontains", Op::IContains),
@@ -361,7 +394,7 @@ impl<'a> Parser<'a> {
         ];
         if self.starts_with("exists") {
             self.pos += 6;
-            return Ok((Op::Exists, Value::None));
+            return Ok((Op::Exists, None, Value::None));
         }
         for (word, op) in [
             ("intersects", Op::Intersects),
@@ -371,7 +404,7 @@ impl<'a> Parser<'a> {
             if self.starts_with(word) {
                 self.pos += word.len();
                 self.blanks();
-                return Ok((op, self.list_operand()?));
+                return Ok((op, None, self.list_operand()?));
             }
         }
         for (word, op) in WORD_OPS {
@@ -383,24 +416,84 @@ impl<'a> Parser<'a> {
             {
                 self.pos += word.len();
                 self.blanks();
-                return Ok((op, self.str_operand()?));
+                return self.string_comparison(op, true);
             }
         }
         for (sym, op) in [("<=", Op::Le), (">=", Op::Ge), ("<", Op::Lt), (">", Op::Gt)] {
             if self.starts_with(sym) {
                 self.pos += sym.len();
                 self.blanks();
-                return Ok((op, self.num_operand()?));
+                return Ok((op, None, self.num_operand()?));
             }
         }
         for (sym, op) in [("==", Op::Eq), ("=", Op::Eq), ("!=", Op::Ne)] {
             if self.starts_with(sym) {
                 self.pos += sym.len();
-                self.blanks();
-                return Ok((op, self.str_operand()?));
+                let blank = self.blanks() > 0;
+                return self.string_comparison(op, blank);
             }
         }
         Err(self.error("expected an operator"))
+    }
+
+    /// The right-hand side of a string operator: `oneof`/`anyof`/`allof` and a list (or a list's
+    /// name) when the operator was followed by a blank, the modifier is followed by one and no
+    /// `and`/`or`/`not` comes next; otherwise a plain value (`proc.name = oneof` compares with
+    /// the word).
+    fn string_comparison(
+        &mut self,
+        op: Op,
+        blank_before: bool,
+    ) -> Result<(Op, Option<Modifier>, Value), ParseError> {
+        if blank_before {
+            let saved = self.pos;
+            if let Some(modifier) = self.modifier() {
+                if self.blanks() > 0 && self.list_follows() && !self.bool_keyword_follows() {
+                    return Ok((op, Some(modifier), self.modifier_list()?));
+                }
+            }
+            self.pos = saved;
+        }
+        Ok((op, None, self.str_operand()?))
+    }
+
+    fn modifier(&mut self) -> Option<Modifier> {
+        let (modifier, name) = Modifier::ALL
+            .iter()
+            .find(|(_, name)| self.starts_with(name))?;
+        self.pos += name.len();
+        Some(*modifier)
+    }
+
+    fn list_follows(&mut self) -> bool {
+        if self.peek() == Some(b'(') {
+            return true;
+        }
+        let saved = self.pos;
+        let found = self.identifier().is_some();
+        self.pos = saved;
+        found
+    }
+
+    fn bool_keyword_follows(&self) -> bool {
+        ["and", "or", "not"].iter().any(|kw| {
+            self.starts_with(kw)
+                && !self
+                    .s
+                    .get(self.pos + kw.len())
+                    .is_some_and(u8::is_ascii_alphanumeric)
+        })
+    }
+
+    /// A parenthesized list of strings, or a list's name (one identifier).
+    fn modifier_list(&mut self) -> Result<Value, ParseError> {
+        if self.peek() == Some(b'(') {
+            return self.list_operand();
+        }
+        match self.identifier() {
+            Some(name) => Ok(Value::List(vec![name])),
+            None => Err(self.error("expected a list or an identifier")),
+        }
     }
 }
 
@@ -483,5 +576,123 @@ mod tests {
                 "{text} printed as {printed}"
             );
         }
+    }
+
+    // libsinsp's parse_str_op_modifier_accept / _reject cases (facts, restated).
+    #[test]
+    fn string_modifiers_parse_as_libsinsp_does() {
+        for text in [
+            "proc.name == oneof (cat, nginx)",
+            "proc.name = allof (cat, nginx)",
+            "proc.name != anyof (cat, nginx)",
+            "proc.name == oneof ()",
+            "proc.name == oneof ('cat', \"nginx\", bare)",
+            "proc.name == oneof allowed_processes",
+            "proc.name == oneof oneof",
+            "evt.arg[0] == oneof (connect, accept)",
+            "tolower(proc.name) == oneof (cat, nginx)",
+            "b64(proc.cmdline) == allof (\"dGVzdA==\")",
+            "proc.name == 'oneof'",
+            "proc.name == oneof",
+            "proc.name == oneof_something",
+            "not proc.name == oneof (cat, nginx)",
+            "(proc.name == oneof (cat, nginx))",
+            "proc.name == anyof and fd.name exists",
+            "proc.name == oneof or fd.name exists",
+            "(proc.name == anyof) and fd.name exists",
+            "proc.name contains oneof (cat, nginx)",
+            "proc.name startswith anyof (/proc/, /sys/)",
+            "proc.name glob oneof (cat*, *dog)",
+            "proc.name iglob allof (cat*)",
+            "proc.name icontains anyof (cat, nginx)",
+        ] {
+            ok(text);
+        }
+        for text in [
+            "proc.name == oneof (cat,)",
+            "proc.name == oneof (cat,,nginx)",
+            "proc.name == oneof (,cat)",
+            "proc.name == oneof (cat, nginx",
+            "proc.name ==oneof (cat, nginx)",
+            "proc.name == oneof(cat, nginx)",
+            "proc.name == ONEOF (cat)",
+            "proc.num > oneof (1, 2)",
+            "proc.name contains oneof(cat, nginx)",
+            "proc.name == oneof_something (cat)",
+            "proc.name in oneof (cat)",
+            "proc.name pmatch allof (cat)",
+        ] {
+            bad(text);
+        }
+        let e = ok("proc.name == anyof and fd.name exists");
+        let Expr::And(items) = e else {
+            panic!("an and")
+        };
+        assert!(
+            matches!(&items[0], Expr::Check { modifier: None, value: Value::Str(s), .. } if s == "anyof")
+        );
+        assert!(matches!(
+            ok("proc.name contains oneof (cat, nginx)"),
+            Expr::Check {
+                op: Op::Contains,
+                modifier: Some(Modifier::OneOf),
+                ..
+            }
+        ));
+        for text in [
+            "proc.name != anyof (cat, nginx, apache)",
+            "proc.name startswith anyof (/etc/, /tmp/)",
+            "proc.name glob allof (cat*, *nginx*)",
+        ] {
+            assert_eq!(ok(text).to_string(), text);
+        }
+    }
+
+    // libsinsp's transformer-list and getopt-argument parser cases.
+    #[test]
+    fn multi_value_transformers_parse_as_libsinsp_does() {
+        for text in [
+            "join(\"-\" , (fd.name, fd.directory)) = /tmp",
+            "join(\"-\", ()) = /tmp",
+            "join('-->', (fd.name, fd.directory)) = /tmp/test",
+            "join(\"-\", (tolower(toupper(fd.name)), fd.directory)) = /tmp/test",
+            "join(\"-\", (proc.pid, 123)) contains 123",
+            "join(\"-\", ( fd.name , fd.directory )) = /tmp",
+            "evt.type = tolower(join(\"-\", (fd.name, fd.directory)))",
+            "len(toupper(join(\"-\", (fd.name, fd.directory)))) >= 5",
+            "concat(fd.directory, concat(\"aaa\", toupper(fd.name))) = x",
+            "getopt(proc.args, \"nt:\")[t] = value",
+            "getopt(proc.args, \"nt:\")[\"t\"] = value",
+            "getopt(proc.args, \"nt:\")[\"\"] = value",
+        ] {
+            ok(text);
+        }
+        for text in [
+            "join(\"-\", (fd.name, fd.directory) = /tmp",
+            "join(\"-\", fd.name, fd.directory)) = /tmp",
+            "join(\"-\", (,)) = /tmp",
+            "join(\"-\", (,fd.name)) = /tmp",
+            "join(\"-\", (fd.name,)) = /tmp",
+            "join(\"-\", (fd.name,,fd.directory)) = /tmp",
+            "join(\"-\", ((fd.name))) = /tmp",
+            "join(\"-\", (macro)) = /tmp",
+            "join(\"-\", (barestring)) = /tmp",
+            "join() = foo",
+        ] {
+            bad(text);
+        }
+        let err = parse("getopt(proc.args, \"nt:\")[] = value").unwrap_err();
+        assert_eq!(
+            err.message,
+            "expected a valid field argument: a quoted string or a bare string"
+        );
+        let err = parse("getopt(proc.args, \"nt:\")[\"t\" = value").unwrap_err();
+        assert_eq!(err.message, "expected a ']' token");
+        assert_eq!(
+            ok("getopt(proc.args, \"nt:\")[\"t\"] = value").to_string(),
+            "getopt(proc.args, \"nt:\")[t] = value"
+        );
+        let printed = ok("toupper(join(\"-\", (fd.name, \"a b\", 12))) = X").to_string();
+        assert_eq!(ok(&printed).to_string(), printed);
     }
 }

@@ -2,7 +2,7 @@
 //! escapes), numbers, and parenthesized lists.
 
 use super::{is_bare, ParseError, Parser};
-use crate::engine::ast::Value;
+use crate::engine::ast::{TArg, Value};
 
 impl Parser<'_> {
     /// `val(field)` or a transformer: a field-valued right-hand side.
@@ -43,6 +43,13 @@ impl Parser<'_> {
         if let Some(v) = self.field_operand()? {
             return Ok(v);
         }
+        self.number()
+            .map(Value::Str)
+            .ok_or_else(|| self.error("expected a number"))
+    }
+
+    /// A hex or decimal number (libsinsp's number syntax), as written.
+    fn number(&mut self) -> Option<String> {
         let s = &self.s[self.pos..];
         if s.len() > 2 && s[0] == b'0' && matches!(s[1], b'x' | b'X') && s[2].is_ascii_hexdigit() {
             let mut end = 2;
@@ -51,7 +58,7 @@ impl Parser<'_> {
             }
             let text = self.text[self.pos..self.pos + end].to_string();
             self.pos += end;
-            return Ok(Value::Str(text));
+            return Some(text);
         }
         let mut i = 0;
         if matches!(s.first(), Some(b'+') | Some(b'-')) {
@@ -62,7 +69,7 @@ impl Parser<'_> {
             i += 1;
         }
         if i == digits {
-            return Err(self.error("expected a number"));
+            return None;
         }
         if s.get(i) == Some(&b'.') {
             i += 1;
@@ -81,7 +88,87 @@ impl Parser<'_> {
         }
         let text = self.text[self.pos..self.pos + i].to_string();
         self.pos += i;
-        Ok(Value::Str(text))
+        Some(text)
+    }
+
+    /// The arguments of a multi-value transformer after its `(`, through the closing `)`.
+    pub(super) fn call_args(&mut self) -> Result<Vec<TArg>, ParseError> {
+        let mut args = Vec::new();
+        loop {
+            self.blanks();
+            args.push(self.call_arg()?);
+            self.blanks();
+            if self.peek() != Some(b',') {
+                break;
+            }
+            self.pos += 1;
+        }
+        if self.peek() != Some(b')') {
+            return Err(self.error("expected a ')' token closing the transformer"));
+        }
+        self.pos += 1;
+        Ok(args)
+    }
+
+    /// A number, a quoted string, a transformer list, a transformer or a field.
+    fn call_arg(&mut self) -> Result<TArg, ParseError> {
+        if let Some(n) = self.number() {
+            return Ok(TArg::Str(n));
+        }
+        if matches!(self.peek(), Some(b'"') | Some(b'\'')) {
+            return Ok(TArg::Str(self.quoted()?));
+        }
+        if self.peek() == Some(b'(') {
+            self.pos += 1;
+            return self.transformer_list();
+        }
+        match self.field_or_transformer()? {
+            Some(field) => Ok(TArg::Field(field)),
+            None => Err(self.error(
+                "expected field transformer argument: field, transformer, quoted string, number, or transformer list",
+            )),
+        }
+    }
+
+    /// A transformer list after its `(`: fields, transformers, quoted strings and numbers.
+    fn transformer_list(&mut self) -> Result<TArg, ParseError> {
+        let mut items = Vec::new();
+        self.blanks();
+        if self.peek() == Some(b')') {
+            self.pos += 1;
+            return Ok(TArg::List(items));
+        }
+        loop {
+            self.blanks();
+            items.push(self.list_arg()?);
+            self.blanks();
+            if self.peek() != Some(b',') {
+                break;
+            }
+            self.pos += 1;
+        }
+        if self.peek() != Some(b')') {
+            return Err(self.error("expected ')'"));
+        }
+        self.pos += 1;
+        Ok(TArg::List(items))
+    }
+
+    fn list_arg(&mut self) -> Result<TArg, ParseError> {
+        if self.field_name_len() > 0 || self.transformer_name().is_some() {
+            if let Some(field) = self.field_or_transformer()? {
+                return Ok(TArg::Field(field));
+            }
+        }
+        if matches!(self.peek(), Some(b'"') | Some(b'\'')) {
+            return Ok(TArg::Str(self.quoted()?));
+        }
+        if let Some(n) = self.number() {
+            return Ok(TArg::Str(n));
+        }
+        Err(self.error(
+            "expected transformer list argument: field, transformer, quoted string, or number",
+        ))
     }
 
     pub(super) fn list_operand(&mut self) -> Result<Value, ParseError> {
