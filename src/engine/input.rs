@@ -1,5 +1,7 @@
 //! Turning a received payload into the events the engine evaluates: a k8s audit payload may hold
-//! an `Event`, an `EventList` or an array of them, each timed by its `stageTimestamp`; any other
+//! an `Event`, an `EventList` or an array of them, each timed by its `stageTimestamp`; a
+//! CloudTrail payload one record or a log file's `{"Records": [...]}`, each timed by its
+//! `eventTime`; okta and GCP audit events are timed by `published` / `timestamp`; any other
 //! source's payload is one JSON object.
 
 use serde_json::Value;
@@ -37,6 +39,31 @@ pub fn decode_value(
     if !value.is_object() {
         return Err(format!("a {source} event must be a JSON object"));
     }
+    if let Some(time_key) = plugin_time_key(source) {
+        let records = match value {
+            Value::Object(mut map) if source == "aws_cloudtrail" && map.contains_key("Records") => {
+                match map.remove("Records") {
+                    Some(Value::Array(items)) => items,
+                    _ => return Err("a CloudTrail log's \"Records\" must be an array".into()),
+                }
+            }
+            other => vec![other],
+        };
+        return records
+            .into_iter()
+            .map(|json| {
+                if !json.is_object() {
+                    return Err(format!("a {source} event must be a JSON object"));
+                }
+                let time_ns = json
+                    .get(time_key)
+                    .and_then(Value::as_str)
+                    .and_then(rfc3339_ns)
+                    .unwrap_or(default_time_ns);
+                Ok(Decoded { json, time_ns })
+            })
+            .collect();
+    }
     let time_ns = value
         .get("evt.rawtime")
         .and_then(|t| {
@@ -48,6 +75,22 @@ pub fn decode_value(
         json: value,
         time_ns,
     }])
+}
+
+/// The key holding the event time in a plugin source's events, as each plugin reads it.
+fn plugin_time_key(source: &str) -> Option<&'static str> {
+    match source {
+        "aws_cloudtrail" => Some("eventTime"),
+        "okta" => Some("published"),
+        "gcp_auditlog" => Some("timestamp"),
+        _ => None,
+    }
+}
+
+fn rfc3339_ns(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()?
+        .timestamp_nanos_opt()
 }
 
 #[cfg(test)]
@@ -71,5 +114,21 @@ mod tests {
         let sys = decode("syscall", br#"{"evt.type":"open","evt.rawtime":42}"#, 7).unwrap();
         assert_eq!(sys[0].time_ns, 42);
         assert!(decode("syscall", b"[1]", 0).is_err());
+    }
+
+    #[test]
+    fn cloudtrail_logs_split_into_records_timed_by_event_time() {
+        let log = br#"{"Records":[{"eventName":"A","eventTime":"2026-12-01T02:00:00Z"},{"eventName":"B"}]}"#;
+        let events = decode("aws_cloudtrail", log, 5).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].time_ns, 1_796_090_400_000_000_000);
+        assert_eq!(events[1].time_ns, 5);
+        assert_eq!(events[1].json["eventName"], "B");
+        let one = decode("aws_cloudtrail", br#"{"eventName":"C"}"#, 1).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(decode("aws_cloudtrail", br#"{"Records":{}}"#, 0).is_err());
+        assert!(decode("aws_cloudtrail", br#"{"Records":[1]}"#, 0).is_err());
+        let okta = decode("okta", br#"{"published":"2026-12-01T02:00:00.5Z"}"#, 0).unwrap();
+        assert_eq!(okta[0].time_ns, 1_796_090_400_500_000_000);
     }
 }

@@ -41,9 +41,13 @@ pub fn engine_version_string() -> String {
 
 /// The checksum of every field the engine supports, over all sources.
 pub fn fields_checksum() -> String {
-    fields::checksum(&[
+    let mut sources: Vec<(&str, &[fields::FieldInfo])> = vec![
         ("k8s_audit", fields::k8s_audit()),
         ("syscall", fields::syscall()),
         ("<custom>", fields::custom()),
-    ])
+    ];
+    for (source, _) in fields::PLUGIN_SOURCES {
+        sources.push((source, fields::registry(source)));
+    }
+    fields::checksum(&sources)
 }

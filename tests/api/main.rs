@@ -16,6 +16,7 @@ mod http;
 mod metrics;
 mod outputs;
 mod pipeline;
+mod plugin_sources;
 mod process;
 mod security;
 mod shared_host;

@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use super::fields::{self, Arg, FieldInfo};
 
+mod cloudtrail;
 mod k8s_audit;
+mod plugins;
 
 use k8s_audit::ka;
 pub use k8s_audit::{audit_time, split_audit_payload};
@@ -109,7 +111,11 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
         "syscall" => payload(name, arg, key_from_name.as_deref()),
         _ if name.starts_with("ka.") => ka(name, arg)?,
         _ if name.starts_with("json.") || name.starts_with("jevt.") => json_field(name, arg),
-        _ => generic(name)
+        _ if name.starts_with("evt.") => generic(name)
+            .ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?,
+        // A field the source plugin never extracts (as the plugin's own code does).
+        "aws_cloudtrail" => cloudtrail::extractor(name, arg).unwrap_or_else(|| ex(|_| None)),
+        _ => plugins::extractor(source, name, arg)
             .ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?,
     };
     Ok(Resolved { info, extract })
@@ -143,14 +149,21 @@ fn generic(name: &str) -> Option<Box<ExtractFn>> {
         "evt.source" => ex(|e| Some(Extracted::One(Cow::Borrowed(e.source)))),
         "evt.hostname" => ex(|e| Some(Extracted::One(Cow::Borrowed(e.hostname)))),
         "evt.pluginname" => ex(|e| {
-            let name = if e.source == "k8s_audit" {
-                "k8saudit"
-            } else {
-                "json"
-            };
+            let name = fields::plugin_of(e.source).unwrap_or("json");
             Some(Extracted::One(Cow::Borrowed(name)))
         }),
+        "evt.plugininfo" => ex(|e| {
+            let info = match e.source {
+                "aws_cloudtrail" => cloudtrail::plugin_info(e.json)?,
+                "github" => plugins::github_info(e.json),
+                _ => e.json.to_string(),
+            };
+            Some(Extracted::One(Cow::Owned(info)))
+        }),
         "evt.is_async" => ex(|_| Some(Extracted::One(Cow::Borrowed("false")))),
+        // Relative to the first event of a capture, which a server has no notion of; and events
+        // here are never asynchronous. Neither extracts (Falco's answer for the latter).
+        "evt.reltime" | "evt.reltime.s" | "evt.reltime.ns" | "evt.asynctype" => ex(|_| None),
         _ => return None,
     })
 }

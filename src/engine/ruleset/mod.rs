@@ -239,5 +239,17 @@ impl RuleSet {
 }
 
 /// The plugins whose fields this engine implements natively, with the version it matches.
-pub const NATIVE_PLUGINS: &[(&str, (u32, u32, u32))] =
-    &[("k8saudit", (0, 18, 0)), ("json", (0, 7, 4))];
+pub const NATIVE_PLUGINS: &[(&str, (u32, u32, u32))] = &[
+    ("k8saudit", (0, 18, 0)),
+    // The managed-Kubernetes variants produce `k8s_audit` events with k8saudit's fields.
+    ("k8saudit-eks", (0, 12, 0)),
+    ("k8saudit-gke", (0, 9, 0)),
+    ("k8saudit-aks", (0, 6, 0)),
+    ("json", (0, 7, 4)),
+    ("cloudtrail", (0, 17, 1)),
+    ("okta", (0, 12, 0)),
+    ("github", (0, 10, 1)),
+    ("gcpaudit", (0, 8, 1)),
+    ("container", (0, 7, 0)),
+    ("k8smeta", (0, 4, 1)),
+];
