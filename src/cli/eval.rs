@@ -125,6 +125,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
                         tags: &alert.rule.tags,
                         include_output: true,
                         include_tags: true,
+                        message: None,
+                        include_output_fields: true,
                     })
                 );
             }

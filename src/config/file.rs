@@ -134,6 +134,8 @@ pub struct OutputsSection {
     pub json_output: Option<Scalar>,
     pub json_include_output_property: Option<Scalar>,
     pub json_include_tags_property: Option<Scalar>,
+    pub json_include_message_property: Option<Scalar>,
+    pub json_include_output_fields_property: Option<Scalar>,
     pub time_format_iso_8601: Option<Scalar>,
     /// Minimum rule priority run (Falco's `priority`).
     pub priority: Option<Scalar>,
@@ -325,6 +327,14 @@ pub(super) fn file_values(file: &FileConfig) -> BTreeMap<String, String> {
             &o.json_include_output_property,
         );
         put("json_include_tags_property", &o.json_include_tags_property);
+        put(
+            "json_include_message_property",
+            &o.json_include_message_property,
+        );
+        put(
+            "json_include_output_fields_property",
+            &o.json_include_output_fields_property,
+        );
         put("time_format_iso_8601", &o.time_format_iso_8601);
         put("priority", &o.priority);
         put("rule_matching", &o.rule_matching);

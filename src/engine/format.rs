@@ -150,12 +150,19 @@ pub struct JsonAlert<'a> {
     pub tags: &'a [String],
     pub include_output: bool,
     pub include_tags: bool,
+    /// Falco's `json_include_message_property`: the output without time and priority.
+    pub message: Option<&'a str>,
+    /// Falco's `json_include_output_fields_property`.
+    pub include_output_fields: bool,
 }
 
 /// The JSON alert document (keys in Falco's order, which is alphabetical).
 pub fn alert_json(a: &JsonAlert<'_>) -> String {
     let mut doc = serde_json::Map::new();
     doc.insert("hostname".into(), a.hostname.into());
+    if let Some(message) = a.message {
+        doc.insert("message".into(), message.into());
+    }
     if a.include_output {
         doc.insert("output".into(), a.output.into());
     }
@@ -169,7 +176,9 @@ pub fn alert_json(a: &JsonAlert<'_>) -> String {
             )
         })
         .collect();
-    doc.insert("output_fields".into(), fields.into());
+    if a.include_output_fields {
+        doc.insert("output_fields".into(), fields.into());
+    }
     doc.insert("priority".into(), a.priority.name().into());
     doc.insert("rule".into(), a.rule.into());
     doc.insert("source".into(), a.source.into());
@@ -199,5 +208,39 @@ fn longest_known(
                 _ => return Err(e),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_alerts_follow_falcos_json_include_properties() {
+        let fields = [("proc.name".to_string(), Some("cat".to_string()))];
+        let tags = ["t".to_string()];
+        let mut a = JsonAlert {
+            time_ns: 0,
+            rule: "r",
+            priority: Priority::Warning,
+            source: "syscall",
+            hostname: "h",
+            output: "00:00:00.000000000: Warning cat ran",
+            fields: &fields,
+            tags: &tags,
+            include_output: true,
+            include_tags: true,
+            message: None,
+            include_output_fields: true,
+        };
+        let doc: serde_json::Value = serde_json::from_str(&alert_json(&a)).unwrap();
+        assert_eq!(doc["output_fields"]["proc.name"], "cat");
+        assert!(doc.get("message").is_none());
+        a.message = Some("cat ran");
+        a.include_output_fields = false;
+        let doc: serde_json::Value = serde_json::from_str(&alert_json(&a)).unwrap();
+        assert_eq!(doc["message"], "cat ran");
+        assert!(doc.get("output_fields").is_none());
+        assert_eq!(doc["output"], "00:00:00.000000000: Warning cat ran");
     }
 }

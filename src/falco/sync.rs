@@ -33,22 +33,22 @@ pub const TOGGLES_FILE: &str = "falco-api-~toggles.yaml";
 pub const RULES_DIR: &str = "rules_dir";
 pub const CONFIG_FILE: &str = "config_file";
 
-/// The runtime keys that are Falco settings, and their place in falco.yaml.
-const FALCO_KEYS: &[(&str, &[&str])] = &[
-    ("priority", &["priority"]),
-    ("json_output", &["json_output"]),
-    (
-        "json_include_output_property",
-        &["json_include_output_property"],
-    ),
-    (
-        "json_include_tags_property",
-        &["json_include_tags_property"],
-    ),
-    ("time_format_iso_8601", &["time_format_iso_8601"]),
-    ("rule_matching", &["rule_matching"]),
-    ("outputs.rate", &["outputs", "rate"]),
-    ("outputs.max_burst", &["outputs", "max_burst"]),
+/// The runtime keys that are Falco settings, each a top-level key of falco.yaml of the same
+/// name and type (Falco 0.44's schema: `fixtures/falco-config-schema-0.44.0.json`).
+///
+/// Not written: `outputs.rate`/`outputs.max_burst` (Falco removed its `outputs` key in 0.37 and
+/// 0.44's schema refuses it); `drops.alert_*` (a config file replaces Falco's
+/// `syscall_event_drops` whole, which would drop the `actions` falco.yaml sets); Falco's
+/// `buffered_outputs` and `outputs_queue`, which no falco-api setting matches.
+const FALCO_KEYS: &[&str] = &[
+    "priority",
+    "json_output",
+    "json_include_output_property",
+    "json_include_tags_property",
+    "json_include_message_property",
+    "json_include_output_fields_property",
+    "time_format_iso_8601",
+    "rule_matching",
 ];
 
 /// The file a stored rules file is written as.
@@ -326,24 +326,9 @@ fn read_manifest(manifest: &Path, dir: &Path) -> Vec<String> {
 /// Falco's config file for the runtime keys in `values` that are Falco settings.
 pub fn falco_config(values: &[(String, String)], revision: u64) -> String {
     let mut top = serde_json::Map::new();
-    for (key, path) in FALCO_KEYS {
-        let Some((_, value)) = values.iter().find(|(k, _)| k == key) else {
-            continue;
-        };
-        let v = yaml_value(value);
-        match path {
-            [one] => {
-                top.insert(one.to_string(), v);
-            }
-            [section, name] => {
-                let entry = top
-                    .entry(section.to_string())
-                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
-                if let Some(map) = entry.as_object_mut() {
-                    map.insert(name.to_string(), v);
-                }
-            }
-            _ => {}
+    for key in FALCO_KEYS {
+        if let Some((_, value)) = values.iter().find(|(k, _)| k == key) {
+            top.insert(key.to_string(), yaml_value(value));
         }
     }
     let mut text = format!(
@@ -352,15 +337,7 @@ pub fn falco_config(values: &[(String, String)], revision: u64) -> String {
          `falco-api config set`.\n"
     );
     for (key, value) in &top {
-        match value {
-            serde_json::Value::Object(map) => {
-                text.push_str(&format!("{key}:\n"));
-                for (k, v) in map {
-                    text.push_str(&format!("  {k}: {v}\n"));
-                }
-            }
-            v => text.push_str(&format!("{key}: {v}\n")),
-        }
+        text.push_str(&format!("{key}: {value}\n"));
     }
     if top.is_empty() {
         text.push_str("{}\n");
@@ -449,16 +426,131 @@ mod tests {
                 ("outputs.max_burst".into(), "10".into()),
                 ("json_output".into(), "true".into()),
                 ("ingest.queue_size".into(), "9".into()),
+                ("drops.alert_rate".into(), "1".into()),
             ],
             7,
         );
         assert!(text.contains("revision 7"));
         assert!(text.contains("priority: \"warning\"\n"), "{text}");
         assert!(text.contains("json_output: true\n"));
-        assert!(
-            text.contains("outputs:\n  rate: 0.5\n  max_burst: 10\n"),
-            "{text}"
-        );
+        assert!(!text.contains("outputs"), "{text}");
         assert!(!text.contains("queue_size"));
+        assert!(!text.contains("rate"));
+    }
+
+    /// Falco 0.44.0's config schema (`userspace/falco/config_json_schema.h` at tag 0.44.0, commit
+    /// a078853fe47d), as `falco --config-schema` prints it.
+    fn falco_schema() -> serde_json::Value {
+        serde_json::from_str(include_str!(
+            "../../fixtures/falco-config-schema-0.44.0.json"
+        ))
+        .expect("schema fixture")
+    }
+
+    /// A draft-06 validator for the keywords Falco's schema uses; the errors found.
+    fn validate(
+        root: &serde_json::Value,
+        schema: &serde_json::Value,
+        v: &serde_json::Value,
+        at: &str,
+        errors: &mut Vec<String>,
+    ) {
+        use serde_json::Value;
+        if let Some(Value::String(r)) = schema.get("$ref") {
+            let name = r.trim_start_matches("#/definitions/");
+            return validate(root, &root["definitions"][name], v, at, errors);
+        }
+        if let Some(Value::Array(options)) = schema.get("anyOf").or_else(|| schema.get("oneOf")) {
+            let fits = options.iter().filter(|o| {
+                let mut e = Vec::new();
+                validate(root, o, v, at, &mut e);
+                e.is_empty()
+            });
+            if fits.count() == 0 {
+                errors.push(format!("{at}: matches none of its alternatives"));
+            }
+            return;
+        }
+        let type_ok = match schema.get("type").and_then(Value::as_str) {
+            Some("object") => v.is_object(),
+            Some("array") => v.is_array(),
+            Some("string") => v.is_string(),
+            Some("boolean") => v.is_boolean(),
+            Some("integer") => v.is_i64() || v.is_u64(),
+            Some("number") => v.is_number(),
+            _ => true,
+        };
+        if !type_ok {
+            errors.push(format!("{at}: {v} is not of type {}", schema["type"]));
+            return;
+        }
+        if let Some(Value::Array(allowed)) = schema.get("enum") {
+            if !allowed.contains(v) {
+                errors.push(format!("{at}: {v} is not one of {allowed:?}"));
+            }
+        }
+        if let Value::Object(map) = v {
+            let props = schema.get("properties").and_then(Value::as_object);
+            for (k, item) in map {
+                match props.and_then(|p| p.get(k)) {
+                    Some(sub) => validate(root, sub, item, &format!("{at}.{k}"), errors),
+                    None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        errors.push(format!("{at}: unknown property '{k}'"))
+                    }
+                    None => {}
+                }
+            }
+            let min = schema.get("minProperties").and_then(Value::as_u64);
+            if min.is_some_and(|m| (map.len() as u64) < m) {
+                errors.push(format!("{at}: fewer than {min:?} properties"));
+            }
+        }
+        if let (Value::Array(items), Some(sub)) = (v, schema.get("items")) {
+            for (i, item) in items.iter().enumerate() {
+                validate(root, sub, item, &format!("{at}[{i}]"), errors);
+            }
+        }
+    }
+
+    fn schema_errors(text: &str) -> Vec<String> {
+        let root = falco_schema();
+        let doc: serde_json::Value = serde_saphyr::from_str(text).expect("the file is YAML");
+        let mut errors = Vec::new();
+        validate(&root, &root, &doc, "falco.yaml", &mut errors);
+        errors
+    }
+
+    #[test]
+    fn every_config_file_falco_api_writes_is_valid_for_falco_0_44() {
+        let keys = crate::services::control::keys::KEYS;
+        // Every key falco-api knows set to a non-default value of its kind, so every Falco key
+        // is written: the fullest file it can write, and the empty one.
+        let values: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| {
+                let value = match k.default {
+                    "true" => "false",
+                    "false" => "true",
+                    "first" => "all",
+                    "debug" => "warning",
+                    _ => "7",
+                };
+                (k.name.to_string(), value.to_string())
+            })
+            .collect();
+        let full = falco_config(&values, 3);
+        for key in FALCO_KEYS {
+            assert!(
+                full.contains(&format!("\n{key}: ")),
+                "{key} written: {full}"
+            );
+        }
+        assert_eq!(schema_errors(&full), Vec::<String>::new(), "{full}");
+        assert_eq!(schema_errors(&falco_config(&[], 1)), Vec::<String>::new());
+        // The validator refuses what Falco refuses: the pre-0.37 `outputs` key, wrong types.
+        let old = "outputs:\n  rate: 0.5\n  max_burst: 10\n";
+        assert!(schema_errors(old)[0].contains("unknown property 'outputs'"));
+        assert!(!schema_errors("json_output: \"yes\"\n").is_empty());
+        assert!(!schema_errors("outputs_queue: {}\n").is_empty());
     }
 }

@@ -83,6 +83,8 @@ pub fn alert(seq: u64, ev: &OutputEvent, protobuf: bool) -> (String, HeaderMap, 
         tags: &ev.tags,
         include_output: true,
         include_tags: true,
+        message: None,
+        include_output_fields: true,
     });
     (subject, headers, body.into_bytes())
 }

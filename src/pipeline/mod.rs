@@ -36,6 +36,8 @@ pub struct OutputSettings {
     pub json_output: bool,
     pub json_include_output_property: bool,
     pub json_include_tags_property: bool,
+    pub json_include_message_property: bool,
+    pub json_include_output_fields_property: bool,
     pub time_format_iso_8601: bool,
     /// Rules less severe than this are not run.
     pub min_priority: Priority,
@@ -50,6 +52,8 @@ impl Default for OutputSettings {
             json_output: false,
             json_include_output_property: true,
             json_include_tags_property: true,
+            json_include_message_property: false,
+            json_include_output_fields_property: true,
             time_format_iso_8601: false,
             min_priority: Priority::Debug,
             matching: Matching::First,

@@ -181,6 +181,10 @@ pub fn output_event(
             tags: &rule.tags,
             include_output: s.json_include_output_property,
             include_tags: s.json_include_tags_property,
+            message: s
+                .json_include_message_property
+                .then_some(alert.rendered.message.as_str()),
+            include_output_fields: s.json_include_output_fields_property,
         })
     } else {
         line

@@ -71,6 +71,18 @@ pub const KEYS: &[Key] = &[
         "JSON alerts include the rule's tags",
     ),
     key(
+        "json_include_message_property",
+        Kind::Bool,
+        "false",
+        "JSON alerts include the output without time and priority as message",
+    ),
+    key(
+        "json_include_output_fields_property",
+        Kind::Bool,
+        "true",
+        "JSON alerts include output_fields",
+    ),
+    key(
         "time_format_iso_8601",
         Kind::Bool,
         "false",
@@ -385,6 +397,8 @@ fn output_settings(v: &Values) -> OutputSettings {
         json_output: v.flag("json_output"),
         json_include_output_property: v.flag("json_include_output_property"),
         json_include_tags_property: v.flag("json_include_tags_property"),
+        json_include_message_property: v.flag("json_include_message_property"),
+        json_include_output_fields_property: v.flag("json_include_output_fields_property"),
         time_format_iso_8601: v.flag("time_format_iso_8601"),
         min_priority: v.text("priority").parse().unwrap_or(Priority::Debug),
         matching: if v.text("rule_matching") == "all" {
