@@ -3,6 +3,9 @@
 //! avoid), and the rule set's compile time. Needs the corpus: FALCO_API_CORPUS, or
 //! ../shared/corpus next to the checkout.
 //!
+//! The `aws_cloudtrail` group does the same for CloudTrail records (a mix of identity types,
+//! services and event names built here) against the cloudtrail plugin's own rules.
+//!
 //!     cargo bench --bench engine
 
 use std::path::PathBuf;
@@ -58,6 +61,7 @@ fn bench(c: &mut Criterion) {
     let files = rules();
     let opts = LoadOptions {
         enabled_sources: Some(vec!["k8s_audit".into()]),
+        ..LoadOptions::default()
     };
     let set = RuleSet::load(&files, &opts).expect("corpus rules load");
     let payloads = payloads();
@@ -93,6 +97,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    cloudtrail(c);
 
     let mut compile = c.benchmark_group("compile");
     compile.sample_size(10);
@@ -103,6 +108,103 @@ fn bench(c: &mut Criterion) {
         b.iter(|| RuleSet::load(&files, &LoadOptions::default()).unwrap())
     });
     compile.finish();
+}
+
+/// CloudTrail records of several identity types, services, regions and event names, some of which
+/// the plugin's rules alert on.
+fn cloudtrail_records() -> Vec<String> {
+    let names = [
+        ("signin.amazonaws.com", "ConsoleLogin"),
+        ("ec2.amazonaws.com", "RunInstances"),
+        ("ec2.amazonaws.com", "DescribeInstances"),
+        ("s3.amazonaws.com", "GetObject"),
+        ("s3.amazonaws.com", "PutBucketPolicy"),
+        ("iam.amazonaws.com", "CreateUser"),
+        ("lambda.amazonaws.com", "CreateFunction20150331"),
+        ("sts.amazonaws.com", "AssumeRole"),
+    ];
+    let identities = [
+        serde_json::json!({"type": "IAMUser", "userName": "alice", "accountId": "123456789012",
+                           "arn": "arn:aws:iam::123456789012:user/alice", "principalId": "AIDA1"}),
+        serde_json::json!({"type": "AssumedRole", "principalId": "AROA1:ci", "accountId": "123456789012",
+                           "arn": "arn:aws:sts::123456789012:assumed-role/deployer/ci",
+                           "sessionContext": {"sessionIssuer": {"userName": "deployer"}}}),
+        serde_json::json!({"type": "Root", "accountId": "123456789012", "principalId": "123456789012"}),
+        serde_json::json!({"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}),
+    ];
+    let regions = ["us-east-1", "eu-west-3", "ap-south-1"];
+    (0..240)
+        .map(|i| {
+            let (src, name) = names[i % names.len()];
+            serde_json::json!({
+                "eventVersion": "1.08",
+                "userIdentity": identities[i % identities.len()],
+                "eventTime": format!("2026-12-01T02:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+                "eventSource": src,
+                "eventName": name,
+                "awsRegion": regions[i % regions.len()],
+                "sourceIPAddress": format!("203.0.113.{}", i % 250),
+                "userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.5.0",
+                "requestParameters": {"bucketName": "logs", "key": format!("k/{i}"),
+                                      "userName": "bob", "availabilityZone": "us-east-1a"},
+                "responseElements": if name == "ConsoleLogin" {
+                    serde_json::json!({"ConsoleLogin": "Success"})
+                } else {
+                    serde_json::json!({"reservationId": "r-1", "subnetId": "subnet-1"})
+                },
+                "additionalEventData": {"MFAUsed": if i % 3 == 0 { "No" } else { "Yes" }},
+                "requestID": format!("req-{i}"),
+                "eventID": format!("ev-{i}"),
+                "readOnly": name.starts_with("Describe") || name == "GetObject",
+                "eventType": "AwsApiCall",
+                "managementEvent": true,
+                "recipientAccountId": "123456789012"
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+/// Evaluating CloudTrail records with the cloudtrail plugin's rules, beside parsing them.
+fn cloudtrail(c: &mut Criterion) {
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/plugin-rules/aws_cloudtrail_rules.yaml");
+    let files = vec![RulesFile {
+        name: "aws_cloudtrail_rules.yaml".into(),
+        content: std::fs::read_to_string(rules).expect("cloudtrail rules"),
+    }];
+    let set = RuleSet::load(&files, &LoadOptions::default()).expect("cloudtrail rules load");
+    let records = cloudtrail_records();
+    let eval = EvalOptions::default();
+    let mut group = c.benchmark_group("aws_cloudtrail");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("serde_json parse (baseline)", |b| {
+        b.iter(|| {
+            for r in &records {
+                let v: serde_json::Value = serde_json::from_str(r).unwrap();
+                std::hint::black_box(v);
+            }
+        })
+    });
+    group.bench_function("parse + evaluate", |b| {
+        b.iter(|| {
+            let mut alerts = 0;
+            for (n, r) in records.iter().enumerate() {
+                let v: serde_json::Value = serde_json::from_str(r).unwrap();
+                let data = EventData {
+                    source: "aws_cloudtrail",
+                    json: &v,
+                    time_ns: 0,
+                    hostname: "h",
+                    num: n as u64 + 1,
+                };
+                alerts += set.evaluate(&data, &eval).len();
+            }
+            std::hint::black_box(alerts)
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -55,6 +55,21 @@ pub fn prepare(
     app.config
         .apply()
         .context("cannot apply the stored configuration")?;
+    if let Some(path) = &config.falco.fields_file {
+        let catalog = crate::engine::catalog::Catalog::read(path)
+            .map_err(anyhow::Error::msg)
+            .context("falco.fields_file")?;
+        for (source, listed, native) in catalog.summary() {
+            tracing::info!(
+                source,
+                listed,
+                native,
+                "field catalog: {} fields of {source} validated but not evaluated",
+                listed - native
+            );
+        }
+        app.rules.set_catalog(Some(std::sync::Arc::new(catalog)));
+    }
     app.rules.reload().context("the stored rules do not load")?;
     let imported = match boot_rules {
         Some(files) => app

@@ -36,6 +36,10 @@ pub struct EvalArgs {
     /// Only load and compile the rules; print errors and warnings.
     #[arg(long)]
     pub validate: bool,
+    /// A field catalog (`falco --list --format json` of the Falco you run): rules may use its
+    /// fields, validated but not evaluated where falco-api does not implement them.
+    #[arg(long)]
+    pub fields: Option<PathBuf>,
     /// The events file (JSON lines). Not needed with --validate.
     #[arg(required_unless_present = "validate")]
     pub events: Option<PathBuf>,
@@ -44,7 +48,25 @@ pub struct EvalArgs {
 pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     let files = crate::engine::files::read_rules_files(&args.rules).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
-    let set = match RuleSet::load(&files, &LoadOptions::default()) {
+    let catalog = match &args.fields {
+        Some(path) => {
+            let c = crate::engine::catalog::Catalog::read(path).map_err(anyhow::Error::msg)?;
+            for (source, listed, native) in c.summary() {
+                eprintln!(
+                    "field catalog: {source}: {listed} fields, {native} evaluated by falco-api, \
+                     {} validated only",
+                    listed - native
+                );
+            }
+            Some(std::sync::Arc::new(c))
+        }
+        None => None,
+    };
+    let opts = LoadOptions {
+        catalog,
+        ..LoadOptions::default()
+    };
+    let set = match RuleSet::load(&files, &opts) {
         Ok(set) => set,
         Err(e) => {
             for w in &e.warnings {

@@ -203,6 +203,9 @@ pub struct FalcoSection {
     pub rules_dir: Option<PathBuf>,
     /// Write the runtime keys that map to Falco settings to this file after every config change.
     pub config_file: Option<PathBuf>,
+    /// `falco --list --format json` of the Falco in use: rules may use its fields (validated,
+    /// not evaluated where falco-api does not implement them).
+    pub fields_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -93,11 +93,13 @@ impl HttpEndpoint {
     }
 }
 
-/// Where falco-api writes what a running Falco reads.
+/// Where falco-api writes what a running Falco reads, and what it reads of that Falco.
 #[derive(Debug, Clone, Default)]
 pub struct FalcoSync {
     pub rules_dir: Option<PathBuf>,
     pub config_file: Option<PathBuf>,
+    /// The field catalog (`falco --list --format json`) rules are validated against too.
+    pub fields_file: Option<PathBuf>,
 }
 
 /// Where `serve` listens: the flags, else the file, else the data directory's socket.
@@ -309,6 +311,7 @@ impl ServeConfig {
             falco: FalcoSync {
                 rules_dir: falco.rules_dir,
                 config_file: falco.config_file,
+                fields_file: falco.fields_file,
             },
             max_series,
             fleet,

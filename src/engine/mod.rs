@@ -7,6 +7,7 @@
 //! checks) → [`eval`] evaluators and [`format`] output formats, gathered in a [`ruleset::RuleSet`].
 
 pub mod ast;
+pub mod catalog;
 pub mod compiler;
 pub mod eval;
 pub mod extract;

@@ -155,6 +155,7 @@ fn check_case(root: &std::path::Path, case: &Value) -> Result<(), String> {
         &files,
         &LoadOptions {
             enabled_sources: Some(sources),
+            ..LoadOptions::default()
         },
     );
     if name.starts_with("compat_engine_v4_") {

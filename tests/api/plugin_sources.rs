@@ -547,3 +547,164 @@ fn every_field_of_every_plugin_table_compiles_and_the_tables_are_data() {
         );
     }
 }
+
+/// `falco --list --format json` as a Falco with a third-party plugin prints it (trimmed).
+const CATALOG: &str = r#"{
+  "fieldclasses": [
+    {"name": "evt", "desc": "generic", "event_sources": ["syscall", "vault"], "fields": [
+      {"name": "evt.num", "type": "UINT64", "desc": "n", "is_list": false, "argument": null}]},
+    {"name": "vault", "desc": "HashiCorp Vault audit", "event_sources": ["vault"], "fields": [
+      {"name": "vault.path", "type": "CHARBUF", "desc": "p", "is_list": false, "argument": null},
+      {"name": "vault.policies", "type": "CHARBUF", "desc": "p", "is_list": true, "argument": null},
+      {"name": "vault.header", "type": "CHARBUF", "desc": "h", "is_list": false,
+       "argument": {"required": true, "type": ["KEY"]}},
+      {"name": "vault.ttl", "type": "RELTIME", "desc": "t", "is_list": false, "argument": null}]}
+  ]
+}"#;
+
+const VAULT_RULES: &str = r#"
+- rule: Vault root token used
+  desc: d
+  condition: vault.policies intersects (root) and vault.header[X-Forwarded-For] exists and vault.ttl > 0
+  output: "root token on %vault.path"
+  priority: CRITICAL
+  source: vault
+"#;
+
+fn with_catalog(rules: &str) -> Result<RuleSet, String> {
+    let catalog = falco_api::engine::catalog::Catalog::parse(CATALOG).unwrap();
+    let opts = LoadOptions {
+        catalog: Some(std::sync::Arc::new(catalog)),
+        ..LoadOptions::default()
+    };
+    RuleSet::load(
+        &[RulesFile {
+            name: "vault.yaml".into(),
+            content: rules.into(),
+        }],
+        &opts,
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_field_catalog_validates_third_party_fields_and_says_they_are_not_evaluated() {
+    let Err(without) = RuleSet::load(
+        &[RulesFile {
+            name: "vault.yaml".into(),
+            content: VAULT_RULES.into(),
+        }],
+        &LoadOptions::default(),
+    ) else {
+        panic!("vault fields are unknown without the catalog")
+    };
+    assert!(without
+        .error
+        .to_string()
+        .contains("nonexistent field vault.policies"));
+    let set = with_catalog(VAULT_RULES).expect("the catalog's fields validate");
+    let warning = set
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .find(|w| w.contains("known only from the field catalog"))
+        .expect("a warning names the catalog-only fields");
+    assert!(
+        warning.contains("vault.policies, vault.header, vault.ttl, vault.path")
+            && warning.contains("never matches here"),
+        "{warning}"
+    );
+    // Validated with Falco's answers: argument, list operators, numeric operators.
+    for (cond, message) in [
+        ("vault.header exists", "needs a key argument"),
+        ("vault.policies = root", "not supported on list field"),
+        ("vault.ttl contains 1", "'contains' operator not supported"),
+        ("vault.nope = x", "nonexistent field vault.nope"),
+    ] {
+        let rules = VAULT_RULES.replace(
+            "vault.policies intersects (root) and vault.header[X-Forwarded-For] exists and vault.ttl > 0",
+            cond,
+        );
+        let err = with_catalog(&rules)
+            .err()
+            .unwrap_or_else(|| panic!("{cond} refused"));
+        assert!(err.contains(message), "{cond}: {err}");
+    }
+    // Never evaluated: no event matches, and the warning said so.
+    let got = alerts(&set, "vault", &json!({"vault.path": "secret/x"}));
+    assert!(got.is_empty());
+}
+
+#[test]
+fn eval_and_serve_read_the_field_catalog() {
+    use crate::common::process::{cli_output, serve_args, spawn_serve, EXE};
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("fields.json");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    let rules = dir.path().join("vault.yaml");
+    std::fs::write(&rules, VAULT_RULES).unwrap();
+    let out = std::process::Command::new(EXE)
+        .args(["eval", "--validate", "--fields"])
+        .arg(&catalog)
+        .arg("-r")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("field catalog: vault: 5 fields, 1 evaluated by falco-api, 4 validated only"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("known only from the field catalog"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(EXE)
+        .args(["eval", "--validate", "-r"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "without the catalog the rules do not load"
+    );
+
+    let data = dir.path().join("data");
+    let sock = dir.path().join("api.sock");
+    let config = dir.path().join("falco-api.yaml");
+    std::fs::write(
+        &config,
+        format!("falco:\n  fields_file: {}\n", catalog.display()),
+    )
+    .unwrap();
+    let mut serve = spawn_serve(
+        dir.path(),
+        &serve_args(&data, &sock, &["--config", config.to_str().unwrap()]),
+    );
+    let out = cli_output(&sock, &["rules", "put", rules.to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("known only from the field catalog"), "{text}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        VAULT_RULES.replace("vault.header[X-Forwarded-For]", "vault.header"),
+    )
+    .unwrap();
+    let out = cli_output(&sock, &["rules", "put", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("vault.header needs a key argument"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::common::process::sigterm(&serve.child);
+    crate::common::process::wait_exit(&mut serve.child, Duration::from_secs(30));
+}

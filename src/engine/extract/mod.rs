@@ -88,7 +88,13 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
             }
         }
     }
-    let info = info.ok_or_else(|| format!("filter_check called with nonexistent field {name}"))?;
+    let (info, catalog_only) = match info {
+        Some(info) => (info, false),
+        None => match super::catalog::lookup(source, name) {
+            Some(info) => (info, true),
+            None => return Err(format!("filter_check called with nonexistent field {name}")),
+        },
+    };
     let arg_ok = match (info.arg, arg, &key_from_name) {
         (_, Some(_), Some(_)) => false,
         (Arg::None, None, _) => true,
@@ -106,6 +112,13 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
             Arg::RequiredKey | Arg::OptionalKey => "needs a key argument ([key])".into(),
         };
         return Err(format!("field {name} {want}"));
+    }
+    if catalog_only {
+        // Validated against the catalog, never evaluated (the loader warns about each use).
+        return Ok(Resolved {
+            info,
+            extract: ex(|_| None),
+        });
     }
     let extract = match source {
         "syscall" => payload(name, arg, key_from_name.as_deref()),

@@ -311,7 +311,19 @@ pub(super) fn compile_collection(
         if !source_enabled(opts, &r.source) {
             let message = format!("Unknown source {}, skipping", r.source);
             warnings.push(diag(&r.file, r.pos, format!("rule '{}'", r.name), message));
-        } else if let Some((rule, types)) = compile_rule(r, c, &mut macros, &mut warnings)? {
+        } else if let Some((rule, types)) = {
+            crate::engine::catalog::take_used();
+            compile_rule(r, c, &mut macros, &mut warnings)?
+        } {
+            let from_catalog = crate::engine::catalog::take_used();
+            if !from_catalog.is_empty() {
+                let message = format!(
+                    "uses fields known only from the field catalog ({}): they are validated but \
+                     not evaluated by falco-api, so this rule never matches here",
+                    from_catalog.join(", ")
+                );
+                warnings.push(diag(&r.file, r.pos, format!("rule '{}'", r.name), message));
+            }
             info.compiled = true;
             typed.push((rules.len(), types));
             rules.push(rule);

@@ -25,6 +25,8 @@ pub struct RulesFile {
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub enabled_sources: Option<Vec<String>>,
+    /// Fields of the Falco in use (`falco --list --format json`), validated but not evaluated.
+    pub catalog: Option<std::sync::Arc<crate::engine::catalog::Catalog>>,
 }
 
 /// Falco's `rule_matching`.
@@ -122,6 +124,10 @@ pub struct Alert<'r> {
 impl RuleSet {
     /// Loads `files` in order. Each prefix must compile; the first error is returned.
     pub fn load(files: &[RulesFile], opts: &LoadOptions) -> Result<RuleSet, LoadError> {
+        crate::engine::catalog::scope(opts.catalog.clone(), || Self::load_in_scope(files, opts))
+    }
+
+    fn load_in_scope(files: &[RulesFile], opts: &LoadOptions) -> Result<RuleSet, LoadError> {
         let mut collection = Collection::default();
         let mut last = None;
         for file in files {

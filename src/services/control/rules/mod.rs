@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::target::Kind;
 use super::{check_retained, Change as Asked, Committed, ControlError, Hooks};
-use crate::engine::{Diagnostic, RuleInfo};
+use crate::engine::catalog::Catalog;
+use crate::engine::{Diagnostic, LoadOptions, RuleInfo};
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use crate::store::{Change, Current, HistoryRecord};
@@ -46,6 +47,8 @@ pub struct Rules {
     /// Set when this node's rules follow a fleet publisher (then local writes are refused).
     publisher: Arc<RwLock<Option<String>>>,
     hooks: Hooks,
+    /// The field catalog of the Falco in use (`falco.fields_file`), if any.
+    catalog: Arc<RwLock<Option<Arc<Catalog>>>>,
 }
 
 impl Rules {
@@ -56,6 +59,23 @@ impl Rules {
             writer: Arc::default(),
             publisher: Arc::default(),
             hooks,
+            catalog: Arc::default(),
+        }
+    }
+
+    /// Validates rules against `catalog` too from now on (call before the first reload).
+    pub fn set_catalog(&self, catalog: Option<Arc<Catalog>>) {
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = catalog;
+    }
+
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            catalog: self
+                .catalog
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            ..LoadOptions::default()
         }
     }
 
@@ -192,7 +212,12 @@ impl Rules {
     pub fn reload(&self) -> Result<(), ControlError> {
         let state = self.state_now()?;
         let revision = self.store.versioned().revision()?;
-        let set = build(&contents(&state.files), &state.toggles, revision)?;
+        let set = build(
+            &contents(&state.files),
+            &state.toggles,
+            revision,
+            &self.load_options(),
+        )?;
         for w in &set.warnings {
             tracing::debug!("{w}");
         }
@@ -260,7 +285,7 @@ impl Rules {
         let v = self.store.versioned();
         let before = v.revision()?;
         drop(guard);
-        let mut set = build(&files, &toggles, before + 1)?;
+        let mut set = build(&files, &toggles, before + 1, &self.load_options())?;
         let guard = v.lock();
         if self.landed_since(before, meta.global_cas)? {
             return Err(ControlError::Busy(
@@ -404,7 +429,7 @@ impl Rules {
             valid_name(name)?;
             all.insert(name.clone(), content.clone());
         }
-        build(&all, &state.toggles, 0).map(|set| set.warnings)
+        build(&all, &state.toggles, 0, &self.load_options()).map(|set| set.warnings)
     }
 
     pub fn effective(&self) -> (Vec<RuleInfo>, u64) {

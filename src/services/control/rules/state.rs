@@ -35,6 +35,7 @@ pub fn build(
     files: &BTreeMap<String, String>,
     toggles: &BTreeMap<String, Current>,
     revision: u64,
+    opts: &LoadOptions,
 ) -> Result<RuleSet, ControlError> {
     let files: Vec<RulesFile> = files
         .iter()
@@ -43,9 +44,9 @@ pub fn build(
             content: content.clone(),
         })
         .collect();
-    let loaded = crate::engine::isolate::run("compiling rules", move || {
-        RuleSet::load(&files, &LoadOptions::default())
-    })?;
+    let opts = opts.clone();
+    let loaded =
+        crate::engine::isolate::run("compiling rules", move || RuleSet::load(&files, &opts))?;
     let mut set = loaded.map_err(|e| ControlError::Invalid {
         error: e.error,
         warnings: e.warnings,
