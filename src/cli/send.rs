@@ -16,7 +16,8 @@ use crate::proto::inputs::{service_client::ServiceClient, Event, Request};
 pub struct SendArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// The events' source: k8s_audit, syscall, or a custom source name.
+    /// The events' source: k8s_audit, syscall, aws_cloudtrail, okta, github, gcp_auditlog, or
+    /// another name for JSON events.
     #[arg(long, default_value = "k8s_audit")]
     pub source: String,
     /// No progress bar.
@@ -42,11 +43,21 @@ pub struct SendArgs {
 }
 
 /// Splits a file into event payloads, each with where it is in the file for messages: a
-/// whole-file JSON array (`item N`) or single document (`the document`), else JSON lines
+/// whole-file JSON array (`item N`), a CloudTrail log file's `{"Records": [...]}` (`record N`,
+/// so a large log file is not one payload) or single document (`the document`), else JSON lines
 /// (`line N`, the file's own line numbers: blank lines count, and are skipped).
-pub fn payloads(text: &str) -> Vec<(String, Vec<u8>)> {
+pub fn payloads(text: &str, source: &str) -> Vec<(String, Vec<u8>)> {
     let trimmed = text.trim();
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(trimmed) {
+    if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(trimmed) {
+        if source == "aws_cloudtrail" {
+            if let Some(serde_json::Value::Array(records)) = value.get_mut("Records") {
+                return std::mem::take(records)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("record {}", i + 1), r.to_string().into_bytes()))
+                    .collect();
+            }
+        }
         match value {
             serde_json::Value::Array(items) => {
                 return items
@@ -78,7 +89,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<i32> {
     }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let (places, payloads): (Vec<String>, Vec<Vec<u8>>) = payloads(&text).into_iter().unzip();
+    let (places, payloads): (Vec<String>, Vec<Vec<u8>>) =
+        payloads(&text, &args.source).into_iter().unzip();
     let total = payloads.len() as u64;
     let mut client =
         ServiceClient::new(args.connect.channel().await?).max_encoding_message_size(64 << 20);

@@ -705,6 +705,47 @@ fn eval_and_serve_read_the_field_catalog() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A CloudTrail log file through `send`: split into records client-side, alerts as Falco's.
+    let ct_rules = fixture("aws_cloudtrail_rules.yaml");
+    let out = cli_output(&sock, &["rules", "put", ct_rules.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = dir.path().join("cloudtrail.json");
+    let records =
+        json!({"Records": [root_console_login(), assumed_role_run_instances("eu-west-3")]});
+    std::fs::write(&log, serde_json::to_string_pretty(&records).unwrap()).unwrap();
+    let out = cli_output(
+        &sock,
+        &[
+            "send",
+            "--quiet",
+            "--source",
+            "aws_cloudtrail",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli_output(&sock, &["tail", "--after", "0", "--once", "--json"]);
+    let rules: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["source"] == "aws_cloudtrail")
+        .map(|v| v["rule"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        rules,
+        ["Console Login Without MFA", "Run Instances"],
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     crate::common::process::sigterm(&serve.child);
     crate::common::process::wait_exit(&mut serve.child, Duration::from_secs(30));
 }
