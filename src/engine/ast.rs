@@ -84,6 +84,24 @@ impl Op {
     pub fn is_num_op(self) -> bool {
         matches!(self, Op::Lt | Op::Le | Op::Gt | Op::Ge)
     }
+
+    /// The string operators a `oneof`/`anyof`/`allof` modifier may follow.
+    pub fn takes_modifier(self) -> bool {
+        !self.is_list_op() && !self.is_num_op() && self != Op::Exists
+    }
+
+    /// An exception comparison as written (`=`, `in`, `startswith oneof`): the operator and
+    /// its modifier, `None` when it is not one Falco accepts.
+    pub fn parse_comp(text: &str) -> Option<(Op, Option<Modifier>)> {
+        let mut words = text.split_whitespace();
+        let op = Op::from_text(words.next()?)?;
+        let modifier = match words.next() {
+            None => None,
+            Some(m) if op.takes_modifier() => Some(Modifier::from_text(m)?),
+            Some(_) => return None,
+        };
+        words.next().is_none().then_some((op, modifier))
+    }
 }
 
 /// Value transformers (`tolower(x)`).

@@ -8,6 +8,7 @@ use super::{
     RuleDef, Slot, RULE_KEYS, RULE_OVERRIDE_APPEND, RULE_OVERRIDE_REPLACE,
 };
 use crate::base::event::Priority;
+use crate::engine::ast::Op;
 use crate::engine::yaml::{Node, Pos};
 
 impl Collection {
@@ -435,6 +436,17 @@ fn check_exception_shape(ctx: &Ctx, ex: &ExceptionDef, pos: Pos) -> Res<()> {
         }
         (Some(Slot::Scalar(_)), Some(Slot::List(_))) => {
             refuse("fields is a scalar, so comps must be a scalar too")
+        }
+        (Some(Slot::Scalar(_)), Some(Slot::Scalar(comp)))
+            if !matches!(
+                Op::parse_comp(comp.trim()),
+                Some((Op::In | Op::PMatch | Op::Intersects, None) | (_, Some(_)))
+            ) =>
+        {
+            refuse(
+                "When fields is a single value, comps must be one of (in, pmatch, intersects) \
+                 or a modifier operator (e.g. startswith oneof)",
+            )
         }
         (Some(Slot::Scalar(_)), _)
             if ex

@@ -510,14 +510,7 @@ fn check_exception(
         Some(Slot::List(cs)) => cs.iter().map(|c| c.trim()).collect(),
         None => Vec::new(),
     };
-    let known = |comp: &str| {
-        let mut words = comp.split_whitespace();
-        let base = words.next().unwrap_or("");
-        let modifier_ok = words
-            .next()
-            .is_none_or(|m| matches!(m, "oneof" | "anyof" | "allof"));
-        Op::from_text(base).is_some() && modifier_ok
-    };
+    let known = |comp: &str| Op::parse_comp(comp).is_some();
     if let Some(comp) = comps.iter().find(|c| !known(c)) {
         return Err(here(format!(
             "Exception '{}': '{comp}' is not a known comparison operator",
