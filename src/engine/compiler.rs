@@ -27,7 +27,7 @@ impl CompileError {
 /// Builds the getter for a field reference in `source`.
 pub fn getter(source: &str, field: &FieldRef) -> Result<Getter, String> {
     let (extract, mut ty, mut list) = match &field.call {
-        Some(call) => super::multi::compile(source, call, field.arg.as_deref())?,
+        Some(call) => super::multi::compile(source, call, field.arg.as_deref(), getter)?,
         None => {
             let resolved = extract::resolve(source, &field.name, field.arg.as_deref())?;
             (resolved.extract, resolved.info.ty, resolved.info.list)

@@ -4,11 +4,14 @@
 
 use std::borrow::Cow;
 
-use super::ast::{Call, Multi, TArg};
-use super::compiler::getter;
+use super::ast::{Call, FieldRef, Multi, TArg};
 use super::eval::Getter;
 use super::extract::{EventData, ExtractFn, Extracted};
 use super::fields::FieldType;
+
+/// Builds the getter of a field argument (the compiler's, passed in so this module does not
+/// depend on the compiler that depends on it).
+pub type GetterFn = fn(&str, &FieldRef) -> Result<Getter, String>;
 
 /// A compiled argument: a field (or nested transformer), a constant, or a transformer list.
 enum ArgGetter {
@@ -18,14 +21,14 @@ enum ArgGetter {
 }
 
 impl ArgGetter {
-    fn compile(source: &str, arg: &TArg) -> Result<ArgGetter, String> {
+    fn compile(source: &str, arg: &TArg, getter: GetterFn) -> Result<ArgGetter, String> {
         Ok(match arg {
             TArg::Field(f) => ArgGetter::Field(getter(source, f)?),
             TArg::Str(s) => ArgGetter::Const(s.clone()),
             TArg::List(items) => ArgGetter::List(
                 items
                     .iter()
-                    .map(|i| ArgGetter::compile(source, i))
+                    .map(|i| ArgGetter::compile(source, i, getter))
                     .collect::<Result<_, _>>()?,
             ),
         })
@@ -69,11 +72,12 @@ pub fn compile(
     source: &str,
     call: &Call,
     selector: Option<&str>,
+    getter: GetterFn,
 ) -> Result<(Box<ExtractFn>, FieldType, bool), String> {
     let args: Vec<ArgGetter> = call
         .args
         .iter()
-        .map(|a| ArgGetter::compile(source, a))
+        .map(|a| ArgGetter::compile(source, a, getter))
         .collect::<Result<_, _>>()?;
     let kinds: Vec<(FieldType, bool)> = args.iter().map(ArgGetter::kind).collect();
     let name = call.multi.name();
