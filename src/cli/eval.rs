@@ -40,7 +40,8 @@ pub struct EvalArgs {
     /// fields, validated but not evaluated where falco-api does not implement them.
     #[arg(long)]
     pub fields: Option<PathBuf>,
-    /// The events file (JSON lines). Not needed with --validate.
+    /// The events file: JSON lines, a JSON array, or one document (an EventList, a CloudTrail
+    /// log file). Not needed with --validate.
     #[arg(required_unless_present = "validate")]
     pub events: Option<PathBuf>,
 }
@@ -104,15 +105,14 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     let hostname = crate::base::hostname();
     let (mut events, mut alerts, mut rejected) = (0u64, 0u64, 0u64);
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let decoded = match input::decode(&args.source, line.as_bytes(), 0) {
+    // As `send` reads a file: JSON lines, a JSON array, one document (a CloudTrail log file's
+    // records one by one).
+    for (place, payload) in super::send::payloads(&text, &args.source) {
+        let decoded = match input::decode(&args.source, &payload, 0) {
             Ok(d) => d,
             Err(e) => {
                 rejected += 1;
-                eprintln!("{}:{}: event rejected: {e}", path.display(), n + 1);
+                eprintln!("{}: {place}: event rejected: {e}", path.display());
                 continue;
             }
         };

@@ -749,3 +749,44 @@ fn eval_and_serve_read_the_field_catalog() {
     crate::common::process::sigterm(&serve.child);
     crate::common::process::wait_exit(&mut serve.child, Duration::from_secs(30));
 }
+
+#[test]
+fn eval_reads_a_cloudtrail_log_file_and_reports_a_bad_record_by_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("cloudtrail.json");
+    let records = json!({"Records": [root_console_login(), "not a record", assumed_role_run_instances("eu-west-3")]});
+    std::fs::write(&log, serde_json::to_string_pretty(&records).unwrap()).unwrap();
+    let out = std::process::Command::new(crate::common::process::EXE)
+        .args([
+            "eval",
+            "--source",
+            "aws_cloudtrail",
+            "--matching",
+            "all",
+            "-r",
+        ])
+        .arg(fixture("aws_cloudtrail_rules.yaml"))
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a record was rejected: {stderr}"
+    );
+    assert!(
+        stderr.contains("record 2: event rejected: a aws_cloudtrail event must be a JSON object"),
+        "{stderr}"
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["events"], 2);
+    assert_eq!(summary["alerts"], 4, "two rules for each record");
+    assert_eq!(summary["by_rule"]["Run Instances"], 1);
+    assert_eq!(lines[0]["source"], "aws_cloudtrail");
+    assert_eq!(lines[0]["output_fields"]["ct.region"], "us-east-1");
+}
