@@ -154,8 +154,35 @@ impl Catalog {
     }
 }
 
+/// Fields a rule uses that falco-api checks but never extracts, noted while it compiles.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unevaluated {
+    /// Known only from the catalog.
+    pub catalog: Vec<String>,
+    /// Known natively but needing what a server does not have (state across events, a capture).
+    pub native: Vec<String>,
+}
+
+impl Unevaluated {
+    pub fn is_empty(&self) -> bool {
+        self.catalog.is_empty() && self.native.is_empty()
+    }
+}
+
 thread_local! {
-    static CURRENT: RefCell<(Option<Arc<Catalog>>, Vec<String>)> = const { RefCell::new((None, Vec::new())) };
+    static CURRENT: RefCell<(Option<Arc<Catalog>>, Unevaluated)> =
+        RefCell::new((None, Unevaluated::default()));
+}
+
+fn note(list: &mut Vec<String>, name: &str) {
+    if !list.iter().any(|n| n == name) {
+        list.push(name.to_string());
+    }
+}
+
+/// Notes that a native field that is never evaluated was used.
+pub fn note_native(name: &str) {
+    CURRENT.with(|c| note(&mut c.borrow_mut().1.native, name));
 }
 
 /// Runs `f` with `catalog` in force on this thread.
@@ -177,15 +204,13 @@ pub fn lookup(source: &str, name: &str) -> Option<FieldInfo> {
     CURRENT.with(|c| {
         let mut current = c.borrow_mut();
         let info = current.0.as_ref()?.lookup(source, name)?;
-        if !current.1.iter().any(|n| n == name) {
-            current.1.push(name.to_string());
-        }
+        note(&mut current.1.catalog, name);
         Some(info)
     })
 }
 
-/// The catalog-only fields used since the last call.
-pub fn take_used() -> Vec<String> {
+/// The fields used since the last call that are never evaluated.
+pub fn take_used() -> Unevaluated {
     CURRENT.with(|c| std::mem::take(&mut c.borrow_mut().1))
 }
 
@@ -235,7 +260,7 @@ mod tests {
             assert!(std::thread::spawn(|| lookup("myplug", "my.user").is_none())
                 .join()
                 .unwrap());
-            assert_eq!(take_used(), ["my.user"]);
+            assert_eq!(take_used().catalog, ["my.user"]);
         });
         assert!(lookup("myplug", "my.user").is_none());
     }

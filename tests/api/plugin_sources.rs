@@ -790,3 +790,21 @@ fn eval_reads_a_cloudtrail_log_file_and_reports_a_bad_record_by_place() {
     assert_eq!(lines[0]["source"], "aws_cloudtrail");
     assert_eq!(lines[0]["output_fields"]["ct.region"], "us-east-1");
 }
+
+#[test]
+fn fields_a_server_cannot_evaluate_load_with_a_warning() {
+    let set = condition(
+        "okta",
+        "okta.mfa.failure.countlast[60] > 3 and evt.reltime > 0",
+    )
+    .expect("they validate");
+    let warnings: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings.iter().any(|w| w
+            .contains("validates but never extracts (okta.mfa.failure.countlast, evt.reltime)")),
+        "{warnings:?}"
+    );
+    // On syscall events evt.reltime is read from the payload like every field: no warning.
+    let set = condition("syscall", "evt.reltime > 0").unwrap();
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+}

@@ -74,6 +74,16 @@ pub struct Resolved {
     pub extract: Box<ExtractFn>,
 }
 
+/// Registered fields that never extract: the okta plugin counts MFA failures in a per-actor cache
+/// across events, and `evt.reltime*` count from a capture's start.
+const NOT_EVALUATED: &[&str] = &[
+    "okta.mfa.failure.countlast",
+    "okta.mfa.deny.countlast",
+    "evt.reltime",
+    "evt.reltime.s",
+    "evt.reltime.ns",
+];
+
 /// Resolves `name[arg]` for `source`: checks the registry and the argument, builds the extractor.
 pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, String> {
     let registry = fields::registry(source);
@@ -112,6 +122,9 @@ pub fn resolve(source: &str, name: &str, arg: Option<&str>) -> Result<Resolved, 
             Arg::RequiredKey | Arg::OptionalKey => "needs a key argument ([key])".into(),
         };
         return Err(format!("field {name} {want}"));
+    }
+    if source != "syscall" && NOT_EVALUATED.contains(&name) {
+        super::catalog::note_native(name);
     }
     if catalog_only {
         // Validated against the catalog, never evaluated (the loader warns about each use).

@@ -315,14 +315,23 @@ pub(super) fn compile_collection(
             crate::engine::catalog::take_used();
             compile_rule(r, c, &mut macros, &mut warnings)?
         } {
-            let from_catalog = crate::engine::catalog::take_used();
-            if !from_catalog.is_empty() {
-                let message = format!(
+            let unevaluated = crate::engine::catalog::take_used();
+            let here =
+                |message: String| diag(&r.file, r.pos, format!("rule '{}'", r.name), message);
+            if !unevaluated.catalog.is_empty() {
+                warnings.push(here(format!(
                     "uses fields known only from the field catalog ({}): they are validated but \
                      not evaluated by falco-api, so this rule never matches here",
-                    from_catalog.join(", ")
-                );
-                warnings.push(diag(&r.file, r.pos, format!("rule '{}'", r.name), message));
+                    unevaluated.catalog.join(", ")
+                )));
+            }
+            if !unevaluated.native.is_empty() {
+                warnings.push(here(format!(
+                    "uses fields falco-api validates but never extracts ({}): they need state \
+                     across events or a capture, which a server does not have; checks on them \
+                     are false",
+                    unevaluated.native.join(", ")
+                )));
             }
             info.compiled = true;
             typed.push((rules.len(), types));
