@@ -161,6 +161,13 @@ async fn config_get(c: &mut Configs, keys: Vec<String>, revision: u64) -> anyhow
         .await?
         .into_inner();
     println!("revision {}", r.revision);
+    let width = r
+        .entries
+        .iter()
+        .map(|e| e.key.len())
+        .max()
+        .unwrap_or(0)
+        .max(30);
     for e in r.entries {
         let rev = if e.revision > 0 {
             format!(", rev {}", e.revision)
@@ -168,7 +175,7 @@ async fn config_get(c: &mut Configs, keys: Vec<String>, revision: u64) -> anyhow
             String::new()
         };
         println!(
-            "{:<30} {:<20} {:<18} {}",
+            "{:<width$} {:<20} {:<18} {}",
             e.key,
             e.value,
             format!("({}{rev})", e.origin),
