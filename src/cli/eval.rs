@@ -46,25 +46,26 @@ pub struct EvalArgs {
     pub events: Option<PathBuf>,
 }
 
+/// Reads a field catalog and says, per source, how many of its fields falco-api evaluates.
+fn read_catalog(
+    path: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<crate::engine::catalog::Catalog>> {
+    let c = crate::engine::catalog::Catalog::read(path).map_err(anyhow::Error::msg)?;
+    for (source, listed, native) in c.summary() {
+        eprintln!(
+            "field catalog: {source}: {listed} fields, {native} evaluated by falco-api, {} \
+             validated only",
+            listed - native
+        );
+    }
+    Ok(std::sync::Arc::new(c))
+}
+
 pub fn eval(args: EvalArgs) -> anyhow::Result<i32> {
     let files = crate::engine::files::read_rules_files(&args.rules).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
-    let catalog = match &args.fields {
-        Some(path) => {
-            let c = crate::engine::catalog::Catalog::read(path).map_err(anyhow::Error::msg)?;
-            for (source, listed, native) in c.summary() {
-                eprintln!(
-                    "field catalog: {source}: {listed} fields, {native} evaluated by falco-api, \
-                     {} validated only",
-                    listed - native
-                );
-            }
-            Some(std::sync::Arc::new(c))
-        }
-        None => None,
-    };
     let opts = LoadOptions {
-        catalog,
+        catalog: args.fields.as_deref().map(read_catalog).transpose()?,
         ..LoadOptions::default()
     };
     let set = match RuleSet::load(&files, &opts) {

@@ -40,29 +40,7 @@ pub fn decode_value(
         return Err(format!("a {source} event must be a JSON object"));
     }
     if let Some(time_key) = plugin_time_key(source) {
-        let records = match value {
-            Value::Object(mut map) if source == "aws_cloudtrail" && map.contains_key("Records") => {
-                match map.remove("Records") {
-                    Some(Value::Array(items)) => items,
-                    _ => return Err("a CloudTrail log's \"Records\" must be an array".into()),
-                }
-            }
-            other => vec![other],
-        };
-        return records
-            .into_iter()
-            .map(|json| {
-                if !json.is_object() {
-                    return Err(format!("a {source} event must be a JSON object"));
-                }
-                let time_ns = json
-                    .get(time_key)
-                    .and_then(Value::as_str)
-                    .and_then(rfc3339_ns)
-                    .unwrap_or(default_time_ns);
-                Ok(Decoded { json, time_ns })
-            })
-            .collect();
+        return decode_plugin(source, value, time_key, default_time_ns);
     }
     let time_ns = value
         .get("evt.rawtime")
@@ -75,6 +53,38 @@ pub fn decode_value(
         json: value,
         time_ns,
     }])
+}
+
+/// A plugin source's events (a CloudTrail log's records one by one), each timed by `time_key`.
+fn decode_plugin(
+    source: &str,
+    value: Value,
+    time_key: &str,
+    default_time_ns: i64,
+) -> Result<Vec<Decoded>, String> {
+    let records = match value {
+        Value::Object(mut map) if source == "aws_cloudtrail" && map.contains_key("Records") => {
+            match map.remove("Records") {
+                Some(Value::Array(items)) => items,
+                _ => return Err("a CloudTrail log's \"Records\" must be an array".into()),
+            }
+        }
+        other => vec![other],
+    };
+    records
+        .into_iter()
+        .map(|json| {
+            if !json.is_object() {
+                return Err(format!("a {source} event must be a JSON object"));
+            }
+            let time_ns = json
+                .get(time_key)
+                .and_then(Value::as_str)
+                .and_then(rfc3339_ns)
+                .unwrap_or(default_time_ns);
+            Ok(Decoded { json, time_ns })
+        })
+        .collect()
 }
 
 /// The key holding the event time in a plugin source's events, as each plugin reads it.

@@ -80,67 +80,76 @@ pub fn compile(
         .map(|a| ArgGetter::compile(source, a, getter))
         .collect::<Result<_, _>>()?;
     let kinds: Vec<(FieldType, bool)> = args.iter().map(ArgGetter::kind).collect();
-    let name = call.multi.name();
     if call.multi != Multi::Getopt && selector.is_some() {
         return Err(format!(
-            "transformer '{name}' does not support field arguments"
+            "transformer '{}' does not support field arguments",
+            call.multi.name()
         ));
     }
     match call.multi {
         Multi::Join => {
-            if kinds.len() != 2 {
-                return Err("join() requires exactly 2 arguments: separator and list".into());
-            }
-            if kinds[0].1 {
-                return Err(
-                    "join() first argument (separator) must be a single value, not a list".into(),
-                );
-            }
-            if !kinds[1].1 {
-                return Err("join() second argument must be a list".into());
-            }
+            check_join(&kinds)?;
             Ok((join(args), FieldType::String, false))
         }
         Multi::Concat => {
-            if kinds.len() < 2 {
-                return Err("concat() requires at least 2 arguments".into());
-            }
-            if kinds
-                .iter()
-                .any(|(ty, list)| *ty != FieldType::String || *list)
-            {
-                return Err("concat() arguments must be strings".into());
-            }
+            check_concat(&kinds)?;
             Ok((concat(args), FieldType::String, false))
         }
         Multi::Getopt => {
-            if kinds.len() != 2 {
-                return Err(
-                    "getopt() requires exactly 2 arguments: args list and optstring".into(),
-                );
-            }
-            if !kinds[0].1 {
-                return Err("getopt() first argument must be a list".into());
-            }
-            if kinds[1].1 {
-                return Err("getopt() second argument (optstring) must be a single value".into());
-            }
-            if kinds.iter().any(|(ty, _)| *ty != FieldType::String) {
-                return Err("getopt() arguments must be strings".into());
-            }
-            let selector = match selector {
-                Some(s) if s.len() == 1 => Some(s.as_bytes()[0]),
-                Some(_) => {
-                    return Err("getopt() field argument must be a single option character".into())
-                }
-                None => None,
-            };
-            Ok((
-                getopt_fn(args, selector),
-                FieldType::String,
-                selector.is_none(),
-            ))
+            let selector = check_getopt(&kinds, selector)?;
+            let list = selector.is_none();
+            Ok((getopt_fn(args, selector), FieldType::String, list))
         }
+    }
+}
+
+/// (type, is a list) of each argument.
+type Kinds = [(FieldType, bool)];
+
+fn check_join(kinds: &Kinds) -> Result<(), String> {
+    if kinds.len() != 2 {
+        return Err("join() requires exactly 2 arguments: separator and list".into());
+    }
+    if kinds[0].1 {
+        return Err("join() first argument (separator) must be a single value, not a list".into());
+    }
+    if !kinds[1].1 {
+        return Err("join() second argument must be a list".into());
+    }
+    Ok(())
+}
+
+fn check_concat(kinds: &Kinds) -> Result<(), String> {
+    if kinds.len() < 2 {
+        return Err("concat() requires at least 2 arguments".into());
+    }
+    if kinds
+        .iter()
+        .any(|(ty, list)| *ty != FieldType::String || *list)
+    {
+        return Err("concat() arguments must be strings".into());
+    }
+    Ok(())
+}
+
+/// Checks getopt's arguments and returns its selector's option character, if any.
+fn check_getopt(kinds: &Kinds, selector: Option<&str>) -> Result<Option<u8>, String> {
+    if kinds.len() != 2 {
+        return Err("getopt() requires exactly 2 arguments: args list and optstring".into());
+    }
+    if !kinds[0].1 {
+        return Err("getopt() first argument must be a list".into());
+    }
+    if kinds[1].1 {
+        return Err("getopt() second argument (optstring) must be a single value".into());
+    }
+    if kinds.iter().any(|(ty, _)| *ty != FieldType::String) {
+        return Err("getopt() arguments must be strings".into());
+    }
+    match selector {
+        Some(s) if s.len() == 1 => Ok(Some(s.as_bytes()[0])),
+        Some(_) => Err("getopt() field argument must be a single option character".into()),
+        None => Ok(None),
     }
 }
 
@@ -179,17 +188,12 @@ fn getopt_fn(args: Vec<ArgGetter>, selector: Option<u8>) -> Box<ExtractFn> {
     })
 }
 
-/// getopt(3) over `argv` (no program name): stops at `--` or the first non-option, skips long
-/// options, expands clusters (`-nt`), takes an option's value from the rest of its token or the
-/// next one. Without a selector: each option, then its value; `?` for an unknown option; `""`
-/// for a missing value. With one: the last value (or the option itself) of that option, `None`
-/// when it never appears.
-pub fn getopt(argv: &[&str], optstring: &str, selector: Option<u8>) -> Option<Vec<String>> {
-    let spec = optstring.as_bytes();
-    let start = usize::from(spec.first() == Some(&b':'));
+/// Which option characters an optstring defines, and which of them take a value (`t:`); a
+/// leading `:` only changes getopt(3)'s error character.
+fn parse_optstring(spec: &[u8]) -> ([bool; 256], [bool; 256]) {
     let mut valid = [false; 256];
     let mut takes_value = [false; 256];
-    let mut i = start;
+    let mut i = usize::from(spec.first() == Some(&b':'));
     while i < spec.len() {
         let c = spec[i];
         if c != b':' {
@@ -201,6 +205,16 @@ pub fn getopt(argv: &[&str], optstring: &str, selector: Option<u8>) -> Option<Ve
         }
         i += 1;
     }
+    (valid, takes_value)
+}
+
+/// getopt(3) over `argv` (no program name): stops at `--` or the first non-option, skips long
+/// options, expands clusters (`-nt`), takes an option's value from the rest of its token or the
+/// next one. Without a selector: each option, then its value; `?` for an unknown option; `""`
+/// for a missing value. With one: the last value (or the option itself) of that option, `None`
+/// when it never appears.
+pub fn getopt(argv: &[&str], optstring: &str, selector: Option<u8>) -> Option<Vec<String>> {
+    let (valid, takes_value) = parse_optstring(optstring.as_bytes());
     let mut out = Vec::new();
     let mut selected: Option<String> = None;
     let mut idx = 0;

@@ -164,6 +164,13 @@ pub fn extractor(name: &str, arg: Option<&str>) -> Option<Box<ExtractFn>> {
                 .join(",");
             (!text.is_empty()).then_some(Extracted::One(Cow::Owned(text)))
         }),
+        _ => return resource_extractor(name, arg),
+    })
+}
+
+/// The `s3.*`, `ec2.*` fields: the resources a record acts on.
+fn resource_extractor(name: &str, arg: Option<&str>) -> Option<Box<ExtractFn>> {
+    Some(match name {
         "s3.uri" => ex(|e| {
             let bucket = at(e.json, &["requestParameters", "bucketName"])?.as_str()?;
             let key = at(e.json, &["requestParameters", "key"])?.as_str()?;

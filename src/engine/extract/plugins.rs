@@ -279,6 +279,13 @@ fn github(name: &str) -> Option<Box<ExtractFn>> {
         "github.commit.added" => commit_files("added"),
         "github.commit.modified" => commit_files("modified"),
         "github.commit.removed" => commit_files("removed"),
+        _ => return github_scanning(name),
+    })
+}
+
+/// The fields of what the plugin's scanners add to an event: committed secrets, miners.
+fn github_scanning(name: &str) -> Option<Box<ExtractFn>> {
+    Some(match name {
         "github.diff.has_secrets" => ex(|e| {
             let Some(files) = array(e.json, &["files"]) else {
                 return one(Cow::Borrowed(""));

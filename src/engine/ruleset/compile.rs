@@ -284,6 +284,38 @@ fn substitute_tracking(
     substitute_lists(text, lists, expanded)
 }
 
+/// A compiled rule and the event types it is pinned to (`None`: any), or nothing when it is
+/// not compiled.
+type Compiled = Option<(CompiledRule, Option<HashSet<String>>)>;
+
+/// [`compile_rule`], then a warning for each kind of field it uses that is never evaluated.
+fn compile_noting(
+    r: &RuleDef,
+    c: &Collection,
+    macros: &mut Macros,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Compiled, Diagnostic> {
+    crate::engine::catalog::take_used();
+    let compiled = compile_rule(r, c, macros, warnings)?;
+    let unevaluated = crate::engine::catalog::take_used();
+    let here = |message: String| diag(&r.file, r.pos, format!("rule '{}'", r.name), message);
+    if !unevaluated.catalog.is_empty() {
+        warnings.push(here(format!(
+            "uses fields known only from the field catalog ({}): they are validated but not \
+             evaluated by falco-api, so this rule never matches here",
+            unevaluated.catalog.join(", ")
+        )));
+    }
+    if !unevaluated.native.is_empty() {
+        warnings.push(here(format!(
+            "uses fields falco-api validates but never extracts ({}): they need state across \
+             events or a capture, which a server does not have; checks on them are false",
+            unevaluated.native.join(", ")
+        )));
+    }
+    Ok(compiled)
+}
+
 pub(super) fn compile_collection(
     c: &Collection,
     opts: &LoadOptions,
@@ -311,28 +343,7 @@ pub(super) fn compile_collection(
         if !source_enabled(opts, &r.source) {
             let message = format!("Unknown source {}, skipping", r.source);
             warnings.push(diag(&r.file, r.pos, format!("rule '{}'", r.name), message));
-        } else if let Some((rule, types)) = {
-            crate::engine::catalog::take_used();
-            compile_rule(r, c, &mut macros, &mut warnings)?
-        } {
-            let unevaluated = crate::engine::catalog::take_used();
-            let here =
-                |message: String| diag(&r.file, r.pos, format!("rule '{}'", r.name), message);
-            if !unevaluated.catalog.is_empty() {
-                warnings.push(here(format!(
-                    "uses fields known only from the field catalog ({}): they are validated but \
-                     not evaluated by falco-api, so this rule never matches here",
-                    unevaluated.catalog.join(", ")
-                )));
-            }
-            if !unevaluated.native.is_empty() {
-                warnings.push(here(format!(
-                    "uses fields falco-api validates but never extracts ({}): they need state \
-                     across events or a capture, which a server does not have; checks on them \
-                     are false",
-                    unevaluated.native.join(", ")
-                )));
-            }
+        } else if let Some((rule, types)) = compile_noting(r, c, &mut macros, &mut warnings)? {
             info.compiled = true;
             typed.push((rules.len(), types));
             rules.push(rule);
@@ -359,7 +370,7 @@ fn compile_rule(
     c: &Collection,
     macros: &mut Macros<'_>,
     warnings: &mut Vec<Diagnostic>,
-) -> Result<Option<(CompiledRule, Option<HashSet<String>>)>, Diagnostic> {
+) -> Result<Compiled, Diagnostic> {
     let item = format!("rule '{}'", r.name);
     check_exceptions(r, warnings)?;
     let (text, resolved) = rule_condition(r, c, macros)?;
