@@ -444,11 +444,19 @@ fn url_encode(s: &str) -> String {
 
 /// Prometheus's answer to an instant query: the result vector.
 async fn query(prometheus: SocketAddr, expr: &str) -> Vec<serde_json::Value> {
-    let mut client = Poster::connect(prometheus).await.unwrap();
-    let (status, _, body) = client
-        .get(&format!("/api/v1/query?query={}", url_encode(expr)), None)
-        .await
-        .unwrap();
+    // Prometheus answers 503 until its storage is ready, which takes longer on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, body) = loop {
+        let mut client = Poster::connect(prometheus).await.unwrap();
+        let (status, _, body) = client
+            .get(&format!("/api/v1/query?query={}", url_encode(expr)), None)
+            .await
+            .unwrap();
+        if status != 503 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(status, 200, "{expr}: {body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["status"], "success", "{expr}: {body}");
