@@ -124,12 +124,17 @@ impl Transformer {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("?")
+        name_in(&Self::ALL, self)
     }
+}
+
+/// A keyword's text in its enum's table of (value, text).
+fn name_in<T: PartialEq>(table: &[(T, &'static str)], value: T) -> &'static str {
+    table
+        .iter()
+        .find(|(t, _)| *t == value)
+        .map(|(_, n)| *n)
+        .unwrap_or("?")
 }
 
 /// A string comparison's modifier (Falco 0.44): `proc.name = oneof (a, b)` is true when exactly
@@ -149,11 +154,7 @@ impl Modifier {
     ];
 
     pub fn text(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(m, _)| *m == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("?")
+        name_in(&Self::ALL, self)
     }
 
     pub fn from_text(text: &str) -> Option<Modifier> {
@@ -178,11 +179,7 @@ impl Multi {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("?")
+        name_in(&Self::ALL, self)
     }
 }
 

@@ -8,18 +8,11 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{at, ex, many, EventData, ExtractFn, Extracted};
+use super::{at, ex, go_str as go_str_of, many, one, EventData, ExtractFn, Extracted};
 
-/// A string the way the plugin reads it: the text of a JSON string, `""` for any other value.
+/// A present value as the plugin reads it (`""` when not a string).
 fn go_str(v: &Value) -> Cow<'_, str> {
-    match v {
-        Value::String(s) => Cow::Borrowed(s),
-        _ => Cow::Borrowed(""),
-    }
-}
-
-fn one(v: Cow<'_, str>) -> Option<Extracted<'_>> {
-    Some(Extracted::One(v))
+    go_str_of(Some(v))
 }
 
 /// Fields that read one key path as a string.

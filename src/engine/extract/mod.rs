@@ -64,6 +64,19 @@ fn at<'a>(mut v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     Some(v)
 }
 
+/// A string the way the Go plugins' fastjson `GetStringBytes` reads it: the text of a JSON
+/// string, `""` for a missing or non-string value.
+fn go_str(v: Option<&Value>) -> Cow<'_, str> {
+    match v {
+        Some(Value::String(s)) => Cow::Borrowed(s),
+        _ => Cow::Borrowed(""),
+    }
+}
+
+fn one(v: Cow<'_, str>) -> Option<Extracted<'_>> {
+    Some(Extracted::One(v))
+}
+
 fn many(items: Vec<Cow<'_, str>>) -> Option<Extracted<'_>> {
     (!items.is_empty()).then_some(Extracted::Many(items))
 }

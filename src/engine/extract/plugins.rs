@@ -11,19 +11,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::{at, ex, EventData, ExtractFn, Extracted};
-
-/// A string the way fastjson's `GetStringBytes` reads it: `""` for a missing or non-string value.
-fn go_str(v: Option<&Value>) -> Cow<'_, str> {
-    match v {
-        Some(Value::String(s)) => Cow::Borrowed(s),
-        _ => Cow::Borrowed(""),
-    }
-}
-
-fn one(v: Cow<'_, str>) -> Option<Extracted<'_>> {
-    Some(Extracted::One(v))
-}
+use super::{at, ex, go_str, one, EventData, ExtractFn};
 
 /// The extractor of `name` for one of the Go plugins' sources.
 pub fn extractor(source: &str, name: &str, arg: Option<&str>) -> Option<Box<ExtractFn>> {

@@ -93,21 +93,29 @@ impl Parser<'_> {
 
     /// The arguments of a multi-value transformer after its `(`, through the closing `)`.
     pub(super) fn call_args(&mut self) -> Result<Vec<TArg>, ParseError> {
-        let mut args = Vec::new();
-        loop {
-            self.blanks();
-            args.push(self.call_arg()?);
-            self.blanks();
-            if self.peek() != Some(b',') {
-                break;
-            }
-            self.pos += 1;
-        }
+        let args = self.comma_separated(Self::call_arg)?;
         if self.peek() != Some(b')') {
             return Err(self.error("expected a ')' token closing the transformer"));
         }
         self.pos += 1;
         Ok(args)
+    }
+
+    /// One or more `item`s separated by commas (blanks around each), up to what follows the last.
+    fn comma_separated(
+        &mut self,
+        item: fn(&mut Self) -> Result<TArg, ParseError>,
+    ) -> Result<Vec<TArg>, ParseError> {
+        let mut items = Vec::new();
+        loop {
+            self.blanks();
+            items.push(item(self)?);
+            self.blanks();
+            if self.peek() != Some(b',') {
+                return Ok(items);
+            }
+            self.pos += 1;
+        }
     }
 
     /// A number, a quoted string, a transformer list, a transformer or a field.
@@ -132,21 +140,12 @@ impl Parser<'_> {
 
     /// A transformer list after its `(`: fields, transformers, quoted strings and numbers.
     fn transformer_list(&mut self) -> Result<TArg, ParseError> {
-        let mut items = Vec::new();
         self.blanks();
         if self.peek() == Some(b')') {
             self.pos += 1;
-            return Ok(TArg::List(items));
+            return Ok(TArg::List(Vec::new()));
         }
-        loop {
-            self.blanks();
-            items.push(self.list_arg()?);
-            self.blanks();
-            if self.peek() != Some(b',') {
-                break;
-            }
-            self.pos += 1;
-        }
+        let items = self.comma_separated(Self::list_arg)?;
         if self.peek() != Some(b')') {
             return Err(self.error("expected ')'"));
         }
