@@ -15,6 +15,7 @@ mod v4_drops;
 mod v5_versioned;
 pub mod v6_redb;
 mod v7_origins;
+mod v8_block_times;
 
 /// A step of the sled era.
 pub struct LegacyStep {
@@ -35,11 +36,18 @@ pub const REDB_VERSION: u32 = 6;
 pub const REDB_STEP_NAME: &str = "sled to redb";
 
 /// Steps after [`REDB_VERSION`].
-pub const STEPS: &[Step] = &[Step {
-    version: 7,
-    name: "alert origins",
-    apply: v7_origins::apply,
-}];
+pub const STEPS: &[Step] = &[
+    Step {
+        version: 7,
+        name: "alert origins",
+        apply: v7_origins::apply,
+    },
+    Step {
+        version: 8,
+        name: "block times",
+        apply: v8_block_times::apply,
+    },
+];
 
 /// The newest schema.
 pub const SCHEMA_VERSION: u32 = REDB_VERSION + STEPS.len() as u32;

@@ -95,6 +95,8 @@ fn store_options(
         drops_capacity: runtime.drops_capacity,
         outputs_max_bytes: runtime.outputs_max_bytes,
         drops_max_bytes: runtime.drops_max_bytes,
+        outputs_max_age_ns: runtime.outputs_max_age_secs.saturating_mul(1_000_000_000),
+        drops_max_age_ns: runtime.drops_max_age_secs.saturating_mul(1_000_000_000),
         history_retention: config.history_retention,
         min_free_bytes: config.min_free_bytes,
         // The socket's group must be able to reach the socket inside the data directory.
@@ -160,6 +162,7 @@ pub async fn run(config: ServeConfig, prepared: Prepared) -> anyhow::Result<()> 
     let rebuild = app.clone();
     tokio::task::spawn_blocking(move || rebuild.logs.rebuild_counts());
     tasks.spawn(save_counts(app.clone()));
+    tasks.spawn(expire_logs(app.clone()));
     for bound in &listeners {
         match bound {
             Bound::Tcp(addr, _) => println!("listening on: tcp://{addr} (mutual TLS)"),
@@ -221,6 +224,21 @@ async fn save_counts(app: App) {
         }
         let saver = app.clone();
         let _ = tokio::task::spawn_blocking(move || saver.logs.save_counts()).await;
+    }
+}
+
+/// How often the logs drop what outlived `outputs.max_age` / `drops.max_age` when nothing is
+/// appended (an append trims too). A check is an in-memory comparison unless something expired.
+const EXPIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn expire_logs(app: App) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        let logs = app.clone();
+        let _ = tokio::task::spawn_blocking(move || logs.logs.expire()).await;
     }
 }
 

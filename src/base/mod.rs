@@ -1,6 +1,7 @@
 //! The crate's leaves, used by every layer above them: the domain records, reading files within
-//! bounds, and token buckets.
+//! bounds, token buckets, and durations as people write them.
 
+pub mod duration;
 pub mod event;
 pub mod files;
 pub mod throttle;

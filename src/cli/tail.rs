@@ -13,8 +13,16 @@ pub struct TailArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Start after this seq (exclusive); 0 replays everything retained.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "since")]
     pub after: Option<u64>,
+    /// Start at the first record stored at or after this time: RFC 3339
+    /// (2026-12-01T02:00:00Z) or a duration ago (90m, 2h, 7d).
+    #[arg(long, value_parser = instant)]
+    pub since: Option<prost_types::Timestamp>,
+    /// End after the last record stored at or before this time (same forms as --since); the
+    /// stream then ends, also without --once.
+    #[arg(long, value_parser = instant)]
+    pub until: Option<prost_types::Timestamp>,
     /// Durable consumer name: resume where it left off and acknowledge what is printed.
     #[arg(long)]
     pub consumer: Option<String>,
@@ -54,6 +62,8 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
     }
     let mut client = ServiceClient::new(args.connect.channel().await?);
     let request = Request {
+        start_time: args.since,
+        end_time: args.until,
         after_seq: args.after,
         consumer: args.consumer.clone().unwrap_or_default(),
         ack: 0,
@@ -91,11 +101,23 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(shut_down())
+    Ok(ended(&args))
+}
+
+/// `--since` / `--until`: a time, or a duration before now.
+fn instant(text: &str) -> Result<prost_types::Timestamp, String> {
+    let now = u64::try_from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0);
+    let ns = crate::base::duration::parse_instant(text, now)?;
+    Ok(crate::proto::convert::timestamp(
+        i64::try_from(ns).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Why `--once` printed nothing, for a person who expected something.
 fn nothing_new(what: &str, args: &TailArgs) -> String {
+    if args.since.is_some() || args.until.is_some() {
+        return format!("no {what} stored in that time range");
+    }
     match (&args.consumer, args.after) {
         (Some(c), _) => format!(
             "no {what}: consumer '{c}' has already seen every retained one (--after 0 prints them all)"
@@ -105,6 +127,15 @@ fn nothing_new(what: &str, args: &TailArgs) -> String {
             "no new {what}: without --after or --consumer, --once drains the shared consumer \
              'default', which has seen every retained one (--after 0 prints them all)"
         ),
+    }
+}
+
+/// A live stream ended: at `--until`, or because the server stopped. The exit status.
+fn ended(args: &TailArgs) -> i32 {
+    if args.until.is_some() {
+        0
+    } else {
+        shut_down()
     }
 }
 
@@ -130,6 +161,8 @@ pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
     };
     let mut client = DropsClient::new(args.connect.channel().await?);
     let request = DropsRequest {
+        start_time: args.since,
+        end_time: args.until,
         after_seq: args.after,
         consumer: args.consumer.clone().unwrap_or_default(),
         ack: 0,
@@ -165,7 +198,7 @@ pub async fn drops(args: TailArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(shut_down())
+    Ok(ended(&args))
 }
 
 fn print_drop(d: &crate::proto::drops::Response, json: bool) {

@@ -131,6 +131,8 @@ pub struct OutputsSection {
     pub capacity: Option<Scalar>,
     /// Bytes of alerts retained (`20GiB`; default 1 GiB).
     pub max_bytes: Option<Scalar>,
+    /// How long an alert is retained (`30d`; default 0: no age limit).
+    pub max_age: Option<Scalar>,
     pub json_output: Option<Scalar>,
     pub json_include_output_property: Option<Scalar>,
     pub json_include_tags_property: Option<Scalar>,
@@ -165,6 +167,8 @@ pub struct DropsSection {
     pub capacity: Option<Scalar>,
     /// Bytes of drop records retained (default 64 MiB).
     pub max_bytes: Option<Scalar>,
+    /// How long a drop record is retained (default 0: no age limit).
+    pub max_age: Option<Scalar>,
     pub alert_threshold: Option<Scalar>,
     pub alert_rate: Option<Scalar>,
     pub alert_max_burst: Option<Scalar>,
@@ -324,6 +328,7 @@ pub(super) fn file_values(file: &FileConfig) -> BTreeMap<String, String> {
     if let Some(o) = &file.outputs {
         put("outputs.capacity", &o.capacity);
         put("outputs.max_bytes", &o.max_bytes);
+        put("outputs.max_age", &o.max_age);
         put("json_output", &o.json_output);
         put(
             "json_include_output_property",
@@ -354,6 +359,7 @@ pub(super) fn file_values(file: &FileConfig) -> BTreeMap<String, String> {
     if let Some(d) = &file.drops {
         put("drops.capacity", &d.capacity);
         put("drops.max_bytes", &d.max_bytes);
+        put("drops.max_age", &d.max_age);
         put("drops.alert_threshold", &d.alert_threshold);
         put("drops.alert_rate", &d.alert_rate);
         put("drops.alert_max_burst", &d.alert_max_burst);

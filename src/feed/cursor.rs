@@ -4,7 +4,8 @@
 //! An explicit `after_seq` wins over a consumer's stored position; a new consumer starts at the
 //! oldest retained record; a request with neither follows live records. `from_oldest` turns a
 //! trimmed position into a loss notice instead of an error. Acknowledgements need a consumer and
-//! may not pass the log's head.
+//! may not pass the log's head. A start time stands in for `after_seq` (resolved to a seq through
+//! the log's time index when the stream opens), and an end time bounds the stream.
 
 use super::{Feed, FeedError, Record, Start, TrimPolicy};
 use crate::store::Consumers;
@@ -18,6 +19,9 @@ pub struct CursorRequest {
     pub consumer: String,
     pub ack: u64,
     pub from_oldest: bool,
+    /// `start_time` / `end_time` as sent: (seconds, nanos) since the Unix epoch.
+    pub start_time: Option<(i64, i32)>,
+    pub end_time: Option<(i64, i32)>,
 }
 
 /// A validated cursor.
@@ -27,6 +31,19 @@ pub struct Cursor {
     pub consumer: Option<String>,
     pub ack: u64,
     pub policy: TrimPolicy,
+    /// Start at the first record stored at or after this time (ns).
+    pub since: Option<u64>,
+    /// End after the last record stored at or before this time (ns).
+    pub until: Option<u64>,
+}
+
+/// A wire time as nanoseconds since the Unix epoch.
+fn time_ns(name: &'static str, time: Option<(i64, i32)>) -> Result<Option<u64>, FeedError> {
+    time.map(|(secs, nanos)| {
+        let ns = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        u64::try_from(ns).map_err(|_| FeedError::BadTime(name))
+    })
+    .transpose()
 }
 
 fn valid_consumer(name: &str) -> Result<String, FeedError> {
@@ -50,7 +67,19 @@ impl Cursor {
         if req.ack > 0 && consumer.is_none() {
             return Err(FeedError::AckWithoutConsumer);
         }
+        let since = time_ns("start_time", req.start_time)?;
+        let until = time_ns("end_time", req.end_time)?;
+        if since.is_some() && req.after_seq.is_some() {
+            return Err(FeedError::SeqAndTime);
+        }
+        if let (Some(s), Some(u)) = (since, until) {
+            if u < s {
+                return Err(FeedError::EndBeforeStart);
+            }
+        }
         Ok(Cursor {
+            since,
+            until,
             after: req.after_seq,
             consumer,
             ack: req.ack,
@@ -66,7 +95,7 @@ impl Cursor {
     /// (upstream drained a shared queue); a legacy (empty) request is told about trimmed records
     /// rather than refused.
     pub fn for_get(mut self, legacy: bool) -> Cursor {
-        if self.after.is_none() && self.consumer.is_none() {
+        if self.after.is_none() && self.consumer.is_none() && self.since.is_none() {
             self.consumer = Some(DEFAULT_CONSUMER.to_string());
             if legacy {
                 self.policy = TrimPolicy::Report;

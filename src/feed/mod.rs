@@ -49,6 +49,12 @@ pub enum FeedError {
     InvalidConsumer(String),
     #[error("ack needs a consumer name in the stream's first request")]
     AckWithoutConsumer,
+    #[error("after_seq and start_time both say where the stream starts: send one of them")]
+    SeqAndTime,
+    #[error("{0} is not a time falco-api can address (before 1970)")]
+    BadTime(&'static str),
+    #[error("end_time is before start_time")]
+    EndBeforeStart,
     #[error("ack {seq} is beyond the newest seq {newest} of the {log} log")]
     AckBeyondHead {
         log: &'static str,
@@ -225,6 +231,17 @@ impl<T: Record> Feed<T> {
             .map_err(|_| FeedError::Closed(self.shared.name))?;
         rx.blocking_recv()
             .map_err(|_| FeedError::Closed(self.shared.name))?
+    }
+
+    /// The last seq before the first record stored at or after `time_ns` (for a time start),
+    /// never past the published head.
+    pub fn seq_before(&self, time_ns: u64) -> u64 {
+        (self.shared.ring().first_seq_since(time_ns) - 1).min(self.head())
+    }
+
+    /// The last seq stored at or before `time_ns`.
+    pub fn last_seq_until(&self, time_ns: u64) -> u64 {
+        self.shared.ring().last_seq_until(time_ns)
     }
 
     /// A mark set with [`Feed::append_marked`].

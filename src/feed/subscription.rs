@@ -128,6 +128,12 @@ impl<T: Record> Subscription<T> {
         self
     }
 
+    /// Ends the subscription after `seq` (or earlier, where it already ends).
+    pub fn ending_at(mut self, seq: u64) -> Self {
+        self.until = Some(self.until.map_or(seq, |until| until.min(seq)));
+        self
+    }
+
     /// The last seq this subscription has passed (delivered, filtered out or lost).
     pub fn cursor(&self) -> u64 {
         self.cursor

@@ -58,11 +58,19 @@ impl<R: Record> Query<R> {
         follow: bool,
         live: Option<u64>,
     ) -> Result<Subscription<R>, Status> {
-        let start = match self.cursor.start(app.logs.consumers(), feed.name())? {
-            Start::Live => Start::After(live.unwrap_or_else(|| feed.head())),
-            other => other,
+        let start = match (
+            self.cursor.since,
+            self.cursor.start(app.logs.consumers(), feed.name())?,
+        ) {
+            (Some(since), _) => Start::After(feed.seq_before(since)),
+            (None, Start::Live) => Start::After(live.unwrap_or_else(|| feed.head())),
+            (None, other) => other,
         };
-        let sub = feed.subscribe(start, self.cursor.policy, follow)?;
+        let mut sub = feed.subscribe(start, self.cursor.policy, follow)?;
+        let now = u64::try_from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0);
+        if let Some(until) = self.cursor.until.filter(|until| *until <= now) {
+            sub = sub.ending_at(feed.last_seq_until(until));
+        }
         Ok(match self.filter.take() {
             Some(filter) => sub.with_filter(filter),
             None => sub,

@@ -43,6 +43,8 @@ impl WireLog for OutputsLog {
             consumer: req.consumer.clone(),
             ack: req.ack,
             from_oldest: req.from_oldest,
+            start_time: req.start_time.map(|t| (t.seconds, t.nanos)),
+            end_time: req.end_time.map(|t| (t.seconds, t.nanos)),
         }
     }
 

@@ -101,6 +101,9 @@ pub struct Limits {
     pub drops_capacity: u64,
     pub outputs_max_bytes: u64,
     pub drops_max_bytes: u64,
+    /// Seconds each log keeps a record (0: no age limit).
+    pub outputs_max_age_secs: u64,
+    pub drops_max_age_secs: u64,
     /// Alerts per second stored (0: unlimited), and burst.
     pub outputs_rate: f64,
     pub outputs_max_burst: f64,
@@ -217,12 +220,34 @@ impl Logs {
         &self.machine_hostname
     }
 
+    /// Trims records that outlived their log's age limit (see `RingLog::expire`).
+    pub fn expire(&self) {
+        let outputs = self.store.outputs();
+        let drops = self.store.drops();
+        for (name, result) in [
+            (
+                "outputs",
+                (outputs.max_age_ns() > 0).then(|| outputs.expire()),
+            ),
+            ("drops", (drops.max_age_ns() > 0).then(|| drops.expire())),
+        ] {
+            if let Some(Err(e)) = result {
+                tracing::error!(log = name, error = %e, "expiring old records failed");
+            }
+        }
+    }
+
     /// Applies the live limits.
     pub fn apply(&self, l: &Limits) {
         self.store.outputs().set_capacity(l.outputs_capacity);
         self.store.drops().set_capacity(l.drops_capacity);
         self.store.outputs().set_max_bytes(l.outputs_max_bytes);
         self.store.drops().set_max_bytes(l.drops_max_bytes);
+        let ns = |secs: u64| secs.saturating_mul(1_000_000_000);
+        self.store
+            .outputs()
+            .set_max_age_ns(ns(l.outputs_max_age_secs));
+        self.store.drops().set_max_age_ns(ns(l.drops_max_age_secs));
         {
             let mut guard = self
                 .drop_alerts

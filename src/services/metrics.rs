@@ -113,6 +113,8 @@ fn logs(app: &App, g: &mut Gauges) {
         let consumers = app.store.consumers().list(log).unwrap_or_default();
         log_gauges(g, log, b, subscribers, &consumers);
     }
+    retention_gauges(g, "outputs", app.store.outputs());
+    retention_gauges(g, "drops", app.store.drops());
     if let Ok(bytes) = app.store.size_on_disk() {
         g.gauge(
             "falco_api_store_size_bytes",
@@ -154,6 +156,48 @@ fn state(app: &App, g: &mut Gauges) {
             ("engine_version", &crate::engine::engine_version_string()),
         ],
         1.0,
+    );
+}
+
+/// One log's limits (records, bytes, age) and what it retains against each.
+fn retention_gauges<T: serde::Serialize + serde::de::DeserializeOwned>(
+    g: &mut Gauges,
+    log: &str,
+    ring: &crate::store::RingLog<T>,
+) {
+    let l = [("log", log)];
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    g.gauge(
+        "falco_api_log_capacity_records",
+        "Most records a log retains (outputs.capacity, drops.capacity).",
+        &l,
+        ring.capacity() as f64,
+    );
+    g.gauge(
+        "falco_api_log_max_bytes",
+        "Most bytes of records a log retains (outputs.max_bytes, drops.max_bytes).",
+        &l,
+        ring.max_bytes() as f64,
+    );
+    g.gauge(
+        "falco_api_log_retained_bytes",
+        "Bytes of records a log retains now (what max_bytes bounds).",
+        &l,
+        ring.retained_bytes() as f64,
+    );
+    g.gauge(
+        "falco_api_log_max_age_seconds",
+        "How long a log keeps a record (outputs.max_age, drops.max_age); 0: no age limit.",
+        &l,
+        seconds(ring.max_age_ns()),
+    );
+    let now = crate::store::Clock::system().now();
+    g.gauge(
+        "falco_api_log_oldest_age_seconds",
+        "How long ago the oldest retained record was stored; 0 when the log is empty.",
+        &l,
+        ring.oldest_time()
+            .map_or(0.0, |t| seconds(now.saturating_sub(t))),
     );
 }
 

@@ -85,7 +85,10 @@ impl ServiceError for FeedError {
             FeedError::Closed(_) => Kind::Unavailable,
             FeedError::InvalidConsumer(_)
             | FeedError::AckWithoutConsumer
-            | FeedError::AckBeyondHead { .. } => Kind::InvalidArgument,
+            | FeedError::AckBeyondHead { .. }
+            | FeedError::SeqAndTime
+            | FeedError::BadTime(_)
+            | FeedError::EndBeforeStart => Kind::InvalidArgument,
             FeedError::Append { .. } => Kind::Internal,
             FeedError::Store(inner) => inner.kind(),
         }

@@ -113,6 +113,8 @@ fn upgrade(db: &Database, path: &Path) -> Result<()> {
         txn.open_table(tables::HISTORY_INDEX)?;
         txn.open_table(tables::RING_OUTPUTS)?;
         txn.open_table(tables::RING_DROPS)?;
+        txn.open_table(tables::RING_OUTPUTS_TIMES)?;
+        txn.open_table(tables::RING_DROPS_TIMES)?;
     }
     txn.commit()?;
     Ok(())

@@ -13,10 +13,12 @@
 //! are in [`tables`]:
 //! - `meta`: `schema_version`, `revision`, `history.oldest`, `ring.<log>.oldest` → u64.
 //! - `ring.outputs`, `ring.drops`: the logs in blocks: first seq → postcard `Vec` of records.
+//! - `ring.outputs.times`, `ring.drops.times`: when each block was appended (first seq → ns).
 //! - `state`, `history`, `history.index`: versioned rules files, toggles and config (see
 //!   [`Versioned`]).
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq.
 
+mod clock;
 mod codec;
 mod consumers;
 mod migrate;
@@ -31,9 +33,11 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase};
 
+pub use clock::Clock;
 pub use consumers::Consumers;
 pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
-pub use ring::{Bounds, RingLog};
+use ring::LogTables;
+pub use ring::{Bounds, Retention, RingLog};
 pub use space::Reserve;
 pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};
 
@@ -120,6 +124,11 @@ pub struct StoreOptions {
     /// Bytes of records each log retains at most.
     pub outputs_max_bytes: u64,
     pub drops_max_bytes: u64,
+    /// How long each log keeps a record, in nanoseconds (0: no age limit).
+    pub outputs_max_age_ns: u64,
+    pub drops_max_age_ns: u64,
+    /// The clock blocks are stamped with (the system's, but for tests).
+    pub clock: Clock,
     /// Keep at least this many revisions of rules/config history (0: everything).
     pub history_retention: u64,
     /// The database's page cache size in bytes.
@@ -139,6 +148,9 @@ impl Default for StoreOptions {
             drops_capacity: 10_000,
             outputs_max_bytes: 1 << 30,
             drops_max_bytes: 64 << 20,
+            outputs_max_age_ns: 0,
+            drops_max_age_ns: 0,
+            clock: Clock::system(),
             history_retention: 0,
             cache_bytes: 64 * 1024 * 1024,
             min_free_bytes: 64 << 20,
@@ -162,6 +174,15 @@ pub struct Space {
     /// Unused bytes inside allocated pages.
     pub fragmented_bytes: u64,
 }
+
+const OUTPUTS_LOG: LogTables = LogTables {
+    blocks: tables::RING_OUTPUTS,
+    times: tables::RING_OUTPUTS_TIMES,
+};
+const DROPS_LOG: LogTables = LogTables {
+    blocks: tables::RING_DROPS,
+    times: tables::RING_DROPS_TIMES,
+};
 
 /// The open database. Cheap to share behind an `Arc`; every method is thread-safe.
 pub struct Store {
@@ -188,8 +209,8 @@ impl Store {
             private::dir(kept, 0o700, None)?;
         }
         let mut db = opened.db;
-        let trimmed = ring::trim(&db, tables::RING_OUTPUTS, opts.outputs_capacity)?
-            + ring::trim(&db, tables::RING_DROPS, opts.drops_capacity)?;
+        let trimmed = ring::trim(&db, OUTPUTS_LOG, opts.outputs_capacity)?
+            + ring::trim(&db, DROPS_LOG, opts.drops_capacity)?;
         if trimmed > 0 {
             tracing::info!(records = trimmed, "trimmed the logs to their capacities");
         }
@@ -198,15 +219,23 @@ impl Store {
         let reserve = Arc::new(Reserve::new(dir, opts.min_free_bytes));
         let outputs = RingLog::open(
             db.clone(),
-            reserve.clone(),
-            tables::RING_OUTPUTS,
-            (opts.outputs_capacity, opts.outputs_max_bytes),
+            (reserve.clone(), opts.clock.clone()),
+            OUTPUTS_LOG,
+            Retention {
+                capacity: opts.outputs_capacity,
+                max_bytes: opts.outputs_max_bytes,
+                max_age_ns: opts.outputs_max_age_ns,
+            },
         )?;
         let drops = RingLog::open(
             db.clone(),
-            reserve.clone(),
-            tables::RING_DROPS,
-            (opts.drops_capacity, opts.drops_max_bytes),
+            (reserve.clone(), opts.clock.clone()),
+            DROPS_LOG,
+            Retention {
+                capacity: opts.drops_capacity,
+                max_bytes: opts.drops_max_bytes,
+                max_age_ns: opts.drops_max_age_ns,
+            },
         )?;
         let consumers = Consumers::open(db.clone(), reserve.clone())?;
         let versioned = Versioned::open(db.clone(), reserve.clone(), opts.history_retention)?;

@@ -8,9 +8,14 @@
 //! kept beyond capacity. An append and the trim it causes are one durable write transaction;
 //! redb reuses the pages the trim frees, which keeps the file bounded however often the ring wraps.
 //!
-//! Besides the record count, a log is bounded in bytes: the encoded size of its blocks is kept
-//! in memory (one entry per block), and an append that takes the total past `max_bytes` trims
-//! whole blocks, oldest first, in the same transaction (the newest block always stays).
+//! Besides the record count, a log is bounded in bytes and in age. Every block is stamped with the
+//! time it was appended (a second table, first seq → nanoseconds, written in the append's
+//! transaction and never decreasing along the log). The encoded size and time of every block are
+//! kept in memory (one entry per block): an append that takes the total past `max_bytes` trims
+//! whole blocks, oldest first, in the same transaction, and blocks appended longer than `max_age`
+//! ago are trimmed at the next append or [`RingLog::expire`]. The newest block always stays on
+//! disk (it records the newest seq), though age may trim it logically. The same in-memory stamps
+//! turn a time into a seq by binary search ([`RingLog::first_seq_since`]).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -24,6 +29,7 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::clock::Clock;
 use super::codec::{decode, encode};
 use super::tables::META;
 use super::{Result, StoreError};
@@ -38,6 +44,23 @@ pub const BLOCK_RECORDS: usize = 4096;
 const BLOCK_BYTES: usize = 32 * 1024 - 200;
 
 type Blocks = TableDefinition<'static, u64, &'static [u8]>;
+type Times = TableDefinition<'static, u64, u64>;
+
+/// The tables of one log: its blocks, and when each was appended.
+#[derive(Clone, Copy)]
+pub(super) struct LogTables {
+    pub blocks: Blocks,
+    pub times: Times,
+}
+
+/// Every limit a log is held to.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    capacity: u64,
+    max_bytes: u64,
+    /// Blocks appended before this time (ns) are expired; 0 when age is unlimited.
+    cutoff: u64,
+}
 
 /// The retained range. Empty when `oldest == newest + 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,8 +166,8 @@ fn read_bounds(db: &Database, table: Blocks) -> Result<Bounds> {
 
 /// Trims the log in `table` to `capacity` records (used at open, when the configured capacity
 /// may have shrunk). Returns how many records were trimmed.
-pub(super) fn trim(db: &Database, table: Blocks, capacity: u64) -> Result<u64> {
-    let bounds = read_bounds(db, table)?;
+pub(super) fn trim(db: &Database, t: LogTables, capacity: u64) -> Result<u64> {
+    let bounds = read_bounds(db, t.blocks)?;
     let oldest = (bounds.newest + 1)
         .saturating_sub(capacity.max(1))
         .max(bounds.oldest);
@@ -152,37 +175,43 @@ pub(super) fn trim(db: &Database, table: Blocks, capacity: u64) -> Result<u64> {
         return Ok(0);
     }
     let txn = db.begin_write()?;
-    trim_in(&txn, table, oldest)?;
+    trim_in(&txn, t, oldest)?;
     txn.commit()?;
     Ok(oldest - bounds.oldest)
 }
 
-/// Records `oldest` and removes every block that ends before it, inside `txn`.
-fn trim_in(txn: &redb::WriteTransaction, table: Blocks, oldest: u64) -> Result<()> {
+/// Records `oldest` and removes every block that ends before it but the newest, with its
+/// time, inside `txn`.
+fn trim_in(txn: &redb::WriteTransaction, t: LogTables, oldest: u64) -> Result<()> {
     txn.open_table(META)?
-        .insert(oldest_key(table).as_str(), oldest)?;
-    let mut blocks = txn.open_table(table)?;
+        .insert(oldest_key(t.blocks).as_str(), oldest)?;
+    let mut blocks = txn.open_table(t.blocks)?;
+    let newest_block = blocks.last()?.map(|(first, _)| first.value());
     let mut doomed = Vec::new();
     for item in blocks.range(0..oldest)? {
         let (first, block) = item?;
-        let end = first.value() + block_len(table.name(), block.value())?;
-        if end > oldest {
+        let end = first.value() + block_len(t.blocks.name(), block.value())?;
+        if end > oldest || Some(first.value()) == newest_block {
             break;
         }
         doomed.push(first.value());
     }
+    let mut times = txn.open_table(t.times)?;
     for first in doomed {
         blocks.remove(first)?;
+        times.remove(first)?;
     }
     Ok(())
 }
 
-/// A stored block: its first seq, how many records it holds, and its encoded size.
+/// A stored block: its first seq, how many records it holds, its encoded size and when it was
+/// appended.
 #[derive(Clone, Copy, Debug)]
 struct BlockSize {
     first: u64,
     records: u64,
     bytes: u64,
+    time: u64,
 }
 
 /// The retained range and the blocks holding it.
@@ -192,42 +221,54 @@ struct State {
     bytes: u64,
 }
 
-/// Every block of the log in `table`, oldest first.
-fn block_sizes(db: &Database, table: Blocks) -> Result<VecDeque<BlockSize>> {
+/// Every block of the log, oldest first. A block without a time (none should lack one) takes
+/// its predecessor's.
+fn block_sizes(db: &Database, t: LogTables) -> Result<VecDeque<BlockSize>> {
     let txn = db.begin_read()?;
-    let blocks = txn.open_table(table)?;
+    let blocks = txn.open_table(t.blocks)?;
+    let times = txn.open_table(t.times)?;
     let mut out = VecDeque::new();
+    let mut time = 0;
     for item in blocks.iter()? {
         let (first, block) = item?;
+        if let Some(t) = times.get(first.value())? {
+            time = time.max(t.value());
+        }
         out.push_back(BlockSize {
             first: first.value(),
-            records: block_len(table.name(), block.value())?,
+            records: block_len(t.blocks.name(), block.value())?,
             bytes: block.value().len() as u64,
+            time,
         });
     }
     Ok(out)
 }
 
 /// How many of `blocks` (oldest first) go, and the oldest seq after, so that the log holds at
-/// most `capacity` records up to `newest` and at most `max_bytes` (keeping the newest block).
+/// most `capacity` records up to `newest`, at most `max_bytes`, and nothing appended before the
+/// cutoff. The newest block stays on disk whatever the limits (age may still trim it logically).
 fn plan_trim<'a>(
     blocks: impl Iterator<Item = &'a BlockSize>,
     count: usize,
     mut total: u64,
     (oldest, newest): (u64, u64),
-    (capacity, max_bytes): (u64, u64),
+    limits: Limits,
 ) -> (usize, u64, u64) {
-    let mut oldest = oldest.max((newest + 1).saturating_sub(capacity));
+    let mut oldest = oldest.max((newest + 1).saturating_sub(limits.capacity));
     let mut gone = 0;
     for b in blocks {
         let end = b.first + b.records;
-        if end <= oldest {
+        let last = count - gone == 1;
+        if last {
+            if b.time < limits.cutoff {
+                oldest = oldest.max(end);
+            }
+            break;
+        }
+        if end <= oldest || total > limits.max_bytes || b.time < limits.cutoff {
             gone += 1;
             total -= b.bytes;
-        } else if total > max_bytes && count - gone > 1 {
-            gone += 1;
-            total -= b.bytes;
-            oldest = end;
+            oldest = oldest.max(end);
         } else {
             break;
         }
@@ -235,47 +276,85 @@ fn plan_trim<'a>(
     (gone, oldest, total)
 }
 
+/// Writes encoded records as new blocks from seq `first`, stamped `time`, inside `txn`.
+fn write_blocks(
+    txn: &redb::WriteTransaction,
+    t: LogTables,
+    encoded: &[Vec<u8>],
+    (first, time): (u64, u64),
+) -> Result<Vec<BlockSize>> {
+    let mut blocks = txn.open_table(t.blocks)?;
+    let mut times = txn.open_table(t.times)?;
+    let mut added = Vec::new();
+    for part in group_blocks(encoded) {
+        let block = encode_block(&encoded[part.clone()]);
+        let start = first + part.start as u64;
+        blocks.insert(start, block.as_slice())?;
+        times.insert(start, time)?;
+        added.push(BlockSize {
+            first: start,
+            records: part.len() as u64,
+            bytes: block.len() as u64,
+            time,
+        });
+    }
+    Ok(added)
+}
+
 pub struct RingLog<T> {
     db: Arc<Database>,
     reserve: Arc<super::Reserve>,
-    table: Blocks,
+    tables: LogTables,
+    clock: Clock,
     // Held across the write transaction so sequence numbers are assigned and written in one
     // order. No `.await` ever happens under it.
     state: Mutex<State>,
     capacity: AtomicU64,
     max_bytes: AtomicU64,
+    /// Nanoseconds; 0: no age limit.
+    max_age: AtomicU64,
     _record: PhantomData<fn() -> T>,
+}
+
+/// How a log is bounded: records, bytes, and age in nanoseconds (0: unlimited).
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub capacity: u64,
+    pub max_bytes: u64,
+    pub max_age_ns: u64,
 }
 
 impl<T: Serialize + DeserializeOwned> RingLog<T> {
     pub(super) fn open(
         db: Arc<Database>,
-        reserve: Arc<super::Reserve>,
-        table: Blocks,
-        (capacity, max_bytes): (u64, u64),
+        (reserve, clock): (Arc<super::Reserve>, Clock),
+        tables: LogTables,
+        retention: Retention,
     ) -> Result<Self> {
-        let bounds = read_bounds(&db, table)?;
-        let blocks = block_sizes(&db, table)?;
+        let bounds = read_bounds(&db, tables.blocks)?;
+        let blocks = block_sizes(&db, tables)?;
         let bytes = blocks.iter().map(|b| b.bytes).sum();
         let log = RingLog {
             db,
             reserve,
-            table,
+            tables,
+            clock,
             state: Mutex::new(State {
                 bounds,
                 blocks,
                 bytes,
             }),
-            capacity: AtomicU64::new(capacity.max(1)),
-            max_bytes: AtomicU64::new(max_bytes.max(1)),
+            capacity: AtomicU64::new(retention.capacity.max(1)),
+            max_bytes: AtomicU64::new(retention.max_bytes.max(1)),
+            max_age: AtomicU64::new(retention.max_age_ns),
             _record: PhantomData,
         };
-        log.trim_to_limits()?;
+        log.expire()?;
         Ok(log)
     }
 
     fn name(&self) -> &str {
-        self.table.name()
+        self.tables.blocks.name()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -300,33 +379,58 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         self.max_bytes.store(max_bytes.max(1), Ordering::Relaxed);
     }
 
-    /// Trims the log to its limits now (at open, when they may have shrunk).
-    fn trim_to_limits(&self) -> Result<()> {
+    /// The age limit in nanoseconds (0: none).
+    pub fn max_age_ns(&self) -> u64 {
+        self.max_age.load(Ordering::Relaxed)
+    }
+
+    /// Changes the age limit (0: none); it takes effect at the next append or
+    /// [`RingLog::expire`].
+    pub fn set_max_age_ns(&self, max_age_ns: u64) {
+        self.max_age.store(max_age_ns, Ordering::Relaxed);
+    }
+
+    fn limits(&self) -> Limits {
+        let max_age = self.max_age_ns();
+        Limits {
+            capacity: self.capacity(),
+            max_bytes: self.max_bytes(),
+            cutoff: if max_age == 0 {
+                0
+            } else {
+                self.clock.now().saturating_sub(max_age)
+            },
+        }
+    }
+
+    /// Trims the log to its limits now: at open, when they may have shrunk, and periodically so
+    /// that records age out of a log nobody appends to. Returns how many records went.
+    pub fn expire(&self) -> Result<u64> {
         let mut state = self.lock();
-        let limits = (self.capacity(), self.max_bytes());
         let range = (state.bounds.oldest, state.bounds.newest);
         let (gone, oldest, total) = plan_trim(
             state.blocks.iter(),
             state.blocks.len(),
             state.bytes,
             range,
-            limits,
+            self.limits(),
         );
-        if oldest == state.bounds.oldest {
-            return Ok(());
+        if gone == 0 && oldest == state.bounds.oldest {
+            return Ok(0);
         }
         let txn = self.db.begin_write()?;
-        trim_in(&txn, self.table, oldest)?;
+        trim_in(&txn, self.tables, oldest)?;
         txn.commit()?;
+        let trimmed = oldest - state.bounds.oldest;
         tracing::info!(
             log = self.name(),
-            records = oldest - state.bounds.oldest,
-            "trimmed the log to its capacity and byte budget"
+            records = trimmed,
+            "trimmed the log to its capacity, byte budget and age limit"
         );
         state.blocks.drain(..gone);
         state.bytes = total;
         state.bounds.oldest = oldest;
-        Ok(())
+        Ok(trimmed)
     }
 
     pub fn capacity(&self) -> u64 {
@@ -336,6 +440,42 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     /// Changes how many records are retained; a smaller capacity takes effect at the next append.
     pub fn set_capacity(&self, capacity: u64) {
         self.capacity.store(capacity.max(1), Ordering::Relaxed);
+    }
+
+    /// When the oldest retained record was appended (ns), if any is retained.
+    pub fn oldest_time(&self) -> Option<u64> {
+        let state = self.lock();
+        if state.bounds.is_empty() {
+            return None;
+        }
+        let oldest = state.bounds.oldest;
+        let i = state
+            .blocks
+            .partition_point(|b| b.first + b.records <= oldest);
+        state.blocks.get(i).map(|b| b.time)
+    }
+
+    /// The first retained seq appended at or after `time` (ns); the newest seq + 1 when none
+    /// was. A binary search over the blocks' stamps in memory.
+    pub fn first_seq_since(&self, time: u64) -> u64 {
+        let state = self.lock();
+        let i = state.blocks.partition_point(|b| b.time < time);
+        let seq = state
+            .blocks
+            .get(i)
+            .map_or(state.bounds.newest + 1, |b| b.first);
+        seq.max(state.bounds.oldest)
+    }
+
+    /// The last seq appended at or before `time` (ns); the oldest retained seq - 1 when none.
+    pub fn last_seq_until(&self, time: u64) -> u64 {
+        let state = self.lock();
+        let i = state.blocks.partition_point(|b| b.time <= time);
+        let seq = state
+            .blocks
+            .get(i)
+            .map_or(state.bounds.newest, |b| b.first - 1);
+        seq.max(state.bounds.oldest - 1)
     }
 
     /// Appends `records` and trims the log to capacity in one write transaction, durable (data
@@ -356,31 +496,23 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         let bounds = state.bounds;
         let first = bounds.newest + 1;
         let newest = bounds.newest + records.len() as u64;
-        let mut added = Vec::new();
+        let time = self
+            .clock
+            .now()
+            .max(state.blocks.back().map_or(0, |b| b.time));
         self.reserve.check()?;
         let txn = self.db.begin_write()?;
-        {
-            let mut blocks = txn.open_table(self.table)?;
-            for part in group_blocks(&encoded) {
-                let block = encode_block(&encoded[part.clone()]);
-                blocks.insert(first + part.start as u64, block.as_slice())?;
-                added.push(BlockSize {
-                    first: first + part.start as u64,
-                    records: part.len() as u64,
-                    bytes: block.len() as u64,
-                });
-            }
-        }
+        let added = write_blocks(&txn, self.tables, &encoded, (first, time))?;
         let total = state.bytes + added.iter().map(|b| b.bytes).sum::<u64>();
         let (gone, oldest, total) = plan_trim(
             state.blocks.iter().chain(added.iter()),
             state.blocks.len() + added.len(),
             total,
             (bounds.oldest, newest),
-            (self.capacity(), self.max_bytes()),
+            self.limits(),
         );
-        if oldest != bounds.oldest {
-            trim_in(&txn, self.table, oldest)?;
+        if gone > 0 || oldest != bounds.oldest {
+            trim_in(&txn, self.tables, oldest)?;
         }
         if !marks.is_empty() {
             let mut meta = txn.open_table(META)?;
@@ -413,7 +545,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             return Ok(Vec::new());
         }
         let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(self.table)?;
+        let blocks = txn.open_table(self.tables.blocks)?;
         // The block holding `from` starts at or before it.
         let start = match blocks.range(..=from)?.next_back() {
             Some(item) => item?.0.value(),
@@ -441,7 +573,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     /// The encoded size of the retained records' blocks (keys excluded).
     pub fn encoded_bytes(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(self.table)?;
+        let blocks = txn.open_table(self.tables.blocks)?;
         let mut total = 0u64;
         for item in blocks.iter()? {
             total += item?.1.value().len() as u64;
@@ -452,6 +584,6 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     /// How many blocks hold the retained records.
     pub fn blocks(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(self.table)?.len()?)
+        Ok(txn.open_table(self.tables.blocks)?.len()?)
     }
 }

@@ -22,6 +22,12 @@ pub const HISTORY_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::new
 pub const RING_OUTPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.outputs");
 /// The drops log, same layout.
 pub const RING_DROPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.drops");
+/// When each block of the outputs log was appended: first seq of the block → nanoseconds since
+/// the Unix epoch, never decreasing along the log.
+pub const RING_OUTPUTS_TIMES: TableDefinition<u64, u64> =
+    TableDefinition::new("ring.outputs.times");
+/// The same for the drops log.
+pub const RING_DROPS_TIMES: TableDefinition<u64, u64> = TableDefinition::new("ring.drops.times");
 
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 pub const REVISION_KEY: &str = "revision";

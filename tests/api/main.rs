@@ -18,6 +18,7 @@ mod outputs;
 mod pipeline;
 mod plugin_sources;
 mod process;
+mod retention;
 mod security;
 mod shared_host;
 mod store;

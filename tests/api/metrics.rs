@@ -181,6 +181,15 @@ async fn the_exposition_has_falco_exporters_series_and_the_servers_own() {
     assert_eq!(s["falco_api_log_head_seq{log=\"outputs\"}"], head as f64);
     assert_eq!(s["falco_api_log_records{log=\"outputs\"}"], head as f64);
     assert_eq!(s["falco_api_log_oldest_seq{log=\"outputs\"}"], 1.0);
+    assert_eq!(s["falco_api_log_max_age_seconds{log=\"outputs\"}"], 0.0);
+    assert_eq!(
+        s["falco_api_log_max_bytes{log=\"drops\"}"],
+        (64u64 << 20) as f64
+    );
+    let retained = s["falco_api_log_retained_bytes{log=\"outputs\"}"];
+    assert!(retained > 0.0, "{retained}");
+    let age = s["falco_api_log_oldest_age_seconds{log=\"outputs\"}"];
+    assert!((0.0..600.0).contains(&age), "{age}");
     assert_eq!(s["falco_api_alerts_appended_total{origin=\"engine\"}"], 5.0);
     assert_eq!(
         s["falco_api_alerts_appended_total{origin=\"falco-http\"}"],

@@ -1,9 +1,11 @@
-//! The store on a real sled database on disk: the ring log against a model, and migrations.
+//! The store on a real database on disk: the ring log against a model, and migrations.
 
 use std::collections::VecDeque;
 
 use falco_api::base::event::OutputEvent;
-use falco_api::store::{testing, Store, StoreError, StoreOptions, SCHEMA_VERSION};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use falco_api::store::{testing, Clock, Store, StoreError, StoreOptions, SCHEMA_VERSION};
 use proptest::prelude::*;
 
 use crate::common::event;
@@ -318,4 +320,111 @@ fn reopening_with_a_smaller_capacity_trims_and_compacts() {
         store.outputs().read(39_950, 40_000, 10).unwrap()[0].0,
         39_951
     );
+}
+
+const HOUR: u64 = 3_600 * 1_000_000_000;
+
+fn open_at(dir: &std::path::Path, clock: &std::sync::Arc<AtomicU64>, max_age_ns: u64) -> Store {
+    Store::open(
+        dir,
+        &StoreOptions {
+            outputs_max_age_ns: max_age_ns,
+            clock: Clock::manual(clock.clone()),
+            cache_bytes: 4 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Age retention on a clock the test moves: what outlived `max_age` goes at the next append or
+/// expiry, oldest first, at block granularity; a log that wholly expired keeps its newest seq
+/// across a reopen, so no seq is reused.
+#[test]
+fn records_older_than_max_age_are_trimmed_and_seqs_are_never_reused() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(AtomicU64::new(1_000 * HOUR));
+    let store = open_at(temp.path(), &clock, 24 * HOUR);
+    let log = store.outputs();
+    let batch = |from: u64| (from..from + 10).map(event).collect::<Vec<_>>();
+    assert_eq!(log.append(&batch(1)).unwrap(), 1..11);
+    clock.fetch_add(12 * HOUR, Ordering::Relaxed);
+    assert_eq!(log.append(&batch(11)).unwrap(), 11..21);
+    clock.fetch_add(13 * HOUR, Ordering::Relaxed); // the first batch is now 25 h old
+    assert_eq!(
+        log.bounds().oldest,
+        1,
+        "nothing goes before an append or an expiry"
+    );
+    assert_eq!(log.expire().unwrap(), 10);
+    assert_eq!((log.bounds().oldest, log.bounds().newest), (11, 20));
+    assert_eq!(log.oldest_time(), Some(1_012 * HOUR));
+    assert_eq!(log.read(0, 20, 100).unwrap()[0].0, 11);
+    // A shorter limit, then a reopen with none: the limit is read at each trim.
+    log.set_max_age_ns(HOUR);
+    assert_eq!(log.append(&batch(21)).unwrap(), 21..31);
+    assert_eq!(log.bounds().oldest, 21);
+    clock.fetch_add(2 * HOUR, Ordering::Relaxed);
+    assert_eq!(log.expire().unwrap(), 10);
+    assert!(log.bounds().is_empty());
+    assert_eq!(log.bounds().newest, 30);
+    assert_eq!(log.oldest_time(), None);
+    drop(store);
+    let store = open_at(temp.path(), &clock, HOUR);
+    assert!(store.outputs().bounds().is_empty());
+    assert_eq!(store.outputs().append(&batch(31)).unwrap(), 31..41);
+    assert_eq!(
+        store.outputs().blocks().unwrap(),
+        1,
+        "expired blocks are removed"
+    );
+    drop(store);
+    // No age limit: nothing expires however old.
+    clock.fetch_add(10_000 * HOUR, Ordering::Relaxed);
+    let store = open_at(temp.path(), &clock, 0);
+    assert_eq!(store.outputs().expire().unwrap(), 0);
+    assert_eq!(store.outputs().bounds().len(), 10);
+}
+
+/// A time turns into a seq through the blocks' stamps, which survive a reopen; a clock that steps
+/// back never makes the stamps decrease.
+#[test]
+fn a_time_finds_its_seq_across_a_reopen() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(AtomicU64::new(100 * HOUR));
+    let store = open_at(temp.path(), &clock, 0);
+    for hour in 0..48u64 {
+        let from = hour * 5 + 1;
+        let batch: Vec<_> = (from..from + 5).map(event).collect();
+        store.outputs().append(&batch).unwrap();
+        clock.fetch_add(HOUR, Ordering::Relaxed);
+    }
+    let check = |store: &Store| {
+        let log = store.outputs();
+        // Hour h (appended at 100 + h) holds seqs 5h+1 ..= 5h+5.
+        assert_eq!(log.first_seq_since(0), 1);
+        assert_eq!(log.first_seq_since(110 * HOUR), 51);
+        assert_eq!(log.first_seq_since(110 * HOUR + 1), 56);
+        assert_eq!(
+            log.first_seq_since(200 * HOUR),
+            241,
+            "after the newest: newest + 1"
+        );
+        assert_eq!(log.last_seq_until(110 * HOUR), 55);
+        assert_eq!(log.last_seq_until(110 * HOUR - 1), 50);
+        assert_eq!(
+            log.last_seq_until(99 * HOUR),
+            0,
+            "before the oldest: oldest - 1"
+        );
+        assert_eq!(log.last_seq_until(u64::MAX), 240);
+    };
+    check(&store);
+    drop(store);
+    let store = open_at(temp.path(), &clock, 0);
+    check(&store);
+    clock.store(HOUR, Ordering::Relaxed); // the clock steps back
+    store.outputs().append(&[event(241)]).unwrap();
+    assert_eq!(store.outputs().first_seq_since(147 * HOUR), 236);
+    assert_eq!(store.outputs().last_seq_until(147 * HOUR), 241);
 }

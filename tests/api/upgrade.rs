@@ -73,6 +73,17 @@ fn a_sled_data_directory_is_converted_on_first_start_without_loss() {
             assert_eq!(origin, if own { "falco-api" } else { "engine" }, "{alert}");
         }
         assert_eq!(got, want, "every retained alert, seq and id");
+        // Schema 8 stamped the converted blocks with their alerts' times: time queries find them.
+        let day = [
+            "--since",
+            "2026-11-30T00:00:00Z",
+            "--until",
+            "2026-11-30T23:59:59Z",
+        ];
+        let that_day = cli(sock, &[&["tail", "--once", "--json"][..], &day].concat());
+        assert_eq!(json_lines(&that_day).len(), 200);
+        let later = cli(sock, &["tail", "--once", "--since", "2026-12-01T00:00:00Z"]);
+        assert_eq!(later, "");
         let drops = cli(sock, &["drops", "--after", "0", "--once", "--json"]);
         assert_eq!(json_lines(&drops), json_lines(&expected("drops.jsonl")));
         for (args, file) in [

@@ -78,6 +78,8 @@ impl RuntimeConfig {
             drops_capacity: r.drops_capacity,
             outputs_max_bytes: r.outputs_max_bytes,
             drops_max_bytes: r.drops_max_bytes,
+            outputs_max_age_secs: r.outputs_max_age_secs,
+            drops_max_age_secs: r.drops_max_age_secs,
             outputs_rate: r.outputs_rate,
             outputs_max_burst: r.outputs_max_burst,
             drop_alerts: r.pipeline.drop_alerts,

@@ -22,6 +22,8 @@ pub enum Kind {
     LogFilter,
     /// A size in bytes: a number with an optional unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB).
     Bytes(u64, u64),
+    /// A duration up to this many seconds (`30d`, `12h`, `2h30m`), kept as seconds; 0: none.
+    Age(u64),
 }
 
 pub struct Key {
@@ -119,6 +121,12 @@ pub const KEYS: &[Key] = &[
         "bytes of alerts the outputs log retains (oldest trimmed first)",
     ),
     key(
+        "outputs.max_age",
+        Kind::Age(100 * 365 * 86_400),
+        "0",
+        "how long the outputs log keeps an alert (30d, 12h; 0: no age limit)",
+    ),
+    key(
         "drops.capacity",
         Kind::Int(1, 1_000_000_000),
         "10000",
@@ -129,6 +137,12 @@ pub const KEYS: &[Key] = &[
         Kind::Bytes(1 << 20, 1 << 50),
         "67108864",
         "bytes of drop records the drops log retains",
+    ),
+    key(
+        "drops.max_age",
+        Kind::Age(100 * 365 * 86_400),
+        "0",
+        "how long the drops log keeps a drop record (30d, 12h; 0: no age limit)",
     ),
     key(
         "hostname",
@@ -210,6 +224,10 @@ impl Key {
             Kind::Bytes(lo, hi) => format!(
                 "a size from {lo} to {hi} bytes, as bytes or with a unit (512MiB, 20GiB, 1TB)"
             ),
+            Kind::Age(hi) => format!(
+                "a duration of up to {hi} seconds, as seconds or with units (90m, 12h, 30d, 1w, \
+                 2h30m); 0: no limit"
+            ),
         }
     }
 
@@ -259,6 +277,12 @@ impl Key {
             }
             Kind::Bytes(lo, hi) => match parse_bytes(v) {
                 Some(n) if (lo..=hi).contains(&n) => n.to_string(),
+                _ => return Err(bad()),
+            },
+            Kind::Age(hi) => match crate::base::duration::parse_duration(v) {
+                Some(ns) if ns % 1_000_000_000 == 0 && ns / 1_000_000_000 <= hi => {
+                    (ns / 1_000_000_000).to_string()
+                }
                 _ => return Err(bad()),
             },
         })
@@ -330,6 +354,9 @@ pub struct Runtime {
     /// Bytes each log retains at most.
     pub outputs_max_bytes: u64,
     pub drops_max_bytes: u64,
+    /// Seconds each log keeps a record (0: no age limit).
+    pub outputs_max_age_secs: u64,
+    pub drops_max_age_secs: u64,
     /// Alerts per second stored (0: unlimited), and burst.
     pub outputs_rate: f64,
     pub outputs_max_burst: f64,
@@ -361,6 +388,8 @@ pub fn runtime(effective: &BTreeMap<String, String>, workers: usize) -> Runtime 
         drops_capacity: v.count("drops.capacity"),
         outputs_max_bytes: v.count("outputs.max_bytes"),
         drops_max_bytes: v.count("drops.max_bytes"),
+        outputs_max_age_secs: v.seconds("outputs.max_age"),
+        drops_max_age_secs: v.seconds("drops.max_age"),
         outputs_rate: v.number("outputs.rate"),
         outputs_max_burst: v.number("outputs.max_burst"),
         log_level: v.text("log_level").to_string(),
@@ -389,6 +418,10 @@ impl Values<'_> {
 
     fn count(&self, k: &str) -> u64 {
         self.text(k).parse::<u64>().unwrap_or(1)
+    }
+
+    fn seconds(&self, k: &str) -> u64 {
+        self.text(k).parse::<u64>().unwrap_or(0)
     }
 }
 
@@ -458,6 +491,11 @@ mod tests {
         assert_eq!(size.validate("512 MB").unwrap(), "512000000");
         assert!(size.validate("12").unwrap_err().contains("a size from"));
         assert!(size.validate("3 parsecs").is_err());
+        let age = find("outputs.max_age").unwrap();
+        assert_eq!(age.validate("30d").unwrap(), "2592000");
+        assert_eq!(age.validate("0").unwrap(), "0");
+        assert!(age.validate("500ms").unwrap_err().contains("a duration"));
+        assert!(age.validate("200000w").is_err());
         assert!(
             validate_all(&[("nope".to_string(), "1".to_string())].into())
                 .unwrap_err()
