@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "falco/metrics.proto",
     "falco/tokens.proto",
     "falco/fleet.proto",
+    "falco/store.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -73,6 +73,10 @@ enum Command {
     },
     /// Stream drop records (losses), with the same flags as tail.
     Drops(cli::tail::TailArgs),
+    /// Copy the whole store from the running server, while it runs, to a new file.
+    Backup(cli::backup::BackupArgs),
+    /// Make a new data directory from a backup file (offline; refuses a non-empty directory).
+    Restore(cli::backup::RestoreArgs),
     /// Evaluate rules files on recorded events offline (no server), or just validate them.
     Eval(cli::eval::EvalArgs),
     /// Load generators that print throughput, latency and size figures.
@@ -157,6 +161,8 @@ fn main() -> ExitCode {
             Command::Version(args) => cli::version(args).await,
             Command::Tail(args) => cli::tail(args).await,
             Command::Eval(args) => cli::eval::eval(args),
+            Command::Backup(args) => cli::backup::backup(args).await,
+            Command::Restore(args) => cli::backup::restore(args),
             Command::Send(args) => cli::send::send(args).await,
             Command::Certs(command) => cli::certs::run(command),
             Command::Rules { connect, command } => cli::rules::rules(connect, command).await,

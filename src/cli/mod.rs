@@ -2,6 +2,7 @@
 //! function that returns an exit status or an error for `main` to print.
 
 pub mod alerts;
+pub mod backup;
 pub mod certs;
 pub mod client;
 pub mod configs;

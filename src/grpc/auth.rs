@@ -62,7 +62,7 @@ pub fn required_role(path: &str) -> Option<Role> {
             "get" | "history" => Role::Reader,
             _ => Role::Admin,
         },
-        "falco.tokens.service" => Role::Admin,
+        "falco.tokens.service" | "falco.store.service" => Role::Admin,
         "falco.sidecar.service" => match method {
             "position" | "status" => Role::Reader,
             _ => Role::Ingest,
@@ -200,6 +200,10 @@ mod tests {
         );
         assert_eq!(
             required_role("/falco.tokens.service/list"),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required_role("/falco.store.service/backup"),
             Some(Role::Admin)
         );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);

@@ -13,6 +13,7 @@ mod outputs;
 mod rules;
 mod sidecar;
 mod status;
+mod store;
 mod tokens;
 mod version;
 
@@ -103,6 +104,7 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         "falco.metrics.service",
         "falco.tokens.service",
         "falco.fleet.service",
+        "falco.store.service",
     ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
@@ -168,6 +170,10 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
         )
         .add_service(
             proto::fleet::service_server::ServiceServer::new(fleet::FleetService::new(app.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            proto::store::service_server::ServiceServer::new(store::StoreService::new(app.clone()))
                 .max_decoding_message_size(max),
         ))
 }

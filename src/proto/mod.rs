@@ -39,10 +39,13 @@ pub mod falco {
     pub mod fleet {
         tonic::include_proto!("falco.fleet");
     }
+    pub mod store {
+        tonic::include_proto!("falco.store");
+    }
 }
 
 pub use falco::{
-    configs, drops, fleet, inputs, metrics, outputs, rules, schema, sidecar, tokens, version,
+    configs, drops, fleet, inputs, metrics, outputs, rules, schema, sidecar, store, tokens, version,
 };
 
 /// The encoded `FileDescriptorSet` of every falco-api proto, for gRPC server reflection.

@@ -18,6 +18,7 @@
 //!   [`Versioned`]).
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq.
 
+mod backup;
 mod clock;
 mod codec;
 mod consumers;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase};
 
+pub use backup::{restore, summarize as summarize_backup, Summary as BackupSummary};
 pub use clock::Clock;
 pub use consumers::Consumers;
 pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
@@ -72,6 +74,8 @@ pub enum StoreError {
     /// The data directory or database could be read by other users and could not be tightened.
     #[error("the data directory must be private to falco-api's user: {path}: {message}")]
     Exposed { path: PathBuf, message: String },
+    #[error("backup: {0}")]
+    Backup(String),
     #[error("storage error: {0}")]
     Db(redb::Error),
 }
@@ -293,6 +297,14 @@ impl Store {
             metadata_bytes: stats.metadata_bytes(),
             fragmented_bytes: stats.fragmented_bytes(),
         })
+    }
+
+    /// Writes a point-in-time copy of the whole store to the new file `dest` (see
+    /// [`backup`]); consumer positions not yet committed are committed first, so the copy has
+    /// every acknowledgement made before the call.
+    pub fn backup(&self, dest: &Path) -> Result<BackupSummary> {
+        self.consumers.commit_pending()?;
+        backup::write(&self.db, dest)
     }
 
     /// The database file.

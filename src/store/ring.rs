@@ -147,7 +147,7 @@ fn oldest_key(table: Blocks) -> String {
 }
 
 /// The bounds recorded in the database for the log in `table`.
-fn read_bounds(db: &Database, table: Blocks) -> Result<Bounds> {
+pub(super) fn read_bounds(db: &Database, table: Blocks) -> Result<Bounds> {
     let txn = db.begin_read()?;
     let blocks = txn.open_table(table)?;
     let Some((first, block)) = blocks.last()? else {
@@ -551,7 +551,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             Some(item) => item?.0.value(),
             None => from,
         };
-        let mut out = Vec::with_capacity(max.min((upto - after) as usize));
+        let mut out = Vec::with_capacity(max.min((upto - after) as usize).min(BLOCK_RECORDS));
         for item in blocks.range(start..=upto)? {
             let (first, block) = item?;
             let first = first.value();

@@ -262,3 +262,139 @@ fn since_and_until_over_a_restart_and_age_retention() {
     sigterm(&running.child);
     assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
 }
+
+/// A backup taken while alerts flood in is a consistent point: it holds every alert acknowledged
+/// before the backup began, nothing after its own last seq, and the same records; with the
+/// rules/config revision and consumer positions. Restore makes a data directory a server starts
+/// on, and refuses one that is not empty.
+#[tokio::test]
+async fn a_backup_during_a_flood_restores_exactly_what_was_acknowledged_before_it() {
+    let _heavy = crate::common::HEAVY.lock().await;
+    let server = TestServer::start(1_000_000).await;
+    let sock = server.socket.clone();
+    let set = tokio::task::spawn_blocking({
+        let sock = sock.clone();
+        move || cli(&sock, &["config", "set", "outputs.max_age=30d"])
+    });
+    assert!(set.await.unwrap().starts_with("revision"));
+    server
+        .app
+        .store
+        .consumers()
+        .advance("outputs", "keeper", 0)
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = tokio::spawn({
+        let app = server.app.clone();
+        let stop = stop.clone();
+        async move {
+            let mut acked = 0;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<_> = (i..i + 50).map(event).collect();
+                acked = app.logs.outputs.append(batch).await.unwrap().end - 1;
+                i += 50;
+            }
+            acked
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("falco-api.backup");
+    let acked_before = server.app.logs.outputs.head();
+    let out = tokio::task::spawn_blocking({
+        let (sock, file) = (sock.clone(), file.clone());
+        move || cli(&sock, &["backup", file.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let acked_after = server.app.logs.outputs.head();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last_acked = flood.await.unwrap();
+    let point: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("outputs log:  seq 1.."))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no outputs line in {out}"));
+    assert!(
+        acked_before <= point && point <= acked_after && point < last_acked,
+        "{acked_before} <= {point} <= {acked_after} < {last_acked}: {out}"
+    );
+    assert!(out.contains("revision:     1 "), "{out}");
+    assert!(out.contains("consumers:    1"), "{out}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // The same records, up to the point and no further.
+    let live = server
+        .app
+        .store
+        .outputs()
+        .read(0, point, point as usize)
+        .unwrap();
+    // A second backup to an existing file is refused; a busy directory is refused by restore.
+    let again = cli_output(&sock, &["backup", file.to_str().unwrap()]);
+    assert!(!again.status.success());
+    server.stop().await;
+
+    let busy = home.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("something"), "x").unwrap();
+    let restore = |dir: &Path| {
+        std::process::Command::new(crate::common::process::EXE)
+            .args([
+                "restore",
+                file.to_str().unwrap(),
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = restore(&busy);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not empty"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&busy).unwrap().count(),
+        1,
+        "nothing was changed"
+    );
+
+    let restored = home.path().join("restored");
+    let done = restore(&restored);
+    assert!(done.status.success(), "{done:?}");
+    assert!(String::from_utf8_lossy(&done.stdout).contains(&format!("seq 1..{point}")));
+    let server = TestServer::start_in(&restored, 1_000_000).await;
+    let back = server
+        .app
+        .store
+        .outputs()
+        .read(0, point + 10, point as usize + 10)
+        .unwrap();
+    assert_eq!(back.len(), live.len());
+    assert!(back == live, "the restored log holds the same records");
+    assert_eq!(server.app.logs.outputs.head(), point);
+    assert_eq!(
+        server
+            .app
+            .store
+            .consumers()
+            .get("outputs", "keeper")
+            .unwrap(),
+        Some(0)
+    );
+    let sock = server.socket.clone();
+    let age =
+        tokio::task::spawn_blocking(move || cli(&sock, &["config", "get", "outputs.max_age"]))
+            .await
+            .unwrap();
+    assert!(age.contains("2592000"), "{age}");
+    // Appends go on from the point: no seq is reused.
+    assert_eq!(server.append(1).await, point + 1..point + 2);
+    server.stop().await;
+}
