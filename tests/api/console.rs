@@ -395,6 +395,49 @@ async fn live_alerts_resume_after_reload_and_kill_9_and_filters_narrow_the_table
         "falco-api tail --after 9"
     );
     browser.screenshot("alerts-filtered-detail").await;
+
+    // The time picker: the alerts stored from a time on, then live ones.
+    browser.click("#clear-filters").await;
+    browser
+        .until(
+            "return document.querySelectorAll('#alerts tr').length === 11;",
+            Duration::from_secs(5),
+        )
+        .await;
+    let earlier = browser.seqs().await.into_iter().max().unwrap();
+    let from_ms = (chrono::Utc::now().timestamp_millis() / 1000 + 1) * 1000;
+    while chrono::Utc::now().timestamp_millis() < from_ms + 50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send_cli(&sock, home.path(), 3, "late");
+    browser
+        .js(&format!(
+            "const d = new Date({from_ms}); const p = n => String(n).padStart(2, '0'); \
+             document.querySelector('#filters input[name=since]').value = \
+             `${{d.getFullYear()}}-${{p(d.getMonth() + 1)}}-${{p(d.getDate())}}T${{p(d.getHours())}}:${{p(d.getMinutes())}}:${{p(d.getSeconds())}}`; \
+             return true;"
+        ))
+        .await;
+    browser.click("#filters button[type=submit]").await;
+    browser
+        .until(
+            "return location.search.includes('since=') && document.querySelectorAll('#alerts tr').length === 3;",
+            Duration::from_secs(5),
+        )
+        .await;
+    send_cli(&sock, home.path(), 2, "later");
+    browser
+        .until(
+            "return document.querySelectorAll('#alerts tr').length === 5;",
+            Duration::from_secs(5),
+        )
+        .await;
+    let from_then = browser.seqs().await;
+    no_duplicates(&from_then);
+    assert!(
+        from_then.iter().all(|s| *s > earlier),
+        "only alerts stored from the picked time: {from_then:?} (earlier ones end at {earlier})"
+    );
     browser.close().await;
     crate::common::process::sigterm(&running.child);
     wait_exit(&mut running.child, Duration::from_secs(20));

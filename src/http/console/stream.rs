@@ -49,6 +49,10 @@ pub async fn alerts(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(q.after);
+    let resume = match q.since_seq(&app) {
+        Ok(since) => resume.or(since),
+        Err(e) => return ApiError::bad_request(e).into_response(),
+    };
     let head = app.logs.outputs.head();
     // A position past the head (a log restored from an older copy) resumes at the head.
     let start = resume.map_or(Start::Live, |n| Start::After(n.min(head)));

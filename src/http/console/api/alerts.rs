@@ -40,6 +40,9 @@ pub struct AlertQuery {
     pub before: Option<u64>,
     /// The stream starts after this seq (without a Last-Event-ID).
     pub after: Option<u64>,
+    /// Only alerts the log stored at or after this time (RFC 3339): the time picker. History pages
+    /// stop there; a stream without another position starts there.
+    pub since: Option<String>,
     pub limit: Option<usize>,
 }
 
@@ -54,6 +57,18 @@ fn parse_priority(text: &str) -> Option<Priority> {
 }
 
 impl AlertQuery {
+    /// The seq before the first alert stored at or after `since`, if it is set.
+    pub fn since_seq(&self, app: &App) -> Result<Option<u64>, String> {
+        let Some(text) = nonempty(&self.since) else {
+            return Ok(None);
+        };
+        let time = chrono::DateTime::parse_from_rfc3339(&text)
+            .ok()
+            .and_then(|t| u64::try_from(t.timestamp_nanos_opt()?).ok())
+            .ok_or_else(|| format!("since '{text}' is not an RFC 3339 time"))?;
+        Ok(Some(app.logs.outputs.seq_before(time)))
+    }
+
     /// The filter, or why the query is wrong.
     pub fn filter(&self) -> Result<impl Fn(&OutputEvent) -> bool + Send + Sync + 'static, String> {
         let min_priority = match nonempty(&self.priority) {
@@ -176,6 +191,10 @@ async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response
         Ok(f) => f,
         Err(e) => return ApiError::bad_request(e).into_response(),
     };
+    let floor = match q.since_seq(&app) {
+        Ok(f) => f.unwrap_or(0),
+        Err(e) => return ApiError::bad_request(e).into_response(),
+    };
     let head = app.logs.outputs.head();
     let before = q.before.unwrap_or(head + 1).min(head + 1);
     let limit = q.limit.unwrap_or(200).clamp(1, 2000);
@@ -184,6 +203,9 @@ async fn alerts(State(app): State<App>, Query(q): Query<AlertQuery>) -> Response
         let mut bytes = 0;
         let mut complete = true;
         scan_newest(&app, before, 200_000, |seq, ev| {
+            if seq <= floor {
+                return false;
+            }
             if !keep(&ev) {
                 return true;
             }

@@ -107,6 +107,9 @@ function filterParams() {
   const out = new URLSearchParams();
   const p = params();
   for (const k of ["priority", "rule", "tag", "source", "hostname", "q"]) if (p.get(k)) out.set(k, p.get(k));
+  // The time picker holds local time; the server takes RFC 3339.
+  const since = p.get("since") && new Date(p.get("since"));
+  if (since && !isNaN(since)) out.set("since", since.toISOString());
   return out;
 }
 
@@ -130,7 +133,7 @@ async function openAlerts() {
   stopStream();
   const p = params();
   const f = $("#filters");
-  for (const k of ["priority", "rule", "tag", "source", "hostname", "q"]) f.elements[k].value = p.get(k) || "";
+  for (const k of ["priority", "rule", "tag", "source", "hostname", "q", "since"]) f.elements[k].value = p.get(k) || "";
   Object.assign(alerts, { newest: 0, oldest: 0, received: 0, pending: [], queue: [] });
   alerts.seen = new Set();
   $("#alerts").replaceChildren();
@@ -267,7 +270,7 @@ function setupAlerts() {
     const p = new URLSearchParams();
     p.set("page", "alerts");
     const f = ev.target.elements;
-    for (const k of ["priority", "rule", "tag", "source", "hostname", "q"]) if (f[k].value.trim()) p.set(k, f[k].value.trim());
+    for (const k of ["priority", "rule", "tag", "source", "hostname", "q", "since"]) if (f[k].value.trim()) p.set(k, f[k].value.trim());
     setParams(p, false);
     openAlerts().catch(report);
   });
