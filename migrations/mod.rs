@@ -16,6 +16,7 @@ mod v5_versioned;
 pub mod v6_redb;
 mod v7_origins;
 mod v8_block_times;
+mod v9_compressed_blocks;
 
 /// A step of the sled era.
 pub struct LegacyStep {
@@ -46,6 +47,11 @@ pub const STEPS: &[Step] = &[
         version: 8,
         name: "block times",
         apply: v8_block_times::apply,
+    },
+    Step {
+        version: 9,
+        name: "compressed blocks",
+        apply: v9_compressed_blocks::apply,
     },
 ];
 

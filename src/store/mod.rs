@@ -19,6 +19,7 @@
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq.
 
 mod backup;
+mod block;
 mod clock;
 mod codec;
 mod consumers;
@@ -35,11 +36,12 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase};
 
 pub use backup::{restore, summarize as summarize_backup, Summary as BackupSummary};
+pub use block::Compression;
 pub use clock::Clock;
 pub use consumers::Consumers;
 pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
-use ring::LogTables;
 pub use ring::{Bounds, Retention, RingLog};
+use ring::{LogEnv, LogTables};
 pub use space::Reserve;
 pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};
 
@@ -133,6 +135,8 @@ pub struct StoreOptions {
     pub drops_max_age_ns: u64,
     /// The clock blocks are stamped with (the system's, but for tests).
     pub clock: Clock,
+    /// How new log blocks are written (zstd; plain only to measure against).
+    pub compression: Compression,
     /// Keep at least this many revisions of rules/config history (0: everything).
     pub history_retention: u64,
     /// The database's page cache size in bytes.
@@ -155,6 +159,7 @@ impl Default for StoreOptions {
             outputs_max_age_ns: 0,
             drops_max_age_ns: 0,
             clock: Clock::system(),
+            compression: Compression::Zstd,
             history_retention: 0,
             cache_bytes: 64 * 1024 * 1024,
             min_free_bytes: 64 << 20,
@@ -223,7 +228,11 @@ impl Store {
         let reserve = Arc::new(Reserve::new(dir, opts.min_free_bytes));
         let outputs = RingLog::open(
             db.clone(),
-            (reserve.clone(), opts.clock.clone()),
+            LogEnv {
+                reserve: reserve.clone(),
+                clock: opts.clock.clone(),
+                compression: opts.compression,
+            },
             OUTPUTS_LOG,
             Retention {
                 capacity: opts.outputs_capacity,
@@ -233,7 +242,11 @@ impl Store {
         )?;
         let drops = RingLog::open(
             db.clone(),
-            (reserve.clone(), opts.clock.clone()),
+            LogEnv {
+                reserve: reserve.clone(),
+                clock: opts.clock.clone(),
+                compression: opts.compression,
+            },
             DROPS_LOG,
             Retention {
                 capacity: opts.drops_capacity,

@@ -1,8 +1,8 @@
 //! A bounded, append-only log of records keyed by sequence number: 1, 2, 3 … with no gaps, never
 //! reused (also across restarts).
 //!
-//! Layout: records are stored in blocks, one table entry per block (first seq → postcard
-//! `Vec<T>`), so a range read touches one entry per block rather than per record; the `meta`
+//! Layout: records are stored in blocks, one table entry per block (first seq → a block, see
+//! [`super::block`]: postcard records, usually zstd-compressed), so a range read touches one entry per block rather than per record; the `meta`
 //! table holds the oldest retained seq under `<table>.oldest`. Trimming is exact logically (the
 //! oldest seq moves) and removes a block once all of it is trimmed, so at most one partial block is
 //! kept beyond capacity. An append and the trim it causes are one durable write transaction;
@@ -29,19 +29,11 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::block::{block_len, build_blocks, decode_block, raw_len, Compression, BLOCK_RECORDS};
 use super::clock::Clock;
-use super::codec::{decode, encode};
+use super::codec::encode;
 use super::tables::META;
-use super::{Result, StoreError};
-
-/// Most records in one block.
-pub const BLOCK_RECORDS: usize = 4096;
-/// A block is closed before its encoding would pass this size. redb gives a value too large for
-/// a 4 KiB leaf a page of a power-of-two size, so blocks just under 32 KiB fill their pages (a
-/// 256 KiB block took a 512 KiB page, and the file grew to 3.1x the records); measured with
-/// `bench log` at 1 KiB events, 16 KiB and 32 KiB blocks used the same disk, 32 KiB appended
-/// faster, 64 KiB used 1.8x.
-const BLOCK_BYTES: usize = 32 * 1024 - 200;
+use super::Result;
 
 type Blocks = TableDefinition<'static, u64, &'static [u8]>;
 type Times = TableDefinition<'static, u64, u64>;
@@ -79,62 +71,6 @@ impl Bounds {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The record count at the front of a postcard `Vec` (a varint), without decoding the records.
-pub fn block_len(tree: &str, bytes: &[u8]) -> Result<u64> {
-    let mut n = 0u64;
-    for (i, b) in bytes.iter().take(10).enumerate() {
-        n |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok(n);
-        }
-    }
-    Err(StoreError::Corrupt {
-        tree: tree.into(),
-        message: "block without a record count".into(),
-    })
-}
-
-/// Appends a postcard varint.
-pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Encoded records cut into blocks: at most [`BLOCK_RECORDS`] records each, and at most
-/// [`BLOCK_BYTES`] unless one record alone is larger.
-fn group_blocks(encoded: &[Vec<u8>]) -> Vec<Range<usize>> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    while start < encoded.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < encoded.len() && end - start < BLOCK_RECORDS {
-            let next = bytes + encoded[end].len();
-            if end > start && next > BLOCK_BYTES {
-                break;
-            }
-            bytes = next;
-            end += 1;
-        }
-        parts.push(start..end);
-        start = end;
-    }
-    parts
-}
-
-/// Encodes already-encoded records as one block (a postcard `Vec`).
-pub fn encode_block(records: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.iter().map(Vec::len).sum::<usize>() + 4);
-    push_varint(&mut out, records.len() as u64);
-    for r in records {
-        out.extend_from_slice(r);
-    }
-    out
 }
 
 /// Marks live in `meta` under their own prefix, apart from the store's own keys.
@@ -276,18 +212,17 @@ fn plan_trim<'a>(
     (gone, oldest, total)
 }
 
-/// Writes encoded records as new blocks from seq `first`, stamped `time`, inside `txn`.
+/// Writes built blocks (see [`build_blocks`]) as new blocks from seq `first`, stamped `time`, inside `txn`.
 fn write_blocks(
     txn: &redb::WriteTransaction,
     t: LogTables,
-    encoded: &[Vec<u8>],
+    built: &[(Range<usize>, Vec<u8>)],
     (first, time): (u64, u64),
 ) -> Result<Vec<BlockSize>> {
     let mut blocks = txn.open_table(t.blocks)?;
     let mut times = txn.open_table(t.times)?;
     let mut added = Vec::new();
-    for part in group_blocks(encoded) {
-        let block = encode_block(&encoded[part.clone()]);
+    for (part, block) in built {
         let start = first + part.start as u64;
         blocks.insert(start, block.as_slice())?;
         times.insert(start, time)?;
@@ -306,6 +241,7 @@ pub struct RingLog<T> {
     reserve: Arc<super::Reserve>,
     tables: LogTables,
     clock: Clock,
+    compression: Compression,
     // Held across the write transaction so sequence numbers are assigned and written in one
     // order. No `.await` ever happens under it.
     state: Mutex<State>,
@@ -314,6 +250,13 @@ pub struct RingLog<T> {
     /// Nanoseconds; 0: no age limit.
     max_age: AtomicU64,
     _record: PhantomData<fn() -> T>,
+}
+
+/// What a log shares with the rest of the store.
+pub(super) struct LogEnv {
+    pub reserve: Arc<super::Reserve>,
+    pub clock: Clock,
+    pub compression: Compression,
 }
 
 /// How a log is bounded: records, bytes, and age in nanoseconds (0: unlimited).
@@ -327,7 +270,7 @@ pub struct Retention {
 impl<T: Serialize + DeserializeOwned> RingLog<T> {
     pub(super) fn open(
         db: Arc<Database>,
-        (reserve, clock): (Arc<super::Reserve>, Clock),
+        env: LogEnv,
         tables: LogTables,
         retention: Retention,
     ) -> Result<Self> {
@@ -336,9 +279,10 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         let bytes = blocks.iter().map(|b| b.bytes).sum();
         let log = RingLog {
             db,
-            reserve,
+            reserve: env.reserve,
             tables,
-            clock,
+            clock: env.clock,
+            compression: env.compression,
             state: Mutex::new(State {
                 bounds,
                 blocks,
@@ -492,6 +436,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             .iter()
             .map(|r| encode(self.name(), r))
             .collect::<Result<_>>()?;
+        let built = build_blocks(&encoded, self.compression);
         let mut state = self.lock();
         let bounds = state.bounds;
         let first = bounds.newest + 1;
@@ -502,7 +447,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             .max(state.blocks.back().map_or(0, |b| b.time));
         self.reserve.check()?;
         let txn = self.db.begin_write()?;
-        let added = write_blocks(&txn, self.tables, &encoded, (first, time))?;
+        let added = write_blocks(&txn, self.tables, &built, (first, time))?;
         let total = state.bytes + added.iter().map(|b| b.bytes).sum::<u64>();
         let (gone, oldest, total) = plan_trim(
             state.blocks.iter().chain(added.iter()),
@@ -555,7 +500,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         for item in blocks.range(start..=upto)? {
             let (first, block) = item?;
             let first = first.value();
-            let records: Vec<T> = decode(self.name(), block.value())?;
+            let records: Vec<T> = decode_block(self.name(), block.value())?;
             for (i, record) in records.into_iter().enumerate() {
                 let seq = first + i as u64;
                 if seq < from {
@@ -570,13 +515,24 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         Ok(out)
     }
 
-    /// The encoded size of the retained records' blocks (keys excluded).
+    /// The stored size of the retained records' blocks (keys excluded).
     pub fn encoded_bytes(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
         let blocks = txn.open_table(self.tables.blocks)?;
         let mut total = 0u64;
         for item in blocks.iter()? {
             total += item?.1.value().len() as u64;
+        }
+        Ok(total)
+    }
+
+    /// What the retained records' blocks would take uncompressed (their postcard encodings).
+    pub fn raw_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let blocks = txn.open_table(self.tables.blocks)?;
+        let mut total = 0u64;
+        for item in blocks.iter()? {
+            total += raw_len(self.name(), item?.1.value())?;
         }
         Ok(total)
     }

@@ -18,7 +18,8 @@ pub const SAVED: TableDefinition<&str, &[u8]> = TableDefinition::new("saved");
 pub const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 /// (target, revision) for every history entry that changed the target.
 pub const HISTORY_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::new("history.index");
-/// The outputs log: first seq of a block → the block (a postcard `Vec` of records).
+/// The outputs log: first seq of a block → the block (a record count, a codec byte, then the
+/// postcard records, usually zstd-compressed; see `store::block`).
 pub const RING_OUTPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.outputs");
 /// The drops log, same layout.
 pub const RING_DROPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.drops");

@@ -591,7 +591,7 @@ async fn console_with_stall(server: &TestServer, stall: Duration) -> std::net::S
 
 fn big_event(i: u64, output_bytes: usize) -> OutputEvent {
     let mut ev = crate::common::event(i);
-    ev.output = format!("{i} {}", "o".repeat(output_bytes));
+    ev.output = format!("{i} {}", crate::common::noise(output_bytes, i));
     ev.priority = Priority::Warning;
     ev.time_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     ev

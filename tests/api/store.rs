@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use falco_api::base::event::OutputEvent;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use falco_api::store::{testing, Clock, Store, StoreError, StoreOptions, SCHEMA_VERSION};
+use falco_api::store::{
+    testing, Clock, Compression, Store, StoreError, StoreOptions, SCHEMA_VERSION,
+};
 use proptest::prelude::*;
 
 use crate::common::event;
@@ -300,7 +302,7 @@ fn reopening_with_a_smaller_capacity_trims_and_compacts() {
             let batch: Vec<_> = (0..100u64)
                 .map(|k| {
                     let mut e = event(i * 100 + k);
-                    e.output = "x".repeat(1000);
+                    e.output = crate::common::noise(1000, i * 100 + k);
                     e
                 })
                 .collect();
@@ -427,4 +429,86 @@ fn a_time_finds_its_seq_across_a_reopen() {
     store.outputs().append(&[event(241)]).unwrap();
     assert_eq!(store.outputs().first_seq_since(147 * HOUR), 236);
     assert_eq!(store.outputs().last_seq_until(147 * HOUR), 241);
+}
+
+/// An alert like Falco's: the same rule and template, values from a small pool.
+fn alert_like(i: u64) -> OutputEvent {
+    let mut e = event(i);
+    let host = format!("node-{:02}.prod.example.internal", i % 40);
+    e.output = format!(
+        "12:00:{:02}.{i:09}: Warning Shell spawned in a container (user=root shell=bash \
+         parent=runc cmdline=bash -c id pid={} container_id={:012x} image=ghcr.io/acme/api:1.{})",
+        i % 60,
+        4000 + i % 997,
+        i % 23,
+        i % 7
+    );
+    e.hostname = host;
+    e.id = u128::from(i).to_be_bytes();
+    e
+}
+
+/// Blocks are compressed, a log written plain reads back beside compressed blocks after a
+/// reopen (the codec is per block), and trimming and the byte budget count stored bytes.
+#[test]
+fn blocks_are_compressed_and_both_codecs_read_back_in_one_log() {
+    let temp = tempfile::tempdir().unwrap();
+    let opts = |compression| StoreOptions {
+        outputs_capacity: 100_000,
+        cache_bytes: 4 << 20,
+        compression,
+        ..Default::default()
+    };
+    let plain_ratio = {
+        let store = Store::open(temp.path(), &opts(Compression::None)).unwrap();
+        for i in 0..20 {
+            let batch: Vec<_> = (i * 500..(i + 1) * 500).map(alert_like).collect();
+            store.outputs().append(&batch).unwrap();
+        }
+        let log = store.outputs();
+        log.raw_bytes().unwrap() as f64 / log.encoded_bytes().unwrap() as f64
+    };
+    assert!(
+        plain_ratio <= 1.0,
+        "plain blocks are not smaller: {plain_ratio}"
+    );
+    let store = Store::open(temp.path(), &opts(Compression::Zstd)).unwrap();
+    let (raw_before, stored_before) = (
+        store.outputs().raw_bytes().unwrap(),
+        store.outputs().encoded_bytes().unwrap(),
+    );
+    for i in 20..40 {
+        let batch: Vec<_> = (i * 500..(i + 1) * 500).map(alert_like).collect();
+        store.outputs().append(&batch).unwrap();
+    }
+    let log = store.outputs();
+    let raw_added = log.raw_bytes().unwrap() - raw_before;
+    let stored_added = log.encoded_bytes().unwrap() - stored_before;
+    assert!(
+        stored_added * 4 < raw_added,
+        "compressed blocks: {stored_added} stored for {raw_added} bytes of records"
+    );
+    assert_eq!(log.retained_bytes(), log.encoded_bytes().unwrap());
+    let all = log.read(0, u64::MAX, 100_000).unwrap();
+    assert_eq!(all.len(), 20_000);
+    for (seq, record) in &all {
+        assert_eq!(record, &alert_like(seq - 1), "seq {seq}");
+    }
+    drop(store);
+
+    // A byte budget smaller than the plain half trims it and keeps compressed blocks.
+    let budget = StoreOptions {
+        outputs_max_bytes: stored_added,
+        ..opts(Compression::Zstd)
+    };
+    let store = Store::open(temp.path(), &budget).unwrap();
+    store.outputs().append(&[alert_like(20_000)]).unwrap();
+    let b = store.outputs().bounds();
+    assert!(b.oldest > 10_000, "the plain blocks went first: {b:?}");
+    assert!(store.outputs().retained_bytes() <= stored_added);
+    let read = store
+        .outputs()
+        .read(b.oldest - 1, b.newest, 100_000)
+        .unwrap();
+    assert_eq!(read.len() as u64, b.len());
 }

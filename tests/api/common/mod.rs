@@ -147,6 +147,21 @@ impl TestServer {
     }
 }
 
+/// `len` letters that do not compress (a splitmix sequence from `seed`), so that stored sizes
+/// in tests are the sizes written.
+pub fn noise(len: usize, seed: u64) -> String {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            char::from(b'!' + ((z ^ (z >> 31)) % 94) as u8)
+        })
+        .collect()
+}
+
 pub fn event(i: u64) -> OutputEvent {
     OutputEvent::new(
         1_700_000_000_000_000_000 + i as i64,
