@@ -44,12 +44,67 @@ pub struct LogBenchArgs {
     /// Data directory for the run (default: a fresh temp directory, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Write plain blocks (the layout before schema 9), to compare with the compressed default.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// Words Falco alert lines are made of; a sample line draws from them so that it compresses
+/// about as well as real alerts rather than as a run of one byte.
+const ALERT_WORDS: [&str; 32] = [
+    "user=root",
+    "user=www-data",
+    "user_uid=0",
+    "process=bash",
+    "process=curl",
+    "process=sh",
+    "parent=runc",
+    "parent=containerd-shim",
+    "command=bash -c id",
+    "command=cat /etc/shadow",
+    "file=/etc/shadow",
+    "file=/etc/passwd",
+    "file=/root/.ssh/id_rsa",
+    "terminal=34816",
+    "container_name=api",
+    "container_name=nginx",
+    "image=ghcr.io/acme/api",
+    "image=nginx",
+    "k8s.ns=default",
+    "k8s.ns=kube-system",
+    "k8s.pod=api-7d9f",
+    "evt_type=openat",
+    "evt_type=execve",
+    "exe_flags=EXE_WRITABLE",
+    "connection=10.0.3.7:443->10.0.9.2:51234",
+    "gparent=systemd",
+    "ggparent=<NA>",
+    "tty=0",
+    "proc_exepath=/usr/bin/bash",
+    "flags=O_RDONLY",
+    "fd=3",
+    "host=node-07",
+];
+
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn sample_event(i: u64, event_bytes: usize) -> OutputEvent {
-    let mut line = format!("12:00:00.000000000: Warning event {i} ");
+    let mut line = format!(
+        "12:00:00.{:09}: Warning Sensitive file opened (pid={} container_id={:012x})",
+        i % 1_000_000_000,
+        mix(i) % 40_000,
+        mix(i ^ 7) >> 16
+    );
+    let mut k = 0;
     while line.len() < event_bytes {
-        line.push('x');
+        line.push(' ');
+        line.push_str(ALERT_WORDS[(mix(i.wrapping_mul(31) + k) % 32) as usize]);
+        k += 1;
     }
     line.truncate(event_bytes);
     OutputEvent::new(
@@ -61,7 +116,7 @@ fn sample_event(i: u64, event_bytes: usize) -> OutputEvent {
     )
     .with_tags(["bench", "k8s"])
     .with_fields([("ka.verb", "create"), ("ka.user.name", "bench")])
-    .with_hostname("bench-host")
+    .with_hostname(format!("node-{:02}", i % 64))
 }
 
 /// The outputs log: append throughput, replay through `sub` against a bare stream, and disk use.
@@ -71,6 +126,11 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let opts = StoreOptions {
         outputs_capacity: args.capacity,
         cache_bytes: args.cache_mb << 20,
+        compression: if args.plain {
+            crate::store::Compression::None
+        } else {
+            crate::store::Compression::Zstd
+        },
         ..Default::default()
     };
     let app = App::open(&dir, &opts).context("open store")?;
@@ -106,6 +166,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
         r??;
     }
     let append_secs = started.elapsed().as_secs_f64();
+
     let appended = per * args.appenders as u64;
     println!(
         "append: {:.0} events/s ({:.1} MB/s of output lines), {appended} events in {append_secs:.1} s",
@@ -117,11 +178,14 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     app.store.flush()?;
     let retained = app.store.outputs().bounds();
     let encoded = app.store.outputs().encoded_bytes()?;
+    let raw = app.store.outputs().raw_bytes()?;
     let on_disk = app.store.size_on_disk()?;
     println!(
-        "disk: {} retained events, encoded {:.1} MB, on disk {:.1} MB ({:.2}x encoded; {:.1} MB per 1M retained)",
+        "disk: {} retained events, records {:.1} MB, stored {:.1} MB ({:.2}x smaller), on disk {:.1} MB ({:.2}x stored; {:.1} MB per 1M retained)",
         retained.len(),
+        raw as f64 / 1e6,
         encoded as f64 / 1e6,
+        raw as f64 / encoded.max(1) as f64,
         on_disk as f64 / 1e6,
         on_disk as f64 / encoded.max(1) as f64,
         on_disk as f64 / 1e6 * 1e6 / retained.len().max(1) as f64
@@ -183,9 +247,53 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
         replay_rate / base_rate
     );
 
+    seek_bench(&app, &channel, replay_n).await?;
     app.shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
     Ok(0)
+}
+
+/// Seeking to a time: `get` with `start_time` until its first record arrives, at times spread
+/// over the log's stamps.
+async fn seek_bench(
+    app: &App,
+    channel: &tonic::transport::Channel,
+    retained: u64,
+) -> anyhow::Result<()> {
+    let log = app.store.outputs();
+    let (Some(oldest), Some(newest)) = (log.oldest_time(), log.newest_time()) else {
+        return Ok(());
+    };
+    let mut outputs = ServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let mut took = Vec::new();
+    for k in 0..500u64 {
+        let t = oldest + (newest - oldest) / 500 * k;
+        let at = prost_types::Timestamp {
+            seconds: (t / 1_000_000_000) as i64,
+            nanos: (t % 1_000_000_000) as i32,
+        };
+        let started = Instant::now();
+        let request = Request {
+            start_time: Some(at),
+            ..Default::default()
+        };
+        let mut stream = outputs.get(request).await?.into_inner();
+        stream
+            .message()
+            .await?
+            .context("no record at a retained time")?;
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "seek: {} seeks by time in {retained} retained events, first record p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        took.len(),
+        ms(took[took.len() / 2]),
+        ms(took[took.len() * 99 / 100]),
+        ms(took[took.len() - 1])
+    );
+    Ok(())
 }
 
 struct RunDir {

@@ -399,6 +399,11 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         state.blocks.get(i).map(|b| b.time)
     }
 
+    /// When the newest block was appended (ns), if the log has one.
+    pub fn newest_time(&self) -> Option<u64> {
+        self.lock().blocks.back().map(|b| b.time)
+    }
+
     /// The first retained seq appended at or after `time` (ns); the newest seq + 1 when none
     /// was. A binary search over the blocks' stamps in memory.
     pub fn first_seq_since(&self, time: u64) -> u64 {
