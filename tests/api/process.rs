@@ -590,3 +590,29 @@ fn a_short_crash_soak_finds_no_violation() {
         "the soak acknowledged and checked alerts: {stdout}"
     );
 }
+
+/// `bench log`, small: it appends, compresses, replays and seeks by time, and says so.
+#[test]
+fn the_log_bench_runs_and_prints_its_figures() {
+    let _heavy = crate::common::heavy_blocking();
+    let out = Command::new(EXE)
+        .args(["bench", "log", "--capacity", "3000", "--wraps", "1"])
+        .args(["--appenders", "2", "--batch", "50"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ratio: f64 = stdout
+        .split("MB (")
+        .nth(1)
+        .and_then(|s| s.split("x smaller").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(ratio > 2.0, "alert text compresses: {stdout}");
+    assert!(stdout.contains("disk: 3000 retained events"), "{stdout}");
+    assert!(stdout.contains("seek: 500 seeks by time"), "{stdout}");
+}
