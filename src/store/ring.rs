@@ -2,8 +2,8 @@
 //! reused (also across restarts).
 //!
 //! Layout: records are stored in blocks, one table entry per block (first seq → a block, see
-//! [`super::block`]: postcard records, usually zstd-compressed), so a range read touches one entry per block rather than per record; the `meta`
-//! table holds the oldest retained seq under `<table>.oldest`. Trimming is exact logically (the
+//! [`super::block`]: postcard records, usually zstd-compressed), so a range read touches one
+//! entry per block rather than per record; the `meta` table holds the oldest retained seq under `<table>.oldest`. Trimming is exact logically (the
 //! oldest seq moves) and removes a block once all of it is trimmed, so at most one partial block is
 //! kept beyond capacity. An append and the trim it causes are one durable write transaction;
 //! redb reuses the pages the trim frees, which keeps the file bounded however often the ring wraps.

@@ -553,30 +553,32 @@ fn serve_listens_on_the_socket_and_mutual_tls_tcp_at_once() {
     assert!(wait_exit(&mut running.child, Duration::from_secs(15)).success());
 }
 
-/// The crash soak, short: five rounds of load, `kill -9` at a random moment, restart and check.
-#[test]
-fn a_short_crash_soak_finds_no_violation() {
-    let _heavy = crate::common::heavy_blocking();
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(EXE)
-        .args([
-            "bench",
-            "crash",
-            "--rounds",
-            "5",
-            "--max-run-ms",
-            "400",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs `falco-api bench ARGS`, which must succeed; returns what it printed.
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(EXE).arg("bench").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// The crash soak, short: five rounds of load, `kill -9` at a random moment, restart and check.
+#[test]
+fn a_short_crash_soak_finds_no_violation() {
+    let _heavy = crate::common::heavy_blocking();
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = bench(&[
+        "crash",
+        "--rounds",
+        "5",
+        "--max-run-ms",
+        "400",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.contains(", 0 violations"), "{stdout}");
     let alerts: u64 = last
@@ -595,17 +597,17 @@ fn a_short_crash_soak_finds_no_violation() {
 #[test]
 fn the_log_bench_runs_and_prints_its_figures() {
     let _heavy = crate::common::heavy_blocking();
-    let out = Command::new(EXE)
-        .args(["bench", "log", "--capacity", "3000", "--wraps", "1"])
-        .args(["--appenders", "2", "--batch", "50"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench(&[
+        "log",
+        "--capacity",
+        "3000",
+        "--wraps",
+        "1",
+        "--appenders",
+        "2",
+        "--batch",
+        "50",
+    ]);
     let ratio: f64 = stdout
         .split("MB (")
         .nth(1)
