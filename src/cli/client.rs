@@ -27,10 +27,11 @@ pub struct TlsTarget {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot read {path}: {source}")]
+    // The io error is in the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
@@ -56,9 +57,9 @@ pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
         Target::Unix(path) => Ok(connect_unix(path).await?),
         Target::Tls(t) => {
             let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|source| ConnectError::Read {
+                std::fs::read(p).map_err(|error| ConnectError::Read {
                     path: p.clone(),
-                    source,
+                    error,
                 })
             };
             Ok(connect_tls(

@@ -112,7 +112,7 @@ impl Service for StoreService {
             .unwrap_or_default();
         let running = Running {
             flag: self.running.clone(),
-            file: dir.join(format!("backup-{}.redb.partial", uuid::Uuid::now_v7())),
+            file: crate::store::backup_scratch_path(&dir),
         };
         let (tx, rx) = mpsc::channel(4);
         let app = self.app.clone();

@@ -21,6 +21,35 @@ use super::ring::read_bounds;
 use super::tables::{self, META, REVISION_KEY};
 use super::{private, Bounds, Result, StoreError};
 
+/// Temporary copies the server makes while streaming a backup are named `backup-<uuid>` plus
+/// this, in the data directory.
+const SCRATCH_SUFFIX: &str = ".redb.partial";
+
+/// A new name for the temporary copy of a backup in the data directory `dir`.
+pub fn scratch_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(format!("backup-{}{SCRATCH_SUFFIX}", uuid::Uuid::now_v7()))
+}
+
+/// Removes temporary backup copies a server killed during a backup left in `dir`; returns how
+/// many went. Run at open, before anything can start a backup.
+pub(super) fn remove_scratch(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("backup-")
+            && name.ends_with(SCRATCH_SUFFIX)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Entries copied per (non-durable) commit of the copy, so a large store never sits in one
 /// transaction's memory.
 const BATCH: usize = 1024;

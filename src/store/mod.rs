@@ -35,7 +35,10 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase};
 
-pub use backup::{restore, summarize as summarize_backup, Summary as BackupSummary};
+pub use backup::{
+    restore, scratch_path as backup_scratch_path, summarize as summarize_backup,
+    Summary as BackupSummary,
+};
 pub use block::Compression;
 pub use clock::Clock;
 pub use consumers::Consumers;
@@ -218,6 +221,13 @@ impl Store {
             private::dir(kept, 0o700, None)?;
         }
         let mut db = opened.db;
+        let stale = backup::remove_scratch(dir);
+        if stale > 0 {
+            tracing::info!(
+                files = stale,
+                "removed temporary backup copies left by a server stopped during a backup"
+            );
+        }
         let trimmed = ring::trim(&db, OUTPUTS_LOG, opts.outputs_capacity)?
             + ring::trim(&db, DROPS_LOG, opts.drops_capacity)?;
         if trimmed > 0 {

@@ -102,6 +102,20 @@ fn a_bad_config_file_stops_the_server_before_it_binds() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // A config file that is not there is named, with the reason said once.
+    let out = Command::new(EXE)
+        .args(["serve", "--config"])
+        .arg(dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read config file") && stderr.contains("missing.yaml"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
     let rules = dir.path().join("bad.yaml");
     std::fs::write(
         &rules,
@@ -565,7 +579,8 @@ fn bench(args: &[&str]) -> String {
     stdout
 }
 
-/// The crash soak, short: five rounds of load, `kill -9` at a random moment, restart and check.
+/// The crash soak, short: five rounds of load (with online backups, on a log small enough that
+/// retention trims it), `kill -9` at a random moment, restart and check.
 #[test]
 fn a_short_crash_soak_finds_no_violation() {
     let _heavy = crate::common::heavy_blocking();
@@ -590,6 +605,21 @@ fn a_short_crash_soak_finds_no_violation() {
     assert!(
         alerts > 0,
         "the soak acknowledged and checked alerts: {stdout}"
+    );
+    let count = |after: &str| -> u64 {
+        last.split(after)
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.trim_start_matches('(').parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        count(" backups restored") > 0,
+        "backups were taken under load, restored and checked: {stdout}"
+    );
+    assert!(
+        count(" acknowledged alerts trimmed by retention") > 0,
+        "retention trimmed acknowledged alerts during the soak: {stdout}"
     );
 }
 

@@ -398,3 +398,23 @@ async fn a_backup_during_a_flood_restores_exactly_what_was_acknowledged_before_i
     assert_eq!(server.append(1).await, point + 1..point + 2);
     server.stop().await;
 }
+
+/// A server killed while it wrote a backup leaves the temporary copy in its data directory; the
+/// next open removes that copy and nothing else.
+#[test]
+fn a_backup_copy_left_by_a_killed_server_is_removed_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let record = DropRecord::now("rate_limited", "syscall", "c", 1, 1, "one drop".to_string());
+    store.drops().append(&[record]).unwrap();
+    let left = falco_api::store::backup_scratch_path(dir.path());
+    store.backup(&left).unwrap();
+    drop(store);
+    let keep = dir.path().join("backup-notes.txt");
+    std::fs::write(&keep, "an operator's file").unwrap();
+    assert!(left.exists());
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(!left.exists(), "the temporary copy is gone");
+    assert!(keep.exists(), "a file that is not one is kept");
+    assert_eq!(store.drops().bounds().newest, 1);
+}

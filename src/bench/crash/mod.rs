@@ -1,9 +1,15 @@
-//! `falco-api bench crash`: the crash soak. Runs the server as a child process and, each round,
-//! drives concurrent inputs, consumer acknowledgements and config compare-and-swap changes,
-//! `kill -9`s it at a random moment, restarts it and checks every promise the README makes:
-//! every acknowledged alert and change is there, the outputs and drops logs are contiguous, seqs
-//! and revisions never go back, and a consumer's stored position is never behind what it
-//! acknowledged more than the documented batching delay before the crash.
+//! `falco-api bench crash`: the crash soak. Runs the server as a child process with a small
+//! outputs log (so that retention trims it every round, by count and by bytes) and, each round,
+//! drives concurrent inputs, consumer acknowledgements, config compare-and-swap changes and online
+//! backups, `kill -9`s it at a random moment, restarts it and checks every promise the README
+//! makes: every acknowledged alert and change is there unless retention trimmed it (oldest
+//! first), the logs are contiguous, seqs, oldest seqs and revisions never go back, retention
+//! holds, a consumer's stored position is never behind what it acknowledged more than the
+//! documented batching delay before the crash, and every completed backup restores into a data
+//! directory holding everything acknowledged before it was asked for.
+
+mod backups;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,10 +23,13 @@ use tonic::transport::Channel;
 use crate::cli::client;
 use crate::proto::configs::{self, service_client::ServiceClient as ConfigsClient};
 use crate::proto::inputs::{self, service_client::ServiceClient as InputsClient};
-use crate::proto::outputs::{self, service_client::ServiceClient as OutputsClient};
+use crate::proto::outputs;
+use backups::Limits;
 
 /// How long a consumer acknowledgement may wait before it is durable (README, store docs).
 const CONSUMER_DELAY: Duration = Duration::from_millis(250);
+/// How often the load asks for a backup.
+const BACKUP_EVERY: Duration = Duration::from_millis(120);
 
 #[derive(Args, Debug)]
 pub struct CrashBenchArgs {
@@ -31,6 +40,13 @@ pub struct CrashBenchArgs {
     /// moment up to this).
     #[arg(long, default_value_t = 800)]
     pub max_run_ms: u64,
+    /// Alerts the outputs log retains (small, so that every round trims).
+    #[arg(long, default_value_t = 1500)]
+    pub capacity: u64,
+    /// Stored bytes of alerts the outputs log retains (the smallest budget the server takes, so
+    /// that bytes trim too: each alert carries 0-1.5 KiB of incompressible padding).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_bytes: u64,
     /// Data directory (default: a fresh temp directory, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -50,6 +66,10 @@ struct Acked {
     consumer: Vec<(Instant, u64)>,
     /// The highest outputs seq any reply or stream showed.
     seen_head: u64,
+    /// Backups completed.
+    backups: Vec<backups::Taken>,
+    /// Backup streams that ended cleanly without their summary (never expected).
+    incomplete_backups: u64,
     /// When the server was killed.
     killed_at: Option<Instant>,
 }
@@ -65,7 +85,49 @@ impl Rng {
     }
 }
 
-const RULES: &str = "- rule: Soak\n  desc: every open\n  condition: evt.type = open\n  output: \"soak %proc.name\"\n  priority: WARNING\n  source: syscall\n";
+const RULES: &str = "- rule: Soak\n  desc: every open\n  condition: evt.type = open\n  output: \"soak %proc.name %proc.cmdline\"\n  priority: WARNING\n  source: syscall\n";
+
+/// 0-1.5 KiB of text that does not compress, different for every `n`.
+fn padding(n: u64) -> String {
+    let mut rng = Rng(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let len = rng.below(1536) as usize;
+    (0..len)
+        .map(|_| char::from(b'!' + rng.below(94) as u8))
+        .collect()
+}
+
+/// Totals over the whole soak.
+#[derive(Default)]
+struct Totals {
+    /// Alerts, config changes, consumer positions and backups checked.
+    kinds: [u64; 4],
+    trimmed: u64,
+    /// Kills that landed while the server was writing a backup (its temporary copy was left).
+    kills_in_backup: u64,
+    /// How many alerts the outputs log retained at the last check.
+    retained: u64,
+    violations: Vec<String>,
+}
+
+impl Totals {
+    fn checked(&self) -> u64 {
+        self.kinds.iter().sum()
+    }
+
+    fn add(&mut self, round: u32, report: verify::Report) {
+        for (total, n) in self.kinds.iter_mut().zip(report.kinds) {
+            *total += n;
+        }
+        self.trimmed += report.trimmed;
+        self.retained = (report.seen.head + 1).saturating_sub(report.seen.oldest);
+        self.violations.extend(
+            report
+                .violations
+                .into_iter()
+                .map(|v| format!("round {round}: {v}")),
+        );
+    }
+}
 
 pub async fn crash_bench(args: CrashBenchArgs) -> anyhow::Result<i32> {
     let (dir, remove) = match &args.data_dir {
@@ -80,55 +142,63 @@ pub async fn crash_bench(args: CrashBenchArgs) -> anyhow::Result<i32> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?,
     };
-    let rules = dir.join("soak.yaml");
+    // The soak's own files live beside the server's data directory, never in it.
+    let scratch = dir.with_extension("soak");
+    std::fs::create_dir_all(&scratch)?;
+    let limits = Limits {
+        capacity: args.capacity,
+        max_bytes: args.max_bytes,
+    };
+    let rules = scratch.join("soak.yaml");
     std::fs::write(&rules, RULES)?;
+    let config = scratch.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "outputs:\n  capacity: {}\n  max_bytes: {}\n",
+            limits.capacity, limits.max_bytes
+        ),
+    )?;
     let mut rng = Rng(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64
         | 1);
     let started = Instant::now();
-    let (mut checked, mut violations) = (0u64, Vec::new());
-    let mut kinds = [0u64; 3];
+    let mut totals = Totals::default();
     let mut before = Acked::default();
-    let mut last_consumer = 0u64;
-    let mut last_revision = 0u64;
-    let mut verified_head = 0u64;
+    let mut seen = verify::Seen::default();
     for round in 0..=args.rounds {
-        let mut child = spawn(&exe, &dir, &rules)?;
+        let mut child = spawn(&exe, &dir, &rules, &config)?;
         let socket = dir.join("s.sock");
         let channel = wait_for(&socket, &mut child).await?;
         // Check what the previous round was told.
-        let report = verify(
-            &channel,
-            &before,
-            verified_head,
-            last_consumer,
-            last_revision,
-        )
-        .await?;
-        verified_head = report.head;
-        checked += report.checked;
-        for (total, n) in kinds.iter_mut().zip(report.kinds) {
-            *total += n;
+        let report = verify::verify(&channel, &before, seen, limits).await?;
+        seen = report.seen;
+        totals.add(round, report);
+        for name in backups::leftovers(&dir) {
+            totals.violations.push(format!(
+                "round {round}: a temporary backup copy was left behind: {name}"
+            ));
         }
-        for v in report.violations {
-            violations.push(format!("round {round}: {v}"));
-        }
-        last_consumer = report.consumer_position;
-        last_revision = report.revision;
         if round == args.rounds {
             kill(&mut child, false);
             break;
         }
         let acked = Arc::new(Mutex::new(Acked {
             config: before.config.clone(),
-            seen_head: report.head,
+            seen_head: seen.head,
             ..Default::default()
         }));
         let run_for = Duration::from_millis(50 + rng.below(args.max_run_ms));
-        let load = tokio::spawn(drive(channel.clone(), acked.clone(), round));
+        let load = tokio::spawn(drive(
+            channel.clone(),
+            acked.clone(),
+            round,
+            scratch.clone(),
+        ));
         tokio::time::sleep(run_for).await;
         kill(&mut child, true);
+        totals.kills_in_backup += u64::from(!backups::leftovers(&dir).is_empty());
         acked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -140,44 +210,78 @@ pub async fn crash_bench(args: CrashBenchArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         before = std::mem::take(&mut *a);
         drop(channel);
+        check_backups(round, &before, limits, &scratch, &mut totals)?;
         if round % 10 == 9 {
             println!(
-                "round {}: {checked} acknowledged items checked, {} violations",
+                "round {}: {} acknowledged items checked, {} violations",
                 round + 1,
-                violations.len()
+                totals.checked(),
+                totals.violations.len()
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     if remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    let [alerts, changes, positions, restored] = totals.kinds;
     println!(
-        "crash soak: {} rounds in {:.1} s (redb store), {checked} acknowledged items checked \
-         ({} alerts, {} config changes, {} consumer positions), {} violations",
+        "crash soak: {} rounds in {:.1} s (redb store), {} acknowledged items checked \
+         ({alerts} alerts, {changes} config changes, {positions} consumer positions, \
+         {restored} backups restored), {} acknowledged alerts trimmed by retention \
+         (capacity {}, max_bytes {}; {} retained at the end), {} kills during a backup, \
+         {} violations",
         args.rounds,
         started.elapsed().as_secs_f64(),
-        kinds[0],
-        kinds[1],
-        kinds[2],
-        violations.len()
+        totals.checked(),
+        totals.trimmed,
+        limits.capacity,
+        limits.max_bytes,
+        totals.retained,
+        totals.kills_in_backup,
+        totals.violations.len()
     );
-    for v in violations.iter().take(20) {
+    for v in totals.violations.iter().take(20) {
         println!("violation: {v}");
     }
-    Ok(if violations.is_empty() { 0 } else { 1 })
+    Ok(if totals.violations.is_empty() { 0 } else { 1 })
 }
 
-fn spawn(exe: &Path, dir: &Path, rules: &Path) -> anyhow::Result<Child> {
+/// Restores and checks every backup the round completed.
+fn check_backups(
+    round: u32,
+    acked: &Acked,
+    limits: Limits,
+    scratch: &Path,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
+    if acked.incomplete_backups > 0 {
+        totals.violations.push(format!(
+            "round {round}: {} backup streams ended without their summary",
+            acked.incomplete_backups
+        ));
+    }
+    for taken in &acked.backups {
+        let found = backups::verify(taken, &acked.alerts, limits, scratch)?;
+        totals.kinds[3] += 1;
+        totals
+            .violations
+            .extend(found.into_iter().map(|v| format!("round {round}: {v}")));
+    }
+    Ok(())
+}
+
+fn spawn(exe: &Path, dir: &Path, rules: &Path, config: &Path) -> anyhow::Result<Child> {
     Command::new(exe)
         .arg("serve")
+        .arg("--config")
+        .arg(config)
         .arg("--data-dir")
         .arg(dir)
         .arg("--listen")
         .arg(dir.join("s.sock"))
         .arg("--rules")
         .arg(rules)
-        .arg("--outputs-capacity")
-        .arg("100000000")
         .arg("--log-level")
         .arg("warn")
         .stdout(Stdio::null())
@@ -219,12 +323,13 @@ fn kill(child: &mut Child, hard: bool) {
     let _ = child.wait();
 }
 
-/// Runs the three kinds of load until aborted.
-async fn drive(channel: Channel, acked: Arc<Mutex<Acked>>, round: u32) {
+/// Runs the four kinds of load until aborted.
+async fn drive(channel: Channel, acked: Arc<Mutex<Acked>>, round: u32, scratch: PathBuf) {
     let inputs = send_events(channel.clone(), acked.clone(), round);
     let consumer = consume(channel.clone(), acked.clone());
-    let config = change_config(channel, acked, round);
-    let _ = tokio::join!(inputs, consumer, config);
+    let config = change_config(channel.clone(), acked.clone(), round);
+    let backups = backups::take(channel, acked, scratch, BACKUP_EVERY);
+    let _ = tokio::join!(inputs, consumer, config, backups);
 }
 
 async fn send_events(channel: Channel, acked: Arc<Mutex<Acked>>, round: u32) -> anyhow::Result<()> {
@@ -243,9 +348,13 @@ async fn send_events(channel: Channel, acked: Arc<Mutex<Acked>>, round: u32) -> 
             .enumerate()
             .map(|(i, m)| inputs::Event {
                 source: "syscall".into(),
-                payload: serde_json::json!({"evt.type": "open", "proc.name": m})
-                    .to_string()
-                    .into_bytes(),
+                payload: serde_json::json!({
+                    "evt.type": "open",
+                    "proc.name": m,
+                    "proc.cmdline": padding(seq * 20 + i as u64),
+                })
+                .to_string()
+                .into_bytes(),
                 time: None,
                 hostname: String::new(),
                 seq: seq * 20 + i as u64 + 1,
@@ -327,170 +436,4 @@ async fn change_config(
             .config = Some((revision, value));
     }
     Ok(())
-}
-
-struct Report {
-    checked: u64,
-    /// Alerts, config changes and consumer positions checked.
-    kinds: [u64; 3],
-    violations: Vec<String>,
-    consumer_position: u64,
-    revision: u64,
-    head: u64,
-}
-
-/// Checks what the last round was told against the restarted server. The outputs log is read
-/// from `verified` on (what earlier rounds checked is append-only history; the soak never trims).
-async fn verify(
-    channel: &Channel,
-    acked: &Acked,
-    verified: u64,
-    last_consumer: u64,
-    last_revision: u64,
-) -> anyhow::Result<Report> {
-    let mut violations = Vec::new();
-    let mut outputs = OutputsClient::new(channel.clone()).max_decoding_message_size(64 << 20);
-    let mut stream = outputs
-        .get(outputs::Request {
-            after_seq: Some(verified),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let mut log = std::collections::HashMap::new();
-    let mut expected_seq = verified + 1;
-    while let Some(m) = stream.message().await? {
-        if m.seq != expected_seq {
-            violations.push(format!(
-                "outputs log not contiguous: seq {} where {expected_seq} was due",
-                m.seq
-            ));
-        }
-        expected_seq = m.seq + 1;
-        log.insert(
-            m.seq,
-            m.output_fields
-                .get("proc.name")
-                .cloned()
-                .unwrap_or_default(),
-        );
-    }
-    let head = expected_seq - 1;
-    if head < acked.seen_head {
-        violations.push(format!(
-            "outputs head went back from {} to {head}",
-            acked.seen_head
-        ));
-    }
-    let mut checked = 0u64;
-    let mut kinds = [0u64; 3];
-    for (seq, marker) in &acked.alerts {
-        checked += 1;
-        kinds[0] += 1;
-        match log.get(seq) {
-            Some(found) if found == marker => {}
-            Some(found) => {
-                violations.push(format!("seq {seq} holds {found}, acknowledged as {marker}"))
-            }
-            None => violations.push(format!(
-                "acknowledged alert {marker} (seq {seq}) is missing"
-            )),
-        }
-    }
-    // Drops: contiguous too.
-    let mut drops = crate::proto::drops::service_client::ServiceClient::new(channel.clone());
-    let mut stream = drops
-        .get(crate::proto::drops::Request {
-            after_seq: Some(0),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let mut next = 1u64;
-    while let Some(d) = stream.message().await? {
-        if d.seq != next {
-            violations.push(format!(
-                "drops log not contiguous: seq {} where {next} was due",
-                d.seq
-            ));
-        }
-        next = d.seq + 1;
-    }
-    // Config: the last acknowledged change is there, and revisions never went back.
-    let mut configs = ConfigsClient::new(channel.clone());
-    let got = configs
-        .get(configs::GetRequest {
-            keys: vec!["hostname".into()],
-            revision: 0,
-        })
-        .await?
-        .into_inner();
-    let revision = got.revision;
-    if revision < last_revision {
-        violations.push(format!(
-            "revision went back from {last_revision} to {revision}"
-        ));
-    }
-    if let Some((acked_rev, value)) = &acked.config {
-        checked += 1;
-        kinds[1] += 1;
-        let entry = got.entries.first();
-        match entry {
-            Some(e) if e.revision > *acked_rev => {}
-            Some(e) if e.revision == *acked_rev && &e.value == value => {}
-            other => violations.push(format!(
-                "acknowledged config change {value} (revision {acked_rev}) is missing: {other:?}"
-            )),
-        }
-    }
-    // The consumer: never behind what it acknowledged more than the batching delay before.
-    let position = consumer_position(channel, head).await?;
-    let killed_at = acked.killed_at.unwrap_or_else(Instant::now);
-    let durable = acked
-        .consumer
-        .iter()
-        .filter(|(at, _)| killed_at.duration_since(*at) > CONSUMER_DELAY)
-        .map(|(_, s)| *s)
-        .max()
-        .unwrap_or(0);
-    if !acked.consumer.is_empty() {
-        checked += 1;
-        kinds[2] += 1;
-    }
-    if position < durable.max(last_consumer.min(head)) {
-        violations.push(format!(
-            "consumer position {position} is behind {} (acknowledged more than {CONSUMER_DELAY:?} before the kill, or stored before)",
-            durable.max(last_consumer)
-        ));
-    }
-    Ok(Report {
-        checked,
-        kinds,
-        violations,
-        consumer_position: position,
-        revision,
-        head,
-    })
-}
-
-/// The consumer's stored position: a `sub` that names it, without acknowledging anything,
-/// resumes right after it.
-async fn consumer_position(channel: &Channel, head: u64) -> anyhow::Result<u64> {
-    let first = outputs::Request {
-        consumer: "soak".into(),
-        from_oldest: true,
-        ..Default::default()
-    };
-    let (_tx, mut stream) = super::subscribe(channel, first).await?;
-    match tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
-        Ok(Ok(Some(m))) if m.seq > 0 => Ok(m.seq - 1),
-        Ok(Ok(Some(m))) => Ok(m
-            .output_fields
-            .get("next_seq")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(1)
-            - 1),
-        // Nothing after it: it is at the head.
-        _ => Ok(head),
-    }
 }
