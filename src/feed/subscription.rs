@@ -10,8 +10,11 @@ use tokio::sync::watch;
 
 use super::{FeedError, Record, Shared};
 
-/// Records read from the store at a time.
+/// Records read from the store at a time (then the rest of the block the last is in).
 const CHUNK: usize = 512;
+/// The first read asks for one record, i.e. the block it is in, so that a stream's first
+/// record (a seek to a seq or a time) costs one block and not a chunk.
+const FIRST_CHUNK: usize = 1;
 
 /// Where a subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct Subscription<T> {
     buffer: VecDeque<(u64, T)>,
     lost: Option<Item<T>>,
     filter: Option<Filter<T>>,
+    /// Whether the first read was made.
+    filled: bool,
 }
 
 impl<T> Drop for Subscription<T> {
@@ -119,6 +124,7 @@ impl<T: Record> Subscription<T> {
             buffer: VecDeque::new(),
             lost,
             filter: None,
+            filled: false,
         })
     }
 
@@ -168,7 +174,9 @@ impl<T: Record> Subscription<T> {
     }
 
     fn fill(&mut self, upto: u64) -> Result<(), FeedError> {
-        let chunk = self.shared.ring().read(self.cursor, upto, CHUNK)?;
+        let max = if self.filled { CHUNK } else { FIRST_CHUNK };
+        self.filled = true;
+        let chunk = self.shared.ring().read(self.cursor, upto, max)?;
         let first = chunk.first().map_or(upto + 1, |(seq, _)| *seq);
         if first > self.cursor + 1 {
             // Trimmed while we were behind: everything before `first` is gone.

@@ -486,8 +486,11 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         Ok(meta.get(mark_key(key).as_str())?.map(|v| v.value()))
     }
 
-    /// Up to `max` retained records with `after < seq <= upto`, in order. Records trimmed
-    /// concurrently are absent, so callers detect loss from the first seq returned.
+    /// Retained records with `after < seq <= upto`, in order: at least `max` of them when there
+    /// are, and then the rest of the block the `max`-th one is in (so at most `max` plus one
+    /// block's worth), because that block is decoded already; a reader going on from the last
+    /// seq returned then starts at a block boundary and never decodes a block twice. Records
+    /// trimmed concurrently are absent, so callers detect loss from the first seq returned.
     pub fn read(&self, after: u64, upto: u64, max: usize) -> Result<Vec<(u64, T)>> {
         let oldest = self.bounds().oldest;
         let from = after.max(oldest.saturating_sub(1)) + 1;
@@ -503,6 +506,9 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         };
         let mut out = Vec::with_capacity(max.min((upto - after) as usize).min(BLOCK_RECORDS));
         for item in blocks.range(start..=upto)? {
+            if out.len() >= max {
+                break;
+            }
             let (first, block) = item?;
             let first = first.value();
             let records: Vec<T> = decode_block(self.name(), block.value())?;
@@ -511,7 +517,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
                 if seq < from {
                     continue;
                 }
-                if seq > upto || out.len() == max {
+                if seq > upto {
                     return Ok(out);
                 }
                 out.push((seq, record));
