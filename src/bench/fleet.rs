@@ -28,7 +28,7 @@ pub struct FleetBenchArgs {
     pub nats: Option<String>,
 }
 
-struct Server(Child);
+pub(super) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -37,7 +37,7 @@ impl Drop for Server {
     }
 }
 
-fn start_nats(dir: &std::path::Path) -> anyhow::Result<(Server, String)> {
+pub(super) fn start_nats(dir: &std::path::Path) -> anyhow::Result<(Server, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

@@ -6,6 +6,7 @@ pub mod crash;
 pub mod fleet;
 pub mod http;
 pub mod ingest;
+mod log_load;
 pub mod metrics;
 
 use std::path::PathBuf;
@@ -47,6 +48,14 @@ pub struct LogBenchArgs {
     /// Write plain blocks (the layout before schema 9), to compare with the compressed default.
     #[arg(long)]
     pub plain: bool,
+    /// Also publish as many events to JetStream (a nats-server started for the run, file
+    /// storage) with as many in flight as the appenders hold, and print the append/publish ratio.
+    #[arg(long)]
+    pub jetstream: bool,
+    /// Also append at this many events/s for 3 s, then while an online backup of the store runs,
+    /// and print append latencies for both (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub backup_rate: u64,
 }
 
 /// Words Falco alert lines are made of; a sample line draws from them so that it compresses
@@ -174,6 +183,20 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
         appended as f64 * args.event_bytes as f64 / append_secs / 1e6
     );
 
+    if args.jetstream {
+        let window = args.appenders * args.batch;
+        let bytes = args.event_bytes;
+        let js_rate = log_load::jetstream_rate(&dir, appended, window, |i| {
+            sample_event(i, bytes).output.into_bytes()
+        })
+        .await?;
+        println!(
+            "jetstream: {js_rate:.0} publishes/s of the same output lines ({window} in flight); \
+             append/publish ratio {:.2}",
+            appended as f64 / append_secs / js_rate
+        );
+    }
+
     // 2. Disk after the ring wrapped.
     app.store.flush()?;
     let retained = app.store.outputs().bounds();
@@ -248,6 +271,11 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     );
 
     seek_bench(&app, &channel, replay_n).await?;
+    if args.backup_rate > 0 {
+        let bytes = args.event_bytes;
+        let make = move |i| sample_event(i, bytes);
+        log_load::backup_under_load(&app, &dir, args.backup_rate, &make).await?;
+    }
     app.shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
     Ok(0)
@@ -317,7 +345,12 @@ fn tempfile_dir(given: &Option<PathBuf>) -> anyhow::Result<RunDir> {
         }),
         None => {
             let path = std::env::temp_dir().join(format!("falco-api-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&path)?;
+            // Private from the start, as the store wants its data directory.
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(&path)?;
             Ok(RunDir { path, remove: true })
         }
     }
