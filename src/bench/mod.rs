@@ -39,6 +39,10 @@ pub struct LogBenchArgs {
     /// Events per append call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// The outputs log's byte budget in MiB (`outputs.max_bytes`; raise it to retain all of a
+    /// large `--capacity`).
+    #[arg(long, default_value_t = 1024)]
+    pub max_mb: u64,
     /// Database page cache in MiB.
     #[arg(long, default_value_t = 256)]
     pub cache_mb: u64,
@@ -134,6 +138,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let dir = temp.path.clone();
     let opts = StoreOptions {
         outputs_capacity: args.capacity,
+        outputs_max_bytes: args.max_mb << 20,
         cache_bytes: args.cache_mb << 20,
         compression: if args.plain {
             crate::store::Compression::None
