@@ -10,6 +10,7 @@
 //! appended faster, 64 KiB used 1.8x. Compressed blocks gather up to [`RAW_BLOCK_BYTES`] of
 //! records (about 25 KiB once compressed on the corpus alert mix) and are halved until they fit.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
@@ -75,6 +76,35 @@ pub fn raw_len(tree: &str, bytes: &[u8]) -> Result<u64> {
     }
 }
 
+thread_local! {
+    // One zstd context per thread, kept: making one per block cost 3% of a `bench log` run in
+    // context set-up, plus the kernel zeroing its fresh pages.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(raw)
+    })
+}
+
+fn decompress(packed: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(packed, len)
+    })
+}
+
 /// Appends a varint.
 pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
@@ -91,7 +121,7 @@ pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
     push_varint(&mut out, records.len() as u64);
     if compression == Compression::Zstd {
         let raw = records.concat();
-        if let Ok(packed) = zstd::bulk::compress(&raw, ZSTD_LEVEL) {
+        if let Ok(packed) = compress(&raw) {
             if packed.len() + 10 < raw.len() {
                 out.push(ZSTD);
                 push_varint(&mut out, raw.len() as u64);
@@ -124,7 +154,7 @@ pub fn decode_block<T: DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<Vec
                     format!("block claims {len} bytes of records"),
                 ));
             }
-            unpacked = zstd::bulk::decompress(&rest[at..], len as usize)
+            unpacked = decompress(&rest[at..], len as usize)
                 .map_err(|e| corrupt(tree, format!("cannot decompress block: {e}")))?;
             if unpacked.len() as u64 != len {
                 return Err(corrupt(tree, "block shorter than it says"));
