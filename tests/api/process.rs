@@ -579,6 +579,24 @@ fn bench(args: &[&str]) -> String {
     stdout
 }
 
+/// The number printed right after the first `marker` in `text` (0 when there is none).
+fn number_after(text: &str, marker: &str) -> f64 {
+    let rest = text.split_once(marker).map_or("", |(_, rest)| rest);
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().unwrap_or(0.0)
+}
+
+/// The number printed right before the first `marker` in `text` (0 when there is none).
+fn number_before(text: &str, marker: &str) -> f64 {
+    let head = text.split_once(marker).map_or("", |(head, _)| head);
+    let start = head
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or(0, |i| i + 1);
+    head[start..].parse().unwrap_or(0.0)
+}
+
 /// The crash soak, short: five rounds of load (with online backups, on a log small enough that
 /// retention trims it), `kill -9` at a random moment, restart and check.
 #[test]
@@ -600,29 +618,17 @@ fn a_short_crash_soak_finds_no_violation() {
     ]);
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.contains(", 0 violations"), "{stdout}");
-    let alerts: u64 = last
-        .split(" acknowledged items checked (")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let alerts = number_after(last, " acknowledged items checked (");
     assert!(
-        alerts > 0,
+        alerts > 0.0,
         "the soak acknowledged and checked alerts: {stdout}"
     );
-    let count = |after: &str| -> u64 {
-        last.split(after)
-            .next()
-            .and_then(|s| s.rsplit(' ').next())
-            .and_then(|n| n.trim_start_matches('(').parse().ok())
-            .unwrap_or(0)
-    };
     assert!(
-        count(" backups restored") > 0,
+        number_before(last, " backups restored") > 0.0,
         "backups were taken under load, restored and checked: {stdout}"
     );
     assert!(
-        count(" acknowledged alerts trimmed by retention") > 0,
+        number_before(last, " acknowledged alerts trimmed by retention") > 0.0,
         "retention trimmed acknowledged alerts during the soak: {stdout}"
     );
 }
@@ -646,12 +652,7 @@ fn the_log_bench_runs_and_prints_its_figures() {
         "--backup-rate",
         "2000",
     ]);
-    let ratio: f64 = stdout
-        .split("MB (")
-        .nth(1)
-        .and_then(|s| s.split("x smaller").next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0);
+    let ratio = number_after(&stdout, "MB (");
     assert!(ratio > 2.0, "alert text compresses: {stdout}");
     assert!(stdout.contains("disk: 3000 retained events"), "{stdout}");
     assert!(stdout.contains("seek: 500 seeks by time"), "{stdout}");
@@ -665,12 +666,7 @@ fn the_log_bench_runs_and_prints_its_figures() {
         .lines()
         .find(|l| l.starts_with("backup: "))
         .unwrap_or_else(|| panic!("{stdout}"));
-    let quiet: u64 = backup
-        .split("without a backup: ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(quiet > 1000, "{backup}");
+    let quiet = number_after(backup, "without a backup: ");
+    assert!(quiet > 1000.0, "{backup}");
     assert!(backup.contains("during the backup: "), "{backup}");
 }
