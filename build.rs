@@ -28,7 +28,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .btree_map(".")
-        .compile_fds(fds)?;
+        .compile_fds(fds.clone())?;
+    wire_outputs(&out, fds)?;
     println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
+
+/// A second, server-only build of `falco.outputs` whose responses are
+/// `crate::proto::wire::OutputFrame`: stored alert bytes sent as they are (the pass-through
+/// codec). Requests stay the ordinary generated type.
+fn wire_outputs(
+    out: &std::path::Path,
+    mut fds: prost_types::FileDescriptorSet,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let keep = [
+        "falco/outputs.proto",
+        "falco/schema.proto",
+        "google/protobuf/timestamp.proto",
+    ];
+    fds.file
+        .retain(|f| keep.contains(&f.name.as_deref().unwrap_or("")));
+    let dir = out.join("wire");
+    std::fs::create_dir_all(&dir)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .out_dir(&dir)
+        .extern_path(".falco.schema", "crate::proto::schema")
+        .extern_path(".falco.outputs.request", "crate::proto::outputs::Request")
+        .extern_path(".falco.outputs.response", "crate::proto::wire::OutputFrame")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! Steps must be safe to re-run from the start after a crash part-way through (the version is
 //! recorded only after a step completes).
 
+mod v10_protobuf_alerts;
 mod v1_initial;
 mod v2_event_ids;
 mod v3_blocks;
@@ -52,6 +53,11 @@ pub const STEPS: &[Step] = &[
         version: 9,
         name: "compressed blocks",
         apply: v9_compressed_blocks::apply,
+    },
+    Step {
+        version: 10,
+        name: "alerts stored as protobuf",
+        apply: v10_protobuf_alerts::apply,
     },
 ];
 

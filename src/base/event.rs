@@ -302,14 +302,36 @@ impl OutputFilter {
     }
 
     pub fn matches(&self, event: &OutputEvent) -> bool {
-        (self.tags.is_empty() || event.tags.iter().any(|t| self.tags.contains(t)))
-            && (self.rules.is_empty() || self.rules.contains(&event.rule))
+        self.matches_key(&AlertKey {
+            priority: Some(event.priority),
+            rule: &event.rule,
+            source: &event.source,
+            hostname: &event.hostname,
+            tags: &event.tags,
+        })
+    }
+
+    pub fn matches_key(&self, alert: &AlertKey<'_>) -> bool {
+        let in_list =
+            |list: &[String], value: &str| list.is_empty() || list.iter().any(|x| x == value);
+        (self.tags.is_empty() || alert.tags.iter().any(|t| self.tags.contains(t)))
+            && in_list(&self.rules, alert.rule)
             && self
                 .min_priority
-                .is_none_or(|min| event.priority.at_least(min))
-            && (self.sources.is_empty() || self.sources.contains(&event.source))
-            && (self.hostnames.is_empty() || self.hostnames.contains(&event.hostname))
+                .is_none_or(|min| alert.priority.is_some_and(|p| p.at_least(min)))
+            && in_list(&self.sources, alert.source)
+            && in_list(&self.hostnames, alert.hostname)
     }
+}
+
+/// What an [`OutputFilter`] looks at in an alert (a stored alert's header is enough).
+pub struct AlertKey<'a> {
+    /// `None` when a stored number is not a priority: no minimum priority matches it.
+    pub priority: Option<Priority>,
+    pub rule: &'a str,
+    pub source: &'a str,
+    pub hostname: &'a str,
+    pub tags: &'a [String],
 }
 
 /// `1 file`, `2 files`: a count and its noun, for messages.

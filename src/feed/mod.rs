@@ -12,13 +12,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::thread;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use subscription::{Item, Start, Subscription, TrimPolicy};
 
-use crate::store::{RingLog, Store, StoreError};
+use crate::store::{Framed, LogRecord, RingLog, Store, StoreError};
 
 /// How many append requests one commit may gather.
 const MAX_REQUESTS_PER_COMMIT: usize = 1024;
@@ -66,8 +64,8 @@ pub enum FeedError {
 }
 
 /// A record type a feed can carry.
-pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Record for T {}
+pub trait Record: LogRecord {}
+impl<T: LogRecord> Record for T {}
 
 type Reply = oneshot::Sender<Result<Range<u64>, FeedError>>;
 
@@ -256,7 +254,26 @@ impl<T: Record> Feed<T> {
         policy: TrimPolicy,
         follow: bool,
     ) -> Result<Subscription<T>, FeedError> {
-        Subscription::open(self.shared.clone(), start, policy, follow)
+        Subscription::open(self.shared.clone(), start, policy, follow, RingLog::read)
+    }
+}
+
+impl<T: Framed> Feed<T> {
+    /// [`Feed::subscribe`], delivering each record's stored payload as it is (see
+    /// [`RingLog::read_frames`]).
+    pub fn subscribe_frames(
+        &self,
+        start: Start,
+        policy: TrimPolicy,
+        follow: bool,
+    ) -> Result<Subscription<T, bytes::Bytes>, FeedError> {
+        Subscription::open(
+            self.shared.clone(),
+            start,
+            policy,
+            follow,
+            RingLog::read_frames,
+        )
     }
 }
 

@@ -9,6 +9,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{FeedError, Record, Shared};
+use crate::store::{RingLog, StoreError};
+
+/// How a subscription reads its log: records decoded, or stored payloads as they are.
+type Reader<T, V> = fn(&RingLog<T>, u64, u64, usize) -> Result<Vec<(u64, V)>, StoreError>;
 
 /// Records read from the store at a time (then the rest of the block the last is in).
 const CHUNK: usize = 512;
@@ -53,21 +57,23 @@ pub enum Item<T> {
 
 type Filter<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
-pub struct Subscription<T> {
+/// A subscription to a log of `T`, delivering `V`s: `T`s, or their stored payloads.
+pub struct Subscription<T, V = T> {
     shared: Arc<Shared<T>>,
+    read: Reader<T, V>,
     head: watch::Receiver<u64>,
     /// The last seq delivered, filtered out or reported lost.
     cursor: u64,
     /// `get`-style subscriptions end at this seq.
     until: Option<u64>,
-    buffer: VecDeque<(u64, T)>,
-    lost: Option<Item<T>>,
-    filter: Option<Filter<T>>,
+    buffer: VecDeque<(u64, V)>,
+    lost: Option<Item<V>>,
+    filter: Option<Filter<V>>,
     /// Whether the first read was made.
     filled: bool,
 }
 
-impl<T> Drop for Subscription<T> {
+impl<T, V> Drop for Subscription<T, V> {
     fn drop(&mut self) {
         self.shared
             .live
@@ -75,12 +81,13 @@ impl<T> Drop for Subscription<T> {
     }
 }
 
-impl<T: Record> Subscription<T> {
+impl<T: Record, V> Subscription<T, V> {
     pub(super) fn open(
         shared: Arc<Shared<T>>,
         start: Start,
         policy: TrimPolicy,
         follow: bool,
+        read: Reader<T, V>,
     ) -> Result<Self, FeedError> {
         let mut head = shared.head.subscribe();
         let newest = *head.borrow_and_update();
@@ -118,6 +125,7 @@ impl<T: Record> Subscription<T> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Subscription {
             shared,
+            read,
             head,
             cursor,
             until: (!follow).then_some(newest),
@@ -129,7 +137,7 @@ impl<T: Record> Subscription<T> {
     }
 
     /// Only records for which `filter` is true are delivered; the others still move the cursor.
-    pub fn with_filter(mut self, filter: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+    pub fn with_filter(mut self, filter: impl Fn(&V) -> bool + Send + Sync + 'static) -> Self {
         self.filter = Some(Box::new(filter));
         self
     }
@@ -147,7 +155,7 @@ impl<T: Record> Subscription<T> {
 
     /// The next item; `None` when a non-following subscription reached its end or the log closed.
     /// Cancel-safe: dropping the future loses nothing.
-    pub async fn next(&mut self) -> Result<Option<Item<T>>, FeedError> {
+    pub async fn next(&mut self) -> Result<Option<Item<V>>, FeedError> {
         loop {
             if let Some(lost) = self.lost.take() {
                 return Ok(Some(lost));
@@ -176,7 +184,7 @@ impl<T: Record> Subscription<T> {
     fn fill(&mut self, upto: u64) -> Result<(), FeedError> {
         let max = if self.filled { CHUNK } else { FIRST_CHUNK };
         self.filled = true;
-        let chunk = self.shared.ring().read(self.cursor, upto, max)?;
+        let chunk = (self.read)(self.shared.ring(), self.cursor, upto, max)?;
         let first = chunk.first().map_or(upto + 1, |(seq, _)| *seq);
         if first > self.cursor + 1 {
             // Trimmed while we were behind: everything before `first` is gone.

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::logstream::{self, Filter, ResponseStream, WireLog};
 use crate::base::event::DropRecord;
 use crate::feed::cursor::CursorRequest;
-use crate::feed::Feed;
+use crate::feed::{Feed, FeedError, Start, Subscription, TrimPolicy};
 use crate::proto::convert::timestamp;
 use crate::proto::drops::{self as pb, service_server::Service};
 use crate::services::App;
@@ -24,12 +24,22 @@ pub struct DropsLog;
 
 impl WireLog for DropsLog {
     type Record = DropRecord;
+    type View = DropRecord;
     type Request = pb::Request;
     type Response = pb::Response;
     const LOG: &'static str = "drops";
 
     fn feed(app: &App) -> &Feed<DropRecord> {
         &app.logs.drops
+    }
+
+    fn subscribe(
+        feed: &Feed<DropRecord>,
+        start: Start,
+        policy: TrimPolicy,
+        follow: bool,
+    ) -> Result<Subscription<DropRecord>, FeedError> {
+        feed.subscribe(start, policy, follow)
     }
 
     fn cursor(req: &pb::Request) -> CursorRequest {

@@ -8,7 +8,7 @@ use tokio_stream::StreamExt;
 use tonic::{Response, Status, Streaming};
 
 use crate::feed::cursor::{self, Cursor, CursorRequest};
-use crate::feed::{Feed, Item, Record, Start, Subscription};
+use crate::feed::{Feed, FeedError, Item, Record, Start, Subscription, TrimPolicy};
 use crate::services::App;
 
 /// Responses buffered per stream before the pump waits for the client.
@@ -22,29 +22,37 @@ pub type Filter<R> = Box<dyn Fn(&R) -> bool + Send + Sync>;
 /// How one log's wire types map onto the generic stream.
 pub trait WireLog: Send + Sync + 'static {
     type Record: Record;
+    /// What a stream reads from the log: records, or their stored payloads.
+    type View: Send + 'static;
     type Request: Default + PartialEq + Send + 'static;
     type Response: Send + 'static;
     /// The log's name (consumer positions are kept per log).
     const LOG: &'static str;
 
     fn feed(app: &App) -> &Feed<Self::Record>;
+    fn subscribe(
+        feed: &Feed<Self::Record>,
+        start: Start,
+        policy: TrimPolicy,
+        follow: bool,
+    ) -> Result<Subscription<Self::Record, Self::View>, FeedError>;
     fn cursor(req: &Self::Request) -> CursorRequest;
     /// The request's filters, validated; `None` when it has none.
-    fn filter(req: Self::Request) -> Result<Option<Filter<Self::Record>>, Status>;
-    fn record(seq: u64, record: Self::Record) -> Self::Response;
+    fn filter(req: Self::Request) -> Result<Option<Filter<Self::View>>, Status>;
+    fn record(seq: u64, record: Self::View) -> Self::Response;
     fn lost(count: u64, next_seq: u64, app: &App) -> Self::Response;
     /// Called when a stream lost records to trimming (after its notice was sent).
     fn on_lost(_app: &App, _count: u64, _consumer: Option<&str>) {}
 }
 
 /// A validated request: its cursor and its filter.
-struct Query<R> {
+struct Query<L: WireLog> {
     cursor: Cursor,
-    filter: Option<Filter<R>>,
+    filter: Option<Filter<L::View>>,
 }
 
-impl<R: Record> Query<R> {
-    fn parse<L: WireLog<Record = R>>(req: L::Request) -> Result<Self, Status> {
+impl<L: WireLog> Query<L> {
+    fn parse(req: L::Request) -> Result<Self, Status> {
         Ok(Query {
             cursor: Cursor::parse(L::cursor(&req))?,
             filter: L::filter(req)?,
@@ -54,10 +62,10 @@ impl<R: Record> Query<R> {
     fn open(
         &mut self,
         app: &App,
-        feed: &Feed<R>,
         follow: bool,
         live: Option<u64>,
-    ) -> Result<Subscription<R>, Status> {
+    ) -> Result<Subscription<L::Record, L::View>, Status> {
+        let feed = L::feed(app);
         let start = match (
             self.cursor.since,
             self.cursor.start(app.logs.consumers(), feed.name())?,
@@ -66,7 +74,7 @@ impl<R: Record> Query<R> {
             (None, Start::Live) => Start::After(live.unwrap_or_else(|| feed.head())),
             (None, other) => other,
         };
-        let mut sub = feed.subscribe(start, self.cursor.policy, follow)?;
+        let mut sub = L::subscribe(feed, start, self.cursor.policy, follow)?;
         let now = u64::try_from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0);
         if let Some(until) = self.cursor.until.filter(|until| *until <= now) {
             sub = sub.ending_at(feed.last_seq_until(until));
@@ -81,7 +89,7 @@ impl<R: Record> Query<R> {
 pub type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
 type Tx<T> = mpsc::Sender<Result<T, Status>>;
 
-fn to_response<L: WireLog>(item: Item<L::Record>, app: &App) -> L::Response {
+fn to_response<L: WireLog>(item: Item<L::View>, app: &App) -> L::Response {
     match item {
         Item::Record { seq, record } => L::record(seq, record),
         Item::Lost { count, next_seq } => L::lost(count, next_seq, app),
@@ -95,9 +103,9 @@ pub fn get<L: WireLog>(
     request: L::Request,
 ) -> Result<Response<ResponseStream<L::Response>>, Status> {
     let legacy = request == L::Request::default();
-    let mut query = Query::parse::<L>(request)?;
+    let mut query = Query::<L>::parse(request)?;
     query.cursor = query.cursor.for_get(legacy);
-    let sub = query.open(app, L::feed(app), false, None)?;
+    let sub = query.open(app, false, None)?;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let app = app.clone();
     tokio::spawn(async move {
@@ -136,7 +144,7 @@ where
 async fn forward<L: WireLog>(
     app: &App,
     tx: &Tx<L::Response>,
-    item: Item<L::Record>,
+    item: Item<L::View>,
     consumer: Option<&str>,
 ) -> bool {
     let lost = match &item {
@@ -154,7 +162,7 @@ async fn forward<L: WireLog>(
 
 async fn pump_get<L: WireLog>(
     app: &App,
-    mut sub: Subscription<L::Record>,
+    mut sub: Subscription<L::Record, L::View>,
     tx: &Tx<L::Response>,
     consumer: Option<&str>,
 ) -> Result<(), Status> {
@@ -181,8 +189,8 @@ async fn pump_get<L: WireLog>(
 }
 
 /// A `sub` stream once its first request message has configured it.
-struct Opened<R> {
-    sub: Subscription<R>,
+struct Opened<L: WireLog> {
+    sub: Subscription<L::Record, L::View>,
     consumer: Option<String>,
     /// The client may still send polls and acks.
     inbound_open: bool,
@@ -195,7 +203,7 @@ async fn open_sub<L: WireLog>(
     inbound: &mut Streaming<L::Request>,
     tx: &Tx<L::Response>,
     opened_at: u64,
-) -> Result<Option<Opened<L::Record>>, Status>
+) -> Result<Option<Opened<L>>, Status>
 where
     L::Request: prost::Message,
 {
@@ -205,8 +213,8 @@ where
         _ = tx.closed() => return Ok(None),
     };
     let inbound_open = first.is_some();
-    let mut query = Query::parse::<L>(first.unwrap_or_default())?;
-    let sub = query.open(app, L::feed(app), true, Some(opened_at))?;
+    let mut query = Query::<L>::parse(first.unwrap_or_default())?;
+    let sub = query.open(app, true, Some(opened_at))?;
     let consumer = query.cursor.consumer.clone();
     if query.cursor.ack > 0 {
         ack::<L>(app, consumer.as_deref(), query.cursor.ack)?;

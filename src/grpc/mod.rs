@@ -125,7 +125,7 @@ async fn routes(app: &App, max: usize) -> Result<tonic::service::Routes, ServeEr
                 .max_decoding_message_size(max),
         )
         .add_service(
-            proto::outputs::service_server::ServiceServer::new(outputs::OutputsService::new(
+            proto::wire::outputs::service_server::ServiceServer::new(outputs::OutputsService::new(
                 app.clone(),
             ))
             .max_decoding_message_size(max),

@@ -2,15 +2,20 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::logstream::{self, Filter, ResponseStream, WireLog};
-use crate::base::event::{stage, DropRecord, Origin, OutputEvent, OutputFilter, Priority};
+use crate::base::event::{
+    stage, AlertKey, DropRecord, Origin, OutputEvent, OutputFilter, Priority,
+};
 use crate::feed::cursor::CursorRequest;
-use crate::feed::Feed;
-use crate::proto::convert::{event_response, timestamp};
-use crate::proto::outputs::{self as pb, service_server::Service};
+use crate::feed::{Feed, FeedError, Start, Subscription, TrimPolicy};
+use crate::proto::convert::{timestamp, AlertHeader};
+use crate::proto::outputs as pb;
 use crate::proto::schema;
+use crate::proto::wire::{outputs::service_server::Service, OutputFrame};
 use crate::services::App;
 
 pub const LOST_RULE: &str = "Falco internal: events lost";
@@ -29,12 +34,23 @@ pub struct OutputsLog;
 
 impl WireLog for OutputsLog {
     type Record = OutputEvent;
+    /// Streams send stored alerts as they are (see `proto::wire`).
+    type View = Bytes;
     type Request = pb::Request;
-    type Response = pb::Response;
+    type Response = OutputFrame;
     const LOG: &'static str = "outputs";
 
     fn feed(app: &App) -> &Feed<OutputEvent> {
         &app.logs.outputs
+    }
+
+    fn subscribe(
+        feed: &Feed<OutputEvent>,
+        start: Start,
+        policy: TrimPolicy,
+        follow: bool,
+    ) -> Result<Subscription<OutputEvent, Bytes>, FeedError> {
+        feed.subscribe_frames(start, policy, follow)
     }
 
     fn cursor(req: &pb::Request) -> CursorRequest {
@@ -48,7 +64,7 @@ impl WireLog for OutputsLog {
         }
     }
 
-    fn filter(req: pb::Request) -> Result<Option<Filter<OutputEvent>>, Status> {
+    fn filter(req: pb::Request) -> Result<Option<Filter<Bytes>>, Status> {
         let min_priority = req
             .min_priority
             .map(|n| {
@@ -65,15 +81,20 @@ impl WireLog for OutputsLog {
             hostnames: req.hostnames,
         };
         Ok((!filter.is_empty())
-            .then(|| Box::new(move |ev: &OutputEvent| filter.matches(ev)) as Filter<_>))
+            .then(|| Box::new(move |stored: &Bytes| matches_stored(&filter, stored)) as Filter<_>))
     }
 
-    fn record(seq: u64, record: OutputEvent) -> pb::Response {
-        event_response(seq, record)
+    fn record(seq: u64, body: Bytes) -> OutputFrame {
+        OutputFrame { body, seq }
     }
 
-    fn lost(count: u64, next_seq: u64, app: &App) -> pb::Response {
-        lost_response(count, next_seq, &app.current_hostname())
+    fn lost(count: u64, next_seq: u64, app: &App) -> OutputFrame {
+        OutputFrame {
+            body: lost_response(count, next_seq, &app.current_hostname())
+                .encode_to_vec()
+                .into(),
+            seq: 0,
+        }
     }
 
     fn on_lost(app: &App, count: u64, consumer: Option<&str>) {
@@ -91,8 +112,8 @@ impl WireLog for OutputsLog {
 
 #[tonic::async_trait]
 impl Service for OutputsService {
-    type getStream = ResponseStream<pb::Response>;
-    type subStream = ResponseStream<pb::Response>;
+    type getStream = ResponseStream<OutputFrame>;
+    type subStream = ResponseStream<OutputFrame>;
 
     async fn get(
         &self,
@@ -107,6 +128,21 @@ impl Service for OutputsService {
     ) -> Result<Response<Self::subStream>, Status> {
         logstream::sub::<OutputsLog>(&self.app, request.into_inner())
     }
+}
+
+/// Whether a stored alert passes `filter`, from its header alone. A stored alert that cannot be
+/// read passes, so that the stream sends it and the client sees what is stored.
+fn matches_stored(filter: &OutputFilter, stored: &Bytes) -> bool {
+    let Ok(header) = AlertHeader::decode(&stored[..]) else {
+        return true;
+    };
+    filter.matches_key(&AlertKey {
+        priority: Priority::from_number(header.priority),
+        rule: &header.rule,
+        source: &header.source,
+        hostname: &header.hostname,
+        tags: &header.tags,
+    })
 }
 
 /// The explicit loss notice: an internal alert old clients can display, with `lost` set.

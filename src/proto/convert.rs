@@ -1,8 +1,11 @@
 //! The record → message conversions every transport shares: the gRPC streams, the fleet's
 //! wire format and the benchmarks encode stored records through these, and nothing else.
 
-use crate::base::event::{DropRecord, OutputEvent};
+use prost::Message;
+
+use crate::base::event::{DropRecord, Origin, OutputEvent, Priority};
 use crate::proto::{drops, outputs, schema};
+use crate::store::{take_frame, Framed, LogRecord};
 
 /// A protobuf timestamp from nanoseconds since the epoch.
 pub fn timestamp(time_ns: i64) -> prost_types::Timestamp {
@@ -56,5 +59,107 @@ pub fn drop_response(seq: u64, d: DropRecord) -> drops::Response {
         seq,
         id: uuid::Uuid::from_bytes(d.id).to_string(),
         lost: 0,
+    }
+}
+
+/// Nanoseconds since the epoch from a protobuf timestamp, when they fit.
+fn time_ns(t: &prost_types::Timestamp) -> Option<i64> {
+    t.seconds
+        .checked_mul(1_000_000_000)?
+        .checked_add(i64::from(t.nanos))
+}
+
+/// The alert a stored `falco.outputs.response` holds (the inverse of [`event_response`]).
+pub fn event_from_response(r: outputs::Response) -> Result<OutputEvent, String> {
+    let time_ns = match &r.time {
+        Some(t) => time_ns(t).ok_or_else(|| format!("time {t:?} is out of range"))?,
+        None => 0,
+    };
+    Ok(OutputEvent {
+        time_ns,
+        priority: Priority::from_number(r.priority)
+            .ok_or_else(|| format!("priority {} is not a priority", r.priority))?,
+        rule: r.rule,
+        output: r.output,
+        output_fields: r.output_fields.into_iter().collect(),
+        hostname: r.hostname,
+        tags: r.tags,
+        source: r.source,
+        id: *uuid::Uuid::parse_str(&r.id)
+            .map_err(|e| format!("id '{}': {e}", r.id))?
+            .as_bytes(),
+        rules_revision: r.rules_revision,
+        origin: Origin::from_name(&r.origin)
+            .ok_or_else(|| format!("origin '{}' is not known", r.origin))?,
+    })
+}
+
+/// Alerts are stored as the `falco.outputs.response` a subscriber receives, without its `seq`
+/// (the log's key), length-framed; streams send the stored bytes as they are.
+impl LogRecord for OutputEvent {
+    fn put(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        event_response(0, self.clone())
+            .encode_length_delimited(out)
+            .map_err(|e| e.to_string())
+    }
+
+    fn take(bytes: &[u8]) -> Result<(Self, usize), String> {
+        let (payload, used) = take_frame(bytes)?;
+        let response =
+            outputs::Response::decode(&bytes[payload]).map_err(|e| format!("protobuf: {e}"))?;
+        Ok((event_from_response(response)?, used))
+    }
+}
+
+impl Framed for OutputEvent {}
+
+/// The fields of a stored alert that stream filters look at; decoding it skips the output line
+/// and the output fields (the bulk of an alert) without reading them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AlertHeader {
+    #[prost(int32, tag = "2")]
+    pub priority: i32,
+    #[prost(string, tag = "4")]
+    pub rule: String,
+    #[prost(string, tag = "7")]
+    pub hostname: String,
+    #[prost(string, repeated, tag = "8")]
+    pub tags: Vec<String>,
+    #[prost(string, tag = "9")]
+    pub source: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_alert_is_its_response_framed_and_comes_back_whole() {
+        let ev = OutputEvent::new(
+            -1_500_000_001,
+            Priority::Critical,
+            "Read sensitive file untrusted",
+            "an output line",
+            "k8s_audit",
+        )
+        .with_fields([("fd.name", "/etc/shadow"), ("user.name", "root")])
+        .with_tags(["filesystem"])
+        .with_hostname("h")
+        .with_origin(Origin::FalcoHttp);
+        let mut stored = Vec::new();
+        ev.put(&mut stored).unwrap();
+        let (payload, used) = take_frame(&stored).unwrap();
+        assert_eq!(used, stored.len());
+        assert_eq!(
+            outputs::Response::decode(&stored[payload]).unwrap(),
+            event_response(0, ev.clone())
+        );
+        assert_eq!(OutputEvent::take(&stored).unwrap(), (ev, stored.len()));
+        assert!(OutputEvent::take(&stored[..stored.len() - 1]).is_err());
+        let header = AlertHeader::decode(&stored[take_frame(&stored).unwrap().0]).unwrap();
+        assert_eq!(
+            (header.priority, header.rule.as_str(), header.tags.len()),
+            (2, "Read sensitive file untrusted", 1)
+        );
     }
 }

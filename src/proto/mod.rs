@@ -3,6 +3,7 @@
 //! conversions from stored records to messages.
 
 pub mod convert;
+pub mod wire;
 
 #[allow(clippy::all, missing_docs, non_camel_case_types)]
 pub mod falco {

@@ -160,7 +160,7 @@ fn state(app: &App, g: &mut Gauges) {
 }
 
 /// One log's limits (records, bytes, age) and what it retains against each.
-fn retention_gauges<T: serde::Serialize + serde::de::DeserializeOwned>(
+fn retention_gauges<T: crate::store::LogRecord>(
     g: &mut Gauges,
     log: &str,
     ring: &crate::store::RingLog<T>,

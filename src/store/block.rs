@@ -1,6 +1,7 @@
-//! The layout of one log block (schema 9): the record count as a varint, a codec byte, then the
-//! records' postcard encodings one after another, either as they are (codec 0) or compressed
-//! with zstd (codec 1, preceded by their length as a varint). The count comes first so that
+//! The layout of one log block (schemas 9 and later): the record count as a varint, a codec byte,
+//! then the records' stored forms one after another (see [`super::codec::LogRecord`]: alerts as
+//! framed protobuf since schema 10, drop records as postcard), either as they are (codec 0) or
+//! compressed with zstd (codec 1, preceded by their length as a varint). The count comes first so that
 //! retention can size a block without reading the rest of it.
 //!
 //! Blocks are cut so that what is stored stays under [`BLOCK_BYTES`]: redb gives a value too
@@ -10,11 +11,13 @@
 //! appended faster, 64 KiB used 1.8x. Compressed blocks gather up to [`RAW_BLOCK_BYTES`] of
 //! records (about 25 KiB once compressed on the corpus alert mix) and are halved until they fit.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::Range;
 
-use serde::de::DeserializeOwned;
+use bytes::Bytes;
 
+use super::codec::{take_frame, LogRecord};
 use super::{Result, StoreError};
 
 /// Most records in one block.
@@ -66,7 +69,7 @@ pub fn block_len(tree: &str, bytes: &[u8]) -> Result<u64> {
     read_varint(tree, bytes).map(|(n, _)| n)
 }
 
-/// The bytes a block's records take uncompressed (their postcard encodings).
+/// The bytes a block's records take uncompressed (their stored forms).
 pub fn raw_len(tree: &str, bytes: &[u8]) -> Result<u64> {
     let (_, at) = read_varint(tree, bytes)?;
     match bytes.get(at) {
@@ -114,7 +117,7 @@ pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-/// One block made of `records` (each a postcard encoding), compressed when that saves space.
+/// One block made of `records` (each a stored form), compressed when that saves space.
 pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
     let raw_len: usize = records.iter().map(Vec::len).sum();
     let mut out = Vec::with_capacity(raw_len + 12);
@@ -137,15 +140,14 @@ pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
     out
 }
 
-/// The records of a block, decoded.
-pub fn decode_block<T: DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<Vec<T>> {
+/// A block's record count and its records' stored bytes, decompressed.
+fn unpack<'a>(tree: &str, bytes: &'a [u8]) -> Result<(u64, Cow<'a, [u8]>)> {
     let (count, at) = read_varint(tree, bytes)?;
     let (codec, rest) = bytes[at..]
         .split_first()
         .ok_or_else(|| corrupt(tree, "block without a codec"))?;
-    let unpacked;
-    let mut raw = match *codec {
-        PLAIN => rest,
+    match *codec {
+        PLAIN => Ok((count, Cow::Borrowed(rest))),
         ZSTD => {
             let (len, at) = read_varint(tree, rest)?;
             if len > MAX_RAW_BYTES {
@@ -154,23 +156,48 @@ pub fn decode_block<T: DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<Vec
                     format!("block claims {len} bytes of records"),
                 ));
             }
-            unpacked = decompress(&rest[at..], len as usize)
+            let unpacked = decompress(&rest[at..], len as usize)
                 .map_err(|e| corrupt(tree, format!("cannot decompress block: {e}")))?;
             if unpacked.len() as u64 != len {
                 return Err(corrupt(tree, "block shorter than it says"));
             }
-            &unpacked[..]
+            Ok((count, Cow::Owned(unpacked)))
         }
-        other => return Err(corrupt(tree, format!("block with unknown codec {other}"))),
-    };
+        other => Err(corrupt(tree, format!("block with unknown codec {other}"))),
+    }
+}
+
+/// The records of a block, decoded.
+pub fn decode_block<T: LogRecord>(tree: &str, bytes: &[u8]) -> Result<Vec<T>> {
+    let (count, raw) = unpack(tree, bytes)?;
+    let mut raw = &raw[..];
     let mut out = Vec::with_capacity((count as usize).min(BLOCK_RECORDS));
     for _ in 0..count {
-        let (record, tail) = postcard::take_from_bytes(raw)
-            .map_err(|e| corrupt(tree, format!("cannot decode record: {e}")))?;
+        let (record, used) =
+            T::take(raw).map_err(|e| corrupt(tree, format!("cannot decode record: {e}")))?;
         out.push(record);
-        raw = tail;
+        raw = &raw[used..];
     }
     if !raw.is_empty() {
+        return Err(corrupt(tree, "block with bytes after its records"));
+    }
+    Ok(out)
+}
+
+/// The payloads of a block of framed records (see [`super::codec::Framed`]), as slices of one
+/// shared buffer: nothing is decoded or copied per record.
+pub fn block_frames(tree: &str, bytes: &[u8]) -> Result<Vec<Bytes>> {
+    let (count, raw) = unpack(tree, bytes)?;
+    let raw = Bytes::from(raw.into_owned());
+    let mut out = Vec::with_capacity((count as usize).min(BLOCK_RECORDS));
+    let mut at = 0;
+    for _ in 0..count {
+        let (payload, used) = take_frame(&raw[at..])
+            .map_err(|e| corrupt(tree, format!("cannot read record: {e}")))?;
+        out.push(raw.slice(at + payload.start..at + payload.end));
+        at += used;
+    }
+    if at != raw.len() {
         return Err(corrupt(tree, "block with bytes after its records"));
     }
     Ok(out)
@@ -233,6 +260,29 @@ fn split_to_fit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::codec::put_frame;
+
+    /// A framed test record.
+    #[derive(Debug, PartialEq)]
+    struct Text(Vec<u8>);
+
+    impl LogRecord for Text {
+        fn put(&self, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+            put_frame(out, &self.0);
+            Ok(())
+        }
+
+        fn take(bytes: &[u8]) -> std::result::Result<(Self, usize), String> {
+            let (payload, used) = take_frame(bytes)?;
+            Ok((Text(bytes[payload].to_vec()), used))
+        }
+    }
+
+    fn framed(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Text(text.to_vec()).put(&mut out).unwrap();
+        out
+    }
 
     fn records(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
         (0..n as u64)
@@ -243,7 +293,7 @@ mod tests {
                         char::from(b'a' + (x >> 59) as u8)
                     })
                     .collect();
-                postcard::to_allocvec(&(i, text)).unwrap()
+                framed(format!("{i} {text}").as_bytes())
             })
             .collect()
     }
@@ -256,12 +306,17 @@ mod tests {
             next = range.end;
             assert!(block.len() <= BLOCK_BYTES || range.len() == 1);
             assert_eq!(block_len("t", block).unwrap(), range.len() as u64);
-            let decoded: Vec<(u64, String)> = decode_block("t", block).unwrap();
-            let expect: Vec<(u64, String)> = encoded[range.clone()]
+            let decoded: Vec<Text> = decode_block("t", block).unwrap();
+            let expect: Vec<Text> = encoded[range.clone()]
                 .iter()
-                .map(|r| postcard::from_bytes(r).unwrap())
+                .map(|r| Text::take(r).unwrap().0)
                 .collect();
             assert_eq!(decoded, expect);
+            let frames = block_frames("t", block).unwrap();
+            assert_eq!(frames.len(), expect.len());
+            for (frame, Text(payload)) in frames.iter().zip(&expect) {
+                assert_eq!(&frame[..], &payload[..]);
+            }
         }
         assert_eq!(next, encoded.len());
         blocks
@@ -270,7 +325,7 @@ mod tests {
     #[test]
     fn repetitive_records_compress_into_fewer_smaller_blocks() {
         let encoded: Vec<Vec<u8>> = (0..3000u64)
-            .map(|i| postcard::to_allocvec(&(i, "Warning shell in container ".repeat(20))).unwrap())
+            .map(|i| framed(format!("{i} {}", "Warning shell in container ".repeat(20)).as_bytes()))
             .collect();
         let raw: usize = encoded.iter().map(Vec::len).sum();
         let packed = roundtrip(&encoded, Compression::Zstd);
@@ -300,16 +355,17 @@ mod tests {
         let (_, block) = &build_blocks(&encoded, Compression::Zstd)[0];
         for cut in [0, 1, 2, 3, block.len() / 2, block.len() - 1] {
             assert!(
-                decode_block::<(u64, String)>("t", &block[..cut]).is_err(),
+                decode_block::<Text>("t", &block[..cut]).is_err(),
                 "cut at {cut}"
             );
+            assert!(block_frames("t", &block[..cut]).is_err(), "cut at {cut}");
         }
         let mut bad = block.clone();
         bad[1] = 9;
-        let e = decode_block::<(u64, String)>("t", &bad).unwrap_err();
+        let e = decode_block::<Text>("t", &bad).unwrap_err();
         assert!(e.to_string().contains("unknown codec 9"), "{e}");
         let mut huge = vec![1, ZSTD];
         push_varint(&mut huge, u64::MAX);
-        assert!(decode_block::<(u64, String)>("t", &huge).is_err());
+        assert!(decode_block::<Text>("t", &huge).is_err());
     }
 }

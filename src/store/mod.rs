@@ -1,7 +1,8 @@
 //! Persistent state, in one redb database file (`falco-api.redb` in the data directory). This
 //! module is the only place that touches the database crates: the rest of the crate sees
 //! [`Store`], [`RingLog`], [`Consumers`] and [`Versioned`], whose records are encoded with
-//! postcard.
+//! postcard, but for alerts: they are stored as the `falco.outputs.response` protobuf a
+//! subscriber receives (see [`LogRecord`]; the encoding is `crate::proto::convert`'s).
 //!
 //! Every write is a redb write transaction committed with `Durability::Immediate`: when a write
 //! returns, its data and the file's metadata have been fsynced. Consumer positions are the one
@@ -12,7 +13,8 @@
 //! step per change, and step 6 converts a sled database written by earlier versions); the tables
 //! are in [`tables`]:
 //! - `meta`: `schema_version`, `revision`, `history.oldest`, `ring.<log>.oldest` → u64.
-//! - `ring.outputs`, `ring.drops`: the logs in blocks: first seq → postcard `Vec` of records.
+//! - `ring.outputs`, `ring.drops`: the logs in blocks (first seq → a block of records, see
+//!   `block.rs`): alerts as length-framed protobuf, drop records as postcard.
 //! - `ring.outputs.times`, `ring.drops.times`: when each block was appended (first seq → ns).
 //! - `state`, `history`, `history.index`: versioned rules files, toggles and config (see
 //!   [`Versioned`]).
@@ -41,6 +43,7 @@ pub use backup::{
 };
 pub use block::Compression;
 pub use clock::Clock;
+pub use codec::{put_frame, take_frame, Framed, LogRecord};
 pub use consumers::Consumers;
 pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
 pub use ring::{Bounds, Retention, RingLog};

@@ -2,8 +2,9 @@
 //! reused (also across restarts).
 //!
 //! Layout: records are stored in blocks, one table entry per block (first seq → a block, see
-//! [`super::block`]: postcard records, usually zstd-compressed), so a range read touches one
-//! entry per block rather than per record; the `meta` table holds the oldest retained seq under `<table>.oldest`. Trimming is exact logically (the
+//! [`super::block`]: records in their stored forms, usually zstd-compressed), so a range read
+//! touches one entry per block rather than per record; the `meta` table holds the oldest
+//! retained seq under `<table>.oldest`. Trimming is exact logically (the
 //! oldest seq moves) and removes a block once all of it is trimmed, so at most one partial block is
 //! kept beyond capacity. An append and the trim it causes are one durable write transaction;
 //! redb reuses the pages the trim frees, which keeps the file bounded however often the ring wraps.
@@ -23,15 +24,16 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use super::block::{block_len, build_blocks, decode_block, raw_len, Compression, BLOCK_RECORDS};
+use super::block::{
+    block_frames, block_len, build_blocks, decode_block, raw_len, Compression, BLOCK_RECORDS,
+};
 use super::clock::Clock;
-use super::codec::encode;
+use super::codec::{Framed, LogRecord};
 use super::tables::META;
 use super::Result;
 
@@ -267,7 +269,7 @@ pub struct Retention {
     pub max_age_ns: u64,
 }
 
-impl<T: Serialize + DeserializeOwned> RingLog<T> {
+impl<T: LogRecord> RingLog<T> {
     pub(super) fn open(
         db: Arc<Database>,
         env: LogEnv,
@@ -439,7 +441,15 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     pub fn append_marked(&self, records: &[T], marks: &[(String, u64)]) -> Result<Range<u64>> {
         let encoded: Vec<Vec<u8>> = records
             .iter()
-            .map(|r| encode(self.name(), r))
+            .map(|r| {
+                let mut out = Vec::new();
+                r.put(&mut out)
+                    .map_err(|message| super::StoreError::Corrupt {
+                        tree: self.name().to_string(),
+                        message: format!("cannot encode record: {message}"),
+                    })?;
+                Ok(out)
+            })
             .collect::<Result<_>>()?;
         let built = build_blocks(&encoded, self.compression);
         let mut state = self.lock();
@@ -492,6 +502,17 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     /// seq returned then starts at a block boundary and never decodes a block twice. Records
     /// trimmed concurrently are absent, so callers detect loss from the first seq returned.
     pub fn read(&self, after: u64, upto: u64, max: usize) -> Result<Vec<(u64, T)>> {
+        self.read_with(after, upto, max, decode_block)
+    }
+
+    /// [`RingLog::read`] with each block's records made by `unpack`.
+    fn read_with<V>(
+        &self,
+        after: u64,
+        upto: u64,
+        max: usize,
+        unpack: fn(&str, &[u8]) -> Result<Vec<V>>,
+    ) -> Result<Vec<(u64, V)>> {
         let oldest = self.bounds().oldest;
         let from = after.max(oldest.saturating_sub(1)) + 1;
         if from > upto || max == 0 {
@@ -511,8 +532,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
             }
             let (first, block) = item?;
             let first = first.value();
-            let records: Vec<T> = decode_block(self.name(), block.value())?;
-            for (i, record) in records.into_iter().enumerate() {
+            for (i, record) in unpack(self.name(), block.value())?.into_iter().enumerate() {
                 let seq = first + i as u64;
                 if seq < from {
                     continue;
@@ -537,7 +557,7 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
         Ok(total)
     }
 
-    /// What the retained records' blocks would take uncompressed (their postcard encodings).
+    /// What the retained records' blocks would take uncompressed (their stored forms).
     pub fn raw_bytes(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
         let blocks = txn.open_table(self.tables.blocks)?;
@@ -552,5 +572,13 @@ impl<T: Serialize + DeserializeOwned> RingLog<T> {
     pub fn blocks(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(self.tables.blocks)?.len()?)
+    }
+}
+
+impl<T: Framed> RingLog<T> {
+    /// [`RingLog::read`], handing out each record's stored payload as it is instead of decoding
+    /// it (the pass-through path: alerts are stored as the protobuf a subscriber receives).
+    pub fn read_frames(&self, after: u64, upto: u64, max: usize) -> Result<Vec<(u64, Bytes)>> {
+        self.read_with(after, upto, max, block_frames)
     }
 }
