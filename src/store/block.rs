@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::codec::{take_frame, LogRecord};
+use super::codec::{push_varint, take_frame, LogRecord};
 use super::{Result, StoreError};
 
 /// Most records in one block.
@@ -106,15 +106,6 @@ fn decompress(packed: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
         };
         decompressor.decompress(packed, len)
     })
-}
-
-/// Appends a varint.
-pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
 }
 
 /// One block made of `records` (each a stored form), compressed when that saves space.

@@ -34,7 +34,7 @@ pub trait Framed: LogRecord {}
 
 /// Appends `payload` as a frame.
 pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    super::block::push_varint(out, payload.len() as u64);
+    push_varint(out, payload.len() as u64);
     out.extend_from_slice(payload);
 }
 
@@ -68,4 +68,13 @@ impl LogRecord for crate::base::event::DropRecord {
         let (record, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
         Ok((record, bytes.len() - rest.len()))
     }
+}
+
+/// Appends a varint.
+pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
