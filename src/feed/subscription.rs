@@ -157,14 +157,8 @@ impl<T: Record, V> Subscription<T, V> {
     /// Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Result<Option<Item<V>>, FeedError> {
         loop {
-            if let Some(lost) = self.lost.take() {
-                return Ok(Some(lost));
-            }
-            while let Some((seq, record)) = self.buffer.pop_front() {
-                self.cursor = seq;
-                if self.filter.as_ref().is_none_or(|f| f(&record)) {
-                    return Ok(Some(Item::Record { seq, record }));
-                }
+            if let Some(item) = self.next_read() {
+                return Ok(Some(item));
             }
             let head = *self.head.borrow_and_update();
             let upto = self.until.map_or(head, |until| until.min(head));
@@ -179,6 +173,21 @@ impl<T: Record, V> Subscription<T, V> {
                 return Ok(None);
             }
         }
+    }
+
+    /// The next item among those already read from the log, if any: no waiting and no read.
+    /// Streams send these in a run, without going back to wait on anything else between them.
+    pub fn next_read(&mut self) -> Option<Item<V>> {
+        if let Some(lost) = self.lost.take() {
+            return Some(lost);
+        }
+        while let Some((seq, record)) = self.buffer.pop_front() {
+            self.cursor = seq;
+            if self.filter.as_ref().is_none_or(|f| f(&record)) {
+                return Some(Item::Record { seq, record });
+            }
+        }
+        None
     }
 
     fn fill(&mut self, upto: u64) -> Result<(), FeedError> {

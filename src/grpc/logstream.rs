@@ -160,6 +160,28 @@ async fn forward<L: WireLog>(
     true
 }
 
+/// Sends `first`, then every item `sub` has read already; how many were sent, or `None` once
+/// the client has gone. Sending a read chunk in one run saves waiting on the stream's other
+/// events (acks, shutdown) between records.
+async fn forward_run<L: WireLog>(
+    app: &App,
+    tx: &Tx<L::Response>,
+    sub: &mut Subscription<L::Record, L::View>,
+    first: Item<L::View>,
+    consumer: Option<&str>,
+) -> Option<u64> {
+    let mut sent = 0;
+    let mut next = Some(first);
+    while let Some(item) = next {
+        if !forward::<L>(app, tx, item, consumer).await {
+            return None;
+        }
+        sent += 1;
+        next = sub.next_read();
+    }
+    Some(sent)
+}
+
 async fn pump_get<L: WireLog>(
     app: &App,
     mut sub: Subscription<L::Record, L::View>,
@@ -173,10 +195,10 @@ async fn pump_get<L: WireLog>(
             _ = app.shutdown.cancelled() => None,
         };
         let Some(item) = item else { break };
-        if !forward::<L>(app, tx, item, consumer).await {
+        let Some(sent) = forward_run::<L>(app, tx, &mut sub, item, consumer).await else {
             break;
-        }
-        since_ack += 1;
+        };
+        since_ack += sent;
         if let (Some(name), true) = (consumer, since_ack >= AUTO_ACK_EVERY) {
             app.logs.consumers().advance(L::LOG, name, sub.cursor())?;
             since_ack = 0;
@@ -242,7 +264,8 @@ where
         tokio::select! {
             item = s.sub.next() => {
                 let Some(item) = item? else { break };
-                if !forward::<L>(app, tx, item, s.consumer.as_deref()).await {
+                let consumer = s.consumer.as_deref();
+                if forward_run::<L>(app, tx, &mut s.sub, item, consumer).await.is_none() {
                     break;
                 }
             }
