@@ -158,9 +158,9 @@ fn an_interrupted_conversion_finishes_at_the_next_start() {
     assert!(!data.join(LEGACY_DIR).exists());
 }
 
-/// The conversion and every migration after it (schema 9 recompresses each block in place)
-/// survive a kill at any moment: the next open finishes the upgrade with every record intact,
-/// and the blocks come out compressed.
+/// The conversion and every migration after it (schema 9 recompresses each block in place,
+/// schema 10 re-encodes every alert as protobuf) survive a kill at any moment: the next open
+/// finishes the upgrade with every record intact, and the blocks come out compressed.
 #[test]
 fn an_upgrade_killed_at_any_moment_finishes_at_the_next_open_without_loss() {
     use falco_api::store::{Store, StoreOptions, LEGACY_DIR};
