@@ -1,6 +1,7 @@
 //! The record → message conversions every transport shares: the gRPC streams, the fleet's
 //! wire format and the benchmarks encode stored records through these, and nothing else.
 
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
 use crate::base::event::{DropRecord, Origin, OutputEvent, Priority};
@@ -98,9 +99,8 @@ pub fn event_from_response(r: outputs::Response) -> Result<OutputEvent, String> 
 /// (the log's key), length-framed; streams send the stored bytes as they are.
 impl LogRecord for OutputEvent {
     fn put(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        event_response(0, self.clone())
-            .encode_length_delimited(out)
-            .map_err(|e| e.to_string())
+        put_event(self, out);
+        Ok(())
     }
 
     fn take(bytes: &[u8]) -> Result<(Self, usize), String> {
@@ -112,6 +112,103 @@ impl LogRecord for OutputEvent {
 }
 
 impl Framed for OutputEvent {}
+
+/// The encoded size of string field `tag` holding `s` (nothing when empty, as proto3 omits it).
+fn str_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        repeated_len(tag, s)
+    }
+}
+
+/// [`str_len`] for an element of a repeated field, which is written even when empty.
+fn repeated_len(tag: u32, s: &str) -> usize {
+    key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+}
+
+fn put_str(tag: u32, s: &str, out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_nonempty(tag: u32, s: &str, out: &mut Vec<u8>) {
+    if !s.is_empty() {
+        put_str(tag, s, out);
+    }
+}
+
+fn varint_len(tag: u32, n: u64) -> usize {
+    if n == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(n)
+    }
+}
+
+fn put_varint(tag: u32, n: u64, out: &mut Vec<u8>) {
+    if n != 0 {
+        encode_key(tag, WireType::Varint, out);
+        encode_varint(n, out);
+    }
+}
+
+/// Writes `ev` as a frame holding `event_response(0, ev)` encoded, straight from the borrowed
+/// record (the append path, where building the message would copy every string once more).
+/// The fields are written in tag order, as prost writes them.
+fn put_event(ev: &OutputEvent, out: &mut Vec<u8>) {
+    let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::from_bytes(ev.id)
+        .hyphenated()
+        .encode_lower(&mut id_text);
+    let time = timestamp(ev.time_ns);
+    let priority = ev.priority as u64;
+    let source = source_enum(&ev.source) as u64;
+    let origin = ev.origin.name();
+    let entry_len = |(k, v): &(String, String)| str_len(1, k) + str_len(2, v);
+    let fields: usize = ev
+        .output_fields
+        .iter()
+        .map(|kv| {
+            let n = entry_len(kv);
+            key_len(6) + encoded_len_varint(n as u64) + n
+        })
+        .sum();
+    let len = prost::encoding::message::encoded_len(1, &time)
+        + varint_len(2, priority)
+        + varint_len(3, source)
+        + str_len(4, &ev.rule)
+        + str_len(5, &ev.output)
+        + fields
+        + str_len(7, &ev.hostname)
+        + ev.tags.iter().map(|t| repeated_len(8, t)).sum::<usize>()
+        + str_len(9, &ev.source)
+        + str_len(21, id)
+        + varint_len(23, ev.rules_revision)
+        + str_len(24, origin);
+    out.reserve(len + 10);
+    encode_varint(len as u64, out);
+    prost::encoding::message::encode(1, &time, out);
+    put_varint(2, priority, out);
+    put_varint(3, source, out);
+    put_nonempty(4, &ev.rule, out);
+    put_nonempty(5, &ev.output, out);
+    for kv in &ev.output_fields {
+        encode_key(6, WireType::LengthDelimited, out);
+        encode_varint(entry_len(kv) as u64, out);
+        put_nonempty(1, &kv.0, out);
+        put_nonempty(2, &kv.1, out);
+    }
+    put_nonempty(7, &ev.hostname, out);
+    for tag in &ev.tags {
+        put_str(8, tag, out);
+    }
+    put_nonempty(9, &ev.source, out);
+    put_nonempty(21, id, out);
+    put_varint(23, ev.rules_revision, out);
+    put_nonempty(24, origin, out);
+}
 
 /// The fields of a stored alert that stream filters look at; decoding it skips the output line
 /// and the output fields (the bulk of an alert) without reading them.
@@ -154,6 +251,11 @@ mod tests {
             outputs::Response::decode(&stored[payload]).unwrap(),
             event_response(0, ev.clone())
         );
+        assert_eq!(
+            stored,
+            event_response(0, ev.clone()).encode_length_delimited_to_vec(),
+            "the same bytes prost writes"
+        );
         assert_eq!(OutputEvent::take(&stored).unwrap(), (ev, stored.len()));
         assert!(OutputEvent::take(&stored[..stored.len() - 1]).is_err());
         let header = AlertHeader::decode(&stored[take_frame(&stored).unwrap().0]).unwrap();
@@ -161,5 +263,23 @@ mod tests {
             (header.priority, header.rule.as_str(), header.tags.len()),
             (2, "Read sensitive file untrusted", 1)
         );
+    }
+
+    #[test]
+    fn defaults_empty_tags_and_repeated_field_names_encode_as_prost_reads_them() {
+        let mut ev = OutputEvent::new(0, Priority::Emergency, "", "", "syscall")
+            .with_tags(["", "x"])
+            .with_origin(Origin::Internal);
+        ev.output_fields = vec![
+            ("b".into(), String::new()),
+            (String::new(), "v".into()),
+            ("b".into(), "last".into()),
+        ];
+        let mut stored = Vec::new();
+        ev.put(&mut stored).unwrap();
+        let (payload, _) = take_frame(&stored).unwrap();
+        let mut want = event_response(0, ev.clone());
+        want.output_fields.insert("b".into(), "last".into());
+        assert_eq!(outputs::Response::decode(&stored[payload]).unwrap(), want);
     }
 }
