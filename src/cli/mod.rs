@@ -14,6 +14,7 @@ pub mod send;
 pub mod stats;
 pub mod tail;
 pub mod token;
+pub mod tune;
 
 use std::path::PathBuf;
 

@@ -91,6 +91,8 @@ pub enum RulesCommand {
     Enable(ToggleArgs),
     /// Disable rules by name or tag.
     Disable(ToggleArgs),
+    /// Turn a stored alert into an exception on its rule (previewed; saved unless --dry-run).
+    Tune(super::tune::TuneArgs),
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +175,7 @@ pub async fn rules(connect: ConnectArgs, command: RulesCommand) -> anyhow::Resul
         }
         RulesCommand::Enable(a) => return toggle(&mut c, a, true).await,
         RulesCommand::Disable(a) => return toggle(&mut c, a, false).await,
+        RulesCommand::Tune(a) => return super::tune::tune(&mut c, a).await,
     }
     Ok(0)
 }

@@ -7,6 +7,7 @@ use super::ast::{Expr, FieldRef, Modifier, Op, Transformer, Value};
 use super::eval::{Check, Cond, Getter, Net, Rhs};
 use super::extract;
 use super::fields::FieldType;
+use super::multi::GetterFn;
 
 /// A compile error at a byte offset of the condition (when known).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,13 @@ impl CompileError {
             message: message.into(),
         }
     }
+}
+
+/// Whether `text` is exactly one field (with its argument or transformers) of `source`.
+pub fn is_field(source: &str, text: &str) -> bool {
+    super::parser::parse_field_prefix(text)
+        .filter(|(_, used)| *used == text.len())
+        .is_some_and(|(field, _)| getter(source, &field).is_ok())
 }
 
 /// Builds the getter for a field reference in `source`.
@@ -61,20 +69,26 @@ pub fn getter(source: &str, field: &FieldRef) -> Result<Getter, String> {
 }
 
 pub fn compile(source: &str, expr: &Expr) -> Result<Cond, CompileError> {
+    compile_with(source, expr, getter)
+}
+
+/// [`compile`] with every field read by the getter `get` makes (the registry's type checks
+/// still apply): the tuning preview reads fields from stored alerts' output fields this way.
+pub fn compile_with(source: &str, expr: &Expr, get: GetterFn) -> Result<Cond, CompileError> {
     match expr {
         Expr::And(items) => Ok(Cond::And(
             items
                 .iter()
-                .map(|e| compile(source, e))
+                .map(|e| compile_with(source, e, get))
                 .collect::<Result<_, _>>()?,
         )),
         Expr::Or(items) => Ok(Cond::Or(
             items
                 .iter()
-                .map(|e| compile(source, e))
+                .map(|e| compile_with(source, e, get))
                 .collect::<Result<_, _>>()?,
         )),
-        Expr::Not(inner) => Ok(Cond::Not(Box::new(compile(source, inner)?))),
+        Expr::Not(inner) => Ok(Cond::Not(Box::new(compile_with(source, inner, get)?))),
         Expr::Macro { name, offset } => Err(CompileError::at(
             *offset,
             format!("Undefined macro '{name}' used in filter."),
@@ -87,19 +101,19 @@ pub fn compile(source: &str, expr: &Expr) -> Result<Cond, CompileError> {
             offset,
         } => {
             let at = |m| CompileError::at(*offset, m);
-            let lhs = getter(source, field).map_err(at)?;
+            let lhs = get(source, field).map_err(at)?;
             check_operator(field, &lhs, *op).map_err(at)?;
             let rhs = match (modifier, value) {
                 (Some(m), Value::List(items)) => {
                     check_modifier(&lhs, *op, *m).map_err(at)?;
                     let each = items
                         .iter()
-                        .map(|i| rhs(source, &lhs, *op, &Value::Str(i.clone())))
+                        .map(|i| rhs(source, &lhs, *op, &Value::Str(i.clone()), get))
                         .collect::<Result<_, _>>()
                         .map_err(at)?;
                     Rhs::Each(*m, each)
                 }
-                _ => rhs(source, &lhs, *op, value).map_err(at)?,
+                _ => rhs(source, &lhs, *op, value, get).map_err(at)?,
             };
             Ok(Cond::Check(Box::new(Check { lhs, op: *op, rhs })))
         }
@@ -155,14 +169,14 @@ fn check_modifier(lhs: &Getter, op: Op, m: Modifier) -> Result<(), String> {
     Ok(())
 }
 
-fn rhs(source: &str, lhs: &Getter, op: Op, value: &Value) -> Result<Rhs, String> {
+fn rhs(source: &str, lhs: &Getter, op: Op, value: &Value, get: GetterFn) -> Result<Rhs, String> {
     let items: Vec<String> = match value {
         Value::None => return Ok(Rhs::None),
         Value::Field(other) => {
             if matches!(op, Op::PMatch | Op::Regex) {
                 return Err(format!("'{}' cannot compare with another field", op.text()));
             }
-            let g = getter(source, other)?;
+            let g = get(source, other)?;
             if g.list != lhs.list && !matches!(op, Op::In | Op::Intersects) {
                 return Err("both sides of a field comparison must be lists, or neither".into());
             }

@@ -22,6 +22,7 @@ pub mod parser;
 pub mod ruleset;
 pub mod text;
 pub mod time;
+pub mod tuning;
 pub mod yaml;
 
 pub use extract::EventData;

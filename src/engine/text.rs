@@ -151,7 +151,7 @@ pub fn apply_exceptions(condition: &str, exceptions: &[ExceptionDef]) -> String 
 }
 
 /// One exception as a condition clause; `None` when it has no fields or no values.
-fn exception_clause(ex: &ExceptionDef) -> Option<String> {
+pub fn exception_clause(ex: &ExceptionDef) -> Option<String> {
     if ex.values.is_empty() {
         return None;
     }

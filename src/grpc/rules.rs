@@ -7,7 +7,7 @@ use super::inputs::client_identity;
 use super::status::diagnostic;
 use crate::proto::convert::timestamp;
 use crate::proto::rules::{self as pb, service_server::Service};
-use crate::services::control::rules::digest;
+use crate::services::control::rules::{digest, Counts, Example, TuneAsk, Tuned};
 use crate::services::control::target::{Effect, Kind, Target};
 use crate::services::control::Change;
 use crate::services::App;
@@ -251,5 +251,89 @@ impl Service for RulesService {
             revision,
             warnings: warnings.iter().map(diagnostic).collect(),
         }))
+    }
+
+    async fn tune(
+        &self,
+        request: Request<pb::TuneRequest>,
+    ) -> Result<Response<pb::TuneResponse>, Status> {
+        let author = client_identity(&request);
+        let req = request.into_inner();
+        let app = self.app.clone();
+        let ask = TuneAsk {
+            seq: req.alert_seq,
+            fields: req.fields,
+            comps: req.comps,
+            exception: req.exception,
+            dry_run: req.dry_run,
+            days: if req.days == 0 { 7 } else { req.days },
+            examples: if req.examples == 0 {
+                3
+            } else {
+                req.examples as usize
+            },
+        };
+        let tuned = blocking(move || {
+            app.rules.tune(
+                app.logs.outputs_log(),
+                &ask,
+                Change {
+                    expected: req.expected_revision,
+                    author: &author,
+                    comment: &req.comment,
+                },
+            )
+        })
+        .await?;
+        Ok(Response::new(tune_response(tuned)))
+    }
+}
+
+fn tune_response(t: Tuned) -> pb::TuneResponse {
+    let counts = |c: &Counts| pb::TuneCounts {
+        examined: c.examined,
+        suppressed: c.suppressed,
+        uncounted: c.uncounted,
+    };
+    let examples = |list: Vec<Example>| {
+        list.into_iter()
+            .map(|e| pb::TuneExample {
+                seq: e.seq,
+                time: Some(timestamp(e.time_ns)),
+                hostname: e.hostname,
+                output: e.output,
+            })
+            .collect()
+    };
+    pb::TuneResponse {
+        rule: t.rule,
+        source: t.source,
+        exception: t.exception,
+        reused: t.reused,
+        fields: t
+            .keyed
+            .into_iter()
+            .map(|k| pb::TunedField {
+                field: k.field,
+                comp: k.comp,
+                value: k.value,
+            })
+            .collect(),
+        offered_fields: t.offered,
+        file: t.file,
+        entry: t.entry,
+        preview: t.preview.map(|p| pb::TunePreview {
+            all: Some(counts(&p.all)),
+            recent: Some(counts(&p.recent)),
+            recent_since: Some(timestamp(p.recent_since_ns)),
+            reaches: p.reaches_ns.map(timestamp),
+            missing_fields: p.missing,
+            suppressed: examples(p.suppressed),
+            alerting: examples(p.alerting),
+            scanned: p.scanned,
+            limited: p.limited,
+        }),
+        revision: t.revision,
+        warnings: t.warnings.iter().map(diagnostic).collect(),
     }
 }

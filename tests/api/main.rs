@@ -22,5 +22,6 @@ mod retention;
 mod security;
 mod shared_host;
 mod store;
+mod tuning;
 mod upgrade;
 mod version;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{CompiledRule, LoadOptions, RuleInfo, RuleSet, SourceIndex, NATIVE_PLUGINS};
 use crate::engine::ast::{Expr, Op};
-use crate::engine::compiler::{self, getter, CompileError};
+use crate::engine::compiler::{self, is_field, CompileError};
 use crate::engine::format::OutputFormat;
 use crate::engine::loader::{
     Collection, Diagnostic, ExceptionDef, ListDef, MacroDef, RuleDef, Slot,
@@ -548,11 +548,4 @@ fn check_exception(
         }
     }
     Ok(())
-}
-
-/// Whether `text` is exactly one field (with its argument or transformers) of `source`.
-fn is_field(source: &str, text: &str) -> bool {
-    parser::parse_field_prefix(text)
-        .filter(|(_, used)| *used == text.len())
-        .is_some_and(|(field, _)| getter(source, &field).is_ok())
 }

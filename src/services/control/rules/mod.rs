@@ -14,11 +14,15 @@ use crate::store::Store;
 use crate::store::{Change, Current, HistoryRecord};
 
 mod edit;
+mod preview;
 mod state;
+mod tune;
 
 pub use super::target::digest;
+pub use preview::{Counts, Example, Preview};
 pub use state::{build, FalcoView, RulesState, Snapshot};
 use state::{changes_to, contents, split_toggles, strip};
+pub use tune::{Keyed, TuneAsk, Tuned, TUNING_FILE};
 
 fn valid_name(name: &str) -> Result<(), ControlError> {
     let ok = !name.is_empty()
