@@ -16,6 +16,7 @@ service_tests=(
   console::rules_history_diff_rollback_toggles_and_the_editor_shows_errors_where_they_are
   console::a_readers_session_changes_nothing_and_the_page_fits_a_narrow_window
   console::the_page_keeps_up_with_2000_alerts_a_second
+  console::an_admin_tunes_a_rule_from_the_alert_detail_panel
   metrics::a_real_prometheus_answers_the_falco_exporter_dashboard
   fleet::
 )

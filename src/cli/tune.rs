@@ -102,8 +102,8 @@ fn when(t: &Option<prost_types::Timestamp>) -> String {
 }
 
 fn print_preview(p: &rpb::TunePreview) {
-    let all = p.all.clone().unwrap_or_default();
-    let recent = p.recent.clone().unwrap_or_default();
+    let all = p.all.unwrap_or_default();
+    let recent = p.recent.unwrap_or_default();
     let reach = if p.limited {
         format!(
             "the newest {} records, back to {}",

@@ -662,6 +662,16 @@ async fn a_readers_session_changes_nothing_and_the_page_fits_a_narrow_window() {
         .unwrap();
     assert_eq!(status, 403);
     assert!(server.app.rules.effective().0.iter().all(|r| r.enabled));
+    // Tuning from an alert is a change too, even as a preview.
+    let status = browser
+        .c()
+        .execute_async(
+            "const done = arguments[0]; fetch('/console/api/session').then(r => r.json()).then(s => fetch('/console/api/rules/tune', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf}, body: JSON.stringify({seq: 1, fields: ['proc.name'], dry_run: true})})).then(r => done(r.status));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
     // At 420 px wide the page does not scroll sideways.
     browser
         .c()
@@ -990,5 +1000,96 @@ async fn a_client_certificate_signs_in_with_its_roles() {
     assert_eq!(status, 403, "ingest alone does not read");
     let history = server.app.config.history("outputs.rate", 0, 5).unwrap();
     assert_eq!(history[0].author, "cn:ops");
+    server.stop().await;
+}
+
+/// "Tune this rule…" in the alert detail panel: fields chosen, preview counted, saved as a
+/// recorded change; the same event then no longer alerts while another value still does.
+#[tokio::test]
+async fn an_admin_tunes_a_rule_from_the_alert_detail_panel() {
+    let _heavy = crate::common::HEAVY.lock().await;
+    let server = TestServer::start(1000).await;
+    let base = console(&server).await;
+    let rules = "- rule: shadow read\n  desc: d\n  condition: evt.type = open and fd.name startswith /etc\n  output: \"%proc.name read %fd.name\"\n  priority: WARNING\n";
+    let first = server
+        .app
+        .rules
+        .put("files.yaml", rules, Change::by("cn:ops", ""))
+        .unwrap()
+        .0;
+    let open = |seq: u64, proc: &str| {
+        let payload = json!({"evt.type": "open", "proc.name": proc, "fd.name": "/etc/shadow"});
+        falco_api::proto::inputs::Event {
+            source: "syscall".into(),
+            payload: payload.to_string().into_bytes(),
+            seq,
+            ..Default::default()
+        }
+    };
+    let ack = send_all(
+        &server,
+        vec![vec![open(1, "backup"), open(2, "backup"), open(3, "vi")]],
+    )
+    .await;
+    assert_eq!(ack[0].matched, 3);
+    let admin = token(&server, "ada", "admin");
+    let browser = Browser::start(1280, 1100).await;
+    browser.sign_in(&base, &admin).await;
+    browser
+        .c()
+        .goto(&format!("{base}/console/?page=alerts"))
+        .await
+        .unwrap();
+    browser
+        .until(
+            "return document.querySelectorAll('#alerts tr').length === 3;",
+            Duration::from_secs(5),
+        )
+        .await;
+    browser.click("#alerts tr[data-seq='1']").await;
+    browser.click("#tune-open").await;
+    browser
+        .until(
+            "return document.querySelectorAll('#tune-fields input').length === 2;",
+            Duration::from_secs(5),
+        )
+        .await;
+    browser.click("#tune-fields input[value='proc.name']").await;
+    browser.click("#tune-preview").await;
+    browser
+        .until("return (document.querySelector('#tune-counts') || {}).textContent?.includes('3 alerts: 2 suppressed, 1 still alerting');", Duration::from_secs(5))
+        .await;
+    assert!(browser
+        .text("#tune-entry")
+        .await
+        .contains("exceptions: append"));
+    assert!(browser
+        .text("#tune-examples")
+        .await
+        .contains("still alerting #3"));
+    browser
+        .c()
+        .find(Locator::Css("#tune-comment"))
+        .await
+        .unwrap()
+        .send_keys("the nightly backup reads it")
+        .await
+        .unwrap();
+    browser
+        .js("document.querySelector('#tune-entry').scrollIntoView({block: 'end'}); return true;")
+        .await;
+    browser.screenshot("console-tune").await;
+    browser.click("#tune-save").await;
+    browser
+        .until("return (document.querySelector('#tune-summary') || {}).textContent?.startsWith('Saved as revision');", Duration::from_secs(5))
+        .await;
+    let history = server.app.rules.history("", 0, 1).unwrap();
+    assert_eq!(history[0].revision, first + 1);
+    assert_eq!(history[0].action, "tune");
+    assert_eq!(history[0].author, "token:ada");
+    assert_eq!(history[0].comment, "the nightly backup reads it");
+    let after = send_all(&server, vec![vec![open(4, "backup")], vec![open(5, "vi")]]).await;
+    assert_eq!((after[0].matched, after[1].matched), (0, 1));
+    browser.close().await;
     server.stop().await;
 }

@@ -19,6 +19,7 @@ use crate::services::App;
 
 mod alerts;
 mod rules;
+mod tune;
 
 pub use alerts::{alert_json, AlertQuery};
 
@@ -28,6 +29,7 @@ pub fn routes() -> Router<App> {
         .route("/drops", get(drops))
         .merge(alerts::routes())
         .merge(rules::routes())
+        .merge(tune::routes())
 }
 
 /// Runs `f` (the store, the compiler) off the runtime; answers 200 with the JSON it returns, or

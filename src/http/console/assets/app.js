@@ -262,6 +262,52 @@ function renderDetail(a) {
   fill($("#detail-fields tbody"), Object.entries(a.fields).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
   $("#detail-cmd").value = "falco-api tail --after " + (a.seq - 1);
   $("#detail").hidden = false;
+  if (tuning.seq !== a.seq) { $("#tune-form").hidden = true; tuning.seq = a.seq; tuning.alert = a; }
+}
+
+// ---- "Tune this rule…": an exception from the alert in the detail panel (admin only) ----
+
+const tuning = { seq: 0, alert: null };
+
+async function openTune() {
+  const a = tuning.alert;
+  const r = await api("/rules/tune", { method: "POST", body: { seq: a.seq, dry_run: true } });
+  fill($("#tune-fields"), r.offered_fields.map((f) => el("label", { class: "tune-field" },
+    el("input", { type: "checkbox", value: f }), " " + f + " = " + (a.fields[f] ?? ""))));
+  $("#tune-result").replaceChildren(r.offered_fields.length ? "" : "This alert carries no fields of " + r.source + " to key on.");
+  $("#tune-entry").textContent = "";
+  $("#tune-save").disabled = true;
+  $("#tune-form").hidden = false;
+}
+
+function tuneBody(dryRun) {
+  const fields = [...document.querySelectorAll("#tune-fields input:checked")].map((i) => i.value);
+  return { seq: tuning.seq, fields, comps: [$("#tune-comp").value], comment: $("#tune-comment").value, dry_run: dryRun };
+}
+
+function showTune(r) {
+  const p = r.preview;
+  const counts = (c) => `${c.examined} alerts: ${c.suppressed} suppressed, ${c.alerting} still alerting` +
+    (c.uncounted ? `, ${c.uncounted} not counted` : "");
+  const what = (r.reused ? "Adds values to the rule's exception " : "A new exception ") + r.exception + " on " + r.rule;
+  const example = (kind) => (e) => el("li", { class: kind }, `${kind === "suppressed" ? "suppressed" : "still alerting"} #${e.seq} ${e.hostname}: ${e.output}`);
+  $("#tune-result").replaceChildren(
+    el("p", { id: "tune-summary" }, r.revision ? `Saved as revision ${r.revision}. ${what}.` : what + "."),
+    el("p", { id: "tune-counts" }, `Stored alerts of the rule (back to ${p.reaches || "-"}): ${counts(p.all)}. Since ${p.recent_since}: ${counts(p.recent)}.`),
+    p.missing_fields.length ? el("p", {}, "Not counted: some of the rule's alerts do not carry " + p.missing_fields.join(", ") + ".") : "",
+    el("ul", { id: "tune-examples" }, p.suppressed.map(example("suppressed")), p.alerting.map(example("alerting"))));
+  $("#tune-entry").textContent = r.entry;
+}
+
+async function tuneNow(dryRun) {
+  try {
+    const r = await api("/rules/tune", { method: "POST", body: tuneBody(dryRun) });
+    showTune(r);
+    $("#tune-save").disabled = !dryRun;
+  } catch (e) {
+    $("#tune-result").replaceChildren(el("p", { class: "error", role: "alert" }, e.message));
+    $("#tune-save").disabled = true;
+  }
 }
 
 function setupAlerts() {
@@ -304,6 +350,11 @@ function setupAlerts() {
     if (ev.key === "ArrowUp" && tr.previousElementSibling) { ev.preventDefault(); tr.previousElementSibling.focus(); }
   });
   $("#close-detail").addEventListener("click", () => { $("#detail").hidden = true; if (alerts.selected) alerts.selected.focus(); });
+  $("#tune-open").addEventListener("click", () => openTune().catch(report));
+  $("#tune-preview").addEventListener("click", () => tuneNow(true));
+  $("#tune-form").addEventListener("submit", (ev) => { ev.preventDefault(); tuneNow(false); });
+  $("#tune-fields").addEventListener("change", () => { $("#tune-save").disabled = true; });
+  $("#tune-comp").addEventListener("change", () => { $("#tune-save").disabled = true; });
   $("#copy-cmd").addEventListener("click", () => {
     const input = $("#detail-cmd");
     input.select();
