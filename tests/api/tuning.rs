@@ -480,3 +480,72 @@ async fn a_reader_cannot_tune_even_as_a_dry_run() {
     assert!(listed.files.iter().all(|f| f.name != TUNING));
     server.stop().await;
 }
+
+/// `falco-api rules tune` through the real binary: the offered fields, a dry run that saves
+/// nothing, a save, and a refusal with the service's words and a failing exit status.
+#[tokio::test]
+async fn the_cli_lists_previews_and_saves() {
+    use crate::common::process::cli_output;
+    let server = TestServer::start(1000).await;
+    let mut rules = RulesClient::new(server.channel().await);
+    let first = put(&mut rules, "readers.yaml", READERS).await;
+    let seqs = send(
+        &server,
+        vec![open(1, "cat", "/etc/shadow"), open(2, "vi", "/etc/shadow")],
+    )
+    .await;
+    let alert = seqs[0].to_string();
+    let sock = server.socket.clone();
+    let run = move |args: Vec<String>| {
+        let sock = sock.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = cli_output(&sock, &args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code(), text)
+        })
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["rules", "tune", "--alert", alert.as_str()]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (code, text) = run(args(&[])).await.unwrap();
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("fd.name, proc.name") || text.contains("proc.name, fd.name"),
+        "{text}"
+    );
+
+    let (code, text) = run(args(&["--field", "proc.name", "--dry-run"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("all: 2 alerts, 1 suppressed, 1 still alerting"),
+        "{text}"
+    );
+    assert!(text.contains("dry run: nothing saved"), "{text}");
+    let listed = rules
+        .list(pb::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.revision, first);
+
+    let (code, text) = run(args(&["--field", "proc.name", "-m", "cat is fine"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("saved: revision {}", first + 1)),
+        "{text}"
+    );
+    let (code, text) = run(args(&["--field", "proc.pid"])).await.unwrap();
+    assert_ne!(code, Some(0));
+    assert!(text.contains("does not carry proc.pid"), "{text}");
+    server.stop().await;
+}
