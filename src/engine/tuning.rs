@@ -204,6 +204,19 @@ mod tests {
     }
 
     #[test]
+    fn values_the_condition_text_cannot_hold_never_match_silently() {
+        // Exceptions become condition text (as in Falco): a value with blanks and a double quote
+        // cannot be written back exactly, and the matcher says so with the parser's words (the
+        // tuning refuses it; a rule carrying it would not load).
+        let fs = vec!["proc.cmdline".to_string()];
+        let comps = vec!["=".to_string()];
+        let value = r#"bash -c "ls" (x)"#;
+        let ex = exception("e", &fs, &comps, vec![value_slot("=", value)]);
+        let err = AlertMatcher::new("syscall", &ex).err().unwrap();
+        assert!(err.starts_with("exception 'e' does not parse: unexpected token"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_and_operators_are_refused_with_the_compilers_words() {
         let bad = exception(
             "e",

@@ -112,7 +112,8 @@ impl Rules {
         };
         let Plan { mut tuned, matcher } = plan;
         if let Some(matcher) = matcher {
-            let window = u64::from(ask.days.max(1)) * 86_400 * 1_000_000_000;
+            // At most a century: a window in nanoseconds stays far inside an i64.
+            let window = u64::from(ask.days.clamp(1, 36_500)) * 86_400 * 1_000_000_000;
             tuned.preview = Some(preview::scan(
                 log,
                 &alert,
