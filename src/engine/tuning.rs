@@ -213,7 +213,10 @@ mod tests {
         let value = r#"bash -c "ls" (x)"#;
         let ex = exception("e", &fs, &comps, vec![value_slot("=", value)]);
         let err = AlertMatcher::new("syscall", &ex).err().unwrap();
-        assert!(err.starts_with("exception 'e' does not parse: unexpected token"), "{err}");
+        assert!(
+            err.starts_with("exception 'e' does not parse: unexpected token"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -641,6 +641,80 @@ async fn a_rules_change_reaches_the_following_nodes_and_a_bad_one_is_refused_and
             "the publisher's state, not the newer node's"
         );
     }
+    // A tuning on the publisher travels like any file; a follower cannot tune locally.
+    let alert = falco_api::base::event::OutputEvent::new(
+        0,
+        falco_api::base::event::Priority::Warning,
+        "Shadow",
+        "Shadow cat",
+        "syscall",
+    )
+    .with_fields([("proc.name", "cat")]);
+    let seq = publisher
+        .app
+        .logs
+        .outputs
+        .append(vec![alert])
+        .await
+        .unwrap()
+        .start;
+    let ask = falco_api::services::control::rules::TuneAsk {
+        seq,
+        fields: vec!["proc.name".into()],
+        days: 7,
+        examples: 3,
+        ..Default::default()
+    };
+    let app = publisher.app.clone();
+    let asked = ask.clone();
+    let r3 = tokio::task::spawn_blocking(move || {
+        app.rules.tune(
+            app.logs.outputs_log(),
+            &asked,
+            Change::by("cn:ops", "cat is fine"),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .revision;
+    wait_until(
+        "both followers at the tuning's revision",
+        Duration::from_secs(20),
+        reports(r3),
+    )
+    .await;
+    let tuning = falco_api::services::control::rules::TUNING_FILE;
+    let published = publisher.app.rules.get(tuning, 0).unwrap().value;
+    for f in &followers {
+        assert_eq!(f.app.rules.get(tuning, 0).unwrap().value, published);
+        let seq = f
+            .app
+            .logs
+            .outputs
+            .append(vec![falco_api::base::event::OutputEvent::new(
+                0,
+                falco_api::base::event::Priority::Warning,
+                "Passwd",
+                "Passwd vi",
+                "syscall",
+            )
+            .with_fields([("proc.name", "vi")])])
+            .await
+            .unwrap()
+            .start;
+        let mut local = ask.clone();
+        local.seq = seq;
+        let app = f.app.clone();
+        let e = tokio::task::spawn_blocking(move || {
+            app.rules
+                .tune(app.logs.outputs_log(), &local, Change::by("uid:0", ""))
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert!(e.to_string().contains("follow the fleet"), "{e}");
+    }
     let out = crate::common::process::cli_output(&publisher.socket, &["fleet", "status"]);
     assert!(
         out.status.success(),
