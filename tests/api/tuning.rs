@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use falco_api::base::event::OutputEvent;
+use falco_api::base::event::{OutputEvent, Priority};
 use falco_api::engine::loader::{ExceptionDef, Slot};
 use falco_api::engine::tuning::AlertMatcher;
 use falco_api::engine::yaml::{parse_documents, Node};
@@ -427,6 +427,18 @@ async fn values_join_the_rules_own_exception_unless_other_operators_are_asked_fo
     assert!(send(&server, vec![open(5, "cat", "/etc/passwd")])
         .await
         .is_empty());
+
+    // An alert of the rule stored without fd.name (say, from an older output format) cannot be
+    // counted either way: the preview says so and names the field.
+    let older = OutputEvent::new(0, Priority::Warning, "shadow read", "cat read", "syscall")
+        .with_fields([("proc.name", "cat")]);
+    server.app.logs.outputs.append(vec![older]).await.unwrap();
+    let mut dry = ask(other[0], &["proc.name", "fd.name"]);
+    dry.dry_run = true;
+    let p = rules.tune(dry).await.unwrap().into_inner().preview.unwrap();
+    let all = p.all.unwrap();
+    assert_eq!(all.uncounted, 1, "{all:?}");
+    assert_eq!(p.missing_fields, ["fd.name"]);
 
     // A named exception keyed on other fields is refused, naming its fields.
     let mut named = ask(other[0], &["proc.name"]);
