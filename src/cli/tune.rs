@@ -64,6 +64,12 @@ pub async fn tune(
         eprintln!("name the fields to key the exception on with --field");
         return Ok(2);
     }
+    print_tuned(&r);
+    Ok(0)
+}
+
+/// The exception, its preview, the entry, and whether it was saved.
+fn print_tuned(r: &rpb::TuneResponse) {
     let how = if r.reused {
         "values added to the rule's exception"
     } else {
@@ -91,7 +97,6 @@ pub async fn tune(
     } else {
         println!("saved: revision {}", r.revision);
     }
-    Ok(0)
 }
 
 fn when(t: &Option<prost_types::Timestamp>) -> String {

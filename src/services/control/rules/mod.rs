@@ -17,6 +17,7 @@ mod edit;
 mod preview;
 mod state;
 mod tune;
+mod tuning_file;
 
 pub use super::target::digest;
 pub use preview::{Counts, Example, Preview};

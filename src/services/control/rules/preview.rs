@@ -81,15 +81,19 @@ pub fn scan(
 ) -> Result<Preview, ControlError> {
     let bounds = log.bounds();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let mut p = Preview {
-        recent_since_ns: now.saturating_sub(window_ns.min(i64::MAX as u64) as i64),
-        ..Preview::default()
+    let mut tally = Tally {
+        p: Preview {
+            recent_since_ns: now.saturating_sub(window_ns.min(i64::MAX as u64) as i64),
+            ..Preview::default()
+        },
+        suppressed: VecDeque::new(),
+        alerting: VecDeque::new(),
+        examples,
     };
     let first = bounds
         .oldest
         .max(bounds.newest.saturating_sub(SCAN_LIMIT - 1));
-    p.limited = first > bounds.oldest;
-    let (mut suppressed, mut alerting) = (VecDeque::new(), VecDeque::new());
+    tally.p.limited = first > bounds.oldest;
     let mut after = first.saturating_sub(1);
     while after < bounds.newest {
         let chunk = log.read(after, bounds.newest, CHUNK)?;
@@ -98,43 +102,52 @@ pub fn scan(
         };
         after = last;
         for (seq, ev) in chunk {
-            p.scanned += 1;
-            if p.reaches_ns.is_none() {
-                p.reaches_ns = Some(ev.time_ns);
-            }
-            if ev.rule != alert.rule || ev.source != alert.source {
-                continue;
-            }
-            let outcome = matcher.matches(&ev.output_fields);
-            p.all.add(&outcome);
-            if ev.time_ns >= p.recent_since_ns {
-                p.recent.add(&outcome);
-            }
-            let example = || Example {
-                seq,
-                time_ns: ev.time_ns,
-                hostname: ev.hostname.clone(),
-                output: ev.output.clone(),
-            };
-            let kept = match &outcome {
-                Ok(true) => Some(&mut suppressed),
-                Ok(false) => Some(&mut alerting),
-                Err(field) => {
-                    if !p.missing.contains(field) {
-                        p.missing.push(field.clone());
-                    }
-                    None
-                }
-            };
-            if let Some(kept) = kept {
-                kept.push_back(example());
-                if kept.len() > examples {
-                    kept.pop_front();
-                }
+            tally.p.scanned += 1;
+            tally.p.reaches_ns.get_or_insert(ev.time_ns);
+            if ev.rule == alert.rule && ev.source == alert.source {
+                let outcome = matcher.matches(&ev.output_fields);
+                tally.add(seq, &ev, outcome);
             }
         }
     }
-    p.suppressed = suppressed.into_iter().rev().collect();
-    p.alerting = alerting.into_iter().rev().collect();
+    let mut p = tally.p;
+    p.suppressed = tally.suppressed.into_iter().rev().collect();
+    p.alerting = tally.alerting.into_iter().rev().collect();
     Ok(p)
+}
+
+/// The counts so far, and the newest examples of each kind (oldest first).
+struct Tally {
+    p: Preview,
+    suppressed: VecDeque<Example>,
+    alerting: VecDeque<Example>,
+    examples: usize,
+}
+
+impl Tally {
+    fn add(&mut self, seq: u64, ev: &OutputEvent, outcome: Result<bool, String>) {
+        self.p.all.add(&outcome);
+        if ev.time_ns >= self.p.recent_since_ns {
+            self.p.recent.add(&outcome);
+        }
+        let kept = match outcome {
+            Ok(true) => &mut self.suppressed,
+            Ok(false) => &mut self.alerting,
+            Err(field) => {
+                if !self.p.missing.contains(&field) {
+                    self.p.missing.push(field);
+                }
+                return;
+            }
+        };
+        kept.push_back(Example {
+            seq,
+            time_ns: ev.time_ns,
+            hostname: ev.hostname.clone(),
+            output: ev.output.clone(),
+        });
+        if kept.len() > self.examples {
+            kept.pop_front();
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::preview::{self, Preview};
 use super::state::contents;
+use super::tuning_file::{appended, entry, fields_and_comps};
 use super::{Meta, Rules};
 use crate::base::event::OutputEvent;
 use crate::engine::loader::{Collection, ExceptionDef, RuleDef, Slot};
@@ -198,24 +199,6 @@ fn stored_alert(log: &RingLog<OutputEvent>, seq: u64) -> Result<OutputEvent, Con
     }
 }
 
-/// The tuning file's content with `entry` appended (a new file gets a heading first).
-fn appended(current: Option<&String>, entry: &str) -> String {
-    let mut out = match current {
-        Some(c) => c.clone(),
-        None => String::from(
-            "# falco-api tuning: exceptions added from alerts (`falco-api rules tune`, the console's\n\
-             # \"Tune this rule\"). It loads after the rules it tunes; each entry appends to one\n\
-             # rule's exceptions, which Falco reads the same way. Edit it like any rules file.\n",
-        ),
-    };
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push('\n');
-    out.push_str(entry);
-    out
-}
-
 /// Works out the exception from the rules as they are (`files`, in load order) and the alert.
 fn plan(
     files: &BTreeMap<String, String>,
@@ -264,7 +247,7 @@ fn plan(
             )))
         }
     }
-    tuned.entry = entry(&rule.name, &ex, reused, alert, ask);
+    tuned.entry = entry(&rule.name, &ex, reused, alert, ask.seq);
     tuned.exception = ex.name.clone();
     tuned.reused = reused;
     tuned.keyed = keyed_in_order(&ex, &keyed);
@@ -299,15 +282,9 @@ fn rule_def(files: &BTreeMap<String, String>, name: &str) -> Result<RuleDef, Con
         })
 }
 
-/// The fields asked for, each with its operator and the alert's value.
-fn keyed(rule: &RuleDef, alert: &OutputEvent, ask: &TuneAsk) -> Result<Vec<Keyed>, ControlError> {
-    if ask.fields.len() > MAX_FIELDS {
-        return Err(ControlError::InvalidArgument(format!(
-            "{} fields asked for; an exception keys on at most {MAX_FIELDS}",
-            ask.fields.len()
-        )));
-    }
-    let comps: Vec<String> = match ask.comps.len() {
+/// The operator of each field asked for: one given for all, one per field, or `=`.
+fn comps_for(ask: &TuneAsk) -> Result<Vec<String>, ControlError> {
+    Ok(match ask.comps.len() {
         0 => vec!["=".into(); ask.fields.len()],
         1 => vec![ask.comps[0].trim().to_string(); ask.fields.len()],
         n if n == ask.fields.len() => ask.comps.iter().map(|c| c.trim().to_string()).collect(),
@@ -317,7 +294,18 @@ fn keyed(rule: &RuleDef, alert: &OutputEvent, ask: &TuneAsk) -> Result<Vec<Keyed
                 ask.fields.len()
             )))
         }
-    };
+    })
+}
+
+/// The fields asked for, each with its operator and the alert's value.
+fn keyed(rule: &RuleDef, alert: &OutputEvent, ask: &TuneAsk) -> Result<Vec<Keyed>, ControlError> {
+    if ask.fields.len() > MAX_FIELDS {
+        return Err(ControlError::InvalidArgument(format!(
+            "{} fields asked for; an exception keys on at most {MAX_FIELDS}",
+            ask.fields.len()
+        )));
+    }
+    let comps = comps_for(ask)?;
     let mut out: Vec<Keyed> = Vec::new();
     for (field, comp) in ask.fields.iter().zip(comps) {
         let field = field.trim();
@@ -383,29 +371,27 @@ fn describe(keyed: &[Keyed]) -> String {
         .join(" and ")
 }
 
-/// An exception's fields as a list, and its operators (Falco's defaults when it names none:
-/// `in` for the one-field form, `=` for each field of the list form).
-fn fields_and_comps(ex: &ExceptionDef) -> (Vec<String>, Vec<String>) {
-    match (&ex.fields, &ex.comps) {
-        (Some(Slot::Scalar(f)), Some(Slot::Scalar(c))) => (vec![f.clone()], vec![c.trim().into()]),
-        (Some(Slot::Scalar(f)), _) => (vec![f.clone()], vec!["in".into()]),
-        (Some(Slot::List(fs)), Some(Slot::List(cs))) => (
-            fs.clone(),
-            cs.iter().map(|c| c.trim().to_string()).collect(),
-        ),
-        (Some(Slot::List(fs)), _) => (fs.clone(), vec!["=".into(); fs.len()]),
-        (None, _) => (Vec::new(), Vec::new()),
-    }
-}
-
 /// The exception to add the alert's values to: the one named, one of the rule's keyed on the
 /// same fields (with the same operators, when operators were asked for), or a new one. Its
-/// `values` hold only the new tuple.
+/// `values` hold only the new tuple; the flag says whether the rule had it.
 fn chosen_exception(
     rule: &RuleDef,
     keyed: &[Keyed],
     ask: &TuneAsk,
 ) -> Result<(ExceptionDef, bool), ControlError> {
+    match reusable(rule, keyed, ask)? {
+        Some(ex) => joined(rule, ex, keyed).map(|ex| (ex, true)),
+        None => added(rule, keyed, ask).map(|ex| (ex, false)),
+    }
+}
+
+/// The rule's exception the values go to, if any: the one named (refused when it keys on other
+/// fields or operators), else one keyed on the same fields.
+fn reusable<'r>(
+    rule: &'r RuleDef,
+    keyed: &[Keyed],
+    ask: &TuneAsk,
+) -> Result<Option<&'r ExceptionDef>, ControlError> {
     let same_keys = |ex: &ExceptionDef| {
         let (fields, comps) = fields_and_comps(ex);
         fields.len() == keyed.len()
@@ -415,52 +401,57 @@ fn chosen_exception(
                     .any(|k| &k.field == f && (ask.comps.is_empty() || &k.comp == c))
             })
     };
-    let named = (!ask.exception.is_empty())
-        .then(|| rule.exceptions.iter().find(|e| e.name == ask.exception))
-        .flatten();
-    let existing = match named {
+    if ask.exception.is_empty() {
+        return Ok(rule.exceptions.iter().find(|e| same_keys(e)));
+    }
+    match rule.exceptions.iter().find(|e| e.name == ask.exception) {
         Some(ex) if !same_keys(ex) => {
             let (fields, comps) = fields_and_comps(ex);
-            return Err(ControlError::InvalidArgument(format!(
+            Err(ControlError::InvalidArgument(format!(
                 "exception '{}' of rule '{}' keys on {} with {}; the alert's values can only be \
                  added to it for those fields (and operators)",
                 ex.name,
                 rule.name,
                 fields.join(", "),
                 comps.join(", ")
-            )));
+            )))
         }
-        Some(ex) => Some(ex),
-        None if ask.exception.is_empty() => rule.exceptions.iter().find(|e| same_keys(e)),
-        None => None,
-    };
-    if let Some(ex) = existing {
-        let (fields, comps) = fields_and_comps(ex);
-        let tuple: Vec<Slot> = fields
-            .iter()
-            .zip(&comps)
-            .map(|(f, c)| {
-                let value = &keyed
-                    .iter()
-                    .find(|k| &k.field == f)
-                    .expect("same keys")
-                    .value;
-                match ex.fields {
-                    Some(Slot::Scalar(_)) => Slot::Scalar(value.clone()),
-                    _ => tuning::value_slot(c, value),
-                }
-            })
-            .collect();
-        if ex.values.contains(&tuple) {
-            return Err(ControlError::AlreadyExists(format!(
-                "exception '{}' of rule '{}' already holds these values",
-                ex.name, rule.name
-            )));
-        }
-        let mut ex = ex.clone();
-        ex.values = vec![tuple];
-        return Ok((ex, true));
+        found => Ok(found),
     }
+}
+
+/// `ex` holding only the alert's values, in its field order and in the shape its operators
+/// want; refused when it holds them already.
+fn joined(
+    rule: &RuleDef,
+    ex: &ExceptionDef,
+    keyed: &[Keyed],
+) -> Result<ExceptionDef, ControlError> {
+    let (fields, comps) = fields_and_comps(ex);
+    let tuple: Vec<Slot> = fields
+        .iter()
+        .zip(&comps)
+        .filter_map(|(f, c)| {
+            let value = &keyed.iter().find(|k| &k.field == f)?.value;
+            Some(match ex.fields {
+                Some(Slot::Scalar(_)) => Slot::Scalar(value.clone()),
+                _ => tuning::value_slot(c, value),
+            })
+        })
+        .collect();
+    if ex.values.contains(&tuple) {
+        return Err(ControlError::AlreadyExists(format!(
+            "exception '{}' of rule '{}' already holds these values",
+            ex.name, rule.name
+        )));
+    }
+    let mut ex = ex.clone();
+    ex.values = vec![tuple];
+    Ok(ex)
+}
+
+/// A new exception keyed on the fields asked for, named as asked or `falco_api_<fields>`.
+fn added(rule: &RuleDef, keyed: &[Keyed], ask: &TuneAsk) -> Result<ExceptionDef, ControlError> {
     let name = if ask.exception.is_empty() {
         new_name(rule, keyed)
     } else {
@@ -473,7 +464,7 @@ fn chosen_exception(
         .iter()
         .map(|k| tuning::value_slot(&k.comp, &k.value))
         .collect();
-    Ok((tuning::exception(&name, &fields, &comps, values), false))
+    Ok(tuning::exception(&name, &fields, &comps, values))
 }
 
 fn check_name(name: &str) -> Result<(), ControlError> {
@@ -525,57 +516,4 @@ fn keyed_in_order(ex: &ExceptionDef, keyed: &[Keyed]) -> Vec<Keyed> {
             })
         })
         .collect()
-}
-
-/// A YAML scalar that reads back as exactly `s` (a JSON string is a YAML double-quoted scalar).
-fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-fn slot(s: &Slot) -> String {
-    match s {
-        Slot::Scalar(v) => q(v),
-        Slot::List(items) => format!(
-            "[{}]",
-            items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ")
-        ),
-    }
-}
-
-/// The tuning file entry: a comment saying where it came from, then the rule's exceptions
-/// appended in Falco's override syntax (fields and comps only for a new exception).
-fn entry(
-    rule: &str,
-    ex: &ExceptionDef,
-    reused: bool,
-    alert: &OutputEvent,
-    ask: &TuneAsk,
-) -> String {
-    let one_line = |s: &str| s.replace(['\n', '\r'], " ");
-    let mut out = format!(
-        "# From alert {} ({}, {}).\n- rule: {}\n  exceptions:\n    - name: {}\n",
-        ask.seq,
-        crate::engine::time::iso_time(alert.time_ns),
-        one_line(&alert.hostname),
-        q(rule),
-        q(&ex.name)
-    );
-    if !reused {
-        let (fields, comps) = fields_and_comps(ex);
-        let list = |items: &[String]| items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ");
-        out.push_str(&format!("      fields: [{}]\n", list(&fields)));
-        out.push_str(&format!("      comps: [{}]\n", list(&comps)));
-    }
-    out.push_str("      values:\n");
-    for tuple in &ex.values {
-        match ex.fields {
-            Some(Slot::Scalar(_)) => out.push_str(&format!("        - {}\n", slot(&tuple[0]))),
-            _ => out.push_str(&format!(
-                "        - [{}]\n",
-                tuple.iter().map(slot).collect::<Vec<_>>().join(", ")
-            )),
-        }
-    }
-    out.push_str("  override:\n    exceptions: append\n");
-    out
 }
