@@ -288,6 +288,20 @@ async fn an_alert_becomes_an_exception_on_falcos_rule_and_rollback_restores_aler
     RuleSet::load(&files, &LoadOptions::default())
         .expect("the tuning file loads after Falco's rules");
 
+    // The engine agrees with the preview: the same five events sent again raise exactly the
+    // alerts the preview said would still be raised.
+    let again = vec![
+        shell(11, "bash", 0),
+        shell(12, "bash", 0),
+        shell(13, "bash", 30),
+        shell(14, "sh", 0),
+        shell(15, "zsh", 0),
+    ];
+    assert_eq!(
+        send(&server, again).await.len() as u64,
+        all.examined - all.suppressed - all.uncounted
+    );
+
     // The same event no longer alerts; a neighbouring one (another shell) still does.
     assert!(send(&server, vec![shell(6, "bash", 0)]).await.is_empty());
     assert_eq!(send(&server, vec![shell(7, "sh", 0)]).await.len(), 1);
