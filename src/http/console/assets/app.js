@@ -291,12 +291,14 @@ function showTune(r) {
     (c.uncounted ? `, ${c.uncounted} not counted` : "");
   const what = (r.reused ? "Adds values to the rule's exception " : "A new exception ") + r.exception + " on " + r.rule;
   const example = (kind) => (e) => el("li", { class: kind }, `${kind === "suppressed" ? "suppressed" : "still alerting"} #${e.seq} ${e.hostname}: ${e.output}`);
+  const summary = el("p", { id: "tune-summary" }, r.revision ? `Saved as revision ${r.revision}. ${what}.` : what + ".");
+  $("#tune-entry").textContent = r.entry;
+  if (!p) { $("#tune-result").replaceChildren(summary, el("p", {}, "No preview: the log could not be read.")); return; }
   $("#tune-result").replaceChildren(
-    el("p", { id: "tune-summary" }, r.revision ? `Saved as revision ${r.revision}. ${what}.` : what + "."),
+    summary,
     el("p", { id: "tune-counts" }, `Stored alerts of the rule (back to ${p.reaches || "-"}): ${counts(p.all)}. Since ${p.recent_since}: ${counts(p.recent)}.`),
     p.missing_fields.length ? el("p", {}, "Not counted: some of the rule's alerts do not carry " + p.missing_fields.join(", ") + ".") : "",
     el("ul", { id: "tune-examples" }, p.suppressed.map(example("suppressed")), p.alerting.map(example("alerting"))));
-  $("#tune-entry").textContent = r.entry;
 }
 
 async function tuneNow(dryRun) {

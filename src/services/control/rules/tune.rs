@@ -115,13 +115,18 @@ impl Rules {
         if let Some(matcher) = matcher {
             // At most a century: a window in nanoseconds stays far inside an i64.
             let window = u64::from(ask.days.clamp(1, 36_500)) * 86_400 * 1_000_000_000;
-            tuned.preview = Some(preview::scan(
-                log,
-                &alert,
-                &matcher,
-                window,
-                ask.examples.clamp(1, 20),
-            )?);
+            let examples = ask.examples.clamp(1, 20);
+            match preview::scan(log, &alert, &matcher, window, examples) {
+                Ok(p) => tuned.preview = Some(p),
+                // Saved already: the answer says so, without the preview, rather than failing.
+                Err(e) if tuned.revision != 0 => {
+                    tracing::warn!(
+                        "tuning saved as revision {}, preview failed: {e}",
+                        tuned.revision
+                    )
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(tuned)
     }
