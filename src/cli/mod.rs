@@ -207,3 +207,21 @@ pub async fn version(args: ConnectArgs) -> anyhow::Result<i32> {
 }
 
 pub use tail::{drops, tail};
+
+/// A protobuf time as the client commands print it (empty when absent).
+pub fn when(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// A change's warnings, one line each on standard error.
+pub fn print_warnings(warnings: &[crate::proto::rules::Diagnostic]) {
+    for w in warnings {
+        eprintln!(
+            "warning: {}:{}:{}: {} {}",
+            w.file, w.line, w.column, w.item, w.message
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::ConnectArgs;
+use super::{print_warnings, when, ConnectArgs};
 use crate::proto::rules::{self as rpb, service_client::ServiceClient as RulesClient};
 
 #[derive(Subcommand, Debug)]
@@ -108,22 +108,6 @@ pub struct ToggleArgs {
     /// Why: recorded in the history with the change.
     #[arg(long, short = 'm', default_value = "")]
     pub comment: String,
-}
-
-fn when(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
-}
-
-fn print_warnings(warnings: &[rpb::Diagnostic]) {
-    for w in warnings {
-        eprintln!(
-            "warning: {}:{}:{}: {} {}",
-            w.file, w.line, w.column, w.item, w.message
-        );
-    }
 }
 
 type Rules = RulesClient<tonic::transport::Channel>;

@@ -3,6 +3,7 @@
 
 use clap::Args;
 
+use super::{print_warnings, when};
 use crate::proto::rules::{self as rpb, service_client::ServiceClient};
 
 #[derive(Args, Debug)]
@@ -86,24 +87,12 @@ fn print_tuned(r: &rpb::TuneResponse) {
     for line in r.entry.lines() {
         println!("  {line}");
     }
-    for w in &r.warnings {
-        eprintln!(
-            "warning: {}:{}:{}: {} {}",
-            w.file, w.line, w.column, w.item, w.message
-        );
-    }
+    print_warnings(&r.warnings);
     if r.revision == 0 {
         println!("dry run: nothing saved");
     } else {
         println!("saved: revision {}", r.revision);
     }
-}
-
-fn when(t: &Option<prost_types::Timestamp>) -> String {
-    t.as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| "-".into())
 }
 
 fn print_preview(p: &rpb::TunePreview) {

@@ -266,12 +266,8 @@ impl Service for RulesService {
             comps: req.comps,
             exception: req.exception,
             dry_run: req.dry_run,
-            days: if req.days == 0 { 7 } else { req.days },
-            examples: if req.examples == 0 {
-                3
-            } else {
-                req.examples as usize
-            },
+            days: req.days,
+            examples: req.examples as usize,
         };
         let tuned = blocking(move || {
             app.rules.tune(

@@ -48,8 +48,8 @@ async fn tune(
             comps: b.comps,
             exception: b.exception,
             dry_run: b.dry_run,
-            days: b.days.unwrap_or(7).max(1),
-            examples: 3,
+            days: b.days.unwrap_or(0),
+            examples: 0,
         };
         let change = Change::by(&user.identity, &b.comment);
         app.rules

@@ -22,6 +22,11 @@ use crate::store::{Change, RingLog};
 /// loads after the rules it appends to (Falco loads a rules directory in the same order).
 pub const TUNING_FILE: &str = "zz-falco-api-tuning.yaml";
 
+/// The preview's recent window when none is asked for, in days.
+pub const DEFAULT_DAYS: u32 = 7;
+/// Examples of each kind a preview shows when no number is asked for.
+pub const DEFAULT_EXAMPLES: usize = 3;
+
 /// The most fields one exception keys on.
 const MAX_FIELDS: usize = 16;
 
@@ -37,9 +42,9 @@ pub struct TuneAsk {
     /// A new exception's name, or an existing one to add values to; empty: reuse or make one.
     pub exception: String,
     pub dry_run: bool,
-    /// The preview's recent window, in days.
+    /// The preview's recent window, in days (0: [`DEFAULT_DAYS`]).
     pub days: u32,
-    /// Examples of each kind in the preview.
+    /// Examples of each kind in the preview (0: [`DEFAULT_EXAMPLES`]; at most 20).
     pub examples: usize,
 }
 
@@ -114,8 +119,17 @@ impl Rules {
         let Plan { mut tuned, matcher } = plan;
         if let Some(matcher) = matcher {
             // At most a century: a window in nanoseconds stays far inside an i64.
-            let window = u64::from(ask.days.clamp(1, 36_500)) * 86_400 * 1_000_000_000;
-            let examples = ask.examples.clamp(1, 20);
+            let days = if ask.days == 0 {
+                DEFAULT_DAYS
+            } else {
+                ask.days
+            };
+            let window = u64::from(days.min(36_500)) * 86_400 * 1_000_000_000;
+            let examples = if ask.examples == 0 {
+                DEFAULT_EXAMPLES
+            } else {
+                ask.examples.min(20)
+            };
             match preview::scan(log, &alert, &matcher, window, examples) {
                 Ok(p) => tuned.preview = Some(p),
                 // Saved already: the answer says so, without the preview, rather than failing.
