@@ -221,8 +221,9 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
 
     let space = app.store.space()?;
     println!(
-        "file: {:.1} MB; pages in use {:.1} MB (stored {:.1} MB, metadata {:.1} MB, fragmented {:.1} MB)",
+        "file: {:.1} MB ({:.1} MB of blocks on the device); pages in use {:.1} MB (stored {:.1} MB, metadata {:.1} MB, fragmented {:.1} MB)",
         space.file_bytes as f64 / 1e6,
+        space.disk_bytes as f64 / 1e6,
         space.allocated_bytes as f64 / 1e6,
         space.stored_bytes as f64 / 1e6,
         space.metadata_bytes as f64 / 1e6,

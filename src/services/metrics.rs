@@ -181,7 +181,7 @@ fn retention_gauges<T: crate::store::LogRecord>(
     );
     g.gauge(
         "falco_api_log_retained_bytes",
-        "Bytes of records a log retains now (what max_bytes bounds).",
+        "File space the blocks a log retains take now (what max_bytes bounds).",
         &l,
         ring.retained_bytes() as f64,
     );

@@ -180,6 +180,9 @@ impl Default for StoreOptions {
 pub struct Space {
     /// The file's length.
     pub file_bytes: u64,
+    /// What the file takes on the device (its allocated blocks): less than its length while
+    /// the part redb has grown into is unwritten (a sparse extension).
+    pub disk_bytes: u64,
     /// Pages in use (the rest of the file is free for reuse).
     pub allocated_bytes: u64,
     /// Keys and values.
@@ -316,8 +319,10 @@ impl Store {
         let txn = self.db.begin_write()?;
         let stats = txn.stats()?;
         txn.abort()?;
+        let meta = std::fs::metadata(&self.path).map_err(redb::Error::from)?;
         Ok(Space {
-            file_bytes: self.size_on_disk()?,
+            file_bytes: meta.len(),
+            disk_bytes: std::os::unix::fs::MetadataExt::blocks(&meta) * 512,
             allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
             stored_bytes: stats.stored_bytes(),
             metadata_bytes: stats.metadata_bytes(),

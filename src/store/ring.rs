@@ -11,7 +11,7 @@
 //!
 //! Besides the record count, a log is bounded in bytes and in age. Every block is stamped with the
 //! time it was appended (a second table, first seq → nanoseconds, written in the append's
-//! transaction and never decreasing along the log). The encoded size and time of every block are
+//! transaction and never decreasing along the log). The file space (see [`footprint`]) and time of every block are
 //! kept in memory (one entry per block): an append that takes the total past `max_bytes` trims
 //! whole blocks, oldest first, in the same transaction, and blocks appended longer than `max_age`
 //! ago are trimmed at the next append or [`RingLog::expire`]. The newest block always stays on
@@ -30,7 +30,8 @@ use redb::{
 };
 
 use super::block::{
-    block_frames, block_len, build_blocks, decode_block, raw_len, Compression, BLOCK_RECORDS,
+    block_frames, block_len, build_blocks, decode_block, footprint, raw_len, Compression,
+    BLOCK_RECORDS,
 };
 use super::clock::Clock;
 use super::codec::{Framed, LogRecord};
@@ -142,8 +143,8 @@ fn trim_in(txn: &redb::WriteTransaction, t: LogTables, oldest: u64) -> Result<()
     Ok(())
 }
 
-/// A stored block: its first seq, how many records it holds, its encoded size and when it was
-/// appended.
+/// A stored block: its first seq, how many records it holds, the file space it takes (see
+/// [`footprint`]) and when it was appended.
 #[derive(Clone, Copy, Debug)]
 struct BlockSize {
     first: u64,
@@ -175,7 +176,7 @@ fn block_sizes(db: &Database, t: LogTables) -> Result<VecDeque<BlockSize>> {
         out.push_back(BlockSize {
             first: first.value(),
             records: block_len(t.blocks.name(), block.value())?,
-            bytes: block.value().len() as u64,
+            bytes: footprint(block.value().len() as u64),
             time,
         });
     }
@@ -231,7 +232,7 @@ fn write_blocks(
         added.push(BlockSize {
             first: start,
             records: part.len() as u64,
-            bytes: block.len() as u64,
+            bytes: footprint(block.len() as u64),
             time,
         });
     }
@@ -311,7 +312,7 @@ impl<T: LogRecord> RingLog<T> {
         self.lock().bounds
     }
 
-    /// The encoded bytes of the retained blocks (what `max_bytes` bounds).
+    /// The file space the retained blocks take (what `max_bytes` bounds; see [`footprint`]).
     pub fn retained_bytes(&self) -> u64 {
         self.lock().bytes
     }
@@ -553,6 +554,18 @@ impl<T: LogRecord> RingLog<T> {
         let mut total = 0u64;
         for item in blocks.iter()? {
             total += item?.1.value().len() as u64;
+        }
+        Ok(total)
+    }
+
+    /// The file space the retained blocks take, summed from the blocks on disk (what
+    /// [`RingLog::retained_bytes`] keeps in memory).
+    pub fn footprint_bytes(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let blocks = txn.open_table(self.tables.blocks)?;
+        let mut total = 0u64;
+        for item in blocks.iter()? {
+            total += footprint(item?.1.value().len() as u64);
         }
         Ok(total)
     }

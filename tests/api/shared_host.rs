@@ -849,11 +849,12 @@ async fn the_logs_are_bounded_in_bytes_and_posters_in_byte_rate() {
         }
         let retained = store.outputs().retained_bytes();
         assert!(retained <= (2 << 20) + 120_000, "{retained} bytes retained");
-        assert_eq!(retained, store.outputs().encoded_bytes().unwrap());
+        assert_eq!(retained, store.outputs().footprint_bytes().unwrap());
         let bounds = store.outputs().bounds();
         assert_eq!(bounds.newest, 100);
         assert!(bounds.oldest > 70, "{bounds:?}");
-        assert!(bounds.len() >= 19, "{bounds:?}");
+        // A 100 KB event takes a 128 KiB run of pages, which is what the budget counts.
+        assert!(bounds.len() >= 15, "{bounds:?}");
     }
     let smaller = StoreOptions {
         outputs_max_bytes: 1 << 20,
