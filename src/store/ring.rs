@@ -11,8 +11,8 @@
 //!
 //! Besides the record count, a log is bounded in bytes and in age. Every block is stamped with the
 //! time it was appended (a second table, first seq → nanoseconds, written in the append's
-//! transaction and never decreasing along the log). The file space (see [`footprint`]) and time of every block are
-//! kept in memory (one entry per block): an append that takes the total past `max_bytes` trims
+//! transaction and never decreasing along the log). The file space (see [`footprint`]) and time
+//! of every block are kept in memory (one entry per block): an append that takes the total past `max_bytes` trims
 //! whole blocks, oldest first, in the same transaction, and blocks appended longer than `max_age`
 //! ago are trimmed at the next append or [`RingLog::expire`]. The newest block always stays on
 //! disk (it records the newest seq), though age may trim it logically. The same in-memory stamps
@@ -547,38 +547,31 @@ impl<T: LogRecord> RingLog<T> {
         Ok(out)
     }
 
-    /// The stored size of the retained records' blocks (keys excluded).
-    pub fn encoded_bytes(&self) -> Result<u64> {
+    /// `size` summed over the retained blocks as stored.
+    fn sum_blocks(&self, size: impl Fn(&[u8]) -> Result<u64>) -> Result<u64> {
         let txn = self.db.begin_read()?;
         let blocks = txn.open_table(self.tables.blocks)?;
         let mut total = 0u64;
         for item in blocks.iter()? {
-            total += item?.1.value().len() as u64;
+            total += size(item?.1.value())?;
         }
         Ok(total)
+    }
+
+    /// The stored size of the retained records' blocks (keys excluded).
+    pub fn encoded_bytes(&self) -> Result<u64> {
+        self.sum_blocks(|block| Ok(block.len() as u64))
     }
 
     /// The file space the retained blocks take, summed from the blocks on disk (what
     /// [`RingLog::retained_bytes`] keeps in memory).
     pub fn footprint_bytes(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(self.tables.blocks)?;
-        let mut total = 0u64;
-        for item in blocks.iter()? {
-            total += footprint(item?.1.value().len() as u64);
-        }
-        Ok(total)
+        self.sum_blocks(|block| Ok(footprint(block.len() as u64)))
     }
 
     /// What the retained records' blocks would take uncompressed (their stored forms).
     pub fn raw_bytes(&self) -> Result<u64> {
-        let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(self.tables.blocks)?;
-        let mut total = 0u64;
-        for item in blocks.iter()? {
-            total += raw_len(self.name(), item?.1.value())?;
-        }
-        Ok(total)
+        self.sum_blocks(|block| raw_len(self.name(), block))
     }
 
     /// How many blocks hold the retained records.
