@@ -43,6 +43,8 @@ pub enum FeedError {
     Closed(&'static str),
     #[error("appending to the {log} log failed: {message}")]
     Append { log: &'static str, message: String },
+    #[error("reading the {log} log failed: {message}")]
+    Read { log: &'static str, message: String },
     #[error("consumer name '{0}' must be 1-128 characters of A-Z a-z 0-9 . _ : -")]
     InvalidConsumer(String),
     #[error("ack needs a consumer name in the stream's first request")]
@@ -254,7 +256,13 @@ impl<T: Record> Feed<T> {
         policy: TrimPolicy,
         follow: bool,
     ) -> Result<Subscription<T>, FeedError> {
-        Subscription::open(self.shared.clone(), start, policy, follow, RingLog::read)
+        Subscription::open(
+            self.shared.clone(),
+            start,
+            policy,
+            follow,
+            RingLog::read_chunk,
+        )
     }
 }
 

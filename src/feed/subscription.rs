@@ -1,24 +1,36 @@
 //! A subscription is a cursor over one log: it replays retained records from its position, then
-//! follows the published head, reading the log itself in chunks. It never holds more than one
-//! chunk, so a slow reader costs the server a bounded amount of memory and never slows writers;
-//! if the log is trimmed past it, the next item says how many records it lost.
+//! follows the published head, reading the log itself in chunks bounded in records and bytes.
+//! While it hands out one chunk it reads the next on the blocking pool, so a replay does not stall
+//! its stream between chunks; it never holds more than those two, so a slow reader costs the
+//! server a bounded amount of memory and never slows writers. If the log is trimmed past it, the
+//! next item says how many records it lost.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use tokio::task::JoinHandle;
+
 use super::{FeedError, Record, Shared};
-use crate::store::{RingLog, StoreError};
+use crate::store::{Chunk, RingLog, StoreError};
 
 /// How a subscription reads its log: records decoded, or stored payloads as they are.
-type Reader<T, V> = fn(&RingLog<T>, u64, u64, usize) -> Result<Vec<(u64, V)>, StoreError>;
+type Reader<T, V> = fn(&RingLog<T>, u64, u64, Chunk) -> Result<Vec<(u64, V)>, StoreError>;
 
-/// Records read from the store at a time (then the rest of the block the last is in).
-const CHUNK: usize = 512;
+type Read<V> = Result<Vec<(u64, V)>, StoreError>;
+
+/// What is read from the store at a time (then the rest of the block where either is reached).
+const CHUNK: Chunk = Chunk {
+    records: 512,
+    bytes: 1 << 20,
+};
 /// The first read asks for one record, i.e. the block it is in, so that a stream's first
 /// record (a seek to a seq or a time) costs one block and not a chunk.
-const FIRST_CHUNK: usize = 1;
+const FIRST_CHUNK: Chunk = Chunk {
+    records: 1,
+    bytes: 1,
+};
 
 /// Where a subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +83,8 @@ pub struct Subscription<T, V = T> {
     filter: Option<Filter<V>>,
     /// Whether the first read was made.
     filled: bool,
+    /// The next chunk, being read on the blocking pool, and the seq it reads up to.
+    ahead: Option<(JoinHandle<Read<V>>, u64)>,
 }
 
 impl<T, V> Drop for Subscription<T, V> {
@@ -81,7 +95,7 @@ impl<T, V> Drop for Subscription<T, V> {
     }
 }
 
-impl<T: Record, V> Subscription<T, V> {
+impl<T: Record, V: Send + 'static> Subscription<T, V> {
     pub(super) fn open(
         shared: Arc<Shared<T>>,
         start: Start,
@@ -133,6 +147,7 @@ impl<T: Record, V> Subscription<T, V> {
             lost,
             filter: None,
             filled: false,
+            ahead: None,
         })
     }
 
@@ -159,6 +174,17 @@ impl<T: Record, V> Subscription<T, V> {
         loop {
             if let Some(item) = self.next_read() {
                 return Ok(Some(item));
+            }
+            if let Some((ahead, upto)) = self.ahead.as_mut() {
+                // Awaiting through `&mut` keeps the read if this future is dropped.
+                let read = ahead.await.map_err(|e| FeedError::Read {
+                    log: self.shared.name,
+                    message: e.to_string(),
+                });
+                let upto = *upto;
+                self.ahead = None;
+                self.take(read??, upto);
+                continue;
             }
             let head = *self.head.borrow_and_update();
             let upto = self.until.map_or(head, |until| until.min(head));
@@ -194,6 +220,13 @@ impl<T: Record, V> Subscription<T, V> {
         let max = if self.filled { CHUNK } else { FIRST_CHUNK };
         self.filled = true;
         let chunk = (self.read)(self.shared.ring(), self.cursor, upto, max)?;
+        self.take(chunk, upto);
+        Ok(())
+    }
+
+    /// Buffers a chunk read after the cursor up to `upto`, noting any loss, and starts reading
+    /// the next one if there is more up to `upto`.
+    fn take(&mut self, chunk: Vec<(u64, V)>, upto: u64) {
         let first = chunk.first().map_or(upto + 1, |(seq, _)| *seq);
         if first > self.cursor + 1 {
             // Trimmed while we were behind: everything before `first` is gone.
@@ -204,7 +237,20 @@ impl<T: Record, V> Subscription<T, V> {
                 next_seq: first,
             });
         }
+        let last = chunk.last().map(|(seq, _)| *seq);
         self.buffer.extend(chunk);
-        Ok(())
+        match last {
+            Some(last) if last < upto => self.read_ahead(last, upto),
+            _ => {}
+        }
+    }
+
+    fn read_ahead(&mut self, after: u64, upto: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (shared, read) = (self.shared.clone(), self.read);
+        let task = runtime.spawn_blocking(move || read(shared.ring(), after, upto, CHUNK));
+        self.ahead = Some((task, upto));
     }
 }

@@ -89,7 +89,7 @@ impl ServiceError for FeedError {
             | FeedError::SeqAndTime
             | FeedError::BadTime(_)
             | FeedError::EndBeforeStart => Kind::InvalidArgument,
-            FeedError::Append { .. } => Kind::Internal,
+            FeedError::Append { .. } | FeedError::Read { .. } => Kind::Internal,
             FeedError::Store(inner) => inner.kind(),
         }
     }

@@ -46,7 +46,7 @@ pub use clock::Clock;
 pub use codec::{put_frame, take_frame, Framed, LogRecord};
 pub use consumers::Consumers;
 pub use migrate::{DB_FILE, LEGACY_DIR, LEGACY_KEPT, SCHEMA_VERSION};
-pub use ring::{Bounds, Retention, RingLog};
+pub use ring::{Bounds, Chunk, Retention, RingLog};
 use ring::{LogEnv, LogTables};
 pub use space::Reserve;
 pub use versioned::{Change, Current, HistoryRecord, Versioned, WriteGuard};

@@ -58,6 +58,25 @@ struct Limits {
 }
 
 /// The retained range. Empty when `oldest == newest + 1`.
+/// How much one read may return: it stops at the end of the block in which either count is
+/// reached, so it returns at most one block beyond them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub records: usize,
+    /// Bytes of stored forms (uncompressed), counted a block at a time.
+    pub bytes: u64,
+}
+
+impl Chunk {
+    /// Bounded only in records.
+    pub fn records(records: usize) -> Self {
+        Chunk {
+            records,
+            bytes: u64::MAX,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
     /// The oldest retained seq.
@@ -503,17 +522,24 @@ impl<T: LogRecord> RingLog<T> {
     /// seq returned then starts at a block boundary and never decodes a block twice. Records
     /// trimmed concurrently are absent, so callers detect loss from the first seq returned.
     pub fn read(&self, after: u64, upto: u64, max: usize) -> Result<Vec<(u64, T)>> {
-        self.read_with(after, upto, max, decode_block)
+        self.read_with(after, upto, Chunk::records(max), decode_block)
     }
 
-    /// [`RingLog::read`] with each block's records made by `unpack`.
+    /// [`RingLog::read`] bounded by `chunk` in records and in bytes.
+    pub fn read_chunk(&self, after: u64, upto: u64, chunk: Chunk) -> Result<Vec<(u64, T)>> {
+        self.read_with(after, upto, chunk, decode_block)
+    }
+
+    /// [`RingLog::read`] with each block's records made by `unpack`, stopping at the end of the
+    /// block in which `chunk`'s record count or byte count is reached.
     fn read_with<V>(
         &self,
         after: u64,
         upto: u64,
-        max: usize,
+        chunk: Chunk,
         unpack: fn(&str, &[u8]) -> Result<Vec<V>>,
     ) -> Result<Vec<(u64, V)>> {
+        let max = chunk.records;
         let oldest = self.bounds().oldest;
         let from = after.max(oldest.saturating_sub(1)) + 1;
         if from > upto || max == 0 {
@@ -527,12 +553,14 @@ impl<T: LogRecord> RingLog<T> {
             None => from,
         };
         let mut out = Vec::with_capacity(max.min((upto - after) as usize).min(BLOCK_RECORDS));
+        let mut bytes = 0u64;
         for item in blocks.range(start..=upto)? {
-            if out.len() >= max {
+            if out.len() >= max || bytes >= chunk.bytes {
                 break;
             }
             let (first, block) = item?;
             let first = first.value();
+            bytes += raw_len(self.name(), block.value())?;
             for (i, record) in unpack(self.name(), block.value())?.into_iter().enumerate() {
                 let seq = first + i as u64;
                 if seq < from {
@@ -584,7 +612,7 @@ impl<T: LogRecord> RingLog<T> {
 impl<T: Framed> RingLog<T> {
     /// [`RingLog::read`], handing out each record's stored payload as it is instead of decoding
     /// it (the pass-through path: alerts are stored as the protobuf a subscriber receives).
-    pub fn read_frames(&self, after: u64, upto: u64, max: usize) -> Result<Vec<(u64, Bytes)>> {
-        self.read_with(after, upto, max, block_frames)
+    pub fn read_frames(&self, after: u64, upto: u64, chunk: Chunk) -> Result<Vec<(u64, Bytes)>> {
+        self.read_with(after, upto, chunk, block_frames)
     }
 }

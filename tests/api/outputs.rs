@@ -504,3 +504,44 @@ async fn shutdown_ends_open_streams_cleanly() {
     );
     server.stop().await;
 }
+
+/// A replay reads its next chunk while it sends the current one. When trimming overtakes both,
+/// what was read already still arrives in order and the rest comes back as a loss notice:
+/// nothing is skipped silently and nothing repeats.
+#[tokio::test]
+async fn a_replay_overtaken_under_its_read_ahead_skips_nothing_silently() {
+    let server = TestServer::start(3_000).await;
+    // 4 KB lines: 3,000 of them are more than the stream's buffers and HTTP/2 windows hold.
+    let big = |i: u64| {
+        let mut e = event(i);
+        e.output = "x".repeat(4_000);
+        e
+    };
+    let append = |n: u64| {
+        let outputs = server.app.logs.outputs.clone();
+        async move { outputs.append((0..n).map(big).collect()).await.unwrap() }
+    };
+    append(3_000).await;
+    let mut client = server.outputs().await;
+    let mut sub = Sub::open(&mut client, after(0)).await;
+    assert_eq!(sub.seqs(700).await, (1..=700).collect::<Vec<_>>());
+    // Trims everything up to 6,000 while the stream holds its chunks.
+    for _ in 0..6 {
+        append(1_000).await;
+    }
+    let end = 9_000;
+    let (mut next_expected, mut lost_total) = (701, 0);
+    while next_expected <= end {
+        let r = sub.next().await.unwrap().unwrap();
+        if r.lost > 0 {
+            lost_total += r.lost;
+            next_expected += r.lost;
+        } else {
+            assert_eq!(r.seq, next_expected, "no silent skip, no repeat");
+            next_expected += 1;
+        }
+    }
+    assert_eq!(next_expected, end + 1);
+    assert!(lost_total > 0, "the log was trimmed past the reader");
+    server.stop().await;
+}

@@ -6,7 +6,7 @@ use falco_api::base::event::OutputEvent;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use falco_api::store::{
-    testing, Clock, Compression, Store, StoreError, StoreOptions, SCHEMA_VERSION,
+    testing, Chunk, Clock, Compression, Store, StoreError, StoreOptions, SCHEMA_VERSION,
 };
 use proptest::prelude::*;
 
@@ -558,4 +558,47 @@ fn blocks_are_compressed_and_both_codecs_read_back_in_one_log() {
         .read(b.oldest - 1, b.newest, 100_000)
         .unwrap();
     assert_eq!(read.len() as u64, b.len());
+}
+
+/// A read bounded in bytes stops at the end of the block where the bound is reached, whatever
+/// its record count allows, and the next read goes on from there with no gap; a read bounded
+/// only in records is not cut short by size.
+#[test]
+fn a_chunk_read_stops_at_its_byte_bound_and_resumes_without_a_gap() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = open(temp.path(), 10_000);
+    let big = |i: u64| {
+        let mut e = event(i);
+        e.output = format!("{i:08}{}", "x".repeat(8_000));
+        e
+    };
+    // One append per record: blocks of one record each, so a chunk's size is its records'.
+    for i in 0..300 {
+        store.outputs().append(&[big(i)]).unwrap();
+    }
+    let log = store.outputs();
+    let bound = Chunk {
+        records: 10_000,
+        bytes: 64 << 10,
+    };
+    let mut after = 0;
+    let mut chunks = 0;
+    while after < 300 {
+        let got = log.read_chunk(after, 300, bound).unwrap();
+        // Each record stores at least its 8 KB line: 64 KiB is reached within 9 records.
+        assert!(
+            (8..=9).contains(&got.len()) || got.last().map(|(s, _)| *s) == Some(300),
+            "{} records in a 64 KiB chunk",
+            got.len()
+        );
+        for (k, (seq, record)) in got.iter().enumerate() {
+            assert_eq!(*seq, after + 1 + k as u64, "no gap, no repeat");
+            assert_eq!(record.output, big(seq - 1).output);
+        }
+        after = got.last().unwrap().0;
+        chunks += 1;
+    }
+    assert!(chunks >= 300 / 9, "{chunks} chunks");
+    let all = log.read_chunk(0, 300, Chunk::records(10_000)).unwrap();
+    assert_eq!(all.len(), 300);
 }
