@@ -338,6 +338,47 @@ fn a_log_at_its_byte_budget_stays_within_it_on_the_device() {
     );
 }
 
+/// Alerts appended one per commit make blocks smaller than a page, which share leaves: the
+/// budget counts each at its share of a leaf, so a log of such blocks stays within it too.
+/// (Counting their lengths, 2.1 KB blocks, one per leaf, held 2x the budget in pages.)
+#[test]
+fn a_log_of_small_blocks_at_its_byte_budget_stays_within_it() {
+    for (line, appends) in [(2_000usize, 2_000u64), (450, 5_000)] {
+        let temp = tempfile::tempdir().unwrap();
+        let budget = 2u64 << 20;
+        let store = Store::open(
+            temp.path(),
+            &StoreOptions {
+                outputs_capacity: 10_000_000,
+                outputs_max_bytes: budget,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for k in 0..appends {
+            let mut e = event(k);
+            e.output = crate::common::noise(line, k);
+            store.outputs().append(&[e]).unwrap();
+        }
+        let log = store.outputs();
+        assert!(
+            log.bounds().oldest > 1,
+            "{line} B: the budget never trimmed"
+        );
+        assert_eq!(log.retained_bytes(), log.footprint_bytes().unwrap());
+        assert!(log.retained_bytes() <= budget);
+        let space = store.space().unwrap();
+        assert!(
+            space.allocated_bytes <= budget + budget / 5 + (64 << 10),
+            "{line} B lines: pages in use {space:?} for a budget of {budget}"
+        );
+        assert!(
+            space.disk_bytes <= budget + budget / 5 + (256 << 10),
+            "{line} B lines: {space:?} on the device for a budget of {budget}"
+        );
+    }
+}
+
 /// A smaller capacity at open trims at once, and the file shrinks back to what is retained.
 #[test]
 fn reopening_with_a_smaller_capacity_trims_and_compacts() {
