@@ -226,22 +226,27 @@ async fn a_subscriber_overtaken_by_trimming_is_told_how_many_it_lost() {
             .await
             .unwrap();
     }
-    let end = 20_010;
-    let mut next_expected = 11;
-    let mut lost_total = 0;
+    let lost_total = read_through(&mut sub, 11, 20_010).await;
+    assert!(lost_total > 0, "the log wrapped past the reader");
+    server.stop().await;
+}
+
+/// Reads `sub` from seq `from` through `end`: every seq in order, or a loss notice covering it
+/// (no silent skip, no repeat). Returns how many were reported lost.
+async fn read_through(sub: &mut Sub, from: u64, end: u64) -> u64 {
+    let (mut next_expected, mut lost_total) = (from, 0);
     while next_expected <= end {
         let r = sub.next().await.unwrap().unwrap();
         if r.lost > 0 {
             lost_total += r.lost;
             next_expected += r.lost;
         } else {
-            assert_eq!(r.seq, next_expected, "no silent skip");
+            assert_eq!(r.seq, next_expected, "no silent skip, no repeat");
             next_expected += 1;
         }
     }
     assert_eq!(next_expected, end + 1);
-    assert!(lost_total > 0, "the log wrapped past the reader");
-    server.stop().await;
+    lost_total
 }
 
 #[tokio::test]
@@ -529,19 +534,7 @@ async fn a_replay_overtaken_under_its_read_ahead_skips_nothing_silently() {
     for _ in 0..6 {
         append(1_000).await;
     }
-    let end = 9_000;
-    let (mut next_expected, mut lost_total) = (701, 0);
-    while next_expected <= end {
-        let r = sub.next().await.unwrap().unwrap();
-        if r.lost > 0 {
-            lost_total += r.lost;
-            next_expected += r.lost;
-        } else {
-            assert_eq!(r.seq, next_expected, "no silent skip, no repeat");
-            next_expected += 1;
-        }
-    }
-    assert_eq!(next_expected, end + 1);
+    let lost_total = read_through(&mut sub, 701, 9_000).await;
     assert!(lost_total > 0, "the log was trimmed past the reader");
     server.stop().await;
 }

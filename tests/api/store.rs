@@ -303,15 +303,7 @@ fn the_file_stays_bounded_however_often_the_ring_wraps() {
 fn a_log_at_its_byte_budget_stays_within_it_on_the_device() {
     let temp = tempfile::tempdir().unwrap();
     let budget = 4u64 << 20;
-    let store = Store::open(
-        temp.path(),
-        &StoreOptions {
-            outputs_capacity: 10_000_000,
-            outputs_max_bytes: budget,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let store = open_with_budget(temp.path(), budget);
     for i in 0..400u64 {
         let batch: Vec<_> = (i * 500..(i + 1) * 500)
             .map(|k| {
@@ -346,15 +338,7 @@ fn a_log_of_small_blocks_at_its_byte_budget_stays_within_it() {
     for (line, appends) in [(2_000usize, 2_000u64), (450, 5_000)] {
         let temp = tempfile::tempdir().unwrap();
         let budget = 2u64 << 20;
-        let store = Store::open(
-            temp.path(),
-            &StoreOptions {
-                outputs_capacity: 10_000_000,
-                outputs_max_bytes: budget,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let store = open_with_budget(temp.path(), budget);
         for k in 0..appends {
             let mut e = event(k);
             e.output = crate::common::noise(line, k);
@@ -377,6 +361,16 @@ fn a_log_of_small_blocks_at_its_byte_budget_stays_within_it() {
             "{line} B lines: {space:?} on the device for a budget of {budget}"
         );
     }
+}
+
+/// A store whose outputs log is bounded only by `budget` bytes.
+fn open_with_budget(dir: &std::path::Path, budget: u64) -> Store {
+    let options = StoreOptions {
+        outputs_capacity: 10_000_000,
+        outputs_max_bytes: budget,
+        ..Default::default()
+    };
+    Store::open(dir, &options).unwrap()
 }
 
 /// A smaller capacity at open trims at once, and the file shrinks back to what is retained.
