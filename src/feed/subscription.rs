@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-
 use tokio::task::JoinHandle;
 
 use super::{FeedError, Record, Shared};
