@@ -9,6 +9,7 @@
 //! recorded only after a step completes).
 
 mod v10_protobuf_alerts;
+mod v11_append_stamps;
 mod v1_initial;
 mod v2_event_ids;
 mod v3_blocks;
@@ -58,6 +59,11 @@ pub const STEPS: &[Step] = &[
         version: 10,
         name: "alerts stored as protobuf",
         apply: v10_protobuf_alerts::apply,
+    },
+    Step {
+        version: 11,
+        name: "a stamp per append",
+        apply: v11_append_stamps::apply,
     },
 ];
 

@@ -117,12 +117,15 @@ fn decompress(packed: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
 
 /// One block made of `records` (each a stored form), compressed when that saves space.
 pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
-    let raw_len: usize = records.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(raw_len + 12);
-    push_varint(&mut out, records.len() as u64);
+    pack(records.len() as u64, &records.concat(), compression)
+}
+
+/// A block of `count` records whose stored forms are `raw`, compressed when that saves space.
+fn pack(count: u64, raw: &[u8], compression: Compression) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 12);
+    push_varint(&mut out, count);
     if compression == Compression::Zstd {
-        let raw = records.concat();
-        if let Ok(packed) = compress(&raw) {
+        if let Ok(packed) = compress(raw) {
             if packed.len() + 10 < raw.len() {
                 out.push(ZSTD);
                 push_varint(&mut out, raw.len() as u64);
@@ -132,10 +135,34 @@ pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
         }
     }
     out.push(PLAIN);
-    for r in records {
-        out.extend_from_slice(r);
-    }
+    out.extend_from_slice(raw);
     out
+}
+
+/// `block` with `records` (stored forms) added at its end, re-encoded: how a log's tail block
+/// grows when appends come a few records at a time. `None` when the result would gather more
+/// than a compressed block does ([`RAW_BLOCK_BYTES`]), hold more than [`BLOCK_RECORDS`] or
+/// store more than [`BLOCK_BYTES`]; the records then start a block of their own.
+pub fn extend_block(
+    tree: &str,
+    block: &[u8],
+    records: &[Vec<u8>],
+    compression: Compression,
+) -> Result<Option<Vec<u8>>> {
+    let added: usize = records.iter().map(Vec::len).sum();
+    let count = block_len(tree, block)? + records.len() as u64;
+    if count > BLOCK_RECORDS as u64 || raw_len(tree, block)? + added as u64 > RAW_BLOCK_BYTES as u64
+    {
+        return Ok(None);
+    }
+    let (_, raw) = unpack(tree, block)?;
+    let mut raw = raw.into_owned();
+    raw.reserve(added);
+    for r in records {
+        raw.extend_from_slice(r);
+    }
+    let out = pack(count, &raw, compression);
+    Ok((out.len() <= BLOCK_BYTES).then_some(out))
 }
 
 /// The file space a block of `len` stored bytes takes: when it shares a leaf page with others,

@@ -15,7 +15,8 @@
 //! - `meta`: `schema_version`, `revision`, `history.oldest`, `ring.<log>.oldest` → u64.
 //! - `ring.outputs`, `ring.drops`: the logs in blocks (first seq → a block of records, see
 //!   `block.rs`): alerts as length-framed protobuf, drop records as postcard.
-//! - `ring.outputs.times`, `ring.drops.times`: when each block was appended (first seq → ns).
+//! - `ring.outputs.times`, `ring.drops.times`: when records were appended (the first seq of each
+//!   append → ns).
 //! - `state`, `history`, `history.index`: versioned rules files, toggles and config (see
 //!   [`Versioned`]).
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq.

@@ -9,14 +9,19 @@
 //! kept beyond capacity. An append and the trim it causes are one durable write transaction;
 //! redb reuses the pages the trim frees, which keeps the file bounded however often the ring wraps.
 //!
-//! Besides the record count, a log is bounded in bytes and in age. Every block is stamped with the
-//! time it was appended (a second table, first seq → nanoseconds, written in the append's
-//! transaction and never decreasing along the log). The file space (see [`footprint`]) and time
-//! of every block are kept in memory (one entry per block): an append that takes the total past `max_bytes` trims
-//! whole blocks, oldest first, in the same transaction, and blocks appended longer than `max_age`
-//! ago are trimmed at the next append or [`RingLog::expire`]. The newest block always stays on
-//! disk (it records the newest seq), though age may trim it logically. The same in-memory stamps
-//! turn a time into a seq by binary search ([`RingLog::first_seq_since`]).
+//! An append of a few records adds them to the newest block (re-encoded in the append's
+//! transaction) while that block stays under a compressed block's size and wholly retained, so
+//! alerts that arrive one at a time still share blocks and compress together.
+//!
+//! Besides the record count, a log is bounded in bytes and in age. Every append is stamped with
+//! the time it was made (a second table, its first seq → nanoseconds, written in the append's
+//! transaction and never decreasing along the log; see [`stamps`]). The file space (see
+//! [`footprint`]) of every block and the stamps are kept in memory: an append that takes the
+//! total past `max_bytes` trims whole blocks, oldest first, in the same transaction, and records
+//! appended longer than `max_age` ago are trimmed at the next append or [`RingLog::expire`]. The
+//! newest block always stays on disk (it records the newest seq), though age may trim it
+//! logically. The same in-memory stamps turn a time into a seq by binary search
+//! ([`RingLog::first_seq_since`]).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -26,19 +31,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::block::{block_len, build_blocks, footprint, Compression};
+use super::block::{block_len, build_blocks, extend_block, footprint, Compression};
 use super::clock::Clock;
 use super::codec::LogRecord;
 use super::tables::META;
 use super::Result;
 
 mod read;
+mod stamps;
 pub use read::Chunk;
+use stamps::{trim_stamps, Stamps};
 
 type Blocks = TableDefinition<'static, u64, &'static [u8]>;
 type Times = TableDefinition<'static, u64, u64>;
 
-/// The tables of one log: its blocks, and when each was appended.
+/// The tables of one log: its blocks, and when their records were appended.
 #[derive(Clone, Copy)]
 pub(super) struct LogTables {
     pub blocks: Blocks,
@@ -50,7 +57,7 @@ pub(super) struct LogTables {
 struct Limits {
     capacity: u64,
     max_bytes: u64,
-    /// Blocks appended before this time (ns) are expired; 0 when age is unlimited.
+    /// Records appended before this time (ns) are expired; 0 when age is unlimited.
     cutoff: u64,
 }
 
@@ -116,8 +123,8 @@ pub(super) fn trim(db: &Database, t: LogTables, capacity: u64) -> Result<u64> {
     Ok(oldest - bounds.oldest)
 }
 
-/// Records `oldest` and removes every block that ends before it but the newest, with its
-/// time, inside `txn`.
+/// Records `oldest` and removes every block that ends before it but the newest, and the stamps
+/// of their records, inside `txn`.
 fn trim_in(txn: &redb::WriteTransaction, t: LogTables, oldest: u64) -> Result<()> {
     txn.open_table(META)?
         .insert(oldest_key(t.blocks).as_str(), oldest)?;
@@ -132,76 +139,77 @@ fn trim_in(txn: &redb::WriteTransaction, t: LogTables, oldest: u64) -> Result<()
         }
         doomed.push(first.value());
     }
-    let mut times = txn.open_table(t.times)?;
+    let Some(&last) = doomed.last() else {
+        return Ok(());
+    };
     for first in doomed {
         blocks.remove(first)?;
-        times.remove(first)?;
+    }
+    let kept = blocks
+        .range(last..)?
+        .next()
+        .transpose()?
+        .map(|(k, _)| k.value());
+    if let Some(kept) = kept {
+        trim_stamps(&mut txn.open_table(t.times)?, kept)?;
     }
     Ok(())
 }
 
-/// A stored block: its first seq, how many records it holds, the file space it takes (see
-/// [`footprint`]) and when it was appended.
+/// A stored block: its first seq, how many records it holds and the file space it takes (see
+/// [`footprint`]).
 #[derive(Clone, Copy, Debug)]
 struct BlockSize {
     first: u64,
     records: u64,
     bytes: u64,
-    time: u64,
 }
 
-/// The retained range and the blocks holding it.
+/// The retained range, the blocks holding it and when their records were appended.
 struct State {
     bounds: Bounds,
     blocks: VecDeque<BlockSize>,
+    stamps: Stamps,
     bytes: u64,
 }
 
-/// Every block of the log, oldest first. A block without a time (none should lack one) takes
-/// its predecessor's.
-fn block_sizes(db: &Database, t: LogTables) -> Result<VecDeque<BlockSize>> {
+/// Every block of the log, oldest first, and the stamps of their records.
+fn block_sizes(db: &Database, t: LogTables) -> Result<(VecDeque<BlockSize>, Stamps)> {
     let txn = db.begin_read()?;
     let blocks = txn.open_table(t.blocks)?;
-    let times = txn.open_table(t.times)?;
     let mut out = VecDeque::new();
-    let mut time = 0;
     for item in blocks.iter()? {
         let (first, block) = item?;
-        if let Some(t) = times.get(first.value())? {
-            time = time.max(t.value());
-        }
         out.push_back(BlockSize {
             first: first.value(),
             records: block_len(t.blocks.name(), block.value())?,
             bytes: footprint(block.value().len() as u64),
-            time,
         });
     }
-    Ok(out)
+    Ok((out, Stamps::load(&txn.open_table(t.times)?)?))
 }
 
 /// How many of `blocks` (oldest first) go, and the oldest seq after, so that the log holds at
-/// most `capacity` records up to `newest`, at most `max_bytes`, and nothing appended before the
-/// cutoff. The newest block stays on disk whatever the limits (age may still trim it logically).
+/// most `capacity` records up to `newest`, at most `max_bytes`, and nothing before `fresh` (the
+/// first seq appended at or after the age cutoff). The newest block stays on disk whatever the
+/// limits (age may still trim it logically).
 fn plan_trim<'a>(
     blocks: impl Iterator<Item = &'a BlockSize>,
     count: usize,
     mut total: u64,
-    (oldest, newest): (u64, u64),
+    (oldest, newest, fresh): (u64, u64, u64),
     limits: Limits,
 ) -> (usize, u64, u64) {
-    let mut oldest = oldest.max((newest + 1).saturating_sub(limits.capacity));
+    let mut oldest = oldest
+        .max((newest + 1).saturating_sub(limits.capacity))
+        .max(fresh);
     let mut gone = 0;
     for b in blocks {
         let end = b.first + b.records;
-        let last = count - gone == 1;
-        if last {
-            if b.time < limits.cutoff {
-                oldest = oldest.max(end);
-            }
+        if count - gone == 1 {
             break;
         }
-        if end <= oldest || total > limits.max_bytes || b.time < limits.cutoff {
+        if end <= oldest || total > limits.max_bytes {
             gone += 1;
             total -= b.bytes;
             oldest = oldest.max(end);
@@ -212,25 +220,40 @@ fn plan_trim<'a>(
     (gone, oldest, total)
 }
 
-/// Writes built blocks (see [`build_blocks`]) as new blocks from seq `first`, stamped `time`, inside `txn`.
+impl State {
+    /// Drops the stamps of records in blocks no longer on disk, after `gone` blocks were trimmed.
+    fn trimmed_blocks(&mut self, gone: usize) {
+        if let (true, Some(front)) = (gone > 0, self.blocks.front()) {
+            self.stamps.trim_to(front.first);
+        }
+    }
+}
+
+/// The first seq appended at or after `limits`' age cutoff (`none`, the seq after the newest,
+/// when no record was), or 0 when age is unlimited.
+fn fresh_from(stamps: &Stamps, limits: Limits, none: u64) -> u64 {
+    if limits.cutoff == 0 {
+        return 0;
+    }
+    stamps.first_seq_since(limits.cutoff).unwrap_or(none)
+}
+
+/// Writes built blocks (see [`build_blocks`]) as new blocks from seq `first` inside `txn`.
 fn write_blocks(
     txn: &redb::WriteTransaction,
     t: LogTables,
     built: &[(Range<usize>, Vec<u8>)],
-    (first, time): (u64, u64),
+    first: u64,
 ) -> Result<Vec<BlockSize>> {
     let mut blocks = txn.open_table(t.blocks)?;
-    let mut times = txn.open_table(t.times)?;
     let mut added = Vec::new();
     for (part, block) in built {
         let start = first + part.start as u64;
         blocks.insert(start, block.as_slice())?;
-        times.insert(start, time)?;
         added.push(BlockSize {
             first: start,
             records: part.len() as u64,
             bytes: footprint(block.len() as u64),
-            time,
         });
     }
     Ok(added)
@@ -275,7 +298,7 @@ impl<T: LogRecord> RingLog<T> {
         retention: Retention,
     ) -> Result<Self> {
         let bounds = read_bounds(&db, tables.blocks)?;
-        let blocks = block_sizes(&db, tables)?;
+        let (blocks, stamps) = block_sizes(&db, tables)?;
         let bytes = blocks.iter().map(|b| b.bytes).sum();
         let log = RingLog {
             db,
@@ -286,6 +309,7 @@ impl<T: LogRecord> RingLog<T> {
             state: Mutex::new(State {
                 bounds,
                 blocks,
+                stamps,
                 bytes,
             }),
             capacity: AtomicU64::new(retention.capacity.max(1)),
@@ -351,13 +375,15 @@ impl<T: LogRecord> RingLog<T> {
     /// that records age out of a log nobody appends to. Returns how many records went.
     pub fn expire(&self) -> Result<u64> {
         let mut state = self.lock();
-        let range = (state.bounds.oldest, state.bounds.newest);
+        let limits = self.limits();
+        let Bounds { oldest, newest } = state.bounds;
+        let fresh = fresh_from(&state.stamps, limits, newest + 1);
         let (gone, oldest, total) = plan_trim(
             state.blocks.iter(),
             state.blocks.len(),
             state.bytes,
-            range,
-            self.limits(),
+            (oldest, newest, fresh),
+            limits,
         );
         if gone == 0 && oldest == state.bounds.oldest {
             return Ok(0);
@@ -372,6 +398,7 @@ impl<T: LogRecord> RingLog<T> {
             "trimmed the log to its capacity, byte budget and age limit"
         );
         state.blocks.drain(..gone);
+        state.trimmed_blocks(gone);
         state.bytes = total;
         state.bounds.oldest = oldest;
         Ok(trimmed)
@@ -392,38 +419,32 @@ impl<T: LogRecord> RingLog<T> {
         if state.bounds.is_empty() {
             return None;
         }
-        let oldest = state.bounds.oldest;
-        let i = state
-            .blocks
-            .partition_point(|b| b.first + b.records <= oldest);
-        state.blocks.get(i).map(|b| b.time)
+        state.stamps.time_of(state.bounds.oldest)
     }
 
-    /// When the newest block was appended (ns), if the log has one.
+    /// When the newest record was appended (ns), if the log has one.
     pub fn newest_time(&self) -> Option<u64> {
-        self.lock().blocks.back().map(|b| b.time)
+        self.lock().stamps.newest_time()
     }
 
     /// The first retained seq appended at or after `time` (ns); the newest seq + 1 when none
-    /// was. A binary search over the blocks' stamps in memory.
+    /// was. A binary search over the stamps in memory.
     pub fn first_seq_since(&self, time: u64) -> u64 {
         let state = self.lock();
-        let i = state.blocks.partition_point(|b| b.time < time);
         let seq = state
-            .blocks
-            .get(i)
-            .map_or(state.bounds.newest + 1, |b| b.first);
+            .stamps
+            .first_seq_since(time)
+            .unwrap_or(state.bounds.newest + 1);
         seq.max(state.bounds.oldest)
     }
 
     /// The last seq appended at or before `time` (ns); the oldest retained seq - 1 when none.
     pub fn last_seq_until(&self, time: u64) -> u64 {
         let state = self.lock();
-        let i = state.blocks.partition_point(|b| b.time <= time);
         let seq = state
-            .blocks
-            .get(i)
-            .map_or(state.bounds.newest, |b| b.first - 1);
+            .stamps
+            .first_seq_after(time)
+            .map_or(state.bounds.newest, |seq| seq - 1);
         seq.max(state.bounds.oldest - 1)
     }
 
@@ -457,17 +478,27 @@ impl<T: LogRecord> RingLog<T> {
         let time = self
             .clock
             .now()
-            .max(state.blocks.back().map_or(0, |b| b.time));
+            .max(state.stamps.newest_time().unwrap_or(0));
         self.reserve.check()?;
         let txn = self.db.begin_write()?;
-        let added = write_blocks(&txn, self.tables, &built, (first, time))?;
-        let total = state.bytes + added.iter().map(|b| b.bytes).sum::<u64>();
+        let (added, replaced) = match self.grow_tail(&txn, &state, &encoded)? {
+            Some(tail) => (vec![tail], state.blocks.back().copied()),
+            None => (write_blocks(&txn, self.tables, &built, first)?, None),
+        };
+        if state.stamps.needs(time) {
+            txn.open_table(self.tables.times)?.insert(first, time)?;
+        }
+        let kept = state.blocks.len() - usize::from(replaced.is_some());
+        let total = state.bytes - replaced.map_or(0, |b| b.bytes)
+            + added.iter().map(|b| b.bytes).sum::<u64>();
+        let limits = self.limits();
+        let fresh = fresh_from(&state.stamps, limits, first);
         let (gone, oldest, total) = plan_trim(
-            state.blocks.iter().chain(added.iter()),
-            state.blocks.len() + added.len(),
+            state.blocks.iter().take(kept).chain(added.iter()),
+            kept + added.len(),
             total,
-            (bounds.oldest, newest),
-            self.limits(),
+            (bounds.oldest, newest, fresh),
+            limits,
         );
         if gone > 0 || oldest != bounds.oldest {
             trim_in(&txn, self.tables, oldest)?;
@@ -479,12 +510,58 @@ impl<T: LogRecord> RingLog<T> {
             }
         }
         txn.commit()?;
+        if replaced.is_some() {
+            state.blocks.pop_back();
+        }
         let from_old = gone.min(state.blocks.len());
         state.blocks.drain(..from_old);
         state.blocks.extend(added.into_iter().skip(gone - from_old));
+        state.stamps.push(first, time);
+        state.trimmed_blocks(gone);
         state.bytes = total;
         state.bounds = Bounds { oldest, newest };
         Ok(first..newest + 1)
+    }
+
+    /// Adds `encoded` records to the newest block inside `txn` when it can take them (see
+    /// [`extend_block`]) and stays wholly retained; returns the block as it now is. Only
+    /// compressed logs grow blocks (`Compression::None` keeps the layout it compares against).
+    /// A tail block that cannot be read is left as it is, and the records start a new block.
+    fn grow_tail(
+        &self,
+        txn: &redb::WriteTransaction,
+        state: &State,
+        encoded: &[Vec<u8>],
+    ) -> Result<Option<BlockSize>> {
+        let Some(&tail) = state.blocks.back() else {
+            return Ok(None);
+        };
+        let records = tail.records + encoded.len() as u64;
+        if self.compression != Compression::Zstd
+            || tail.first < state.bounds.oldest
+            || records > self.capacity()
+        {
+            return Ok(None);
+        }
+        let mut blocks = txn.open_table(self.tables.blocks)?;
+        let grown = match blocks.get(tail.first)? {
+            Some(old) => extend_block(self.name(), old.value(), encoded, self.compression),
+            None => return Ok(None),
+        };
+        let block = match grown {
+            Ok(Some(block)) => block,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(log = self.name(), error = %e, "cannot add to the newest block; starting a new one");
+                return Ok(None);
+            }
+        };
+        blocks.insert(tail.first, block.as_slice())?;
+        Ok(Some(BlockSize {
+            first: tail.first,
+            records,
+            bytes: footprint(block.len() as u64),
+        }))
     }
 
     /// A mark set by [`RingLog::append_marked`].

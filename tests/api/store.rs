@@ -303,7 +303,7 @@ fn the_file_stays_bounded_however_often_the_ring_wraps() {
 fn a_log_at_its_byte_budget_stays_within_it_on_the_device() {
     let temp = tempfile::tempdir().unwrap();
     let budget = 4u64 << 20;
-    let store = open_with_budget(temp.path(), budget);
+    let store = open_with_budget(temp.path(), budget, Compression::Zstd);
     for i in 0..400u64 {
         let batch: Vec<_> = (i * 500..(i + 1) * 500)
             .map(|k| {
@@ -330,15 +330,21 @@ fn a_log_at_its_byte_budget_stays_within_it_on_the_device() {
     );
 }
 
-/// Alerts appended one per commit make blocks smaller than a page, which share leaves: the
-/// budget counts each at its share of a leaf, so a log of such blocks stays within it too.
-/// (Counting their lengths, 2.1 KB blocks, one per leaf, held 2x the budget in pages.)
+/// Alerts appended one per commit to a plain log make blocks smaller than a page, which share
+/// leaves: the budget counts each at its share of a leaf, so a log of such blocks stays within
+/// it too. (Counting their lengths, 2.1 KB blocks, one per leaf, held 2x the budget in pages.)
+/// A compressed log grows its newest block by each append instead, rewriting it every commit;
+/// the budget holds there too.
 #[test]
 fn a_log_of_small_blocks_at_its_byte_budget_stays_within_it() {
-    for (line, appends) in [(2_000usize, 2_000u64), (450, 5_000)] {
+    for (line, appends, compression) in [
+        (2_000usize, 2_000u64, Compression::None),
+        (450, 5_000, Compression::None),
+        (2_000, 5_000, Compression::Zstd),
+    ] {
         let temp = tempfile::tempdir().unwrap();
         let budget = 2u64 << 20;
-        let store = open_with_budget(temp.path(), budget);
+        let store = open_with_budget(temp.path(), budget, compression);
         for k in 0..appends {
             let mut e = event(k);
             e.output = crate::common::noise(line, k);
@@ -364,10 +370,11 @@ fn a_log_of_small_blocks_at_its_byte_budget_stays_within_it() {
 }
 
 /// A store whose outputs log is bounded only by `budget` bytes.
-fn open_with_budget(dir: &std::path::Path, budget: u64) -> Store {
+fn open_with_budget(dir: &std::path::Path, budget: u64, compression: Compression) -> Store {
     let options = StoreOptions {
         outputs_capacity: 10_000_000,
         outputs_max_bytes: budget,
+        compression,
         ..Default::default()
     };
     Store::open(dir, &options).unwrap()
@@ -469,8 +476,8 @@ fn records_older_than_max_age_are_trimmed_and_seqs_are_never_reused() {
     assert_eq!(store.outputs().bounds().len(), 10);
 }
 
-/// A time turns into a seq through the blocks' stamps, which survive a reopen; a clock that steps
-/// back never makes the stamps decrease.
+/// A time turns into a seq through the appends' stamps, which survive a reopen, also inside a
+/// block that grew by many appends; a clock that steps back never makes the stamps decrease.
 #[test]
 fn a_time_finds_its_seq_across_a_reopen() {
     let temp = tempfile::tempdir().unwrap();
@@ -482,6 +489,11 @@ fn a_time_finds_its_seq_across_a_reopen() {
         store.outputs().append(&batch).unwrap();
         clock.fetch_add(HOUR, Ordering::Relaxed);
     }
+    assert_eq!(
+        store.outputs().blocks().unwrap(),
+        1,
+        "the 48 appends share the newest block"
+    );
     let check = |store: &Store| {
         let log = store.outputs();
         // Hour h (appended at 100 + h) holds seqs 5h+1 ..= 5h+5.
@@ -510,6 +522,57 @@ fn a_time_finds_its_seq_across_a_reopen() {
     store.outputs().append(&[event(241)]).unwrap();
     assert_eq!(store.outputs().first_seq_since(147 * HOUR), 236);
     assert_eq!(store.outputs().last_seq_until(147 * HOUR), 241);
+}
+
+/// Alerts appended one per commit grow the newest block rather than each making a block of its
+/// own, so they compress together; a reader following the log sees each record once while the
+/// block it reads grows; a block holding trimmed records does not grow, so a small log does not
+/// keep a block of dead records.
+#[test]
+fn alerts_appended_one_at_a_time_share_compressed_blocks() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = open(temp.path(), 100_000);
+    let log = store.outputs();
+    let mut seen = 0;
+    for i in 0..2_000 {
+        assert_eq!(log.append(&[alert_like(i)]).unwrap(), i + 1..i + 2);
+        for (seq, record) in log.read(seen, u64::MAX, 1_000).unwrap() {
+            assert_eq!(seq, seen + 1, "no gap, no repeat");
+            assert_eq!(record, alert_like(seq - 1));
+            seen = seq;
+        }
+    }
+    assert_eq!(seen, 2_000);
+    let (raw, stored) = (log.raw_bytes().unwrap(), log.encoded_bytes().unwrap());
+    assert!(
+        stored * 3 < raw,
+        "{stored} stored for {raw} bytes of records"
+    );
+    assert!(
+        log.blocks().unwrap() < 40,
+        "{} blocks",
+        log.blocks().unwrap()
+    );
+    assert_eq!(log.retained_bytes(), log.footprint_bytes().unwrap());
+    drop(store);
+
+    let temp = tempfile::tempdir().unwrap();
+    let store = open(temp.path(), 10);
+    let log = store.outputs();
+    for i in 0..500 {
+        log.append(&[alert_like(i)]).unwrap();
+    }
+    let b = log.bounds();
+    assert_eq!((b.oldest, b.newest), (491, 500));
+    let on_disk = log.read(0, u64::MAX, 1_000).unwrap();
+    assert_eq!(on_disk.len(), 10);
+    // At most the retained records' block and one partly trimmed block before it.
+    let per_record = raw / 2_000;
+    assert!(
+        log.raw_bytes().unwrap() <= 20 * per_record + per_record / 2,
+        "{} raw bytes kept for 10 records of about {per_record}",
+        log.raw_bytes().unwrap()
+    );
 }
 
 /// An alert like Falco's: the same rule and template, values from a small pool.
@@ -601,13 +664,19 @@ fn blocks_are_compressed_and_both_codecs_read_back_in_one_log() {
 #[test]
 fn a_chunk_read_stops_at_its_byte_bound_and_resumes_without_a_gap() {
     let temp = tempfile::tempdir().unwrap();
-    let store = open(temp.path(), 10_000);
+    let options = StoreOptions {
+        outputs_capacity: 10_000,
+        compression: Compression::None,
+        ..Default::default()
+    };
+    let store = Store::open(temp.path(), &options).unwrap();
     let big = |i: u64| {
         let mut e = event(i);
         e.output = format!("{i:08}{}", "x".repeat(8_000));
         e
     };
-    // One append per record: blocks of one record each, so a chunk's size is its records'.
+    // One append per record to a plain log: blocks of one record each, so a chunk's size is its
+    // records'.
     for i in 0..300 {
         store.outputs().append(&[big(i)]).unwrap();
     }
