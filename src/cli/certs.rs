@@ -2,8 +2,9 @@
 //! set-up (what falcoctl's `tls install` did). Files are named as Falco's docs name them; private
 //! keys get mode 0600.
 
+use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -61,11 +62,22 @@ fn validity(params: &mut CertificateParams, days: u32) {
     params.not_after = day(now + chrono::Duration::days(days as i64));
 }
 
+/// Writes `contents` to `path` with its mode (0600 when `private`) set before any byte is
+/// written, so a key is never readable by others, not even for a moment, whatever the umask or
+/// the mode of a file it replaces.
 fn write(path: &Path, contents: &str, private: bool) -> anyhow::Result<()> {
-    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
     let mode = if private { 0o600 } else { 0o644 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(mode)
+            .open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.set_len(0)?;
+        file.write_all(contents.as_bytes())
+    })();
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn leaf(cn: &str, sans: &[String], server: bool, days: u32) -> anyhow::Result<CertificateParams> {

@@ -50,6 +50,17 @@ pub fn open(dir: &Path, cache_bytes: u64) -> Result<Opened> {
 }
 
 fn open_db(dir: &Path, path: &Path, cache_bytes: u64) -> Result<Database> {
+    // A new database file is made 0600 here; redb would create it with the process's umask.
+    match crate::base::files::create_new_private(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(StoreError::Exposed {
+                path: path.to_path_buf(),
+                message: format!("cannot create it: {e}"),
+            })
+        }
+    }
     let mut builder = Database::builder();
     builder.set_cache_size(cache_bytes as usize);
     match builder.create(path) {
@@ -277,6 +288,21 @@ pub fn force_version(dir: &Path, version: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file is born 0600: it is never, not even until the store tightens it, readable by
+    /// others under a umask of 022 (as the tests run), and nothing warns about it.
+    #[test]
+    fn a_new_database_file_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path(), 1 << 20).unwrap();
+        let mode = std::fs::metadata(&opened.path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn step_numbers_are_consecutive() {
