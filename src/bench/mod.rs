@@ -279,7 +279,7 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
 }
 
 /// Rounds of replay and bare stream, interleaved.
-const REPLAY_ROUNDS: usize = 3;
+const REPLAY_ROUNDS: usize = 5;
 
 /// Seconds to read `count` records from `oldest` through `sub`.
 async fn replay_once(
