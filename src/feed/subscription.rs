@@ -182,7 +182,7 @@ impl<T: Record, V: Send + 'static> Subscription<T, V> {
                 });
                 let upto = *upto;
                 self.ahead = None;
-                self.take(read??, upto);
+                self.take(read??, upto, true);
                 continue;
             }
             let head = *self.head.borrow_and_update();
@@ -216,16 +216,19 @@ impl<T: Record, V: Send + 'static> Subscription<T, V> {
     }
 
     fn fill(&mut self, upto: u64) -> Result<(), FeedError> {
-        let max = if self.filled { CHUNK } else { FIRST_CHUNK };
+        let first = !self.filled;
         self.filled = true;
+        let max = if first { FIRST_CHUNK } else { CHUNK };
         let chunk = (self.read)(self.shared.ring(), self.cursor, upto, max)?;
-        self.take(chunk, upto);
+        // No read-ahead behind the first record: a stream that came for one record (a seek,
+        // `--once`) leaves without making the server read a chunk it never sends.
+        self.take(chunk, upto, !first);
         Ok(())
     }
 
-    /// Buffers a chunk read after the cursor up to `upto`, noting any loss, and starts reading
-    /// the next one if there is more up to `upto`.
-    fn take(&mut self, chunk: Vec<(u64, V)>, upto: u64) {
+    /// Buffers a chunk read after the cursor up to `upto`, noting any loss, and (if `ahead`)
+    /// starts reading the next one if there is more up to `upto`.
+    fn take(&mut self, chunk: Vec<(u64, V)>, upto: u64, ahead: bool) {
         let first = chunk.first().map_or(upto + 1, |(seq, _)| *seq);
         if first > self.cursor + 1 {
             // Trimmed while we were behind: everything before `first` is gone.
@@ -239,7 +242,7 @@ impl<T: Record, V: Send + 'static> Subscription<T, V> {
         let last = chunk.last().map(|(seq, _)| *seq);
         self.buffer.extend(chunk);
         match last {
-            Some(last) if last < upto => self.read_ahead(last, upto),
+            Some(last) if ahead && last < upto => self.read_ahead(last, upto),
             _ => {}
         }
     }
