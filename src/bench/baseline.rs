@@ -107,3 +107,79 @@ pub async fn serve_baseline_inputs(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.cancelled_owned())
         .await
 }
+
+/// A client codec that hands out each response's bytes undecoded: with it, a stream's rate is
+/// what the server sends, not what a client can decode on the same cores.
+#[derive(Clone, Copy, Default)]
+pub struct RawResponses;
+
+pub struct RequestEncoder;
+
+pub struct RawDecoder;
+
+impl tonic::codec::Encoder for RequestEncoder {
+    type Item = pb::Request;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: pb::Request,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        prost::Message::encode(&item, dst).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl tonic::codec::Codec for RawResponses {
+    type Encode = pb::Request;
+    type Decode = bytes::Bytes;
+    type Encoder = RequestEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> RequestEncoder {
+        RequestEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// Seconds to receive `count` responses of `falco.outputs.service/get` for `request` on
+/// `channel`, without decoding them.
+pub async fn raw_get(
+    channel: &tonic::transport::Channel,
+    request: pb::Request,
+    count: u64,
+) -> anyhow::Result<f64> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(64 << 20);
+    grpc.ready().await?;
+    let started = std::time::Instant::now();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/falco.outputs.service/get");
+    let mut stream = grpc
+        .server_streaming(Request::new(request), path, RawResponses)
+        .await?
+        .into_inner();
+    let mut got = 0u64;
+    while got < count {
+        if stream.message().await?.is_none() {
+            break;
+        }
+        got += 1;
+    }
+    anyhow::ensure!(got == count, "the stream sent {got} of {count}");
+    Ok(started.elapsed().as_secs_f64())
+}

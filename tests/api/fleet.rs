@@ -228,6 +228,28 @@ fn ids(events: &[OutputEvent]) -> Vec<[u8; 16]> {
     events.iter().map(|e| e.id).collect()
 }
 
+/// Asserts that the collector holds the node's alerts once each, in order; on a difference it
+/// says where and how (missing, doubled or moved) rather than printing both lists whole.
+fn assert_same_alerts(collected: &[OutputEvent], sent: &[OutputEvent]) {
+    let (got, want) = (ids(collected), ids(sent));
+    if got == want {
+        return;
+    }
+    let at = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+    let index = |list: &[[u8; 16]], id: &[u8; 16]| list.iter().position(|x| x == id);
+    let unique: std::collections::HashSet<_> = got.iter().collect();
+    panic!(
+        "every alert once, in order: the collector's {} alerts and the node's {} differ first at \
+         index {at}; the collector holds {} distinct; there the collector has the node's alert \
+         #{:?} and the node has one the collector holds at #{:?}",
+        got.len(),
+        want.len(),
+        unique.len(),
+        got.get(at).and_then(|id| index(&want, id)),
+        want.get(at).and_then(|id| index(&got, id)),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_forwards_and_the_collector_holds_the_same_records() {
     let _heavy = crate::common::HEAVY.lock().await;
@@ -320,11 +342,7 @@ async fn nats_down_for_10_s_while_alerts_flow_loses_and_doubles_nothing() {
         total,
         "no duplicate arrived late"
     );
-    assert_eq!(
-        ids(&alerts(&central)),
-        ids(&alerts(&node)),
-        "every alert once, in order"
-    );
+    assert_same_alerts(&alerts(&central), &alerts(&node));
     node.stop().await;
     central.stop().await;
 }
@@ -472,11 +490,7 @@ async fn the_leader_of_a_replicated_stream_killed_mid_stream_loses_and_doubles_n
     .await;
     wait_settled(&urls, Some(&node), Duration::from_secs(30)).await;
     assert_eq!(central.app.logs.outputs.head(), total);
-    assert_eq!(
-        ids(&alerts(&central)),
-        ids(&alerts(&node)),
-        "every alert once, in order"
-    );
+    assert_same_alerts(&alerts(&central), &alerts(&node));
     println!("fleet: stream leader {leader} killed; {total} alerts collected once each");
     node.stop().await;
     central.stop().await;

@@ -656,6 +656,10 @@ fn the_log_bench_runs_and_prints_its_figures() {
     assert!(ratio > 2.0, "alert text compresses: {stdout}");
     assert!(stdout.contains("disk: 3000 retained events"), "{stdout}");
     assert!(stdout.contains("seek: 500 seeks by time"), "{stdout}");
+    // Replay read by a client that counts responses without decoding them, against the bare
+    // stream read the same way.
+    let raw = number_after(&stdout, "read without decoding: median ratio ");
+    assert!(raw > 0.0, "{stdout}");
     // The same events published to a real JetStream (Debian's nats-server), as a ratio.
     assert!(
         stdout.contains("jetstream: ") && stdout.contains("append/publish ratio"),
