@@ -113,22 +113,7 @@ pub async fn serve_baseline_inputs(
 #[derive(Clone, Copy, Default)]
 pub struct RawResponses;
 
-pub struct RequestEncoder;
-
 pub struct RawDecoder;
-
-impl tonic::codec::Encoder for RequestEncoder {
-    type Item = pb::Request;
-    type Error = Status;
-
-    fn encode(
-        &mut self,
-        item: pb::Request,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        prost::Message::encode(&item, dst).map_err(|e| Status::internal(e.to_string()))
-    }
-}
 
 impl tonic::codec::Decoder for RawDecoder {
     type Item = bytes::Bytes;
@@ -146,11 +131,11 @@ impl tonic::codec::Decoder for RawDecoder {
 impl tonic::codec::Codec for RawResponses {
     type Encode = pb::Request;
     type Decode = bytes::Bytes;
-    type Encoder = RequestEncoder;
+    type Encoder = tonic_prost::ProstEncoder<pb::Request>;
     type Decoder = RawDecoder;
 
-    fn encoder(&mut self) -> RequestEncoder {
-        RequestEncoder
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
     }
 
     fn decoder(&mut self) -> RawDecoder {
