@@ -14,7 +14,7 @@ use crate::proto::outputs::{
 };
 
 pub struct Baseline {
-    template: pb::Response,
+    messages: std::sync::Arc<Vec<pb::Response>>,
     count: u64,
 }
 
@@ -28,11 +28,11 @@ impl Service for Baseline {
         _request: Request<pb::Request>,
     ) -> Result<Response<Self::getStream>, Status> {
         let (tx, rx) = mpsc::channel(64);
-        let template = self.template.clone();
+        let messages = self.messages.clone();
         let count = self.count;
         tokio::spawn(async move {
-            for seq in 1..=count {
-                let mut message = template.clone();
+            for (seq, message) in (1..=count).zip(messages.iter().cycle()) {
+                let mut message = message.clone();
                 message.seq = seq;
                 if tx.send(Ok(message)).await.is_err() {
                     break;
@@ -50,15 +50,20 @@ impl Service for Baseline {
     }
 }
 
-/// Serves `count` copies of `template` to every `get` on `listener` until `stop` is cancelled.
+/// Serves `count` messages to every `get` on `listener` until `stop` is cancelled: copies of
+/// `messages` in turn (of one message, or of as many as are replayed, so that neither side sends
+/// from a cache the other does not have).
 pub async fn serve_baseline(
     listener: UnixListener,
-    template: pb::Response,
+    messages: Vec<pb::Response>,
     count: u64,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(ServiceServer::new(Baseline { template, count }))
+        .add_service(ServiceServer::new(Baseline {
+            messages: std::sync::Arc::new(messages),
+            count,
+        }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.cancelled_owned())
         .await
 }

@@ -236,56 +236,54 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
     let replay_n = retained.len();
     let channel = client::connect_unix(&socket).await?;
     let template = crate::proto::convert::event_response(1, sample_event(1, args.event_bytes));
-    let base_socket = dir.join("baseline.sock");
-    let base_listener = grpc::bind_unix(&base_socket)?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let base = tokio::spawn(baseline::serve_baseline(
-        base_listener,
-        template,
-        replay_n,
-        stop.clone(),
-    ));
-    let base_channel = client::connect_unix(&base_socket).await?;
-    let mut ratios = Vec::new();
-    for round in 1..=REPLAY_ROUNDS {
-        let replay_rate =
-            replay_n as f64 / replay_once(&channel, retained.oldest, replay_n).await?;
-        let base_rate = replay_n as f64 / bare_once(&base_channel, replay_n).await?;
-        let ratio = replay_rate / base_rate;
-        println!(
-            "replay round {round}: {replay_rate:.0} events/s through sub from the log; bare stream {base_rate:.0} events/s; ratio {ratio:.2}"
-        );
-        ratios.push(ratio);
-    }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "replay vs bare stream: median ratio {:.2} of {REPLAY_ROUNDS} rounds (min {:.2}, max {:.2})",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
+    let (one, one_server) = start_baseline(&dir, "baseline-one", vec![template], replay_n, &stop)?;
+    // The bare stream of the same messages sends the events appended, in turn from memory (at
+    // most SAME_POOL of them: far more than any CPU cache holds, as the log's records are).
+    let same_messages = (0..replay_n.min(SAME_POOL))
+        .map(|i| crate::proto::convert::event_response(i + 1, sample_event(i, args.event_bytes)))
+        .collect();
+    let (same, same_server) =
+        start_baseline(&dir, "baseline-same", same_messages, replay_n, &stop)?;
+    let (one, same) = (
+        client::connect_unix(&one).await?,
+        client::connect_unix(&same).await?,
     );
-    // The same two streams read by a client that does not decode the responses: what each
-    // server side sends, with the client's decoding out of the shared cores.
-    let mut raw_ratios = Vec::new();
+    let mut decoded = Vec::new();
+    for round in 1..=REPLAY_ROUNDS {
+        let rates = [
+            replay_n as f64 / replay_once(&channel, retained.oldest, replay_n).await?,
+            replay_n as f64 / bare_once(&one, replay_n).await?,
+            replay_n as f64 / bare_once(&same, replay_n).await?,
+        ];
+        println!(
+            "replay round {round}: {:.0} events/s through sub from the log; bare stream {:.0} events/s (one message), {:.0} (the same messages); ratios {:.2}, {:.2}",
+            rates[0],
+            rates[1],
+            rates[2],
+            rates[0] / rates[1],
+            rates[0] / rates[2]
+        );
+        decoded.push(rates);
+    }
+    print_ratios("", &decoded);
+    // The same streams read by a client that does not decode the responses: what each server
+    // side sends, with the client's decoding out of the shared cores.
+    let mut raw = Vec::new();
     for _ in 0..REPLAY_ROUNDS {
         let from = Request {
             after_seq: Some(retained.oldest - 1),
             ..Default::default()
         };
-        let replay_rate = replay_n as f64 / baseline::raw_get(&channel, from, replay_n).await?;
-        let base_rate = replay_n as f64
-            / baseline::raw_get(&base_channel, Request::default(), replay_n).await?;
-        raw_ratios.push((replay_rate / base_rate, replay_rate, base_rate));
+        raw.push([
+            replay_n as f64 / baseline::raw_get(&channel, from, replay_n).await?,
+            replay_n as f64 / baseline::raw_get(&one, Request::default(), replay_n).await?,
+            replay_n as f64 / baseline::raw_get(&same, Request::default(), replay_n).await?,
+        ]);
     }
     stop.cancel();
-    let _ = base.await;
-    raw_ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (ratio, replay_rate, base_rate) = raw_ratios[raw_ratios.len() / 2];
-    println!(
-        "replay vs bare stream, read without decoding: median ratio {ratio:.2} of {REPLAY_ROUNDS} rounds (min {:.2}, max {:.2}); median round {replay_rate:.0} against {base_rate:.0} events/s",
-        raw_ratios[0].0,
-        raw_ratios[raw_ratios.len() - 1].0
-    );
+    let _ = tokio::join!(one_server, same_server);
+    print_ratios(", read without decoding", &raw);
 
     seek_bench(&app, &channel, replay_n).await?;
     if args.backup_rate > 0 {
@@ -300,6 +298,49 @@ pub async fn log_bench(args: LogBenchArgs) -> anyhow::Result<i32> {
 
 /// Rounds of replay and bare stream, interleaved.
 const REPLAY_ROUNDS: usize = 5;
+/// Most distinct messages the bare stream of the same messages holds in memory (about 300 MB
+/// of 1 KiB alerts); a longer replay is sent them again, in turn.
+const SAME_POOL: u64 = 200_000;
+
+/// A bare stream's server task.
+type Served = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Starts a bare stream of `messages` in turn (`count` per `get`) on a socket in `dir` named
+/// after `name`; its socket and its server task.
+fn start_baseline(
+    dir: &std::path::Path,
+    name: &str,
+    messages: Vec<crate::proto::outputs::Response>,
+    count: u64,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(PathBuf, Served)> {
+    let socket = dir.join(format!("{name}.sock"));
+    let listener = grpc::bind_unix(&socket)?;
+    let server = baseline::serve_baseline(listener, messages, count, stop.clone());
+    Ok((socket, tokio::spawn(server)))
+}
+
+/// The median and range of replay's rate over each bare stream's, from rounds of
+/// `[replay, one message, the same messages]` rates.
+fn print_ratios(how: &str, rounds: &[[f64; 3]]) {
+    let ratios = |of: usize| {
+        let mut r: Vec<(f64, f64, f64)> =
+            rounds.iter().map(|x| (x[0] / x[of], x[0], x[of])).collect();
+        r.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (median, replay, bare) = r[r.len() / 2];
+        format!(
+            "median ratio {median:.2} of {} rounds (min {:.2}, max {:.2}); median round {replay:.0} against {bare:.0} events/s",
+            r.len(),
+            r[0].0,
+            r[r.len() - 1].0
+        )
+    };
+    println!("replay vs bare stream{how}: {}", ratios(1));
+    println!(
+        "replay vs bare stream of the same messages{how}: {}",
+        ratios(2)
+    );
+}
 
 /// Seconds to read `count` records from `oldest` through `sub`.
 async fn replay_once(

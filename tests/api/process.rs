@@ -660,6 +660,11 @@ fn the_log_bench_runs_and_prints_its_figures() {
     // stream read the same way.
     let raw = number_after(&stdout, "read without decoding: median ratio ");
     assert!(raw > 0.0, "{stdout}");
+    // And against a bare stream of the same (distinct) messages, both ways of reading.
+    let same = "replay vs bare stream of the same messages: median ratio ";
+    assert!(number_after(&stdout, same) > 0.0, "{stdout}");
+    let same_raw = "of the same messages, read without decoding: median ratio ";
+    assert!(number_after(&stdout, same_raw) > 0.0, "{stdout}");
     // The same events published to a real JetStream (Debian's nats-server), as a ratio.
     assert!(
         stdout.contains("jetstream: ") && stdout.contains("append/publish ratio"),
