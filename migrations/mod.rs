@@ -10,6 +10,7 @@
 
 mod v10_protobuf_alerts;
 mod v11_append_stamps;
+mod v12_tail_stamps;
 mod v1_initial;
 mod v2_event_ids;
 mod v3_blocks;
@@ -64,6 +65,11 @@ pub const STEPS: &[Step] = &[
         version: 11,
         name: "a stamp per append",
         apply: v11_append_stamps::apply,
+    },
+    Step {
+        version: 12,
+        name: "stamps in the newest block",
+        apply: v12_tail_stamps::apply,
     },
 ];
 

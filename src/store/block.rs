@@ -4,6 +4,12 @@
 //! compressed with zstd (codec 1, preceded by their length as a varint). The count comes first so that
 //! retention can size a block without reading the rest of it.
 //!
+//! Since schema 12 the codec byte may carry [`STAMPED`]: the append stamps of the records added
+//! to the block after its first append follow it (a count, then for each its seq's offset from
+//! the block's first seq and its time as a delta from the previous one, the first from 0, all
+//! varints). The newest block keeps there the stamps that would otherwise cost the time table a
+//! write per append; they move to the table when a newer block starts.
+//!
 //! Blocks are cut so that what is stored stays under [`BLOCK_BYTES`]: redb gives a value too
 //! large for a 4 KiB leaf a page of a power-of-two size, so blocks just under 32 KiB fill their
 //! pages (a 256 KiB block took a 512 KiB page, and the file grew to 3.1x the records). Measured
@@ -41,6 +47,10 @@ const MAX_RAW_BYTES: u64 = 1 << 30;
 
 const PLAIN: u8 = 0;
 const ZSTD: u8 = 1;
+/// Set on the codec byte of a block that carries append stamps.
+const STAMPED: u8 = 0x80;
+/// Most stamps one block may carry (one per append that grew it).
+const MAX_STAMPS: u64 = BLOCK_RECORDS as u64;
 
 /// How new blocks are written. Every codec is always readable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,12 +86,58 @@ pub fn block_len(tree: &str, bytes: &[u8]) -> Result<u64> {
     read_varint(tree, bytes).map(|(n, _)| n)
 }
 
+/// What comes before a block's records: its record count, codec, append stamps (offsets from
+/// the block's first seq and times) and where the codec's data starts.
+struct Header {
+    count: u64,
+    codec: u8,
+    stamps: Vec<(u64, u64)>,
+    body: usize,
+}
+
+fn header(tree: &str, bytes: &[u8]) -> Result<Header> {
+    let (count, mut at) = read_varint(tree, bytes)?;
+    let byte = *bytes
+        .get(at)
+        .ok_or_else(|| corrupt(tree, "block without a codec"))?;
+    at += 1;
+    let mut stamps = Vec::new();
+    if byte & STAMPED != 0 {
+        let (n, used) = read_varint(tree, &bytes[at..])?;
+        at += used;
+        if n > MAX_STAMPS {
+            return Err(corrupt(tree, format!("block claims {n} append stamps")));
+        }
+        let mut time = 0u64;
+        for _ in 0..n {
+            let (offset, used) = read_varint(tree, &bytes[at..])?;
+            at += used;
+            let (delta, used) = read_varint(tree, &bytes[at..])?;
+            at += used;
+            time = time.saturating_add(delta);
+            stamps.push((offset, time));
+        }
+    }
+    Ok(Header {
+        count,
+        codec: byte & !STAMPED,
+        stamps,
+        body: at,
+    })
+}
+
+/// The append stamps a block carries: each as (offset of its seq from the block's first seq,
+/// nanoseconds), in the order they were taken.
+pub fn block_stamps(tree: &str, bytes: &[u8]) -> Result<Vec<(u64, u64)>> {
+    header(tree, bytes).map(|h| h.stamps)
+}
+
 /// The bytes a block's records take uncompressed (their stored forms).
 pub fn raw_len(tree: &str, bytes: &[u8]) -> Result<u64> {
-    let (_, at) = read_varint(tree, bytes)?;
-    match bytes.get(at) {
-        Some(&PLAIN) => Ok((bytes.len() - at - 1) as u64),
-        Some(&ZSTD) => read_varint(tree, &bytes[at + 1..]).map(|(n, _)| n),
+    let h = header(tree, bytes)?;
+    match h.codec {
+        PLAIN => Ok((bytes.len() - h.body) as u64),
+        ZSTD => read_varint(tree, &bytes[h.body..]).map(|(n, _)| n),
         _ => Err(corrupt(tree, "block without a known codec")),
     }
 }
@@ -117,52 +173,74 @@ fn decompress(packed: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
 
 /// One block made of `records` (each a stored form), compressed when that saves space.
 pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
-    pack(records.len() as u64, &records.concat(), compression)
+    pack(records.len() as u64, &records.concat(), compression, &[])
 }
 
-/// A block of `count` records whose stored forms are `raw`, compressed when that saves space.
-fn pack(count: u64, raw: &[u8], compression: Compression) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 12);
+/// A block of `count` records whose stored forms are `raw`, compressed when that saves space,
+/// carrying `stamps` (see [`block_stamps`]).
+fn pack(count: u64, raw: &[u8], compression: Compression, stamps: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 12 + 6 * stamps.len());
     push_varint(&mut out, count);
+    let flag = if stamps.is_empty() { 0 } else { STAMPED };
+    let codec_at = out.len();
+    out.push(PLAIN | flag);
+    if !stamps.is_empty() {
+        push_varint(&mut out, stamps.len() as u64);
+        let mut time = 0;
+        for &(offset, t) in stamps {
+            push_varint(&mut out, offset);
+            push_varint(&mut out, t.saturating_sub(time));
+            time = t;
+        }
+    }
     if compression == Compression::Zstd {
         if let Ok(packed) = compress(raw) {
             if packed.len() + 10 < raw.len() {
-                out.push(ZSTD);
+                out[codec_at] = ZSTD | flag;
                 push_varint(&mut out, raw.len() as u64);
                 out.extend_from_slice(&packed);
                 return out;
             }
         }
     }
-    out.push(PLAIN);
     out.extend_from_slice(raw);
     out
 }
 
-/// `block` with `records` (stored forms) added at its end, re-encoded: how a log's tail block
-/// grows when appends come a few records at a time. `None` when the result would gather more
-/// than a compressed block does ([`RAW_BLOCK_BYTES`]), hold more than [`BLOCK_RECORDS`] or
-/// store more than [`BLOCK_BYTES`]; the records then start a block of their own.
-pub fn extend_block(
-    tree: &str,
-    block: &[u8],
+/// The stored forms of a block's records, decompressed: what [`extend_raw`] grows.
+pub fn block_raw(tree: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    unpack(tree, bytes).map(|(_, raw)| raw.into_owned())
+}
+
+/// The block of `count` records whose stored forms are `raw` with `records` (stored forms)
+/// added at its end, carrying `stamps`: how a log's tail block grows when appends come a few
+/// records at a time. `raw` grows by the records when this returns a block. `None` (and `raw`
+/// as it was) when the result would gather more than a compressed block does
+/// ([`RAW_BLOCK_BYTES`]), hold more than [`BLOCK_RECORDS`] or store more than [`BLOCK_BYTES`];
+/// the records then start a block of their own.
+pub fn extend_raw(
+    raw: &mut Vec<u8>,
+    count: u64,
     records: &[Vec<u8>],
     compression: Compression,
-) -> Result<Option<Vec<u8>>> {
+    stamps: &[(u64, u64)],
+) -> Option<Vec<u8>> {
     let added: usize = records.iter().map(Vec::len).sum();
-    let count = block_len(tree, block)? + records.len() as u64;
-    if count > BLOCK_RECORDS as u64 || raw_len(tree, block)? + added as u64 > RAW_BLOCK_BYTES as u64
-    {
-        return Ok(None);
+    let count = count + records.len() as u64;
+    if count > BLOCK_RECORDS as u64 || raw.len() + added > RAW_BLOCK_BYTES {
+        return None;
     }
-    let (_, raw) = unpack(tree, block)?;
-    let mut raw = raw.into_owned();
+    let before = raw.len();
     raw.reserve(added);
     for r in records {
         raw.extend_from_slice(r);
     }
-    let out = pack(count, &raw, compression);
-    Ok((out.len() <= BLOCK_BYTES).then_some(out))
+    let out = pack(count, raw, compression, stamps);
+    if out.len() > BLOCK_BYTES {
+        raw.truncate(before);
+        return None;
+    }
+    Some(out)
 }
 
 /// The file space a block of `len` stored bytes takes: when it shares a leaf page with others,
@@ -182,11 +260,11 @@ pub fn footprint(len: u64) -> u64 {
 
 /// A block's record count and its records' stored bytes, decompressed.
 fn unpack<'a>(tree: &str, bytes: &'a [u8]) -> Result<(u64, Cow<'a, [u8]>)> {
-    let (count, at) = read_varint(tree, bytes)?;
-    let (codec, rest) = bytes[at..]
-        .split_first()
-        .ok_or_else(|| corrupt(tree, "block without a codec"))?;
-    match *codec {
+    let Header {
+        count, codec, body, ..
+    } = header(tree, bytes)?;
+    let rest = &bytes[body..];
+    match codec {
         PLAIN => Ok((count, Cow::Borrowed(rest))),
         ZSTD => {
             let (len, at) = read_varint(tree, rest)?;
@@ -444,6 +522,69 @@ mod tests {
             1,
             "a record larger than a block makes a block alone"
         );
+    }
+
+    /// A block grown with stamps reads back the same records under either codec, carries the
+    /// stamps it was last given (not those before), and a damaged stamp list is an error.
+    #[test]
+    fn grown_blocks_carry_their_stamps() {
+        for (compression, encoded) in [
+            (Compression::Zstd, records(40, 60, 4)),
+            (Compression::None, records(40, 60, 5)),
+        ] {
+            let mut block = encode_block(&encoded[..1], compression);
+            assert!(block_stamps("t", &block).unwrap().is_empty());
+            let mut stamps = Vec::new();
+            let mut raw = block_raw("t", &block).unwrap();
+            for i in 1..encoded.len() {
+                stamps.push((i as u64, 1_000_000_000_000 + 7 * i as u64 * i as u64));
+                let grow = &encoded[i..i + 1];
+                // Growing the raw records kept from the last step and growing the stored block
+                // read back give the same block.
+                let mut again = block_raw("t", &block).unwrap();
+                block = extend_raw(&mut raw, i as u64, grow, compression, &stamps).unwrap();
+                let other = extend_raw(&mut again, i as u64, grow, compression, &stamps);
+                assert_eq!(other.as_ref(), Some(&block));
+                assert_eq!(again, raw);
+            }
+            assert_eq!(block_stamps("t", &block).unwrap(), stamps);
+            assert_eq!(block_len("t", &block).unwrap(), 40);
+            let total: usize = encoded.iter().map(Vec::len).sum();
+            assert_eq!(raw_len("t", &block).unwrap(), total as u64);
+            let decoded: Vec<Text> = decode_block("t", &block).unwrap();
+            assert_eq!(decoded.len(), 40);
+            assert_eq!(decoded[39], Text::take(&encoded[39]).unwrap().0);
+            assert_eq!(block_frames("t", &block).unwrap().len(), 40);
+            let regrown = extend_raw(
+                &mut raw.clone(),
+                40,
+                &encoded[..1],
+                compression,
+                &stamps[..1],
+            );
+            assert_eq!(block_stamps("t", &regrown.unwrap()).unwrap(), &stamps[..1]);
+            let full = extend_raw(
+                &mut raw,
+                40,
+                &records(1, RAW_BLOCK_BYTES, 6),
+                compression,
+                &[],
+            );
+            assert!(full.is_none(), "too large to grow");
+            assert_eq!(
+                raw.len(),
+                raw_len("t", &block).unwrap() as usize,
+                "raw as it was"
+            );
+            for cut in [2, 3, 4, 8] {
+                assert!(block_stamps("t", &block[..cut]).is_err(), "cut at {cut}");
+                assert!(decode_block::<Text>("t", &block[..cut]).is_err());
+            }
+        }
+        let mut many = vec![1, ZSTD | STAMPED];
+        push_varint(&mut many, u64::MAX);
+        let e = block_stamps("t", &many).unwrap_err();
+        assert!(e.to_string().contains("append stamps"), "{e}");
     }
 
     #[test]

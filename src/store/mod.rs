@@ -16,7 +16,8 @@
 //! - `ring.outputs`, `ring.drops`: the logs in blocks (first seq → a block of records, see
 //!   `block.rs`): alerts as length-framed protobuf, drop records as postcard.
 //! - `ring.outputs.times`, `ring.drops.times`: when records were appended (the first seq of each
-//!   append → ns).
+//!   append → ns), but for the appends that grew the newest block, whose stamps that block
+//!   carries until a newer one starts.
 //! - `state`, `history`, `history.index`: versioned rules files, toggles and config (see
 //!   [`Versioned`]).
 //! - `consumers`: `<log>/<name>` → the consumer's acknowledged seq.

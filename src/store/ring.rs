@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::block::{block_len, build_blocks, extend_block, footprint, Compression};
+use super::block::{
+    block_len, block_raw, block_stamps, build_blocks, extend_raw, footprint, Compression,
+};
 use super::clock::Clock;
 use super::codec::LogRecord;
 use super::tables::META;
@@ -170,11 +172,21 @@ struct State {
     bounds: Bounds,
     blocks: VecDeque<BlockSize>,
     stamps: Stamps,
+    /// The stamps (seq, ns) kept only in the newest block (see [`super::block::block_stamps`]),
+    /// not yet in the time table.
+    pending: Vec<(u64, u64)>,
+    /// The newest block's records, decompressed, when known: growing the block then needs no
+    /// read or decompression (at most [`super::block`]'s gathering size, per log).
+    tail_raw: Option<Vec<u8>>,
     bytes: u64,
 }
 
-/// Every block of the log, oldest first, and the stamps of their records.
-fn block_sizes(db: &Database, t: LogTables) -> Result<(VecDeque<BlockSize>, Stamps)> {
+/// Every block of the log, oldest first, the stamps of their records, and those of the stamps
+/// kept only in the newest block.
+fn block_sizes(
+    db: &Database,
+    t: LogTables,
+) -> Result<(VecDeque<BlockSize>, Stamps, Vec<(u64, u64)>)> {
     let txn = db.begin_read()?;
     let blocks = txn.open_table(t.blocks)?;
     let mut out = VecDeque::new();
@@ -186,7 +198,16 @@ fn block_sizes(db: &Database, t: LogTables) -> Result<(VecDeque<BlockSize>, Stam
             bytes: footprint(block.value().len() as u64),
         });
     }
-    Ok((out, Stamps::load(&txn.open_table(t.times)?)?))
+    let mut stamps = Stamps::load(&txn.open_table(t.times)?)?;
+    let mut pending = Vec::new();
+    if let Some((first, block)) = blocks.last()? {
+        for (offset, time) in block_stamps(t.blocks.name(), block.value())? {
+            let seq = first.value().saturating_add(offset);
+            stamps.push(seq, time.max(stamps.newest_time().unwrap_or(0)));
+            pending.push((seq, time));
+        }
+    }
+    Ok((out, stamps, pending))
 }
 
 /// How many of `blocks` (oldest first) go, and the oldest seq after, so that the log holds at
@@ -298,7 +319,7 @@ impl<T: LogRecord> RingLog<T> {
         retention: Retention,
     ) -> Result<Self> {
         let bounds = read_bounds(&db, tables.blocks)?;
-        let (blocks, stamps) = block_sizes(&db, tables)?;
+        let (blocks, stamps, pending) = block_sizes(&db, tables)?;
         let bytes = blocks.iter().map(|b| b.bytes).sum();
         let log = RingLog {
             db,
@@ -310,6 +331,8 @@ impl<T: LogRecord> RingLog<T> {
                 bounds,
                 blocks,
                 stamps,
+                pending,
+                tail_raw: None,
                 bytes,
             }),
             capacity: AtomicU64::new(retention.capacity.max(1)),
@@ -481,13 +504,25 @@ impl<T: LogRecord> RingLog<T> {
             .max(state.stamps.newest_time().unwrap_or(0));
         self.reserve.check()?;
         let txn = self.db.begin_write()?;
-        let (added, replaced) = match self.grow_tail(&txn, &state, &encoded)? {
-            Some(tail) => (vec![tail], state.blocks.back().copied()),
-            None => (write_blocks(&txn, self.tables, &built, first)?, None),
+        let stamp = state.stamps.needs(time).then_some((first, time));
+        let grown = self.grow_tail(&txn, &mut *state, &encoded, stamp)?;
+        let (added, replaced, pending, tail_raw) = match grown {
+            Some((tail, pending, raw)) => {
+                (vec![tail], state.blocks.back().copied(), pending, Some(raw))
+            }
+            None => {
+                let added = write_blocks(&txn, self.tables, &built, first)?;
+                let moved: Vec<_> = state.pending.iter().chain(&stamp).copied().collect();
+                if !moved.is_empty() {
+                    let mut times = txn.open_table(self.tables.times)?;
+                    for (seq, time) in moved {
+                        times.insert(seq, time)?;
+                    }
+                }
+                let raw = built.last().map(|(part, _)| encoded[part.clone()].concat());
+                (added, None, Vec::new(), raw)
+            }
         };
-        if state.stamps.needs(time) {
-            txn.open_table(self.tables.times)?.insert(first, time)?;
-        }
         let kept = state.blocks.len() - usize::from(replaced.is_some());
         let total = state.bytes - replaced.map_or(0, |b| b.bytes)
             + added.iter().map(|b| b.bytes).sum::<u64>();
@@ -517,6 +552,8 @@ impl<T: LogRecord> RingLog<T> {
         state.blocks.drain(..from_old);
         state.blocks.extend(added.into_iter().skip(gone - from_old));
         state.stamps.push(first, time);
+        state.pending = pending;
+        state.tail_raw = tail_raw.filter(|_| self.compression == Compression::Zstd);
         state.trimmed_blocks(gone);
         state.bytes = total;
         state.bounds = Bounds { oldest, newest };
@@ -524,15 +561,21 @@ impl<T: LogRecord> RingLog<T> {
     }
 
     /// Adds `encoded` records to the newest block inside `txn` when it can take them (see
-    /// [`extend_block`]) and stays wholly retained; returns the block as it now is. Only
-    /// compressed logs grow blocks (`Compression::None` keeps the layout it compares against).
-    /// A tail block that cannot be read is left as it is, and the records start a new block.
+    /// [`extend_raw`]) and stays wholly retained, with `stamp` (if the append needs one) kept
+    /// in the block beside the stamps it already held there rather than in the time table (one
+    /// table less written per append). Returns the block as it now is and the stamps it keeps.
+    /// Only compressed logs grow blocks (`Compression::None` keeps the layout it compares
+    /// against). A tail block that cannot be read is left as it is, and the records start a new
+    /// block.
     fn grow_tail(
         &self,
         txn: &redb::WriteTransaction,
-        state: &State,
+        state: &mut State,
         encoded: &[Vec<u8>],
-    ) -> Result<Option<BlockSize>> {
+        stamp: Option<(u64, u64)>,
+    ) -> Result<Option<(BlockSize, Vec<(u64, u64)>, Vec<u8>)>> {
+        // Taken, not borrowed: if this append fails, the next one reads the block again.
+        let cached = state.tail_raw.take();
         let Some(&tail) = state.blocks.back() else {
             return Ok(None);
         };
@@ -543,25 +586,38 @@ impl<T: LogRecord> RingLog<T> {
         {
             return Ok(None);
         }
+        let pending: Vec<(u64, u64)> = state.pending.iter().chain(&stamp).copied().collect();
+        let offsets: Vec<(u64, u64)> = pending
+            .iter()
+            .map(|&(seq, time)| (seq - tail.first, time))
+            .collect();
         let mut blocks = txn.open_table(self.tables.blocks)?;
-        let grown = match blocks.get(tail.first)? {
-            Some(old) => extend_block(self.name(), old.value(), encoded, self.compression),
-            None => return Ok(None),
-        };
-        let block = match grown {
-            Ok(Some(block)) => block,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                tracing::warn!(log = self.name(), error = %e, "cannot add to the newest block; starting a new one");
-                return Ok(None);
+        let mut raw = match cached {
+            Some(raw) => raw,
+            None => {
+                let Some(old) = blocks.get(tail.first)? else {
+                    return Ok(None);
+                };
+                match block_raw(self.name(), old.value()) {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        tracing::warn!(log = self.name(), error = %e, "cannot add to the newest block; starting a new one");
+                        return Ok(None);
+                    }
+                }
             }
         };
+        let Some(block) = extend_raw(&mut raw, tail.records, encoded, self.compression, &offsets)
+        else {
+            return Ok(None);
+        };
         blocks.insert(tail.first, block.as_slice())?;
-        Ok(Some(BlockSize {
+        let grown = BlockSize {
             first: tail.first,
             records,
             bytes: footprint(block.len() as u64),
-        }))
+        };
+        Ok(Some((grown, pending, raw)))
     }
 
     /// A mark set by [`RingLog::append_marked`].

@@ -23,8 +23,9 @@ pub const HISTORY_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::new
 pub const RING_OUTPUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.outputs");
 /// The drops log, same layout.
 pub const RING_DROPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ring.drops");
-/// When each block of the outputs log was appended: first seq of the block → nanoseconds since
-/// the Unix epoch, never decreasing along the log.
+/// When the records of the outputs log were appended: the first seq of an append → nanoseconds
+/// since the Unix epoch, never decreasing along the log. The appends that grew the newest block
+/// are stamped in that block instead (see `store::block`) and move here when a newer one starts.
 pub const RING_OUTPUTS_TIMES: TableDefinition<u64, u64> =
     TableDefinition::new("ring.outputs.times");
 /// The same for the drops log.

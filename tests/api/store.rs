@@ -494,7 +494,12 @@ fn a_time_finds_its_seq_across_a_reopen() {
         1,
         "the 48 appends share the newest block"
     );
-    let check = |store: &Store| {
+    assert_eq!(
+        store.outputs().table_stamps().unwrap(),
+        1,
+        "the block carries the stamps of the appends that grew it"
+    );
+    let check = |store: &Store, newest: u64| {
         let log = store.outputs();
         // Hour h (appended at 100 + h) holds seqs 5h+1 ..= 5h+5.
         assert_eq!(log.first_seq_since(0), 1);
@@ -502,7 +507,7 @@ fn a_time_finds_its_seq_across_a_reopen() {
         assert_eq!(log.first_seq_since(110 * HOUR + 1), 56);
         assert_eq!(
             log.first_seq_since(200 * HOUR),
-            241,
+            newest + 1,
             "after the newest: newest + 1"
         );
         assert_eq!(log.last_seq_until(110 * HOUR), 55);
@@ -512,16 +517,33 @@ fn a_time_finds_its_seq_across_a_reopen() {
             0,
             "before the oldest: oldest - 1"
         );
-        assert_eq!(log.last_seq_until(u64::MAX), 240);
+        assert_eq!(log.last_seq_until(u64::MAX), newest);
     };
-    check(&store);
+    check(&store, 240);
     drop(store);
     let store = open_at(temp.path(), &clock, 0);
-    check(&store);
+    check(&store, 240);
+    // An append too large for the newest block starts new ones: the stamps the old block
+    // carried move to the table, in the same transaction.
+    clock.store(150 * HOUR, Ordering::Relaxed);
+    let big: Vec<_> = (241..241 + 5_000).map(event).collect();
+    assert_eq!(store.outputs().append(&big).unwrap(), 241..5_241);
+    assert!(store.outputs().blocks().unwrap() > 1);
+    assert_eq!(store.outputs().table_stamps().unwrap(), 49);
+    let grown = |store: &Store| {
+        check(store, 5_240);
+        assert_eq!(store.outputs().first_seq_since(149 * HOUR), 241);
+        assert_eq!(store.outputs().last_seq_until(150 * HOUR - 1), 240);
+    };
+    grown(&store);
+    drop(store);
+    let store = open_at(temp.path(), &clock, 0);
+    grown(&store);
     clock.store(HOUR, Ordering::Relaxed); // the clock steps back
-    store.outputs().append(&[event(241)]).unwrap();
+    store.outputs().append(&[event(5_241)]).unwrap();
     assert_eq!(store.outputs().first_seq_since(147 * HOUR), 236);
-    assert_eq!(store.outputs().last_seq_until(147 * HOUR), 241);
+    assert_eq!(store.outputs().last_seq_until(147 * HOUR), 240);
+    assert_eq!(store.outputs().last_seq_until(150 * HOUR), 5_241);
 }
 
 /// Alerts appended one per commit grow the newest block rather than each making a block of its

@@ -120,6 +120,12 @@ impl<T: LogRecord> RingLog<T> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(self.tables.blocks)?.len()?)
     }
+
+    /// How many stamps the time table holds (the newest block carries the rest).
+    pub fn table_stamps(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(self.tables.times)?.len()?)
+    }
 }
 
 impl<T: Framed> RingLog<T> {

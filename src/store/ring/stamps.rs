@@ -3,7 +3,8 @@
 //! from its seq up to the next stamp's; stamps never decrease along the log. Schemas 8–10 stamped
 //! each block at its first seq, which reads the same way (a block's records were appended
 //! together), so the records of one block may carry several stamps since blocks grow at their
-//! tail (schema 11).
+//! tail (schema 11). Since schema 12 the stamps of the appends that grew the newest block are kept
+//! in that block rather than in the table until a newer block starts (see `RingLog::grow_tail`).
 
 use std::collections::VecDeque;
 
