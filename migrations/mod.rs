@@ -68,7 +68,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         version: 12,
-        name: "stamps in the newest block",
+        name: "the newest block open, with its stamps",
         apply: v12_tail_stamps::apply,
     },
 ];

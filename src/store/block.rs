@@ -26,6 +26,10 @@ use bytes::Bytes;
 use super::codec::{push_varint, take_frame, LogRecord};
 use super::{Result, StoreError};
 
+mod growing;
+
+pub use growing::Growing;
+
 /// Most records in one block.
 pub const BLOCK_RECORDS: usize = 4096;
 /// What a block may take on disk before it is cut, unless one record alone is larger.
@@ -47,6 +51,9 @@ const MAX_RAW_BYTES: u64 = 1 << 30;
 
 const PLAIN: u8 = 0;
 const ZSTD: u8 = 1;
+/// An open zstd frame: what a streaming compressor flushed so far, preceded like [`ZSTD`] by the
+/// records' length. Only the newest block is open (see [`Growing`]).
+const OPEN: u8 = 2;
 /// Set on the codec byte of a block that carries append stamps.
 const STAMPED: u8 = 0x80;
 /// Most stamps one block may carry (one per append that grew it).
@@ -137,7 +144,7 @@ pub fn raw_len(tree: &str, bytes: &[u8]) -> Result<u64> {
     let h = header(tree, bytes)?;
     match h.codec {
         PLAIN => Ok((bytes.len() - h.body) as u64),
-        ZSTD => read_varint(tree, &bytes[h.body..]).map(|(n, _)| n),
+        ZSTD | OPEN => read_varint(tree, &bytes[h.body..]).map(|(n, _)| n),
         _ => Err(corrupt(tree, "block without a known codec")),
     }
 }
@@ -173,30 +180,17 @@ fn decompress(packed: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
 
 /// One block made of `records` (each a stored form), compressed when that saves space.
 pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
-    pack(records.len() as u64, &records.concat(), compression, &[])
+    pack(records.len() as u64, &records.concat(), compression)
 }
 
-/// A block of `count` records whose stored forms are `raw`, compressed when that saves space,
-/// carrying `stamps` (see [`block_stamps`]).
-fn pack(count: u64, raw: &[u8], compression: Compression, stamps: &[(u64, u64)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 12 + 6 * stamps.len());
-    push_varint(&mut out, count);
-    let flag = if stamps.is_empty() { 0 } else { STAMPED };
-    let codec_at = out.len();
-    out.push(PLAIN | flag);
-    if !stamps.is_empty() {
-        push_varint(&mut out, stamps.len() as u64);
-        let mut time = 0;
-        for &(offset, t) in stamps {
-            push_varint(&mut out, offset);
-            push_varint(&mut out, t.saturating_sub(time));
-            time = t;
-        }
-    }
+/// A block of `count` records whose stored forms are `raw`, compressed when that saves space.
+fn pack(count: u64, raw: &[u8], compression: Compression) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 12);
+    let codec_at = put_header(&mut out, count, PLAIN, &[]);
     if compression == Compression::Zstd {
         if let Ok(packed) = compress(raw) {
             if packed.len() + 10 < raw.len() {
-                out[codec_at] = ZSTD | flag;
+                out[codec_at] = ZSTD;
                 push_varint(&mut out, raw.len() as u64);
                 out.extend_from_slice(&packed);
                 return out;
@@ -207,40 +201,29 @@ fn pack(count: u64, raw: &[u8], compression: Compression, stamps: &[(u64, u64)])
     out
 }
 
-/// The stored forms of a block's records, decompressed: what [`extend_raw`] grows.
-pub fn block_raw(tree: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-    unpack(tree, bytes).map(|(_, raw)| raw.into_owned())
+/// Writes what comes before a block's codec data (see [`header`]); returns where the codec
+/// byte is.
+fn put_header(out: &mut Vec<u8>, count: u64, codec: u8, stamps: &[(u64, u64)]) -> usize {
+    push_varint(out, count);
+    let at = out.len();
+    if stamps.is_empty() {
+        out.push(codec);
+        return at;
+    }
+    out.push(codec | STAMPED);
+    push_varint(out, stamps.len() as u64);
+    let mut time = 0;
+    for &(offset, t) in stamps {
+        push_varint(out, offset);
+        push_varint(out, t.saturating_sub(time));
+        time = t;
+    }
+    at
 }
 
-/// The block of `count` records whose stored forms are `raw` with `records` (stored forms)
-/// added at its end, carrying `stamps`: how a log's tail block grows when appends come a few
-/// records at a time. `raw` grows by the records when this returns a block. `None` (and `raw`
-/// as it was) when the result would gather more than a compressed block does
-/// ([`RAW_BLOCK_BYTES`]), hold more than [`BLOCK_RECORDS`] or store more than [`BLOCK_BYTES`];
-/// the records then start a block of their own.
-pub fn extend_raw(
-    raw: &mut Vec<u8>,
-    count: u64,
-    records: &[Vec<u8>],
-    compression: Compression,
-    stamps: &[(u64, u64)],
-) -> Option<Vec<u8>> {
-    let added: usize = records.iter().map(Vec::len).sum();
-    let count = count + records.len() as u64;
-    if count > BLOCK_RECORDS as u64 || raw.len() + added > RAW_BLOCK_BYTES {
-        return None;
-    }
-    let before = raw.len();
-    raw.reserve(added);
-    for r in records {
-        raw.extend_from_slice(r);
-    }
-    let out = pack(count, raw, compression, stamps);
-    if out.len() > BLOCK_BYTES {
-        raw.truncate(before);
-        return None;
-    }
-    Some(out)
+/// Whether a block is an open frame (the newest block of a log as it grows, see [`Growing`]).
+pub fn block_is_open(tree: &str, bytes: &[u8]) -> Result<bool> {
+    header(tree, bytes).map(|h| h.codec == OPEN)
 }
 
 /// The file space a block of `len` stored bytes takes: when it shares a leaf page with others,
@@ -266,7 +249,7 @@ fn unpack<'a>(tree: &str, bytes: &'a [u8]) -> Result<(u64, Cow<'a, [u8]>)> {
     let rest = &bytes[body..];
     match codec {
         PLAIN => Ok((count, Cow::Borrowed(rest))),
-        ZSTD => {
+        ZSTD | OPEN => {
             let (len, at) = read_varint(tree, rest)?;
             if len > MAX_RAW_BYTES {
                 return Err(corrupt(
@@ -274,7 +257,12 @@ fn unpack<'a>(tree: &str, bytes: &'a [u8]) -> Result<(u64, Cow<'a, [u8]>)> {
                     format!("block claims {len} bytes of records"),
                 ));
             }
-            let unpacked = decompress(&rest[at..], len as usize)
+            let unpack = if codec == ZSTD {
+                decompress
+            } else {
+                growing::decompress_open
+            };
+            let unpacked = unpack(&rest[at..], len as usize)
                 .map_err(|e| corrupt(tree, format!("cannot decompress block: {e}")))?;
             if unpacked.len() as u64 != len {
                 return Err(corrupt(tree, "block shorter than it says"));
@@ -524,62 +512,87 @@ mod tests {
         );
     }
 
-    /// A block grown with stamps reads back the same records under either codec, carries the
-    /// stamps it was last given (not those before), and a damaged stamp list is an error.
+    /// A block grown one record at a time, whether from a plain or a compressed first block and
+    /// whether kept in memory or read back at each step, is an open frame that reads back every
+    /// record and the stamps it was last given; closed, it is an ordinary compressed block
+    /// without stamps, smaller than the open one. A block that cannot take more stays as it was,
+    /// and damaged open blocks are errors.
     #[test]
-    fn grown_blocks_carry_their_stamps() {
+    fn grown_blocks_are_open_frames_carrying_their_stamps() {
         for (compression, encoded) in [
             (Compression::Zstd, records(40, 60, 4)),
             (Compression::None, records(40, 60, 5)),
         ] {
             let mut block = encode_block(&encoded[..1], compression);
             assert!(block_stamps("t", &block).unwrap().is_empty());
+            assert!(!block_is_open("t", &block).unwrap());
             let mut stamps = Vec::new();
-            let mut raw = block_raw("t", &block).unwrap();
+            let mut kept = Growing::new(encoded[0].clone());
             for i in 1..encoded.len() {
                 stamps.push((i as u64, 1_000_000_000_000 + 7 * i as u64 * i as u64));
                 let grow = &encoded[i..i + 1];
-                // Growing the raw records kept from the last step and growing the stored block
-                // read back give the same block.
-                let mut again = block_raw("t", &block).unwrap();
-                block = extend_raw(&mut raw, i as u64, grow, compression, &stamps).unwrap();
-                let other = extend_raw(&mut again, i as u64, grow, compression, &stamps);
-                assert_eq!(other.as_ref(), Some(&block));
-                assert_eq!(again, raw);
+                let mut again = Growing::read("t", &block).unwrap();
+                block = kept.grow(i as u64, grow, &stamps).unwrap();
+                let other = again.grow(i as u64, grow, &stamps).unwrap();
+                assert_eq!(
+                    unpack("t", &other).unwrap(),
+                    unpack("t", &block).unwrap(),
+                    "read back at step {i}"
+                );
+                assert_eq!(block_stamps("t", &other).unwrap(), stamps);
             }
+            assert!(block_is_open("t", &block).unwrap());
             assert_eq!(block_stamps("t", &block).unwrap(), stamps);
             assert_eq!(block_len("t", &block).unwrap(), 40);
             let total: usize = encoded.iter().map(Vec::len).sum();
             assert_eq!(raw_len("t", &block).unwrap(), total as u64);
             let decoded: Vec<Text> = decode_block("t", &block).unwrap();
-            assert_eq!(decoded.len(), 40);
-            assert_eq!(decoded[39], Text::take(&encoded[39]).unwrap().0);
+            let expect: Vec<Text> = encoded.iter().map(|r| Text::take(r).unwrap().0).collect();
+            assert_eq!(decoded, expect);
             assert_eq!(block_frames("t", &block).unwrap().len(), 40);
-            let regrown = extend_raw(
-                &mut raw.clone(),
-                40,
-                &encoded[..1],
-                compression,
-                &stamps[..1],
+
+            let closed = kept.close(40);
+            assert!(!block_is_open("t", &closed).unwrap());
+            assert!(block_stamps("t", &closed).unwrap().is_empty());
+            assert_eq!(decode_block::<Text>("t", &closed).unwrap(), expect);
+            assert!(
+                closed.len() < block.len(),
+                "{} closed, {} open",
+                closed.len(),
+                block.len()
             );
-            assert_eq!(block_stamps("t", &regrown.unwrap()).unwrap(), &stamps[..1]);
-            let full = extend_raw(
-                &mut raw,
-                40,
-                &records(1, RAW_BLOCK_BYTES, 6),
-                compression,
-                &[],
-            );
-            assert!(full.is_none(), "too large to grow");
+
+            let too_big = kept.grow(40, &records(1, RAW_BLOCK_BYTES, 6), &[]);
+            assert!(too_big.is_none(), "too large to grow");
+            let next = kept.grow(40, &encoded[..1], &stamps[..1]).unwrap();
+            assert_eq!(block_stamps("t", &next).unwrap(), &stamps[..1]);
+            assert_eq!(block_len("t", &next).unwrap(), 41);
+            let decoded: Vec<Text> = decode_block("t", &next).unwrap();
             assert_eq!(
-                raw.len(),
-                raw_len("t", &block).unwrap() as usize,
-                "raw as it was"
+                &decoded[..40],
+                &expect[..],
+                "as it was before the refused growth"
             );
+
             for cut in [2, 3, 4, 8] {
                 assert!(block_stamps("t", &block[..cut]).is_err(), "cut at {cut}");
                 assert!(decode_block::<Text>("t", &block[..cut]).is_err());
             }
+            for cut in [block.len() - 1, block.len() - 20, block.len() / 2 + 40] {
+                assert!(
+                    decode_block::<Text>("t", &block[..cut]).is_err(),
+                    "cut at {cut}"
+                );
+            }
+            // An open frame holding more than its block says.
+            let h = header("t", &next).unwrap();
+            let (_, used) = read_varint("t", &next[h.body..]).unwrap();
+            let mut short = Vec::new();
+            put_header(&mut short, 41, OPEN, &[]);
+            push_varint(&mut short, total as u64);
+            short.extend_from_slice(&next[h.body + used..]);
+            let e = decode_block::<Text>("t", &short).unwrap_err();
+            assert!(e.to_string().contains("decompress"), "{e}");
         }
         let mut many = vec![1, ZSTD | STAMPED];
         push_varint(&mut many, u64::MAX);

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use super::block::{
-    block_len, block_raw, block_stamps, build_blocks, extend_raw, footprint, Compression,
+    block_is_open, block_len, block_stamps, build_blocks, footprint, Compression, Growing,
 };
 use super::clock::Clock;
 use super::codec::LogRecord;
@@ -175,18 +175,21 @@ struct State {
     /// The stamps (seq, ns) kept only in the newest block (see [`super::block::block_stamps`]),
     /// not yet in the time table.
     pending: Vec<(u64, u64)>,
-    /// The newest block's records, decompressed, when known: growing the block then needs no
-    /// read or decompression (at most [`super::block`]'s gathering size, per log).
-    tail_raw: Option<Vec<u8>>,
+    /// The newest block as it grows, when known (its records, at most a compressed block's
+    /// gathering size, and its open frame): growing it then needs no read or decompression.
+    tail: Option<Growing>,
+    /// Whether the newest block is stored as an open frame, to be closed when a newer starts.
+    tail_open: bool,
     bytes: u64,
 }
 
 /// Every block of the log, oldest first, the stamps of their records, and those of the stamps
 /// kept only in the newest block.
+#[allow(clippy::type_complexity)]
 fn block_sizes(
     db: &Database,
     t: LogTables,
-) -> Result<(VecDeque<BlockSize>, Stamps, Vec<(u64, u64)>)> {
+) -> Result<(VecDeque<BlockSize>, Stamps, Vec<(u64, u64)>, bool)> {
     let txn = db.begin_read()?;
     let blocks = txn.open_table(t.blocks)?;
     let mut out = VecDeque::new();
@@ -200,14 +203,16 @@ fn block_sizes(
     }
     let mut stamps = Stamps::load(&txn.open_table(t.times)?)?;
     let mut pending = Vec::new();
+    let mut open = false;
     if let Some((first, block)) = blocks.last()? {
+        open = block_is_open(t.blocks.name(), block.value())?;
         for (offset, time) in block_stamps(t.blocks.name(), block.value())? {
             let seq = first.value().saturating_add(offset);
             stamps.push(seq, time.max(stamps.newest_time().unwrap_or(0)));
             pending.push((seq, time));
         }
     }
-    Ok((out, stamps, pending))
+    Ok((out, stamps, pending, open))
 }
 
 /// How many of `blocks` (oldest first) go, and the oldest seq after, so that the log holds at
@@ -280,6 +285,10 @@ fn write_blocks(
     Ok(added)
 }
 
+/// Appends of fewer stored bytes than this cut and compress their blocks under the log's lock,
+/// and only when they do not grow the newest block.
+const BUILD_EARLY_BYTES: usize = 16 * 1024;
+
 pub struct RingLog<T> {
     db: Arc<Database>,
     reserve: Arc<super::Reserve>,
@@ -319,7 +328,7 @@ impl<T: LogRecord> RingLog<T> {
         retention: Retention,
     ) -> Result<Self> {
         let bounds = read_bounds(&db, tables.blocks)?;
-        let (blocks, stamps, pending) = block_sizes(&db, tables)?;
+        let (blocks, stamps, pending, tail_open) = block_sizes(&db, tables)?;
         let bytes = blocks.iter().map(|b| b.bytes).sum();
         let log = RingLog {
             db,
@@ -332,7 +341,8 @@ impl<T: LogRecord> RingLog<T> {
                 blocks,
                 stamps,
                 pending,
-                tail_raw: None,
+                tail: None,
+                tail_open,
                 bytes,
             }),
             capacity: AtomicU64::new(retention.capacity.max(1)),
@@ -493,7 +503,11 @@ impl<T: LogRecord> RingLog<T> {
                 Ok(out)
             })
             .collect::<Result<_>>()?;
-        let built = build_blocks(&encoded, self.compression);
+        // Cut and compressed before the lock, unless small enough that it likely grows the
+        // newest block instead.
+        let raw_bytes: usize = encoded.iter().map(Vec::len).sum();
+        let early = (self.compression == Compression::None || raw_bytes >= BUILD_EARLY_BYTES)
+            .then(|| build_blocks(&encoded, self.compression));
         let mut state = self.lock();
         let bounds = state.bounds;
         let first = bounds.newest + 1;
@@ -505,22 +519,20 @@ impl<T: LogRecord> RingLog<T> {
         self.reserve.check()?;
         let txn = self.db.begin_write()?;
         let stamp = state.stamps.needs(time).then_some((first, time));
-        let grown = self.grow_tail(&txn, &mut *state, &encoded, stamp)?;
-        let (added, replaced, pending, tail_raw) = match grown {
-            Some((tail, pending, raw)) => {
-                (vec![tail], state.blocks.back().copied(), pending, Some(raw))
-            }
+        // Taken, not borrowed: if this append fails, the next one reads the block again.
+        let mut growing = state.tail.take();
+        let grown = self.grow_tail(&txn, &state, &mut growing, &encoded, stamp)?;
+        let open = grown.is_some();
+        let (added, replaced, pending, tail) = match grown {
+            Some((tail, pending)) => (vec![tail], state.blocks.back().copied(), pending, growing),
             None => {
-                let added = write_blocks(&txn, self.tables, &built, first)?;
-                let moved: Vec<_> = state.pending.iter().chain(&stamp).copied().collect();
-                if !moved.is_empty() {
-                    let mut times = txn.open_table(self.tables.times)?;
-                    for (seq, time) in moved {
-                        times.insert(seq, time)?;
-                    }
-                }
-                let raw = built.last().map(|(part, _)| encoded[part.clone()].concat());
-                (added, None, Vec::new(), raw)
+                let built = early.unwrap_or_else(|| build_blocks(&encoded, self.compression));
+                let (added, replaced) =
+                    self.start_blocks(&txn, &state, growing, &built, first, stamp)?;
+                let raw = built
+                    .last()
+                    .map(|(part, _)| Growing::new(encoded[part.clone()].concat()));
+                (added, replaced, Vec::new(), raw)
             }
         };
         let kept = state.blocks.len() - usize::from(replaced.is_some());
@@ -553,7 +565,8 @@ impl<T: LogRecord> RingLog<T> {
         state.blocks.extend(added.into_iter().skip(gone - from_old));
         state.stamps.push(first, time);
         state.pending = pending;
-        state.tail_raw = tail_raw.filter(|_| self.compression == Compression::Zstd);
+        state.tail = tail.filter(|_| self.compression == Compression::Zstd);
+        state.tail_open = open;
         state.trimmed_blocks(gone);
         state.bytes = total;
         state.bounds = Bounds { oldest, newest };
@@ -561,21 +574,20 @@ impl<T: LogRecord> RingLog<T> {
     }
 
     /// Adds `encoded` records to the newest block inside `txn` when it can take them (see
-    /// [`extend_raw`]) and stays wholly retained, with `stamp` (if the append needs one) kept
+    /// [`Growing::grow`]) and stays wholly retained, with `stamp` (if the append needs one) kept
     /// in the block beside the stamps it already held there rather than in the time table (one
-    /// table less written per append). Returns the block as it now is and the stamps it keeps.
-    /// Only compressed logs grow blocks (`Compression::None` keeps the layout it compares
-    /// against). A tail block that cannot be read is left as it is, and the records start a new
-    /// block.
+    /// table less written per append). Returns the block as it now is and the stamps it keeps;
+    /// `growing` is the block as it grows (read from the table when `None`). Only compressed
+    /// logs grow blocks (`Compression::None` keeps the layout it compares against). A tail
+    /// block that cannot be read is left as it is, and the records start a new block.
     fn grow_tail(
         &self,
         txn: &redb::WriteTransaction,
-        state: &mut State,
+        state: &State,
+        growing: &mut Option<Growing>,
         encoded: &[Vec<u8>],
         stamp: Option<(u64, u64)>,
-    ) -> Result<Option<(BlockSize, Vec<(u64, u64)>, Vec<u8>)>> {
-        // Taken, not borrowed: if this append fails, the next one reads the block again.
-        let cached = state.tail_raw.take();
+    ) -> Result<Option<(BlockSize, Vec<(u64, u64)>)>> {
         let Some(&tail) = state.blocks.back() else {
             return Ok(None);
         };
@@ -592,22 +604,12 @@ impl<T: LogRecord> RingLog<T> {
             .map(|&(seq, time)| (seq - tail.first, time))
             .collect();
         let mut blocks = txn.open_table(self.tables.blocks)?;
-        let mut raw = match cached {
-            Some(raw) => raw,
-            None => {
-                let Some(old) = blocks.get(tail.first)? else {
-                    return Ok(None);
-                };
-                match block_raw(self.name(), old.value()) {
-                    Ok(raw) => raw,
-                    Err(e) => {
-                        tracing::warn!(log = self.name(), error = %e, "cannot add to the newest block; starting a new one");
-                        return Ok(None);
-                    }
-                }
-            }
-        };
-        let Some(block) = extend_raw(&mut raw, tail.records, encoded, self.compression, &offsets)
+        if growing.is_none() {
+            *growing = self.read_tail(&blocks, tail)?;
+        }
+        let Some(block) = growing
+            .as_mut()
+            .and_then(|g| g.grow(tail.records, encoded, &offsets))
         else {
             return Ok(None);
         };
@@ -617,7 +619,67 @@ impl<T: LogRecord> RingLog<T> {
             records,
             bytes: footprint(block.len() as u64),
         };
-        Ok(Some((grown, pending, raw)))
+        Ok(Some((grown, pending)))
+    }
+
+    /// The newest block as stored, to grow or close; `None` (with a warning) if it cannot be read.
+    fn read_tail(
+        &self,
+        blocks: &redb::Table<u64, &[u8]>,
+        tail: BlockSize,
+    ) -> Result<Option<Growing>> {
+        let Some(stored) = blocks.get(tail.first)? else {
+            return Ok(None);
+        };
+        match Growing::read(self.name(), stored.value()) {
+            Ok(growing) => Ok(Some(growing)),
+            Err(e) => {
+                tracing::warn!(log = self.name(), error = %e, "cannot read the newest block; starting a new one");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes `built` blocks from seq `first` inside `txn` for records the newest block did not
+    /// take. That block stops growing: its stamps and `stamp` go to the time table, and if it
+    /// is an open frame it is closed (`growing` is it as it grew, when known). Returns the
+    /// blocks added and the block they replace (the closed one, also among those added).
+    fn start_blocks(
+        &self,
+        txn: &redb::WriteTransaction,
+        state: &State,
+        growing: Option<Growing>,
+        built: &[(Range<usize>, Vec<u8>)],
+        first: u64,
+        stamp: Option<(u64, u64)>,
+    ) -> Result<(Vec<BlockSize>, Option<BlockSize>)> {
+        let mut added = Vec::new();
+        let mut replaced = None;
+        if let (true, Some(&tail)) = (state.tail_open, state.blocks.back()) {
+            let mut blocks = txn.open_table(self.tables.blocks)?;
+            let growing = match growing {
+                Some(growing) => Some(growing),
+                None => self.read_tail(&blocks, tail)?,
+            };
+            if let Some(growing) = growing {
+                let closed = growing.close(tail.records);
+                blocks.insert(tail.first, closed.as_slice())?;
+                replaced = Some(tail);
+                added.push(BlockSize {
+                    bytes: footprint(closed.len() as u64),
+                    ..tail
+                });
+            }
+        }
+        added.extend(write_blocks(txn, self.tables, built, first)?);
+        let moved: Vec<_> = state.pending.iter().chain(&stamp).copied().collect();
+        if !moved.is_empty() {
+            let mut times = txn.open_table(self.tables.times)?;
+            for (seq, time) in moved {
+                times.insert(seq, time)?;
+            }
+        }
+        Ok((added, replaced))
     }
 
     /// A mark set by [`RingLog::append_marked`].
