@@ -534,6 +534,16 @@ fn a_time_finds_its_seq_across_a_reopen() {
         check(store, 5_240);
         assert_eq!(store.outputs().first_seq_since(149 * HOUR), 241);
         assert_eq!(store.outputs().last_seq_until(150 * HOUR - 1), 240);
+        // The block that grew (an open frame until then, closed when the next one started
+        // after a reopen) and the new ones read back whole.
+        let all = store.outputs().read(0, u64::MAX, 10_000).unwrap();
+        assert_eq!(all.len(), 5_240);
+        for (seq, record) in all {
+            assert_eq!(
+                (record.time_ns, record.output.as_str()),
+                (event(seq).time_ns, format!("output {seq}").as_str())
+            );
+        }
     };
     grown(&store);
     drop(store);
