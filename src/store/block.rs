@@ -28,7 +28,7 @@ use super::{Result, StoreError};
 
 mod growing;
 
-pub use growing::Growing;
+pub use growing::{Growing, OPEN_GROWTH_BYTES};
 
 /// Most records in one block.
 pub const BLOCK_RECORDS: usize = 4096;
@@ -180,17 +180,18 @@ fn decompress(packed: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
 
 /// One block made of `records` (each a stored form), compressed when that saves space.
 pub fn encode_block(records: &[Vec<u8>], compression: Compression) -> Vec<u8> {
-    pack(records.len() as u64, &records.concat(), compression)
+    pack(records.len() as u64, &records.concat(), compression, &[])
 }
 
-/// A block of `count` records whose stored forms are `raw`, compressed when that saves space.
-fn pack(count: u64, raw: &[u8], compression: Compression) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 12);
-    let codec_at = put_header(&mut out, count, PLAIN, &[]);
+/// A block of `count` records whose stored forms are `raw`, compressed when that saves space,
+/// carrying `stamps` (see [`block_stamps`]).
+fn pack(count: u64, raw: &[u8], compression: Compression, stamps: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 12 + 8 * stamps.len());
+    let codec_at = put_header(&mut out, count, PLAIN, stamps);
     if compression == Compression::Zstd {
         if let Ok(packed) = compress(raw) {
             if packed.len() + 10 < raw.len() {
-                out[codec_at] = ZSTD;
+                out[codec_at] = ZSTD | (out[codec_at] & STAMPED);
                 push_varint(&mut out, raw.len() as u64);
                 out.extend_from_slice(&packed);
                 return out;
@@ -532,8 +533,10 @@ mod tests {
                 stamps.push((i as u64, 1_000_000_000_000 + 7 * i as u64 * i as u64));
                 let grow = &encoded[i..i + 1];
                 let mut again = Growing::read("t", &block).unwrap();
-                block = kept.grow(i as u64, grow, &stamps).unwrap();
-                let other = again.grow(i as u64, grow, &stamps).unwrap();
+                let open;
+                (block, open) = kept.grow(i as u64, grow, &stamps).unwrap();
+                assert!(open, "small appends grow the open frame");
+                let (other, _) = again.grow(i as u64, grow, &stamps).unwrap();
                 assert_eq!(
                     unpack("t", &other).unwrap(),
                     unpack("t", &block).unwrap(),
@@ -564,7 +567,7 @@ mod tests {
 
             let too_big = kept.grow(40, &records(1, RAW_BLOCK_BYTES, 6), &[]);
             assert!(too_big.is_none(), "too large to grow");
-            let next = kept.grow(40, &encoded[..1], &stamps[..1]).unwrap();
+            let (next, _) = kept.grow(40, &encoded[..1], &stamps[..1]).unwrap();
             assert_eq!(block_stamps("t", &next).unwrap(), &stamps[..1]);
             assert_eq!(block_len("t", &next).unwrap(), 41);
             let decoded: Vec<Text> = decode_block("t", &next).unwrap();
@@ -594,6 +597,21 @@ mod tests {
             let e = decode_block::<Text>("t", &short).unwrap_err();
             assert!(e.to_string().contains("decompress"), "{e}");
         }
+        // An append of OPEN_GROWTH_BYTES or more recompresses the block whole, closed, with its
+        // stamps, and the next small one opens a frame again.
+        let mut growing = Growing::new(records(1, 100, 7).concat());
+        let big = records(20, OPEN_GROWTH_BYTES / 20 + 10, 8);
+        let (block, open) = growing.grow(1, &big, &[(1, 5)]).unwrap();
+        assert!(!open);
+        assert_eq!(block[1], ZSTD | STAMPED);
+        assert_eq!(block_stamps("t", &block).unwrap(), [(1, 5)]);
+        assert_eq!(decode_block::<Text>("t", &block).unwrap().len(), 21);
+        let (block, open) = growing
+            .grow(21, &records(1, 100, 9), &[(1, 5), (21, 9)])
+            .unwrap();
+        assert!(open && block_is_open("t", &block).unwrap());
+        assert_eq!(decode_block::<Text>("t", &block).unwrap().len(), 22);
+
         let mut many = vec![1, ZSTD | STAMPED];
         push_varint(&mut many, u64::MAX);
         let e = block_stamps("t", &many).unwrap_err();

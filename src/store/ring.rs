@@ -33,6 +33,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 
 use super::block::{
     block_is_open, block_len, block_stamps, build_blocks, footprint, Compression, Growing,
+    OPEN_GROWTH_BYTES,
 };
 use super::clock::Clock;
 use super::codec::LogRecord;
@@ -286,8 +287,8 @@ fn write_blocks(
 }
 
 /// Appends of fewer stored bytes than this cut and compress their blocks under the log's lock,
-/// and only when they do not grow the newest block.
-const BUILD_EARLY_BYTES: usize = 16 * 1024;
+/// and only when they do not grow the newest block (which such appends grow as an open frame).
+const BUILD_EARLY_BYTES: usize = OPEN_GROWTH_BYTES;
 
 pub struct RingLog<T> {
     db: Arc<Database>,
@@ -522,9 +523,11 @@ impl<T: LogRecord> RingLog<T> {
         // Taken, not borrowed: if this append fails, the next one reads the block again.
         let mut growing = state.tail.take();
         let grown = self.grow_tail(&txn, &state, &mut growing, &encoded, stamp)?;
-        let open = grown.is_some();
+        let open = grown.as_ref().is_some_and(|g| g.2);
         let (added, replaced, pending, tail) = match grown {
-            Some((tail, pending)) => (vec![tail], state.blocks.back().copied(), pending, growing),
+            Some((tail, pending, _)) => {
+                (vec![tail], state.blocks.back().copied(), pending, growing)
+            }
             None => {
                 let built = early.unwrap_or_else(|| build_blocks(&encoded, self.compression));
                 let (added, replaced) =
@@ -576,9 +579,10 @@ impl<T: LogRecord> RingLog<T> {
     /// Adds `encoded` records to the newest block inside `txn` when it can take them (see
     /// [`Growing::grow`]) and stays wholly retained, with `stamp` (if the append needs one) kept
     /// in the block beside the stamps it already held there rather than in the time table (one
-    /// table less written per append). Returns the block as it now is and the stamps it keeps;
-    /// `growing` is the block as it grows (read from the table when `None`). Only compressed
-    /// logs grow blocks (`Compression::None` keeps the layout it compares against). A tail
+    /// table less written per append). Returns the block as it now is, the stamps it keeps and
+    /// whether it is an open frame; `growing` is the block as it grows (read from the table
+    /// when `None`). Only compressed logs grow blocks (`Compression::None` keeps the layout it
+    /// compares against). A tail
     /// block that cannot be read is left as it is, and the records start a new block.
     fn grow_tail(
         &self,
@@ -587,7 +591,7 @@ impl<T: LogRecord> RingLog<T> {
         growing: &mut Option<Growing>,
         encoded: &[Vec<u8>],
         stamp: Option<(u64, u64)>,
-    ) -> Result<Option<(BlockSize, Vec<(u64, u64)>)>> {
+    ) -> Result<Option<(BlockSize, Vec<(u64, u64)>, bool)>> {
         let Some(&tail) = state.blocks.back() else {
             return Ok(None);
         };
@@ -607,7 +611,7 @@ impl<T: LogRecord> RingLog<T> {
         if growing.is_none() {
             *growing = self.read_tail(&blocks, tail)?;
         }
-        let Some(block) = growing
+        let Some((block, open)) = growing
             .as_mut()
             .and_then(|g| g.grow(tail.records, encoded, &offsets))
         else {
@@ -619,7 +623,7 @@ impl<T: LogRecord> RingLog<T> {
             records,
             bytes: footprint(block.len() as u64),
         };
-        Ok(Some((grown, pending)))
+        Ok(Some((grown, pending, open)))
     }
 
     /// The newest block as stored, to grow or close; `None` (with a warning) if it cannot be read.

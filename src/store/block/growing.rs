@@ -5,6 +5,8 @@
 //! and flushes; the block stores what was flushed so far ([`OPEN`]). When a newer block starts,
 //! the open block is closed into an ordinary [`ZSTD`] block (compressed once, whole, which packs
 //! tighter than the flushed pieces) so that every block but the newest reads with one call.
+//! Appends of [`OPEN_GROWTH_BYTES`] or more compress the block whole at once, closed: their own
+//! bytes are most of the work, and the block then needs no closing.
 
 use std::cell::RefCell;
 
@@ -16,6 +18,9 @@ use super::{
     pack, put_header, unpack, Compression, Result, BLOCK_BYTES, BLOCK_RECORDS, OPEN,
     RAW_BLOCK_BYTES, ZSTD_LEVEL,
 };
+
+/// Appends of fewer stored bytes grow the open frame; larger ones recompress the block whole.
+pub const OPEN_GROWTH_BYTES: usize = 16 * 1024;
 
 /// log2 of the frame's window: the whole of the most a block gathers, so every record can refer
 /// to any before it.
@@ -83,22 +88,35 @@ impl Growing {
     }
 
     /// Adds `records` (stored forms) to the block of `count` records and returns it as it is
-    /// to be stored: an open frame carrying `stamps` (see [`super::block_stamps`]). `None`, with
-    /// the records as they were, when the block would gather more than [`RAW_BLOCK_BYTES`],
-    /// hold more than [`BLOCK_RECORDS`] or store more than [`BLOCK_BYTES`]: the records then
-    /// start a block of their own.
+    /// to be stored, carrying `stamps` (see [`super::block_stamps`]), and whether it is an open
+    /// frame (unless the records take [`OPEN_GROWTH_BYTES`] or more). `None`, with the records
+    /// as they were, when the block would gather more than [`RAW_BLOCK_BYTES`], hold more than
+    /// [`BLOCK_RECORDS`] or store more than [`BLOCK_BYTES`]: the records then start a block of
+    /// their own.
     pub fn grow(
         &mut self,
         count: u64,
         records: &[Vec<u8>],
         stamps: &[(u64, u64)],
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, bool)> {
         let added: usize = records.iter().map(Vec::len).sum();
         let count = count + records.len() as u64;
         if count > BLOCK_RECORDS as u64 || self.raw.len() + added > RAW_BLOCK_BYTES {
             return None;
         }
         let before = self.raw.len();
+        if added >= OPEN_GROWTH_BYTES {
+            for r in records {
+                self.raw.extend_from_slice(r);
+            }
+            let out = pack(count, &self.raw, Compression::Zstd, stamps);
+            if out.len() > BLOCK_BYTES {
+                self.raw.truncate(before);
+                return None;
+            }
+            self.frame = None;
+            return Some((out, false));
+        }
         let mut frame = match self.frame.take() {
             Some(frame) => frame,
             None => {
@@ -124,13 +142,13 @@ impl Growing {
             return None;
         }
         self.frame = Some(frame);
-        Some(out)
+        Some((out, true))
     }
 
     /// The block of `count` records closed: its records compressed whole, as any block but the
     /// newest is stored, without stamps (the table takes them as the block stops growing).
     pub fn close(&self, count: u64) -> Vec<u8> {
-        pack(count, &self.raw, Compression::Zstd)
+        pack(count, &self.raw, Compression::Zstd, &[])
     }
 }
 
