@@ -184,19 +184,25 @@ struct State {
     bytes: u64,
 }
 
-/// Every block of the log, oldest first, the stamps of their records, and those of the stamps
-/// kept only in the newest block.
-#[allow(clippy::type_complexity)]
-fn block_sizes(
-    db: &Database,
-    t: LogTables,
-) -> Result<(VecDeque<BlockSize>, Stamps, Vec<(u64, u64)>, bool)> {
+/// What a log's tables say when it opens.
+struct Loaded {
+    /// Every block, oldest first.
+    blocks: VecDeque<BlockSize>,
+    /// The stamps of their records.
+    stamps: Stamps,
+    /// Those of the stamps kept only in the newest block.
+    pending: Vec<(u64, u64)>,
+    /// Whether the newest block is an open frame.
+    tail_open: bool,
+}
+
+fn load(db: &Database, t: LogTables) -> Result<Loaded> {
     let txn = db.begin_read()?;
-    let blocks = txn.open_table(t.blocks)?;
-    let mut out = VecDeque::new();
-    for item in blocks.iter()? {
+    let table = txn.open_table(t.blocks)?;
+    let mut blocks = VecDeque::new();
+    for item in table.iter()? {
         let (first, block) = item?;
-        out.push_back(BlockSize {
+        blocks.push_back(BlockSize {
             first: first.value(),
             records: block_len(t.blocks.name(), block.value())?,
             bytes: footprint(block.value().len() as u64),
@@ -204,16 +210,30 @@ fn block_sizes(
     }
     let mut stamps = Stamps::load(&txn.open_table(t.times)?)?;
     let mut pending = Vec::new();
-    let mut open = false;
-    if let Some((first, block)) = blocks.last()? {
-        open = block_is_open(t.blocks.name(), block.value())?;
+    let mut tail_open = false;
+    if let Some((first, block)) = table.last()? {
+        tail_open = block_is_open(t.blocks.name(), block.value())?;
         for (offset, time) in block_stamps(t.blocks.name(), block.value())? {
             let seq = first.value().saturating_add(offset);
             stamps.push(seq, time.max(stamps.newest_time().unwrap_or(0)));
             pending.push((seq, time));
         }
     }
-    Ok((out, stamps, pending, open))
+    Ok(Loaded {
+        blocks,
+        stamps,
+        pending,
+        tail_open,
+    })
+}
+
+/// The newest block after records were added to it (see [`RingLog::grow_tail`]).
+struct Grown {
+    block: BlockSize,
+    /// The stamps it keeps (not in the time table).
+    pending: Vec<(u64, u64)>,
+    /// Whether it is an open frame.
+    open: bool,
 }
 
 /// How many of `blocks` (oldest first) go, and the oldest seq after, so that the log holds at
@@ -329,7 +349,12 @@ impl<T: LogRecord> RingLog<T> {
         retention: Retention,
     ) -> Result<Self> {
         let bounds = read_bounds(&db, tables.blocks)?;
-        let (blocks, stamps, pending, tail_open) = block_sizes(&db, tables)?;
+        let Loaded {
+            blocks,
+            stamps,
+            pending,
+            tail_open,
+        } = load(&db, tables)?;
         let bytes = blocks.iter().map(|b| b.bytes).sum();
         let log = RingLog {
             db,
@@ -523,10 +548,10 @@ impl<T: LogRecord> RingLog<T> {
         // Taken, not borrowed: if this append fails, the next one reads the block again.
         let mut growing = state.tail.take();
         let grown = self.grow_tail(&txn, &state, &mut growing, &encoded, stamp)?;
-        let open = grown.as_ref().is_some_and(|g| g.2);
+        let open = grown.as_ref().is_some_and(|g| g.open);
         let (added, replaced, pending, tail) = match grown {
-            Some((tail, pending, _)) => {
-                (vec![tail], state.blocks.back().copied(), pending, growing)
+            Some(Grown { block, pending, .. }) => {
+                (vec![block], state.blocks.back().copied(), pending, growing)
             }
             None => {
                 let built = early.unwrap_or_else(|| build_blocks(&encoded, self.compression));
@@ -591,7 +616,7 @@ impl<T: LogRecord> RingLog<T> {
         growing: &mut Option<Growing>,
         encoded: &[Vec<u8>],
         stamp: Option<(u64, u64)>,
-    ) -> Result<Option<(BlockSize, Vec<(u64, u64)>, bool)>> {
+    ) -> Result<Option<Grown>> {
         let Some(&tail) = state.blocks.back() else {
             return Ok(None);
         };
@@ -623,7 +648,11 @@ impl<T: LogRecord> RingLog<T> {
             records,
             bytes: footprint(block.len() as u64),
         };
-        Ok(Some((grown, pending, open)))
+        Ok(Some(Grown {
+            block: grown,
+            pending,
+            open,
+        }))
     }
 
     /// The newest block as stored, to grow or close; `None` (with a warning) if it cannot be read.

@@ -167,10 +167,8 @@ pub(super) fn decompress_open(packed: &[u8], len: usize) -> std::io::Result<Vec<
         let mut input = InBuffer::around(packed);
         while input.pos() < packed.len() {
             let progress = (input.pos(), out.len());
-            let mut output = OutBuffer::around_pos(&mut out, progress.1);
-            dctx.decompress_stream(&mut output, &mut input)
+            dctx.decompress_stream(&mut OutBuffer::around_pos(&mut out, progress.1), &mut input)
                 .map_err(zstd_error)?;
-            drop(output);
             if (input.pos(), out.len()) == progress {
                 return Err(std::io::Error::other("bytes after the records"));
             }
