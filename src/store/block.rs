@@ -8,7 +8,8 @@
 //! to the block after its first append follow it (a count, then for each its seq's offset from
 //! the block's first seq and its time as a delta from the previous one, the first from 0, all
 //! varints). The newest block keeps there the stamps that would otherwise cost the time table a
-//! write per append; they move to the table when a newer block starts.
+//! write per append; they move to the table when a newer block starts. Codec 2 ([`OPEN`]) is the
+//! newest block grown as an open zstd frame (see [`Growing`]).
 //!
 //! Blocks are cut so that what is stored stays under [`BLOCK_BYTES`]: redb gives a value too
 //! large for a 4 KiB leaf a page of a power-of-two size, so blocks just under 32 KiB fill their

@@ -196,6 +196,7 @@ struct Loaded {
     tail_open: bool,
 }
 
+/// Reads every block's size, the time table, and the newest block's stamps and codec.
 fn load(db: &Database, t: LogTables) -> Result<Loaded> {
     let txn = db.begin_read()?;
     let table = txn.open_table(t.blocks)?;
@@ -607,8 +608,8 @@ impl<T: LogRecord> RingLog<T> {
     /// table less written per append). Returns the block as it now is, the stamps it keeps and
     /// whether it is an open frame; `growing` is the block as it grows (read from the table
     /// when `None`). Only compressed logs grow blocks (`Compression::None` keeps the layout it
-    /// compares against). A tail
-    /// block that cannot be read is left as it is, and the records start a new block.
+    /// compares against). A tail block that cannot be read is left as it is, and the records
+    /// start a new block.
     fn grow_tail(
         &self,
         txn: &redb::WriteTransaction,
