@@ -172,10 +172,9 @@ struct BlockSize {
 struct State {
     bounds: Bounds,
     blocks: VecDeque<BlockSize>,
+    /// The stamps of the records; those after the newest block's first seq are kept in that
+    /// block (see [`super::block::block_stamps`]), not yet in the time table.
     stamps: Stamps,
-    /// The stamps (seq, ns) kept only in the newest block (see [`super::block::block_stamps`]),
-    /// not yet in the time table.
-    pending: Vec<(u64, u64)>,
     /// The newest block as it grows, when known (its records, at most a compressed block's
     /// gathering size, and its open frame): growing it then needs no read or decompression.
     tail: Option<Growing>,
@@ -188,10 +187,8 @@ struct State {
 struct Loaded {
     /// Every block, oldest first.
     blocks: VecDeque<BlockSize>,
-    /// The stamps of their records.
+    /// The stamps of their records, the time table's and the newest block's.
     stamps: Stamps,
-    /// Those of the stamps kept only in the newest block.
-    pending: Vec<(u64, u64)>,
     /// Whether the newest block is an open frame.
     tail_open: bool,
 }
@@ -210,20 +207,17 @@ fn load(db: &Database, t: LogTables) -> Result<Loaded> {
         });
     }
     let mut stamps = Stamps::load(&txn.open_table(t.times)?)?;
-    let mut pending = Vec::new();
     let mut tail_open = false;
     if let Some((first, block)) = table.last()? {
         tail_open = block_is_open(t.blocks.name(), block.value())?;
         for (offset, time) in block_stamps(t.blocks.name(), block.value())? {
             let seq = first.value().saturating_add(offset);
             stamps.push(seq, time.max(stamps.newest_time().unwrap_or(0)));
-            pending.push((seq, time));
         }
     }
     Ok(Loaded {
         blocks,
         stamps,
-        pending,
         tail_open,
     })
 }
@@ -231,8 +225,6 @@ fn load(db: &Database, t: LogTables) -> Result<Loaded> {
 /// The newest block after records were added to it (see [`RingLog::grow_tail`]).
 struct Grown {
     block: BlockSize,
-    /// The stamps it keeps (not in the time table).
-    pending: Vec<(u64, u64)>,
     /// Whether it is an open frame.
     open: bool,
 }
@@ -353,7 +345,6 @@ impl<T: LogRecord> RingLog<T> {
         let Loaded {
             blocks,
             stamps,
-            pending,
             tail_open,
         } = load(&db, tables)?;
         let bytes = blocks.iter().map(|b| b.bytes).sum();
@@ -367,7 +358,6 @@ impl<T: LogRecord> RingLog<T> {
                 bounds,
                 blocks,
                 stamps,
-                pending,
                 tail: None,
                 tail_open,
                 bytes,
@@ -550,10 +540,8 @@ impl<T: LogRecord> RingLog<T> {
         let mut growing = state.tail.take();
         let grown = self.grow_tail(&txn, &state, &mut growing, &encoded, stamp)?;
         let open = grown.as_ref().is_some_and(|g| g.open);
-        let (added, replaced, pending, tail) = match grown {
-            Some(Grown { block, pending, .. }) => {
-                (vec![block], state.blocks.back().copied(), pending, growing)
-            }
+        let (added, replaced, tail) = match grown {
+            Some(Grown { block, .. }) => (vec![block], state.blocks.back().copied(), growing),
             None => {
                 let built = early.unwrap_or_else(|| build_blocks(&encoded, self.compression));
                 let (added, replaced) =
@@ -561,7 +549,7 @@ impl<T: LogRecord> RingLog<T> {
                 let raw = built
                     .last()
                     .map(|(part, _)| Growing::new(encoded[part.clone()].concat()));
-                (added, replaced, Vec::new(), raw)
+                (added, replaced, raw)
             }
         };
         let kept = state.blocks.len() - usize::from(replaced.is_some());
@@ -593,7 +581,6 @@ impl<T: LogRecord> RingLog<T> {
         state.blocks.drain(..from_old);
         state.blocks.extend(added.into_iter().skip(gone - from_old));
         state.stamps.push(first, time);
-        state.pending = pending;
         state.tail = tail.filter(|_| self.compression == Compression::Zstd);
         state.tail_open = open;
         state.trimmed_blocks(gone);
@@ -628,10 +615,11 @@ impl<T: LogRecord> RingLog<T> {
         {
             return Ok(None);
         }
-        let pending: Vec<(u64, u64)> = state.pending.iter().chain(&stamp).copied().collect();
-        let offsets: Vec<(u64, u64)> = pending
-            .iter()
-            .map(|&(seq, time)| (seq - tail.first, time))
+        let offsets: Vec<(u64, u64)> = state
+            .stamps
+            .after(tail.first)
+            .chain(stamp)
+            .map(|(seq, time)| (seq - tail.first, time))
             .collect();
         let mut blocks = txn.open_table(self.tables.blocks)?;
         if growing.is_none() {
@@ -649,11 +637,7 @@ impl<T: LogRecord> RingLog<T> {
             records,
             bytes: footprint(block.len() as u64),
         };
-        Ok(Some(Grown {
-            block: grown,
-            pending,
-            open,
-        }))
+        Ok(Some(Grown { block: grown, open }))
     }
 
     /// The newest block as stored, to grow or close; `None` (with a warning) if it cannot be read.
@@ -706,7 +690,11 @@ impl<T: LogRecord> RingLog<T> {
             }
         }
         added.extend(write_blocks(txn, self.tables, built, first)?);
-        let moved: Vec<_> = state.pending.iter().chain(&stamp).copied().collect();
+        let grew = state
+            .blocks
+            .back()
+            .map(|tail| state.stamps.after(tail.first));
+        let moved: Vec<_> = grew.into_iter().flatten().chain(stamp).collect();
         if !moved.is_empty() {
             let mut times = txn.open_table(self.tables.times)?;
             for (seq, time) in moved {

@@ -105,44 +105,46 @@ impl Growing {
             return None;
         }
         let before = self.raw.len();
-        if added >= OPEN_GROWTH_BYTES {
-            for r in records {
-                self.raw.extend_from_slice(r);
-            }
-            let out = pack(count, &self.raw, Compression::Zstd, stamps);
-            if out.len() > BLOCK_BYTES {
-                self.raw.truncate(before);
-                return None;
-            }
-            self.frame = None;
-            return Some((out, false));
-        }
-        let mut frame = match self.frame.take() {
-            Some(frame) => frame,
-            None => {
-                let mut frame = Frame::start().ok()?;
-                frame.push(&self.raw).ok()?;
-                frame
-            }
-        };
         self.raw.reserve(added);
         for r in records {
             self.raw.extend_from_slice(r);
         }
-        let mut out = Vec::new();
-        if frame.push(&self.raw[before..]).is_ok() {
-            out.reserve(frame.packed.len() + 16 + 8 * stamps.len());
-            put_header(&mut out, count, OPEN, stamps);
-            push_varint(&mut out, self.raw.len() as u64);
-            out.extend_from_slice(&frame.packed);
+        let open = added < OPEN_GROWTH_BYTES;
+        let out = if open {
+            self.push_open(before, count, stamps)
+        } else {
+            // A frame left open would lack these records.
+            self.frame = None;
+            Some(pack(count, &self.raw, Compression::Zstd, stamps))
+        };
+        match out {
+            Some(out) if out.len() <= BLOCK_BYTES => Some((out, open)),
+            _ => {
+                // A frame that took the records would hold some the block does not.
+                self.frame = None;
+                self.raw.truncate(before);
+                None
+            }
         }
-        if out.is_empty() || out.len() > BLOCK_BYTES {
-            // The frame now holds records the block does not: the next growth starts another.
-            self.raw.truncate(before);
-            return None;
-        }
-        self.frame = Some(frame);
-        Some((out, true))
+    }
+
+    /// The open block of `count` records after the records from `raw[from..]` were compressed
+    /// into the frame (started, from the records before them, if there is none yet).
+    fn push_open(&mut self, from: usize, count: u64, stamps: &[(u64, u64)]) -> Option<Vec<u8>> {
+        let frame = match &mut self.frame {
+            Some(frame) => frame,
+            slot => {
+                let mut frame = Frame::start().ok()?;
+                frame.push(&self.raw[..from]).ok()?;
+                slot.insert(frame)
+            }
+        };
+        frame.push(&self.raw[from..]).ok()?;
+        let mut out = Vec::with_capacity(frame.packed.len() + 16 + 8 * stamps.len());
+        put_header(&mut out, count, OPEN, stamps);
+        push_varint(&mut out, self.raw.len() as u64);
+        out.extend_from_slice(&frame.packed);
+        Some(out)
     }
 
     /// The block of `count` records closed: its records compressed whole, as any block but the

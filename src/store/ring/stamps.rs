@@ -68,6 +68,12 @@ impl Stamps {
         self.newest_time() != Some(time)
     }
 
+    /// The stamps of records after `seq`, as (seq, ns), oldest first.
+    pub fn after(&self, seq: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let i = self.0.partition_point(|s| s.seq <= seq);
+        self.0.range(i..).map(|s| (s.seq, s.time))
+    }
+
     pub fn push(&mut self, seq: u64, time: u64) {
         if self.needs(time) {
             self.0.push_back(Stamp { seq, time });
